@@ -1,0 +1,203 @@
+"""The codec interface: one small class per format.
+
+A codec has a ``name``, the file ``extensions`` it claims, a ``sniff`` test on a
+file's first bytes, and two methods: ``write(weights, fileobj)`` and
+``read(fileobj)``. Options are constructor keywords declared as :class:`Option`
+(name, type, default, help); they are validated once here and kept as public
+attributes, so ``repr``, equality and :meth:`Codec.get_config` are written once.
+
+A new codec is one module with a class decorated by
+:func:`weightstore.registry.register`, or a third-party class announced under the
+``weightstore.codecs`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any, ClassVar
+
+from .errors import LimitError, OptionError
+from .model import Weights
+
+__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS"]
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds a reader checks before it allocates memory for what a file claims.
+
+    The defaults admit any real model that fits this machine's memory while
+    refusing small files that claim, or expand to, absurd sizes. Raise them with
+    ``weightstore.load(path, limits=Limits(max_total_bytes=64 * GiB))``.
+    """
+
+    #: Largest single tensor, in bytes.
+    max_tensor_bytes: int = 16 * GiB
+    #: Largest sum of all tensors, in bytes (also the cap on decompressed output).
+    max_total_bytes: int = 16 * GiB
+    #: Most tensors in one file.
+    max_tensors: int = 1_000_000
+    #: Decompressed data may exceed this many bytes only within ``max_expansion`` x the
+    #: compressed size; below it any ratio is allowed (zeros compress very well).
+    expansion_free_bytes: int = 256 * MiB
+    #: Largest ratio of decompressed to compressed size above ``expansion_free_bytes``.
+    max_expansion: int = 1000
+    #: Largest header (JSON document inside a binary format), in bytes.
+    max_header_bytes: int = 100 * MiB
+    #: Deepest nesting accepted in JSON and pickle structures.
+    max_depth: int = 64
+
+    def check_tensor(self, path: str, name: str, nbytes: int, total: int = 0) -> None:
+        """Refuse a tensor of *nbytes* (with *total* bytes already read) beyond the limits."""
+        if nbytes > self.max_tensor_bytes:
+            raise LimitError(
+                path=path, field=f"tensor {name!r}",
+                expected=f"at most {self.max_tensor_bytes:,} bytes (Limits.max_tensor_bytes)",
+                found=f"{nbytes:,} bytes",
+            )
+        if total + nbytes > self.max_total_bytes:
+            raise LimitError(
+                path=path, field=f"tensor {name!r}",
+                expected=f"all tensors within {self.max_total_bytes:,} bytes "
+                "(Limits.max_total_bytes)",
+                found=f"{total + nbytes:,} bytes so far",
+            )
+
+    def max_output(self, compressed_size: int) -> int:
+        """Largest decompressed size allowed for *compressed_size* input bytes."""
+        by_ratio = max(self.expansion_free_bytes, compressed_size * self.max_expansion)
+        return min(self.max_total_bytes, by_ratio)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Option:
+    """A codec option: a constructor keyword with a type, a default and a help line."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: Sequence[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def validate(self, codec: str, value: Any) -> Any:
+        """*value* converted to the option's type, or :class:`OptionError`."""
+        if value is None and self.default is None:
+            return None
+        if isinstance(value, str) and self.type is not str:
+            value = self.parse(codec, value)
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
+            raise OptionError(
+                field=f"{codec} option {self.name!r}",
+                expected=self.type.__name__, found=value,
+            )
+        if self.choices is not None and value not in self.choices:
+            raise OptionError(
+                field=f"{codec} option {self.name!r}",
+                expected=f"one of {', '.join(map(str, self.choices))}", found=value,
+            )
+        if (self.min is not None and value < self.min) or (
+            self.max is not None and value > self.max
+        ):
+            raise OptionError(
+                field=f"{codec} option {self.name!r}",
+                expected=f"a value from {self.min} to {self.max}", found=value,
+            )
+        return value
+
+    def parse(self, codec: str, text: str) -> Any:
+        """Parse the command line's text form of the option."""
+        if self.type is bool:
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+        else:
+            if text.strip().lower() in ("none", "") and self.default is None:
+                return None
+            try:
+                return self.type(text)
+            except ValueError:
+                pass
+        raise OptionError(
+            field=f"{codec} option {self.name!r}", expected=self.type.__name__, found=text
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The option as plain data, for ``weightstore formats --json``."""
+        d = dataclasses.asdict(self)
+        d["type"] = self.type.__name__
+        d["choices"] = list(self.choices) if self.choices is not None else None
+        return d
+
+
+class Codec:
+    """Base class of every codec. Subclasses set the class attributes and implement
+    :meth:`write` and :meth:`read` (and usually :meth:`sniff`)."""
+
+    #: Registry key, e.g. ``"json"``.
+    name: ClassVar[str]
+    #: File name endings it claims, most usual first, e.g. ``(".h5", ".hdf5")``.
+    extensions: ClassVar[tuple[str, ...]] = ()
+    #: One line for ``weightstore formats``.
+    description: ClassVar[str] = ""
+    #: Whether every supported value round-trips bit for bit.
+    lossless: ClassVar[bool] = True
+    #: Whether the metadata map is stored.
+    supports_metadata: ClassVar[bool] = True
+    #: Whether :meth:`write` needs a seekable file (a zstd layer then spools it).
+    needs_seekable_output: ClassVar[bool] = False
+    #: The options it takes.
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def __init__(self, **options: Any) -> None:
+        known = {opt.name: opt for opt in self.options}
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            names = ", ".join(known) or "none"
+            raise OptionError(
+                field=f"{self.name} option {unknown[0]!r}",
+                expected=f"one of the {self.name} options ({names})", found=unknown[0],
+            )
+        for opt in self.options:
+            value = options.get(opt.name, opt.default)
+            setattr(self, opt.name, opt.validate(self.name, value))
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        """True if a file starting with *head* (up to 512 bytes) is of this format."""
+        return False
+
+    def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+        """Write *weights* to the binary file object. *path* is for messages only."""
+        raise NotImplementedError
+
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+        """Read a file object positioned at the start. *path* is for messages only."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """The codec's name and option values: ``Codec`` ``(**config)`` rebuilds it."""
+        return {"id": self.name, **{opt.name: getattr(self, opt.name) for opt in self.options}}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{opt.name}={getattr(self, opt.name)!r}" for opt in self.options)
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.get_config().items())))

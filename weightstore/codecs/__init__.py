@@ -1,0 +1,3 @@
+"""The built-in codecs, one module each. Importing this package registers them."""
+
+from . import csv, hdf5, json, npz, pickle, zstd  # noqa: F401  (registration on import)

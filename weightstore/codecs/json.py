@@ -1,0 +1,195 @@
+"""JSON: one document any language's standard JSON parser reads.
+
+Layout (version 1), specified in full in ``docs/formats.md``::
+
+    {
+      "format": "weightstore.json",
+      "version": 1,
+      "metadata": {"key": "value", ...},
+      "tensors": [
+        {"name": "W1", "dtype": "float32", "shape": [784, 50], "data": [[...], ...]},
+        ...
+      ]
+    }
+
+- ``tensors`` is a list, in the weights' order. ``name`` uses ``/`` for groups.
+- ``dtype`` is one of ``bool int8 int16 int32 int64 uint8 uint16 uint32 uint64
+  float16 bfloat16 float32 float64``.
+- ``shape`` is a list of non-negative integers (``[]`` for a 0-d tensor).
+- ``data`` holds the values in row-major (C) order as nested lists, one level per
+  dimension (a bare value for a 0-d tensor; an empty tensor keeps the nesting
+  down to its first zero dimension, e.g. shape ``[3, 0]`` is ``[[], [], []]``).
+- A value is ``true``/``false`` for bool; a JSON integer for integer dtypes, or a
+  decimal string when a 64-bit value is beyond ±(2**53 - 1); for floats, the
+  shortest decimal that reads back to the identical value of that dtype, or one of
+  the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, or ``"NaN(0x<bits>)"``
+  for a NaN whose bits are not the canonical quiet NaN.
+
+A reader rebuilds a tensor by parsing ``data``, converting strings with its
+decimal parser (JavaScript: ``Number(s)`` or ``BigInt(s)``), flattening in
+row-major order, and rounding each number once to ``dtype``.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import numpy as np
+import orjson
+
+from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
+from ..errors import FormatError, WeightsError
+from ..model import Weights, canonical_dtype, dtype_name
+from ..registry import register
+from ._text import cast_exact, json_ready, parse_token
+
+FORMAT_ID = "weightstore.json"
+VERSION = 1
+_KEYS = {"format", "version", "metadata", "tensors"}
+_TENSOR_KEYS = {"name", "dtype", "shape", "data"}
+
+
+def _empty_nesting(shape: tuple[int, ...]) -> Any:
+    if not shape or shape[0] == 0:
+        return []
+    return [_empty_nesting(shape[1:]) for _ in range(shape[0])]
+
+
+@register
+class JsonCodec(Codec):
+    """Our JSON layout: tensors as nested lists of exact shortest decimals."""
+
+    name = "json"
+    extensions = (".json",)
+    description = "JSON document (weightstore.json v1): name, dtype, shape, nested values"
+    options = (Option("indent", bool, False, "indent the document by 2 spaces for reading"),)
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
+
+    def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+        doc = {
+            "format": FORMAT_ID,
+            "version": VERSION,
+            "metadata": dict(weights.metadata),
+            "tensors": [
+                {
+                    "name": name,
+                    "dtype": dtype_name(array.dtype),
+                    "shape": list(array.shape),
+                    "data": json_ready(array) if array.size else _empty_nesting(array.shape),
+                }
+                for name, array in weights.items()
+            ],
+        }
+        option = orjson.OPT_SERIALIZE_NUMPY
+        if self.indent:  # type: ignore[attr-defined]
+            option |= orjson.OPT_INDENT_2
+        fileobj.write(orjson.dumps(doc, option=option))
+
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+        raw = fileobj.read()
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise FormatError(f"not valid JSON ({e})", path=path) from e
+        if not isinstance(doc, dict):
+            raise FormatError(path=path, field="top level", expected="a JSON object",
+                              found=type(doc).__name__)
+        if doc.get("format") != FORMAT_ID:
+            raise FormatError(path=path, field="format", expected=repr(FORMAT_ID),
+                              found=doc.get("format", "no 'format' key"),
+                              hint="this JSON file was not written by weightstore")
+        if doc.get("version") != VERSION:
+            raise FormatError(path=path, field="version", expected=VERSION,
+                              found=doc.get("version"))
+        extra = set(doc) - _KEYS
+        if extra:
+            raise FormatError(path=path, field="top level", expected=f"keys {sorted(_KEYS)}",
+                              found=sorted(extra))
+        metadata = doc.get("metadata", {})
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise FormatError(path=path, field="metadata", expected="an object of strings",
+                              found=metadata)
+        entries = doc.get("tensors")
+        if not isinstance(entries, list):
+            raise FormatError(path=path, field="tensors", expected="a list",
+                              found=type(entries).__name__)
+        if len(entries) > limits.max_tensors:
+            raise FormatError(path=path, field="tensors",
+                              expected=f"at most {limits.max_tensors}", found=len(entries))
+        tensors: list[tuple[str, np.ndarray]] = []
+        total = 0
+        for i, entry in enumerate(entries):
+            name, array = self._read_tensor(entry, f"tensors[{i}]", path, limits, total)
+            total += array.nbytes
+            tensors.append((name, array))
+        try:
+            return Weights(tensors, metadata=metadata)
+        except WeightsError as e:
+            raise FormatError(f"holds invalid weights: {e}", path=path) from e
+
+    @staticmethod
+    def _read_tensor(entry: Any, where: str, path: str, limits: Limits,
+                     total: int) -> tuple[str, np.ndarray]:
+        if not isinstance(entry, dict) or set(entry) != _TENSOR_KEYS:
+            raise FormatError(path=path, field=where, expected=f"an object with keys "
+                              f"{sorted(_TENSOR_KEYS)}",
+                              found=sorted(entry) if isinstance(entry, dict) else entry)
+        name, dtype_text, shape = entry["name"], entry["dtype"], entry["shape"]
+        if not isinstance(name, str):
+            raise FormatError(path=path, field=f"{where}.name", expected="a string", found=name)
+        where = f"tensor {name!r}"
+        if not isinstance(dtype_text, str):
+            raise FormatError(path=path, field=f"{where} dtype", expected="a string",
+                              found=dtype_text)
+        try:
+            dtype = canonical_dtype(dtype_text)
+        except WeightsError as e:
+            raise FormatError(path=path, field=f"{where} dtype", expected=e.expected,
+                              found=dtype_text) from e
+        if (not isinstance(shape, list) or len(shape) > 64
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                           for d in shape)):
+            raise FormatError(path=path, field=f"{where} shape",
+                              expected="a list of at most 64 non-negative integers", found=shape)
+        shape_t = tuple(shape)
+        count = int(np.prod(shape_t, dtype=np.float64)) if shape_t else 1
+        limits.check_tensor(path, name, count * dtype.itemsize, total)
+        data = entry["data"]
+        if count == 0:
+            if data != _empty_nesting(shape_t):
+                raise FormatError(path=path, field=f"{where} data",
+                                  expected=f"empty nesting for shape {shape}", found=data)
+            return name, np.zeros(shape_t, dtype=dtype)
+        try:
+            values = np.array(data)
+        except ValueError as e:
+            raise FormatError(path=path, field=f"{where} data",
+                              expected=f"nested lists of shape {shape}",
+                              found="ragged lists") from e
+        if values.shape != shape_t:
+            raise FormatError(path=path, field=f"{where} data",
+                              expected=f"nested lists of shape {shape}",
+                              found=f"shape {list(values.shape)}")
+        if dtype.kind == "b":
+            if values.dtype != np.bool_:
+                raise FormatError(path=path, field=f"{where} data", expected="true/false values",
+                                  found=str(values.dtype))
+            return name, values
+        if values.dtype.kind in "UO":
+            flat = np.array(data, dtype=object).reshape(-1)
+            for j, v in enumerate(flat.tolist()):
+                if isinstance(v, str):
+                    flat[j] = parse_token(v, dtype, f"{where} data[{j}]", path)
+                elif isinstance(v, bool) or not isinstance(v, int | float):
+                    raise FormatError(path=path, field=f"{where} data[{j}]",
+                                      expected="a number", found=v)
+            values = flat.reshape(shape_t)
+        elif values.dtype.kind not in "iuf":
+            raise FormatError(path=path, field=f"{where} data", expected="numbers",
+                              found=str(values.dtype))
+        return name, cast_exact(values, dtype, f"{where} data", path)
