@@ -6,6 +6,13 @@ file's first bytes, and two methods: ``write(weights, fileobj)`` and
 (name, type, default, help); they are validated once here and kept as public
 attributes, so ``repr``, equality and :meth:`Codec.get_config` are written once.
 
+Two optional extensions serve large models. ``open(fileobj)`` returns a
+:class:`TensorSource` that knows every tensor's name, dtype and shape from the
+header and reads one tensor when asked; the default implementation reads the
+whole file with ``read``, so every codec supports it. ``streams_writes = True``
+declares that ``write`` takes the tensors one at a time from the mapping it is
+given (a lazy mapping then keeps one tensor in memory, not the model).
+
 A new codec is one module with a class decorated by
 :func:`weightstore.registry.register`, or a third-party class announced under the
 ``weightstore.codecs`` entry-point group.
@@ -18,10 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
-from .errors import LimitError, OptionError
+import numpy as np
+
+from .errors import FormatError, LimitError, OptionError, WeightsError
 from .model import Weights
 
-__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS"]
+__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "TensorMeta", "TensorSource",
+           "LoadedSource", "read_all"]
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -75,6 +85,81 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """One tensor as a file's header describes it: what reading it will give."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        """Number of values."""
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tensor takes in memory."""
+        return self.count * self.dtype.itemsize
+
+
+class TensorSource:
+    """A file's tensors, described up front and read one at a time (what :meth:`Codec.open`
+    returns). Subclasses fill :attr:`tensors` and :attr:`metadata` and implement :meth:`read`.
+    """
+
+    #: True when opening read only the header, so that tensors are read on access.
+    lazy: ClassVar[bool] = False
+
+    def __init__(self, tensors: Sequence[TensorMeta], metadata: dict[str, str]) -> None:
+        #: The tensors in the file's order.
+        self.tensors: list[TensorMeta] = list(tensors)
+        #: The file's string metadata.
+        self.metadata: dict[str, str] = dict(metadata)
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        """Tensor *name* as a new array, or with *mmap* a read-only memory map of the file
+        where the format stores the raw bytes (an ordinary array elsewhere)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the source holds (the file object itself belongs to the caller)."""
+
+
+class LoadedSource(TensorSource):
+    """The default source: a file read whole with :meth:`Codec.read`."""
+
+    def __init__(self, weights: Weights) -> None:
+        super().__init__([TensorMeta(k, v.dtype, tuple(v.shape)) for k, v in weights.items()],
+                         weights.metadata)
+        self._weights: Weights | None = weights
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        if self._weights is None:
+            raise ValueError("the source is closed")
+        return self._weights[name]
+
+    def close(self) -> None:
+        self._weights = None
+
+
+def read_all(source: TensorSource, path: str, limits: Limits) -> Weights:
+    """Every tensor of *source* in memory, checking the total against *limits* first."""
+    total = 0
+    for meta in source.tensors:
+        limits.check_tensor(path, meta.name, meta.nbytes, total)
+        total += meta.nbytes
+    tensors = [(meta.name, source.read(meta.name)) for meta in source.tensors]
+    try:
+        return Weights(tensors, metadata=source.metadata)
+    except WeightsError as e:
+        raise FormatError(f"holds invalid weights: {e}", path=path) from e
 
 
 @dataclass(frozen=True)
@@ -161,6 +246,9 @@ class Codec:
     needs_seekable_output: ClassVar[bool] = False
     #: The options it takes.
     options: ClassVar[tuple[Option, ...]] = ()
+    #: Whether :meth:`write` takes one tensor at a time from the mapping it is given, so
+    #: that writing from a lazy mapping holds one tensor in memory (False: all of them).
+    streams_writes: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         known = {opt.name: opt for opt in self.options}
@@ -187,6 +275,13 @@ class Codec:
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
         """Read a file object positioned at the start. *path* is for messages only."""
         raise NotImplementedError
+
+    def open(self, fileobj: IO[bytes], *, path: str,
+             limits: Limits = DEFAULT_LIMITS) -> TensorSource:
+        """The file's tensors, to be read one at a time. *fileobj* must stay open until the
+        source is closed. This default reads the whole file with :meth:`read`; codecs whose
+        header tells where each tensor lies override it to read only the header."""
+        return LoadedSource(self.read(fileobj, path=path, limits=limits))
 
     def get_config(self) -> dict[str, Any]:
         """The codec's name and option values: ``Codec`` ``(**config)`` rebuilds it."""

@@ -13,6 +13,10 @@ Reading refuses soft and external links, external storage and virtual datasets
 (each would read other files), dtypes outside the core set, and datasets whose
 claimed size exceeds :class:`~weightstore.codec.Limits` or their stored bytes by
 more than the allowed expansion.
+
+:meth:`Hdf5Codec.open` walks the structure alone; a contiguous, unfiltered
+dataset is then read straight from its offset in the file (``dset.id.get_offset()``)
+or memory-mapped, any other dataset through h5py on access.
 """
 
 from __future__ import annotations
@@ -21,15 +25,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
-from ..errors import (
-    FormatError,
-    UnsafeFileError,
-    UnsupportedError,
-    WeightsError,
-    WeightstoreError,
-)
+from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorMeta, TensorSource, read_all
+from ..errors import FormatError, UnsafeFileError, UnsupportedError, WeightstoreError
 from ..model import Weights, dtype_name, little_endian
+from ..rawio import RawFile
 from ..registry import register
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -49,6 +48,7 @@ class Hdf5Codec(Codec):
     extensions = (".h5", ".hdf5")
     description = "HDF5 (h5py): one dataset per tensor, groups for '/', optional gzip/lzf"
     needs_seekable_output = True
+    streams_writes = True
     options = (
         Option("compression", str, "none", "dataset filter", choices=("none", "gzip", "lzf")),
         Option("level", int, 4, "gzip level (0-9)", min=0, max=9),
@@ -84,28 +84,52 @@ class Hdf5Codec(Codec):
                 group.create_dataset(leaf, data=little_endian(array), **kwargs)
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+        source = self.open(fileobj, path=path, limits=limits)
+        try:
+            return read_all(source, path, limits)
+        finally:
+            source.close()
+
+    def open(self, fileobj: IO[bytes], *, path: str,
+             limits: Limits = DEFAULT_LIMITS) -> TensorSource:
+        """The file's structure only; datasets are read (contiguous ones memory-mapped or
+        read straight from their offset) on access."""
         h5py = _h5py()
         try:
             f = h5py.File(fileobj, "r")
         except OSError as e:
             raise FormatError(f"not a readable HDF5 file ({e})", path=path) from e
-        tensors: list[tuple[str, np.ndarray]] = []
-        with f:
-            try:
-                metadata = {k: _attr_text(v) for k, v in f.attrs.items()}
-                self._walk(h5py, f, "", path, limits, tensors, 0)
-            except WeightstoreError:
-                raise
-            except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
-                # h5py reports damaged metadata as any of these
-                raise FormatError(f"damaged HDF5 structure ({e})", path=path) from e
         try:
-            return Weights(tensors, metadata=metadata)
-        except WeightsError as e:
-            raise FormatError(f"holds invalid weights: {e}", path=path) from e
+            return _Hdf5Source(h5py, f, RawFile(fileobj, path), path, limits)
+        except BaseException:
+            f.close()
+            raise
 
-    def _walk(self, h5py: Any, group: Any, prefix: str, path: str, limits: Limits,
-              out: list[tuple[str, np.ndarray]], depth: int) -> None:
+
+class _Hdf5Source(TensorSource):
+    """An open HDF5 file: every dataset checked, the data left on disk."""
+
+    lazy = True
+
+    def __init__(self, h5py: Any, f: Any, raw: RawFile, path: str, limits: Limits) -> None:
+        self._h5py, self._f, self._raw, self._path = h5py, f, raw, path
+        #: dataset name -> file offset of its raw bytes, or -1 to read through h5py
+        self._offsets: dict[str, int] = {}
+        metas: list[TensorMeta] = []
+        try:
+            metadata = {k: _attr_text(v) for k, v in f.attrs.items()}
+            self._walk(f, "", limits, metas, 0)
+        except WeightstoreError:
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+            # h5py reports damaged metadata as any of these
+            raise FormatError(f"damaged HDF5 structure ({e})", path=path) from e
+        super().__init__(metas, metadata)
+        self._metas = {m.name: m for m in metas}
+
+    def _walk(self, group: Any, prefix: str, limits: Limits, out: list[TensorMeta],
+              depth: int) -> None:
+        h5py, path = self._h5py, self._path
         if depth > limits.max_depth:
             raise FormatError(path=path, field=f"group {prefix!r}",
                               expected=f"nesting within {limits.max_depth} levels")
@@ -122,13 +146,35 @@ class Hdf5Codec(Codec):
                 raise FormatError(f"cannot open object ({e})", path=path,
                                   field=f"object {name!r}") from e
             if isinstance(obj, h5py.Group):
-                self._walk(h5py, obj, name, path, limits, out, depth + 1)
+                self._walk(obj, name, limits, out, depth + 1)
             elif isinstance(obj, h5py.Dataset):
-                total = sum(a.nbytes for _, a in out)
                 if len(out) >= limits.max_tensors:
                     raise FormatError(path=path, field="datasets",
                                       expected=f"at most {limits.max_tensors}")
-                out.append((name, _read_dataset(h5py, obj, name, path, limits, total)))
+                meta, offset = _check_dataset(h5py, obj, name, path, limits, self._raw.size)
+                out.append(meta)
+                self._offsets[name] = offset
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        meta, offset = self._metas[name], self._offsets[name]
+        where = f"dataset {name!r}"
+        if offset >= 0:
+            if mmap and self._raw.can_mmap:
+                return self._raw.map_array(offset, meta.dtype, meta.shape).view(np.ndarray)
+            return self._raw.read_array(offset, meta.dtype, meta.shape, field=where)
+        try:
+            ds = self._f[name]
+            out = np.empty(meta.shape, dtype=meta.dtype)
+            if meta.count and meta.dtype.kind == "b":
+                out[...] = ds[()]
+            elif meta.count:
+                ds.read_direct(out)
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+            raise FormatError(f"cannot read data ({e})", path=self._path, field=where) from e
+        return out
+
+    def close(self) -> None:
+        self._f.close()
 
 
 def _attr_text(value: Any) -> str:
@@ -139,13 +185,16 @@ def _attr_text(value: Any) -> str:
     return str(value.tolist() if isinstance(value, np.ndarray | np.generic) else value)
 
 
-def _read_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
-                  total: int) -> np.ndarray:
+def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
+                   file_size: int) -> tuple[TensorMeta, int]:
+    """The dataset's meta after the checks, and the offset of its raw bytes (-1 when it
+    must be read through h5py: chunked, filtered, compact, big-endian or bool)."""
     where = f"dataset {name!r}"
     if ds.is_virtual:
         raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
                               found="a virtual dataset")
-    if ds.id.get_create_plist().get_external_count() > 0:
+    plist = ds.id.get_create_plist()
+    if plist.get_external_count() > 0:
         raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
                               found="external storage")
     if ds.shape is None:
@@ -158,23 +207,20 @@ def _read_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
     if dtype_name(dtype) is None:
         raise FormatError(path=path, field=f"{where} dtype",
                           expected="bool, (u)int8-64 or float16/32/64", found=str(ds.dtype))
-    count = int(np.prod(ds.shape, dtype=np.float64)) if ds.shape else 1
-    nbytes = count * dtype.itemsize
-    limits.check_tensor(path, name, nbytes, total)
+    meta = TensorMeta(name, little_endian(np.empty(0, dtype)).dtype, tuple(ds.shape))
+    limits.check_tensor(path, name, meta.nbytes)
     stored = ds.id.get_storage_size()
-    if nbytes > limits.max_output(stored):
+    if meta.nbytes > limits.max_output(stored):
         raise FormatError(
             path=path, field=where,
             expected=f"at most {limits.max_output(stored):,} bytes from {stored:,} stored "
             "(Limits.max_expansion)",
-            found=f"{nbytes:,} bytes claimed",
+            found=f"{meta.nbytes:,} bytes claimed",
         )
-    try:
-        out = np.empty(ds.shape, dtype=little_endian(np.empty(0, dtype)).dtype)
-        if count and dtype.kind == "b":
-            out[...] = ds[()]
-        elif count:
-            ds.read_direct(out)
-    except (OSError, ValueError, TypeError) as e:
-        raise FormatError(f"cannot read data ({e})", path=path, field=where) from e
-    return out
+    offset = -1
+    if (meta.count and dtype.kind != "b" and dtype.byteorder != ">" and ds.chunks is None
+            and plist.get_nfilters() == 0 and stored == meta.nbytes):
+        found = ds.id.get_offset()
+        if found is not None and found + meta.nbytes <= file_size:
+            offset = found
+    return meta, offset

@@ -7,6 +7,11 @@ else it is ``npz``; on reading, the decompressed content decides (content beats
 the name), then the name. Options other than ``inner``, ``level`` and
 ``threads`` pass through to the inner codec (``compression=gzip`` for HDF5).
 
+Data above 32 MiB is compressed on every core (zstd's multi-threaded mode) unless
+``threads`` is given. :meth:`ZstdCodec.open` decompresses into an unnamed
+temporary file and opens the inner codec there, so memory stays bounded by what
+the inner codec holds.
+
 Frames are written with the content size and a checksum of the content, so a
 damaged file is detected. Decompression is bounded: a frame that declares, or
 expands to, more than :meth:`Limits.max_output` of the file's size is refused
@@ -20,7 +25,9 @@ import os
 import tempfile
 from typing import IO, Any
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
+import numpy as np
+
+from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
 from ..errors import FormatError, LimitError, UnknownFormatError
 from ..model import Weights
 from ..registry import SNIFF_BYTES, get_codec, register, sniff
@@ -29,6 +36,8 @@ MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_INNER = "npz"
 _CHUNK = 1 << 20
 _MAX_BLOCK_RATIO = 32768
+#: Data above this size is compressed on every core unless ``threads`` says otherwise.
+_MT_BYTES = 32 << 20
 
 
 def _zstd() -> Any:
@@ -75,8 +84,8 @@ class ZstdCodec(Codec):
         Option("inner", str, None, f"codec inside (default: from the name, else {DEFAULT_INNER})"),
         Option("level", int, 3, "compression level (1 fast .. 19 small; up to 22)", min=-7,
                max=22),
-        Option("threads", int, 0, "worker threads (0 = single-threaded, -1 = all cores)",
-               min=-1, max=256),
+        Option("threads", int, None, "worker threads (0 = single-threaded, -1 = all cores; "
+               f"default: all cores above {_MT_BYTES >> 20} MiB of data)", min=-1, max=256),
     )
 
     def __init__(self, **options: Any) -> None:
@@ -90,7 +99,9 @@ class ZstdCodec(Codec):
                                      found=self.inner)  # type: ignore[attr-defined]
         if self.inner is not None:  # type: ignore[attr-defined]
             self.inner = inner_cls.name
-        inner_cls(**self.inner_options)  # validate the pass-through options now
+        inner = inner_cls(**self.inner_options)  # validate the pass-through options now
+        #: A layer streams when its inner codec does (an inner needing seeks spools to disk).
+        self.streams_writes = inner.streams_writes
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self.inner_options}
@@ -105,7 +116,11 @@ class ZstdCodec(Codec):
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
         zstd = _zstd()
         inner = self._inner_codec()
-        cctx = zstd.ZstdCompressor(level=self.level, threads=self.threads,  # type: ignore[attr-defined]
+        threads = self.threads  # type: ignore[attr-defined]
+        if threads is None:
+            size = int(getattr(weights, "nbytes", 0))  # Weights and LazyWeights know it
+            threads = -1 if size > _MT_BYTES else 0
+        cctx = zstd.ZstdCompressor(level=self.level, threads=threads,  # type: ignore[attr-defined]
                                    write_checksum=True, write_content_size=True)
         if inner.needs_seekable_output:
             with tempfile.TemporaryFile(dir=os.path.dirname(path) or None) as tmp:
@@ -117,8 +132,10 @@ class ZstdCodec(Codec):
             with cctx.stream_writer(fileobj, closefd=False) as writer:
                 inner.write(weights, _Unseekable(writer), path=path)
 
-    def decompress(self, fileobj: IO[bytes], path: str, limits: Limits) -> io.BytesIO:
-        """The whole decompressed content, refusing more than the limits allow."""
+    def decompress(self, fileobj: IO[bytes], path: str, limits: Limits,
+                   out: IO[bytes] | None = None) -> IO[bytes]:
+        """The whole decompressed content, refusing more than the limits allow: in memory,
+        or written into *out* (a seekable binary file) when given."""
         zstd = _zstd()
         fileobj.seek(0, io.SEEK_END)
         size = fileobj.tell()
@@ -135,7 +152,8 @@ class ZstdCodec(Codec):
                              expected=f"at most {limit:,} bytes from {size:,} compressed "
                              "(Limits.max_expansion, Limits.max_total_bytes)",
                              found=f"{declared:,} bytes declared")
-        out = io.BytesIO()
+        if out is None:
+            out = io.BytesIO()
         dobj = zstd.ZstdDecompressor().decompressobj()
         finished = False
         try:
@@ -194,3 +212,34 @@ class ZstdCodec(Codec):
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
         content = self.decompress(fileobj, path, limits)
         return self.inner_for(content, path).read(content, path=path, limits=limits)
+
+    def open(self, fileobj: IO[bytes], *, path: str,
+             limits: Limits = DEFAULT_LIMITS) -> TensorSource:
+        """Decompress into an unnamed temporary file (disk, not memory), then open the inner
+        codec's file there: its tensors are read one at a time as the inner codec allows."""
+        tmp = tempfile.TemporaryFile()  # noqa: SIM115  (closed with the source)
+        try:
+            content = self.decompress(fileobj, path, limits, out=tmp)
+            source = self.inner_for(content, path).open(content, path=path, limits=limits)
+        except BaseException:
+            tmp.close()
+            raise
+        return _SpooledSource(source, tmp)
+
+
+class _SpooledSource(TensorSource):
+    """An inner codec's source over a temporary file that closes with it."""
+
+    def __init__(self, inner: TensorSource, tmp: IO[bytes]) -> None:
+        super().__init__(inner.tensors, inner.metadata)
+        self.lazy = inner.lazy  # type: ignore[misc]
+        self._inner, self._tmp = inner, tmp
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        return self._inner.read(name, mmap=mmap)
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._tmp.close()
