@@ -3,6 +3,10 @@
 Writes are atomic: data goes to a temporary file in the destination's folder,
 is flushed and fsync'd, then renamed over the destination. A failed or
 interrupted write leaves no partial file and keeps any old file intact.
+
+Paths may also be URLs (``s3://...``, ``memory://...``; see :mod:`weightstore.remote`):
+reading opens the object with random access, writing uploads a complete local
+temporary file.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from . import remote
 from .errors import FileAccessError
 
 __all__ = ["atomic_write", "open_for_read", "TEMP_PREFIX"]
@@ -30,9 +35,14 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+def atomic_write(path: str | os.PathLike[str],
+                 storage_options: dict[str, Any] | None = None) -> Iterator[IO[bytes]]:
     """Yield a binary, seekable file that replaces *path* only if the block succeeds."""
-    dest = Path(path)
+    if remote.is_url(path):
+        with remote.spooled_upload(path, storage_options) as f:  # type: ignore[arg-type]
+            yield f
+        return
+    dest = Path(remote.local_path(path))
     folder = dest.parent if str(dest.parent) else Path(".")
     if dest.is_dir():
         raise FileAccessError(path=dest, field="destination", expected="a file path",
@@ -64,9 +74,12 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             os.close(dfd)
 
 
-def open_for_read(path: str | os.PathLike[str]) -> IO[bytes]:
+def open_for_read(path: str | os.PathLike[str],
+                  storage_options: dict[str, Any] | None = None) -> IO[bytes]:
     """Open *path* for binary reading, turning OS failures into :class:`FileAccessError`."""
-    p = Path(path)
+    if remote.is_url(path):
+        return remote.open_url(path, storage_options)  # type: ignore[arg-type]
+    p = Path(remote.local_path(path))
     if p.is_dir():
         raise FileAccessError(path=p, field="source", expected="a file", found="a directory")
     try:
