@@ -4,6 +4,8 @@
     >>> w = weightstore.load("sample_weight.pkl")       # safe: never runs code from the file
     >>> weightstore.save(w, "w.json")                   # format from the extension
     >>> weightstore.convert("w.json", "w.h5", compression="gzip")
+    >>> with weightstore.open("big.h5") as w:            # header only; tensors on access
+    ...     w.info("fc/W"), w["fc/W"][:2]
 
 A file holds an ordered set of named numpy arrays plus string metadata
 (:class:`Weights`). Codecs are found by name, extension or content
@@ -13,7 +15,17 @@ A file holds an ordered set of named numpy arrays plus string metadata
 
 from __future__ import annotations
 
-from .api import FileInfo, TensorInfo, codec_for_writing, convert, inspect, load, save
+from .api import (
+    STREAMING_WARN_BYTES,
+    FileInfo,
+    TensorInfo,
+    codec_for_writing,
+    convert,
+    inspect,
+    load,
+    open_weights,
+    save,
+)
 from .codec import DEFAULT_LIMITS, Codec, Limits, Option
 from .errors import (
     ChecksumError,
@@ -30,14 +42,19 @@ from .errors import (
     WeightsError,
     WeightstoreError,
 )
+from .lazy import LazyWeights, StreamingWarning
 from .model import Weights
 from .registry import codecs as formats
 from .registry import get_codec, register
+
+#: ``weightstore.open(path)``: random access to a file's tensors (:class:`LazyWeights`).
+open = open_weights  # noqa: A001  (the module's own open; builtins.open is untouched)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "load", "save", "convert", "inspect", "formats", "get_codec", "register", "codec_for_writing",
+    "open", "open_weights", "LazyWeights", "StreamingWarning", "STREAMING_WARN_BYTES",
     "Weights", "Codec", "Option", "Limits", "DEFAULT_LIMITS", "FileInfo", "TensorInfo",
     "WeightstoreError", "FormatError", "UnsafeFileError", "ChecksumError", "LimitError",
     "UnknownFormatError", "UnsupportedError", "OptionError", "WeightsError", "FileAccessError",

@@ -1,21 +1,36 @@
-"""The library's entry points: :func:`load`, :func:`save`, :func:`convert`, :func:`inspect`."""
+"""The library's entry points: :func:`load`, :func:`save`, :func:`convert`, :func:`inspect`,
+and :func:`open_weights` (``weightstore.open``) for random access.
+
+Every path may be a URL (``s3://``, ``memory://``, ...; :mod:`weightstore.remote`)
+or, for reading, a shard index (``model.npz.index.json``; :mod:`weightstore.shard`).
+``convert`` and ``save`` from an opened file move one tensor at a time where both
+formats allow it, so memory stays bounded by the largest tensor.
+"""
 
 from __future__ import annotations
 
 import os
 import struct
+import warnings
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import registry
+from . import registry, remote, shard
 from .codec import DEFAULT_LIMITS, Codec, Limits
 from .errors import FormatError, LimitError, UnknownFormatError, WeightstoreError
 from .fileio import atomic_write, open_for_read
-from .model import Weights, as_weights, dtype_name
+from .lazy import LazyWeights, ProgressCallback, StreamingWarning, reading, reporting
+from .model import Weights, as_weights
 
-__all__ = ["load", "save", "convert", "inspect", "codec_for_writing", "TensorInfo", "FileInfo"]
+__all__ = ["load", "save", "convert", "inspect", "open_weights", "codec_for_writing",
+           "TensorInfo", "FileInfo", "STREAMING_WARN_BYTES"]
+
+#: Above this many bytes of tensors, a conversion or save that must hold the whole model
+#: in memory (a format that cannot stream) warns with :class:`StreamingWarning`.
+STREAMING_WARN_BYTES = 1 << 30
 
 PathLike = str | os.PathLike[str]
 
@@ -48,18 +63,52 @@ def codec_for_writing(path: PathLike, format: str | None = None, **options: Any)
     return cls(**_layer_options(cls, prefix, options))
 
 
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB"
+
+
 def save(
-    weights: Weights | dict[str, Any], path: PathLike, format: str | None = None, **options: Any
-) -> Path:
+    weights: Weights | LazyWeights | Mapping[str, Any],
+    path: PathLike,
+    format: str | None = None,
+    *,
+    max_shard_size: int | str | None = None,
+    progress: ProgressCallback | None = None,
+    storage_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Path | str:
     """Write *weights* to *path* atomically, in *format* or the one its extension names.
 
-    *options* are the codec's options (``weightstore formats`` lists them). Returns the path.
+    *options* are the codec's options (``weightstore formats`` lists them). From a
+    :class:`LazyWeights` (``weightstore.open``) a format that streams is written one
+    tensor at a time. *max_shard_size* (bytes, or ``"2GB"``) splits the model into
+    numbered shards plus ``<path>.index.json`` (see :mod:`weightstore.shard`) when it
+    does not fit in one. *progress* is called as ``progress(done_bytes, total_bytes)``.
+    Returns the path written (the index for a sharded model); a URL stays a string.
     """
-    w = as_weights(weights)
+    w: Any = weights if isinstance(weights, LazyWeights) else as_weights(weights)
     codec = codec_for_writing(path, format, **options)
-    with atomic_write(path) as f:
-        codec.write(w, f, path=os.fspath(path))
-    return Path(path)
+    shard_size = shard.parse_size(max_shard_size) if max_shard_size is not None else None
+    if isinstance(w, LazyWeights) and not codec.streams_writes:
+        if w.nbytes > STREAMING_WARN_BYTES:
+            warnings.warn(
+                f"{codec.name} cannot be written one tensor at a time: writing "
+                f"{_gib(w.nbytes)} holds the whole model in memory", StreamingWarning,
+                stacklevel=2)
+        w = w.load()
+    out = os.fspath(path)
+    if shard_size is not None:
+        sizes = {n: (w.tensor_nbytes(n) if isinstance(w, LazyWeights) else int(w[n].nbytes))
+                 for n in w}
+        index = shard.write_sharded(
+            reporting(w, progress), out, codec, shard_size, sizes=sizes, metadata=w.metadata,
+            write=lambda part, f, p: codec.write(part, f, path=p),  # type: ignore[arg-type]
+            storage_options=storage_options)
+        if index is not None:
+            return index if remote.is_url(index) else Path(index)
+    with atomic_write(path, storage_options) as f:
+        codec.write(reporting(w, progress), f, path=out)  # type: ignore[arg-type]
+    return out if remote.is_url(out) else Path(path)
 
 
 # Exceptions that a malformed file can provoke inside the libraries codecs use; a codec
@@ -96,11 +145,22 @@ def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
 
 
 def load(
-    path: PathLike, format: str | None = None, *, limits: Limits | None = None, **options: Any
+    path: PathLike,
+    format: str | None = None,
+    *,
+    limits: Limits | None = None,
+    progress: ProgressCallback | None = None,
+    storage_options: dict[str, Any] | None = None,
+    **options: Any,
 ) -> Weights:
-    """Read the weights in *path*. The format is *format*, else the one the content shows,
-    else the one the extension names. Loading never runs code from the file."""
-    with open_for_read(path) as f:
+    """Read the weights in *path* (a file, a URL, or a shard index). The format is *format*,
+    else the one the content shows, else the one the extension names. Loading never runs
+    code from the file. *progress* is called as ``progress(done_bytes, total_bytes)``."""
+    if shard.is_index(path) or progress is not None:
+        with open_weights(path, format, limits=limits, mmap=False,
+                          storage_options=storage_options, **options) as lazy:
+            return lazy.load(limits=limits, progress=progress)
+    with open_for_read(path, storage_options) as f:
         codec = _codec_for_reading(f, path, format, options)
         try:
             return codec.read(f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS)
@@ -123,14 +183,32 @@ def convert(
     from_format: str | None = None,
     to: str | None = None,
     limits: Limits | None = None,
+    max_shard_size: int | str | None = None,
+    progress: ProgressCallback | None = None,
+    storage_options: dict[str, Any] | None = None,
     **options: Any,
-) -> Weights:
+) -> LazyWeights:
     """Read *src* and write it to *dst* (format *to* or *dst*'s extension). *options* go
-    to the writing codec. Returns the weights converted."""
-    codec = codec_for_writing(dst, to, **options)  # fail on bad options before reading
-    weights = load(src, from_format, limits=limits)
-    with atomic_write(dst) as f:
-        codec.write(weights, f, path=os.fspath(dst))
+    to the writing codec; *max_shard_size* and *progress* are as for :func:`save`.
+
+    Tensors move one at a time when *src*'s format can be read tensor by tensor and
+    *dst*'s written so (``weightstore formats``; docs/formats.md), so memory stays
+    bounded by the largest tensor; otherwise the model is held whole, with a
+    :class:`StreamingWarning` above :data:`STREAMING_WARN_BYTES`. Returns the source,
+    closed: its names, :meth:`~LazyWeights.info` and metadata, not its tensors.
+    """
+    codec_for_writing(dst, to, **options)  # fail on bad options before reading
+    if max_shard_size is not None:
+        shard.parse_size(max_shard_size)
+    with open_weights(src, from_format, limits=limits, mmap=False,
+                      storage_options=storage_options) as weights:
+        if not weights.lazy and weights.nbytes > STREAMING_WARN_BYTES:
+            warnings.warn(
+                f"{weights.format} cannot be read one tensor at a time: converting "
+                f"{_gib(weights.nbytes)} holds the whole model in memory", StreamingWarning,
+                stacklevel=2)
+        save(weights, dst, to, max_shard_size=max_shard_size, progress=progress,
+             storage_options=storage_options, **options)
     return weights
 
 
@@ -182,20 +260,80 @@ class FileInfo:
         }
 
 
-def inspect(path: PathLike, format: str | None = None, *, limits: Limits | None = None) -> FileInfo:
-    """Describe *path*: its format, each tensor's name, dtype, shape and count, its size."""
-    with open_for_read(path) as f:
-        codec = _codec_for_reading(f, path, format, {})
-    weights = load(path, format, limits=limits)
-    name = codec.name
+def inspect(path: PathLike, format: str | None = None, *, limits: Limits | None = None,
+            storage_options: dict[str, Any] | None = None) -> FileInfo:
+    """Describe *path*: its format, each tensor's name, dtype, shape and count, its size
+    (a sharded model's: all its files). Reads the header alone where the format has one."""
+    with open_weights(path, format, limits=limits, storage_options=storage_options) as weights:
+        tensors = [weights.info(name) for name in weights]
+    size = sum(_file_size(p, storage_options) for p in weights.files)
+    return FileInfo(path=os.fspath(path), format=weights.format, file_size=size,
+                    tensors=tensors, metadata=dict(weights.metadata))
+
+
+def _file_size(path: PathLike, storage_options: dict[str, Any] | None) -> int:
+    if remote.is_url(path):
+        return remote.url_size(path, storage_options)  # type: ignore[arg-type]
+    return os.path.getsize(remote.local_path(path))
+
+
+def _format_name(codec: Codec) -> str:
     inner = getattr(codec, "inner", None)
-    if inner:
-        name = f"{name}({inner})"
-    return FileInfo(
-        path=os.fspath(path),
-        format=name,
-        file_size=os.path.getsize(path),
-        tensors=[TensorInfo(k, dtype_name(v.dtype) or str(v.dtype), tuple(v.shape))
-                 for k, v in weights.items()],
-        metadata=dict(weights.metadata),
-    )
+    return f"{codec.name}({inner})" if inner else codec.name
+
+
+def open_weights(
+    path: PathLike,
+    format: str | None = None,
+    *,
+    limits: Limits | None = None,
+    mmap: bool = True,
+    storage_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> LazyWeights:
+    """Open *path* (a file, a URL or a shard index) for random access: ``weightstore.open``.
+
+    Names, dtypes, shapes and metadata come from the header where the format has one;
+    each tensor is read when accessed (a read-only memory map of a local file where the
+    format stores raw bytes and *mmap* is on). Use as a context manager, or ``close()``.
+    """
+    limits = limits or DEFAULT_LIMITS
+    if shard.is_index(path):
+        return _open_sharded(os.fspath(path), format, limits, mmap, storage_options, options)
+    where = os.fspath(path)
+    f = open_for_read(path, storage_options)
+    try:
+        codec = _codec_for_reading(f, path, format, options)
+        with reading(where, codec.name):
+            source = codec.open(f, path=where, limits=limits)
+        try:
+            return LazyWeights(source, path=where, format=_format_name(codec), mmap=mmap,
+                               closers=[f.close], files=[where])
+        except BaseException:
+            source.close()
+            raise
+    except BaseException:
+        f.close()
+        raise
+
+
+def _open_sharded(index: str, format: str | None, limits: Limits, mmap: bool,
+                  storage_options: dict[str, Any] | None, options: dict[str, Any]
+                  ) -> LazyWeights:
+    weight_map, metadata = shard.read_index(index, storage_options)
+    names = list(dict.fromkeys(weight_map.values()))
+    opened: list[LazyWeights] = []
+    try:
+        for name in names:
+            opened.append(open_weights(remote.join(index, name), format, limits=limits,
+                                       mmap=mmap, storage_options=storage_options, **options))
+        source = shard.ShardedSource(index, weight_map, metadata,
+                                     {n: lw._source for n, lw in zip(names, opened, strict=True)},
+                                     limits)
+        return LazyWeights(source, path=index, format=opened[0].format, mmap=mmap,
+                           closers=[lw.close for lw in opened],
+                           files=[index, *(f for lw in opened for f in lw.files)])
+    except BaseException:
+        for lw in opened:
+            lw.close()
+        raise

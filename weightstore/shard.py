@@ -1,0 +1,365 @@
+"""Sharded models: numbered files plus a JSON index, in the Hugging Face layout.
+
+``save(weights, "out/model.npz", max_shard_size="2GB")`` writes::
+
+    out/model-00001-of-00003.npz
+    out/model-00002-of-00003.npz
+    out/model-00003-of-00003.npz
+    out/model.npz.index.json
+
+The index is ``{"metadata": {"total_size": N, ...}, "weight_map": {name: shard}}``:
+*N* is the bytes of all tensors, ``weight_map`` names each tensor's shard in the
+weights' order, and the weights' string metadata sits beside ``total_size`` (and
+in every shard whose format holds metadata). Tensors go to shards in order; a
+shard is closed before it would exceed the size, and a tensor larger than the
+size gets a shard of its own. A model that fits in one shard is written as one
+plain file with no index, as Hugging Face's tools do.
+
+:func:`weightstore.load`, :func:`weightstore.open` and :func:`weightstore.convert`
+take the index's path and treat the shards as one model. Shard names in an index
+must be plain file names in the index's folder (no ``/``, no ``..``); each shard
+must hold exactly the tensors the index maps to it.
+
+Writing is all or nothing up to the commit: every shard is written and synced
+under a temporary name first, and only then renamed into place, the index last.
+A failure before the commit leaves no new file; the commit itself is a few
+renames. Shards of an earlier set at the same path that the new index no longer
+names are removed after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+
+from . import remote
+from .codec import Codec, Limits, TensorMeta, TensorSource
+from .errors import FileAccessError, FormatError, LimitError, OptionError, UnsupportedError
+from .fileio import TEMP_PREFIX, TEMP_SUFFIX, open_for_read
+
+__all__ = ["INDEX_SUFFIX", "is_index", "parse_size", "plan_shards", "shard_names",
+           "write_sharded", "read_index", "ShardedSource"]
+
+#: An index file's name is the model's file name plus this.
+INDEX_SUFFIX = ".index.json"
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_SHARD_NAME = re.compile(r"^(?P<stem>.+)-(?P<i>\d{5,})-of-(?P<n>\d{5,})(?P<ext>\..+)$")
+#: Largest index file read, in bytes.
+_MAX_INDEX_BYTES = 64 << 20
+
+
+def is_index(path: Any) -> bool:
+    """Whether *path* names a shard index (``*.index.json``)."""
+    return os.fspath(path).lower().endswith(INDEX_SUFFIX) if isinstance(
+        path, str | os.PathLike) else False
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes from ``2GB`` (10**9), ``500MiB`` (2**20), ``1.5GB`` or an integer."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        value = size
+    else:
+        m = _SIZE.match(str(size))
+        if m is None or m.group(2).lower() not in _UNITS:
+            raise OptionError(field="max_shard_size",
+                              expected="a size like 2GB, 500MB, 1GiB or a number of bytes",
+                              found=size)
+        value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if value <= 0:
+        raise OptionError(field="max_shard_size", expected="a positive size", found=size)
+    return value
+
+
+def plan_shards(sizes: Mapping[str, int], max_shard_size: int) -> list[list[str]]:
+    """Tensor names grouped into shards in order, each within *max_shard_size* bytes
+    unless a single tensor is larger."""
+    shards: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for name, size in sizes.items():
+        if current and used + size > max_shard_size:
+            shards.append(current)
+            current, used = [], 0
+        current.append(name)
+        used += size
+    if current or not shards:
+        shards.append(current)
+    return shards
+
+
+def split_name(path: str, codec: Codec) -> tuple[str, str]:
+    """``out/model.npz.zst`` as ``("out/model", ".npz.zst")``: the stem and the
+    extensions that name the format (the inner format too, for a layer codec)."""
+    base = path.rsplit("/", 1)[-1] if remote.is_url(path) else os.path.basename(path)
+    lower = base.lower()
+    ext = next((e for e in sorted(codec.extensions, key=len, reverse=True)
+                if lower.endswith(e)), "")
+    rest = base[: len(base) - len(ext)]
+    if getattr(codec, "layer", False):
+        from . import registry
+
+        inner = registry.codec_for_path("x" + rest[rest.rfind("."):]) if "." in rest else None
+        if inner is not None:
+            ext = rest[rest.rfind("."):] + ext
+            rest = rest[: rest.rfind(".")]
+    if not ext:
+        ext = codec.extensions[0] if codec.extensions else ""
+    return path[: len(path) - len(base)] + rest, ext
+
+
+def shard_names(path: str, codec: Codec, count: int) -> tuple[list[str], str]:
+    """The shard paths and the index path for a model saved to *path* in *count* shards."""
+    stem, ext = split_name(path, codec)
+    shards = [f"{stem}-{i:05d}-of-{count:05d}{ext}" for i in range(1, count + 1)]
+    return shards, f"{stem}{ext}{INDEX_SUFFIX}"
+
+
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1] if remote.is_url(path) else os.path.basename(path)
+
+
+class _Staged:
+    """Files written under temporary names, renamed (or uploaded) together on commit."""
+
+    def __init__(self, storage_options: dict[str, Any] | None) -> None:
+        self.storage_options = storage_options
+        self.pending: list[tuple[str, str]] = []  # (temporary, destination)
+
+    @contextlib.contextmanager
+    def file(self, dest: str) -> Any:
+        """A new temporary file for *dest*, kept if the block succeeds."""
+        if remote.is_url(dest):
+            fd, tmp = tempfile.mkstemp(prefix=".weightstore-upload-", suffix=".tmp")
+        else:
+            folder = Path(dest).parent
+            if not folder.is_dir():
+                raise FileAccessError(path=dest, field="destination folder",
+                                      expected="an existing folder",
+                                      found=f"no folder {str(folder)!r}")
+            if Path(dest).is_dir():
+                raise FileAccessError(path=dest, field="destination", expected="a file path",
+                                      found="a directory")
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{Path(dest).name}.",
+                                           suffix=TEMP_SUFFIX, dir=folder)
+            except OSError as e:
+                raise FileAccessError(f"cannot write there: {e.strerror}", path=dest) from e
+        self.pending.append((tmp, dest))
+        with os.fdopen(fd, "w+b") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+
+    def discard(self) -> None:
+        for tmp, _ in self.pending:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self.pending = []
+
+    def commit(self) -> None:
+        """Move every file into place in the order staged (the index last)."""
+        done: list[str] = []
+        try:
+            for tmp, dest in self.pending:
+                if remote.is_url(dest):
+                    remote.upload(tmp, dest, self.storage_options)
+                    os.unlink(tmp)
+                else:
+                    mask = os.umask(0)
+                    os.umask(mask)
+                    os.chmod(tmp, 0o666 & ~mask)
+                    os.replace(tmp, dest)
+                done.append(dest)
+        except BaseException:
+            for dest in done:
+                with contextlib.suppress(OSError):
+                    if remote.is_url(dest):
+                        remote.remove_url(dest, self.storage_options)
+                    else:
+                        os.unlink(dest)
+            self.discard()
+            raise
+        for dest in {os.path.dirname(d) or "." for d in done if not remote.is_url(d)}:
+            with contextlib.suppress(OSError):
+                fd = os.open(dest, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+
+def write_sharded(weights: Mapping[str, np.ndarray], path: str, codec: Codec,
+                  max_shard_size: int, *, sizes: Mapping[str, int],
+                  metadata: Mapping[str, str],
+                  write: Callable[[Mapping[str, np.ndarray], IO[bytes], str], None],
+                  storage_options: dict[str, Any] | None = None) -> str | None:
+    """Write *weights* as shards plus an index; returns the index path, or None when the
+    model fits in one shard (the caller then writes a plain file). *write* writes one
+    shard's mapping to a file."""
+    groups = plan_shards(sizes, max_shard_size)
+    if len(groups) <= 1:
+        return None
+    if "total_size" in metadata:
+        raise UnsupportedError(path=path, field="metadata key 'total_size'",
+                               expected="a key the shard index does not use for the size "
+                               "of the tensors", found="total_size")
+    shard_paths, index_path = shard_names(path, codec, len(groups))
+    staged = _Staged(storage_options)
+    weight_map: dict[str, str] = {}
+    try:
+        for names, shard in zip(groups, shard_paths, strict=True):
+            part = _Part(weights, names, metadata)
+            with staged.file(shard) as f:
+                write(part, f, shard)
+            for name in names:
+                weight_map[name] = _basename(shard)
+        index = {"metadata": {"total_size": int(sum(sizes.values())), **metadata},
+                 "weight_map": weight_map}
+        with staged.file(index_path) as f:
+            f.write(orjson.dumps(index, option=orjson.OPT_INDENT_2))
+    except BaseException:
+        staged.discard()
+        raise
+    old = _old_shards(index_path, storage_options)
+    staged.commit()
+    keep = {_basename(p) for p in shard_paths}
+    for name in old - keep:
+        stale = remote.join(index_path, name)
+        with contextlib.suppress(OSError, FileAccessError):
+            if remote.is_url(stale):
+                remote.remove_url(stale, storage_options)
+            else:
+                os.unlink(stale)
+    return index_path
+
+
+def _old_shards(index_path: str, storage_options: dict[str, Any] | None) -> set[str]:
+    """Shard names an existing index at *index_path* lists (and that look like shards)."""
+    try:
+        with open_for_read(index_path, storage_options) as f:
+            doc = orjson.loads(f.read(_MAX_INDEX_BYTES))
+        names = set(doc["weight_map"].values())
+    except (FileAccessError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError,
+            OSError):
+        return set()
+    return {n for n in names if isinstance(n, str) and _SHARD_NAME.match(n) and _plain(n)}
+
+
+def _plain(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") \
+        and "\x00" not in name
+
+
+class _Part(Mapping[str, np.ndarray]):
+    """The tensors of one shard, taken from the whole model's mapping on access."""
+
+    def __init__(self, weights: Mapping[str, np.ndarray], names: list[str],
+                 metadata: Mapping[str, str]) -> None:
+        self._weights, self._names = weights, names
+        self.metadata = dict(metadata)
+
+    @property
+    def nbytes(self) -> int:
+        sizes = getattr(self._weights, "tensor_nbytes", None)
+        if sizes is not None:
+            return sum(sizes(n) for n in self._names)
+        return sum(int(self._weights[n].nbytes) for n in self._names)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._weights[name]
+
+    def __iter__(self) -> Any:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def read_index(path: str, storage_options: dict[str, Any] | None = None
+               ) -> tuple[dict[str, str], dict[str, str]]:
+    """The index's weight map (tensor name -> shard file name) and string metadata."""
+    with open_for_read(path, storage_options) as f:
+        raw = f.read(_MAX_INDEX_BYTES + 1)
+    if len(raw) > _MAX_INDEX_BYTES:
+        raise LimitError(path=path, field="index", expected=f"at most {_MAX_INDEX_BYTES:,} bytes",
+                         found="more")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise FormatError(f"shard index is not JSON ({e})", path=path) from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("weight_map"), dict):
+        raise FormatError(path=path, field="weight_map",
+                          expected="a shard index: an object with a 'weight_map' object",
+                          found=sorted(doc) if isinstance(doc, dict) else type(doc).__name__)
+    weight_map = doc["weight_map"]
+    if not weight_map:
+        raise FormatError(path=path, field="weight_map", expected="at least one tensor",
+                          found="{}")
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str) or not _plain(shard):
+            raise FormatError(path=path, field=f"weight_map[{name!r}]",
+                              expected="a file name in the index's folder", found=shard)
+    meta = doc.get("metadata", {})
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise FormatError(path=path, field="metadata", expected="an object",
+                          found=type(meta).__name__)
+    total = meta.get("total_size")
+    if total is not None and (not isinstance(total, int) or isinstance(total, bool) or total < 0):
+        raise FormatError(path=path, field="metadata.total_size",
+                          expected="a non-negative integer", found=total)
+    strings = {k: v for k, v in meta.items() if k != "total_size" and isinstance(v, str)}
+    return weight_map, strings
+
+
+class ShardedSource(TensorSource):
+    """Several shards' sources as one, in the index's order."""
+
+    def __init__(self, path: str, weight_map: dict[str, str], metadata: dict[str, str],
+                 sources: dict[str, TensorSource], limits: Limits) -> None:
+        self._owner: dict[str, TensorSource] = {}
+        metas_by_name: dict[str, TensorMeta] = {}
+        merged: dict[str, str] = {}
+        for shard, source in sources.items():
+            merged.update(source.metadata)
+            expected = [n for n, s in weight_map.items() if s == shard]
+            held = [m.name for m in source.tensors]
+            if set(held) != set(expected):
+                extra = sorted(set(held) - set(expected))
+                missing = sorted(set(expected) - set(held))
+                raise FormatError(
+                    path=path, field=f"shard {shard!r}",
+                    expected="exactly the tensors the index maps to it",
+                    found=(f"unlisted {extra[:3]}" if extra else "")
+                    + (" and " if extra and missing else "")
+                    + (f"missing {missing[:3]}" if missing else ""),
+                )
+            for meta in source.tensors:
+                metas_by_name[meta.name] = meta
+                self._owner[meta.name] = source
+        if len(weight_map) > limits.max_tensors:
+            raise FormatError(path=path, field="weight_map",
+                              expected=f"at most {limits.max_tensors} tensors",
+                              found=len(weight_map))
+        merged.update(metadata)
+        super().__init__([metas_by_name[n] for n in weight_map], merged)
+        self.lazy = all(s.lazy for s in sources.values())  # type: ignore[misc]
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        return self._owner[name].read(name, mmap=mmap)
+
+    def close(self) -> None:
+        """Nothing: the shards' own files are closed by whoever opened them."""
