@@ -118,15 +118,58 @@ def json_ready(array: np.ndarray, *, big_ints_as_strings: bool = True) -> Any:
     return np.array(items, dtype=object).reshape(array.shape).tolist()
 
 
-def value_strings(array: np.ndarray) -> list[str]:
-    """Each value of *array* in C order as text (bool as 0/1), for CSV."""
+def json_text(array: np.ndarray, *, big_ints_as_strings: bool = True,
+              quote_tokens: bool = True) -> bytes:
+    """The JSON text of ``json_ready(array)`` (nested lists, C order), built without a
+    Python loop per value: orjson serialises the array and the few non-finite values,
+    which it writes as ``null``, are replaced by their tokens (quoted unless
+    *quote_tokens* is false). Identical bytes to ``orjson.dumps(json_ready(array))``."""
+    if array.ndim == 0:
+        return orjson.dumps(json_ready(array, big_ints_as_strings=big_ints_as_strings),
+                            option=_ORJSON_OPTS)
+    arr = np.ascontiguousarray(array)
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    flat = arr.reshape(-1)
+    float_like = flat.dtype.kind == "f" or flat.dtype.name == "bfloat16"
+    if not needs_tokens(flat, big_ints_as_strings):
+        if flat.dtype.itemsize == 2 and flat.dtype.kind not in "iu":
+            arr = _as_f64_shortest(flat).reshape(arr.shape)
+        return orjson.dumps(arr, option=_ORJSON_OPTS)
+    if not float_like:  # 64-bit integers beyond 2**53 as strings: rare, done per value
+        return orjson.dumps(json_ready(array, big_ints_as_strings=big_ints_as_strings),
+                            option=_ORJSON_OPTS)
+    shortest = _as_f64_shortest(flat) if flat.dtype.itemsize == 2 else flat
+    # Through Python floats, as json_ready formats a tensor that holds non-finite values.
+    text = orjson.dumps(orjson.loads(orjson.dumps(shortest.reshape(arr.shape),
+                                                  option=_ORJSON_OPTS)))
+    wide = _wide(flat)
+    q = b'"' if quote_tokens else b""
+    tokens = []
+    for i in np.flatnonzero(~np.isfinite(wide)).tolist():
+        token = _nan_token(flat[i]) if np.isnan(wide[i]) else POS_INF if wide[i] > 0 else NEG_INF
+        tokens.append(q + token.encode("ascii") + q)
+    parts = text.split(b"null")
+    out: list[bytes] = [b""] * (2 * len(parts) - 1)
+    out[0::2] = parts
+    out[1::2] = tokens
+    return b"".join(out)
+
+
+def value_text(array: np.ndarray) -> bytes:
+    """Each value of *array* in C order as text (bool as 0/1), comma-separated, for CSV."""
     flat = np.ascontiguousarray(array).reshape(-1)
     if flat.dtype.kind == "b":
         flat = flat.view(np.uint8)
     if flat.size == 0:
-        return []
-    text = orjson.dumps(json_ready(flat, big_ints_as_strings=False), option=_ORJSON_OPTS)
-    return text[1:-1].decode("ascii").replace('"', "").split(",")
+        return b""
+    return json_text(flat, big_ints_as_strings=False, quote_tokens=False)[1:-1]
+
+
+def value_strings(array: np.ndarray) -> list[str]:
+    """Each value of *array* in C order as text (bool as 0/1), for CSV."""
+    text = value_text(array)
+    return text.decode("ascii").split(",") if text else []
 
 
 def parse_token(token: str, dtype: np.dtype, where: str, path: str) -> Any:

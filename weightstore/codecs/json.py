@@ -41,7 +41,7 @@ from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
 from ..errors import FormatError, WeightsError
 from ..model import Weights, canonical_dtype, dtype_name
 from ..registry import register
-from ._text import cast_exact, json_ready, parse_token
+from ._text import cast_exact, json_ready, json_text, parse_token
 
 FORMAT_ID = "weightstore.json"
 VERSION = 1
@@ -68,7 +68,25 @@ class JsonCodec(Codec):
     def sniff(cls, head: bytes) -> bool:
         return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
+    streams_writes = True
+
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+        if self.indent:  # type: ignore[attr-defined]
+            self._write_indented(weights, fileobj)
+            return
+        # The same bytes as one orjson.dumps of the whole document, written one tensor at
+        # a time: each tensor's values become text once (orjson.Fragment embeds it).
+        head = orjson.dumps({"format": FORMAT_ID, "version": VERSION,
+                             "metadata": dict(weights.metadata), "tensors": []})
+        fileobj.write(head[: -len(b"]}")])
+        for i, (name, array) in enumerate(weights.items()):
+            data = json_text(array) if array.size else orjson.dumps(_empty_nesting(array.shape))
+            entry = orjson.dumps({"name": name, "dtype": dtype_name(array.dtype),
+                                  "shape": list(array.shape), "data": orjson.Fragment(data)})
+            fileobj.write(b"," + entry if i else entry)
+        fileobj.write(b"]}")
+
+    def _write_indented(self, weights: Weights, fileobj: IO[bytes]) -> None:
         doc = {
             "format": FORMAT_ID,
             "version": VERSION,
@@ -83,10 +101,7 @@ class JsonCodec(Codec):
                 for name, array in weights.items()
             ],
         }
-        option = orjson.OPT_SERIALIZE_NUMPY
-        if self.indent:  # type: ignore[attr-defined]
-            option |= orjson.OPT_INDENT_2
-        fileobj.write(orjson.dumps(doc, option=option))
+        fileobj.write(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2))
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
         raw = fileobj.read()
