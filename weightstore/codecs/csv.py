@@ -31,7 +31,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, NamedTuple
 
 import numpy as np
 import orjson
@@ -155,6 +155,10 @@ class CsvCodec(Codec):
             raise FormatError(path=path, field="last line", expected="a line ending",
                               found="none (the file is truncated)")
         fileobj.seek(0)
+        fast = _read_fast(fileobj.read(), path, limits)
+        if fast is not None:
+            return fast
+        fileobj.seek(0)
         text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")
         try:
             return self._read_rows(csv.reader(text, strict=True), path, limits)
@@ -167,55 +171,261 @@ class CsvCodec(Codec):
 
     @staticmethod
     def _read_rows(reader: Iterator[list[str]], path: str, limits: Limits) -> Weights:
+        """The general reader: Python's csv module, row by row."""
         header = next(reader, None)
         if header is None or tuple(header) != HEADER:
             raise FormatError(path=path, field="header row", expected=",".join(HEADER),
                               found=",".join(header) if header else "nothing")
-        order: dict[str, tuple[str, str, list[str], list[str]]] = {}
-        empty: set[str] = set()
-        metadata: dict[str, str] = {}
+        rows = _Rows(path, limits)
         for row in reader:
-            line = reader.line_num
-            if len(row) != 5:
-                if not row:
-                    continue
-                raise FormatError(path=path, field=f"line {line}", expected="5 fields",
-                                  found=len(row))
-            name, dtype_text, shape_text, index, value = row
-            if dtype_text == METADATA_DTYPE:
-                metadata[name] = value
-                continue
-            entry = order.get(name)
-            if entry is None:
-                if len(order) >= limits.max_tensors:
-                    raise FormatError(path=path, field=f"line {line}",
-                                      expected=f"at most {limits.max_tensors} tensors")
-                entry = order[name] = (dtype_text, shape_text, [], [])
-            elif entry[0] != dtype_text or entry[1] != shape_text:
-                raise FormatError(
-                    path=path, field=f"line {line}, tensor {name!r}",
-                    expected=f"dtype {entry[0]} and shape {entry[1]} as on its first row",
-                    found=f"dtype {dtype_text} and shape {shape_text}",
-                )
-            if index == "" and value == "":
-                empty.add(name)
-                continue
-            entry[2].append(index)
-            entry[3].append(value)
+            rows.add_row(row, reader.line_num)  # type: ignore[attr-defined]
+        return rows.finish()
+
+
+class _Chunk(NamedTuple):
+    """Rows of one tensor: index and value texts, or already parsed numbers."""
+
+    indexes: list[str] | np.ndarray
+    values: list[str] | np.ndarray
+
+
+class _Rows:
+    """Rows gathered per tensor in order of first appearance, checked as they come."""
+
+    def __init__(self, path: str, limits: Limits) -> None:
+        self.path, self.limits = path, limits
+        self.order: dict[str, tuple[str, str, list[_Chunk]]] = {}
+        self.empty: set[str] = set()
+        self.metadata: dict[str, str] = {}
+
+    def _chunks(self, name: str, dtype_text: str, shape_text: str, line: int) -> list[_Chunk]:
+        entry = self.order.get(name)
+        if entry is None:
+            if len(self.order) >= self.limits.max_tensors:
+                raise FormatError(path=self.path, field=f"line {line}",
+                                  expected=f"at most {self.limits.max_tensors} tensors")
+            entry = self.order[name] = (dtype_text, shape_text, [])
+        elif entry[0] != dtype_text or entry[1] != shape_text:
+            raise FormatError(
+                path=self.path, field=f"line {line}, tensor {name!r}",
+                expected=f"dtype {entry[0]} and shape {entry[1]} as on its first row",
+                found=f"dtype {dtype_text} and shape {shape_text}",
+            )
+        return entry[2]
+
+    def add_row(self, row: list[str], line: int) -> None:
+        """One row as the csv module gives it."""
+        if len(row) != 5:
+            if not row:
+                return
+            raise FormatError(path=self.path, field=f"line {line}", expected="5 fields",
+                              found=len(row))
+        name, dtype_text, shape_text, index, value = row
+        if dtype_text == METADATA_DTYPE:
+            self.metadata[name] = value
+            return
+        chunks = self._chunks(name, dtype_text, shape_text, line)
+        if index == "" and value == "":
+            self.empty.add(name)
+            return
+        if not chunks or not isinstance(chunks[-1].indexes, list):
+            chunks.append(_Chunk([], []))
+        chunks[-1].indexes.append(index)  # type: ignore[union-attr]
+        chunks[-1].values.append(value)  # type: ignore[union-attr]
+
+    def add_chunk(self, name: str, dtype_text: str, shape_text: str, chunk: _Chunk,
+                  line: int) -> None:
+        """Many rows of one tensor at once."""
+        self._chunks(name, dtype_text, shape_text, line).append(chunk)
+
+    def finish(self) -> Weights:
         tensors: list[tuple[str, np.ndarray]] = []
         total = 0
-        for name, (dtype_text, shape_text, indexes, values) in order.items():
-            array = _build(name, dtype_text, shape_text, indexes, values, name in empty, path,
-                           limits, total)
+        for name, (dtype_text, shape_text, chunks) in self.order.items():
+            array = _build(name, dtype_text, shape_text, chunks, name in self.empty, self.path,
+                           self.limits, total)
             total += array.nbytes
             tensors.append((name, array))
         try:
-            return Weights(tensors, metadata=metadata)
+            return Weights(tensors, metadata=self.metadata)
         except WeightsError as e:
-            raise FormatError(f"holds invalid weights: {e}", path=path) from e
+            raise FormatError(f"holds invalid weights: {e}", path=self.path) from e
 
 
-def _build(name: str, dtype_text: str, shape_text: str, indexes: list[str], values: list[str],
+# --- the fast reader ------------------------------------------------------------------
+#
+# Files as the writer makes them (each tensor's rows together and in order) are read in
+# runs: the rows of a run share the prefix "name,dtype,shape,", found with bytes.count,
+# and their "index,value" tails are parsed in one orjson call. Anything else (quoted
+# fields, odd line ends, tokens like NaN, rows out of order) takes the general route
+# for just the rows concerned, with the same results and errors as the csv module.
+
+#: Bytes a run's "index,value" tails may hold to be parsed as JSON numbers.
+_NUMERIC = b"0123456789-.eE,"
+#: Runs shorter than this are read row by row.
+_MIN_RUN = 8
+
+
+def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
+    """The weights in *data*, or None when the general reader must read the whole file
+    (a bare CR, text that is not UTF-8, a header that differs)."""
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    raw = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(raw == 10)  # the file ends with a line break (checked)
+    if np.count_nonzero(raw == 13) != np.count_nonzero(raw[ends[ends > 0] - 1] == 13):
+        return None  # a CR that does not end a line
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    if data[: ends[0]].rstrip(b"\r") != HEADER_LINE:
+        return None
+    lines = ends.size
+    special = np.zeros(lines, dtype=bool)
+    if b'"' in data:  # lines with quotes, or inside a quoted field that spans lines
+        quote_line = np.searchsorted(ends, np.flatnonzero(raw == 34))
+        counts = np.bincount(quote_line, minlength=lines)
+        special = (counts > 0) | ((np.cumsum(counts) - counts) % 2 == 1)
+    special_lines = np.flatnonzero(special)
+    rows = _Rows(path, limits)
+    k = 1
+    while k < lines:
+        if special[k]:
+            j = k
+            while j < lines and special[j]:
+                j += 1
+            text = data[starts[k]:ends[j - 1] + 1].decode("utf-8")
+            reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+            try:
+                for row in reader:
+                    rows.add_row(row, k + reader.line_num)
+            except csv.Error as e:
+                raise FormatError(f"malformed CSV ({e})", path=path) from e
+            k = j
+            continue
+        line = data[starts[k]:ends[k]].rstrip(b"\r")
+        fields = line.split(b",")
+        if len(fields) != 5 or fields[1] == METADATA_DTYPE.encode() or fields[3:] == [b"", b""]:
+            rows.add_row([f.decode("utf-8") for f in fields] if line else [], k + 1)
+            k += 1
+            continue
+        prefix = line[: len(line) - len(fields[3]) - len(fields[4]) - 1]
+        nxt = special_lines[np.searchsorted(special_lines, k)] if special_lines.size and \
+            special_lines[-1] > k else lines
+        cap = min(_row_count(fields[2]), int(nxt) - k)
+        tail = _strip_prefix(data, starts, ends, k, cap, prefix) if cap >= _MIN_RUN else None
+        if tail is not None:  # the usual case: the tensor's rows all together
+            run = cap
+        else:
+            run = _run_length(data, starts, ends, k, prefix, cap)
+            if run >= _MIN_RUN:
+                tail = _strip_prefix(data, starts, ends, k, run, prefix)
+        if tail is None or not _add_run(rows, tail, k, run, fields):
+            for i in range(k, k + max(run, 1)):
+                text_line = data[starts[i]:ends[i]].rstrip(b"\r")
+                rows.add_row([f.decode("utf-8") for f in text_line.split(b",")], i + 1)
+            run = max(run, 1)
+        k += run
+    return rows.finish()
+
+
+def _row_count(shape_text: bytes) -> int:
+    """Rows a tensor of this shape has (1 when the shape does not parse: read row by row)."""
+    count = 1
+    if shape_text == SCALAR.encode():
+        return 1
+    for part in shape_text.split(b"x"):
+        if not part.isdigit():
+            return 1
+        count *= int(part)
+    return max(count, 1)
+
+
+def _run_length(data: bytes, starts: np.ndarray, ends: np.ndarray, k: int, prefix: bytes,
+                cap: int) -> int:
+    """How many lines from line *k* on (at most *cap*) start with *prefix*."""
+    needle = b"\n" + prefix
+
+    def all_match(n: int) -> bool:
+        return data.count(needle, int(starts[k]) - 1, int(ends[k + n - 1])) == n
+
+    if cap <= 1 or all_match(cap):
+        return cap
+    low, high = 1, 2  # all_match(low) holds; find the largest
+    while high < cap and all_match(high):
+        low, high = high, high * 2
+    high = min(high, cap)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if all_match(mid):
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def _strip_prefix(data: bytes, starts: np.ndarray, ends: np.ndarray, k: int, run: int,
+                  prefix: bytes) -> bytes | None:
+    """Lines k .. k+run-1 without *prefix*, or None unless every one of them starts with it
+    (line k does; the others do if the replacement happened once per line break)."""
+    region = data[starts[k] + len(prefix):ends[k + run - 1] + 1]
+    tail = region.replace(b"\n" + prefix, b"\n")
+    return tail if len(region) - len(tail) == (run - 1) * len(prefix) else None
+
+
+def _add_run(rows: _Rows, tail: bytes, k: int, run: int, fields: list[bytes]) -> bool:
+    """Add lines k .. k+run-1, given without their shared prefix (the first three *fields*);
+    False if they must go row by row."""
+    raw = np.frombuffer(tail, np.uint8)
+    commas, breaks = np.flatnonzero(raw == 44), np.flatnonzero(raw == 10)
+    if commas.size != run or breaks.size != run or not (commas < breaks).all() or not (
+            commas[1:] > breaks[:-1]).all():
+        return False  # not one comma per line: the row-by-row reader names the line
+    # One list "i,v,i,v,...": each line break (CRLF or LF) becomes a comma.
+    flat = tail[:-2] if tail.endswith(b"\r\n") else tail[:-1]
+    flat = flat.replace(b"\r\n", b",")
+    if b"\n" in flat:  # some lines end with LF alone
+        flat = flat.replace(b"\n", b",")
+    name, dtype_text, shape_text = (f.decode("utf-8") for f in fields[:3])
+    chunk = None
+    if dtype_text != "bool" and not flat.translate(None, _NUMERIC) and not (
+            flat.startswith(b"-0,") or b",-0," in flat or flat.endswith(b",-0")):
+        chunk = _parse_run(flat, dtype_text)
+    if chunk is None:
+        parts = flat.decode("ascii" if flat.isascii() else "utf-8").split(",")
+        chunk = _Chunk(parts[0::2], parts[1::2])
+    rows.add_chunk(name, dtype_text, shape_text, chunk, k + 1)
+    return True
+
+
+def _parse_run(flat: bytes, dtype_text: str) -> _Chunk | None:
+    """Indexes and values of "i,v,i,v,..." as numbers, or None to parse them as text."""
+    try:
+        numbers = orjson.loads(b"[" + flat + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    indexes = np.array(numbers[0::2])
+    if indexes.dtype != np.int64:
+        return None
+    values = numbers[1::2]
+    try:
+        if dtype_text.startswith(("int", "uint")):
+            array = np.array(values)
+            if array.dtype.kind not in "iu":
+                return None
+        else:
+            array = np.array(values, dtype=np.float64)
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return _Chunk(indexes, array)
+
+
+def _build(name: str, dtype_text: str, shape_text: str, chunks: list[_Chunk],
            marked_empty: bool, path: str, limits: Limits, total: int) -> np.ndarray:
     where = f"tensor {name!r}"
     try:
@@ -226,15 +436,16 @@ def _build(name: str, dtype_text: str, shape_text: str, indexes: list[str], valu
     shape = parse_shape(shape_text, where, path)
     count = int(np.prod(shape, dtype=np.float64)) if shape else 1
     limits.check_tensor(path, name, count * dtype.itemsize, total)
-    if len(values) != count or (marked_empty and count):
+    rows = sum(len(c.values) for c in chunks)
+    if rows != count or (marked_empty and count):
         raise FormatError(path=path, field=where,
                           expected=f"{count:,} value rows for shape {shape_text}",
-                          found=f"{len(values):,}" + (" and an empty-tensor row"
-                                                      if marked_empty and count else ""))
+                          found=f"{rows:,}" + (" and an empty-tensor row"
+                                               if marked_empty and count else ""))
     if count == 0:
         return np.zeros(shape, dtype=dtype)
     try:
-        idx = np.array(indexes, dtype=np.int64)
+        idx = np.concatenate([np.asarray(c.indexes, dtype=np.int64) for c in chunks])
     except (ValueError, OverflowError) as e:
         raise FormatError(path=path, field=f"{where} index", expected="integers") from e
     if idx.min() < 0 or idx.max() >= count:
@@ -246,9 +457,10 @@ def _build(name: str, dtype_text: str, shape_text: str, indexes: list[str], valu
         missing = int(np.argmin(seen))
         raise FormatError(path=path, field=f"{where} index",
                           expected="each index once", found=f"index {missing} missing")
-    parsed = _parse_values(values, dtype, where, path)
+    parts = [_parse_values(c.values, dtype, where, path) if isinstance(c.values, list)
+             else cast_exact(c.values, dtype, f"{where} value", path) for c in chunks]
     out = np.empty(count, dtype=dtype)
-    out[idx] = parsed
+    out[idx] = parts[0] if len(parts) == 1 else np.concatenate(parts)
     return out.reshape(shape)
 
 
