@@ -26,6 +26,7 @@ from .lazy import LazyWeights, ProgressCallback, StreamingWarning, reading, repo
 from .model import Weights, as_weights
 
 __all__ = ["load", "save", "convert", "inspect", "open_weights", "codec_for_writing",
+           "written_path", "stored_size",
            "TensorInfo", "FileInfo", "STREAMING_WARN_BYTES"]
 
 #: Above this many bytes of tensors, a conversion or save that must hold the whole model
@@ -82,8 +83,8 @@ def save(
     *options* are the codec's options (``weightstore formats`` lists them). From a
     :class:`LazyWeights` (``weightstore.open``) a format that streams is written one
     tensor at a time. *max_shard_size* (bytes, or ``"2GB"``) splits the model into
-    numbered shards plus ``<path>.index.json`` (see :mod:`weightstore.shard`) when it
-    does not fit in one. *progress* is called as ``progress(done_bytes, total_bytes)``.
+    numbered shards plus ``<path>.index.json`` (see :mod:`weightstore.shard`).
+    *progress* is called as ``progress(done_bytes, total_bytes)``.
     Returns the path written (the index for a sharded model); a URL stays a string.
     """
     w: Any = weights if isinstance(weights, LazyWeights) else as_weights(weights)
@@ -104,8 +105,7 @@ def save(
             reporting(w, progress), out, codec, shard_size, sizes=sizes, metadata=w.metadata,
             write=lambda part, f, p: codec.write(part, f, path=p),  # type: ignore[arg-type]
             storage_options=storage_options)
-        if index is not None:
-            return index if remote.is_url(index) else Path(index)
+        return index if remote.is_url(index) else Path(index)
     with atomic_write(path, storage_options) as f:
         codec.write(reporting(w, progress), f, path=out)  # type: ignore[arg-type]
     return out if remote.is_url(out) else Path(path)
@@ -269,6 +269,25 @@ def inspect(path: PathLike, format: str | None = None, *, limits: Limits | None 
     size = sum(_file_size(p, storage_options) for p in weights.files)
     return FileInfo(path=os.fspath(path), format=weights.format, file_size=size,
                     tensors=tensors, metadata=dict(weights.metadata))
+
+
+def written_path(dst: PathLike, to: str | None = None, *,
+                 max_shard_size: int | str | None = None, **options: Any) -> str:
+    """The file :func:`save` or :func:`convert` writes for *dst*: *dst* itself, or with a
+    shard size, the index (``out/model.npz`` -> ``out/model.npz.index.json``)."""
+    if max_shard_size is None:
+        return os.fspath(dst)
+    return shard.index_path(os.fspath(dst), codec_for_writing(dst, to, **options))
+
+
+def stored_size(path: PathLike, storage_options: dict[str, Any] | None = None) -> int:
+    """Bytes *path* takes in storage; for a shard index, the index and all its shards."""
+    if not shard.is_index(path):
+        return _file_size(path, storage_options)
+    weight_map, _ = shard.read_index(os.fspath(path), storage_options)
+    return _file_size(path, storage_options) + sum(
+        _file_size(remote.join(os.fspath(path), name), storage_options)
+        for name in dict.fromkeys(weight_map.values()))
 
 
 def _file_size(path: PathLike, storage_options: dict[str, Any] | None) -> int:

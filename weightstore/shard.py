@@ -12,8 +12,8 @@ The index is ``{"metadata": {"total_size": N, ...}, "weight_map": {name: shard}}
 weights' order, and the weights' string metadata sits beside ``total_size`` (and
 in every shard whose format holds metadata). Tensors go to shards in order; a
 shard is closed before it would exceed the size, and a tensor larger than the
-size gets a shard of its own. A model that fits in one shard is written as one
-plain file with no index, as Hugging Face's tools do.
+size gets a shard of its own. A model that fits in one shard still gets the
+index (``model-00001-of-00001.npz``), so that the index path always names it.
 
 :func:`weightstore.load`, :func:`weightstore.open` and :func:`weightstore.convert`
 take the index's path and treat the shards as one model. Shard names in an index
@@ -45,7 +45,7 @@ from .codec import Codec, Limits, TensorMeta, TensorSource
 from .errors import FileAccessError, FormatError, LimitError, OptionError, UnsupportedError
 from .fileio import TEMP_PREFIX, TEMP_SUFFIX, open_for_read
 
-__all__ = ["INDEX_SUFFIX", "is_index", "parse_size", "plan_shards", "shard_names",
+__all__ = ["INDEX_SUFFIX", "is_index", "parse_size", "plan_shards", "shard_names", "index_path",
            "write_sharded", "read_index", "ShardedSource"]
 
 #: An index file's name is the model's file name plus this.
@@ -115,6 +115,12 @@ def split_name(path: str, codec: Codec) -> tuple[str, str]:
     if not ext:
         ext = codec.extensions[0] if codec.extensions else ""
     return path[: len(path) - len(base)] + rest, ext
+
+
+def index_path(path: str, codec: Codec) -> str:
+    """The index a model saved to *path* with a shard size gets: ``out/model.npz.index.json``."""
+    stem, ext = split_name(path, codec)
+    return f"{stem}{ext}{INDEX_SUFFIX}"
 
 
 def shard_names(path: str, codec: Codec, count: int) -> tuple[list[str], str]:
@@ -202,13 +208,10 @@ def write_sharded(weights: Mapping[str, np.ndarray], path: str, codec: Codec,
                   max_shard_size: int, *, sizes: Mapping[str, int],
                   metadata: Mapping[str, str],
                   write: Callable[[Mapping[str, np.ndarray], IO[bytes], str], None],
-                  storage_options: dict[str, Any] | None = None) -> str | None:
-    """Write *weights* as shards plus an index; returns the index path, or None when the
-    model fits in one shard (the caller then writes a plain file). *write* writes one
+                  storage_options: dict[str, Any] | None = None) -> str:
+    """Write *weights* as shards plus an index; returns the index path. *write* writes one
     shard's mapping to a file."""
     groups = plan_shards(sizes, max_shard_size)
-    if len(groups) <= 1:
-        return None
     if "total_size" in metadata:
         raise UnsupportedError(path=path, field="metadata key 'total_size'",
                                expected="a key the shard index does not use for the size "
