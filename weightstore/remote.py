@@ -82,13 +82,22 @@ def _translated(url: str, action: str) -> Iterator[None]:
         raise FileAccessError(f"cannot {action}: {e}", path=url) from e
 
 
+#: Bytes fetched beyond each read of a remote file (fsspec's "readahead" cache): small
+#: header reads cost one request each, and a tensor costs its own bytes plus this.
+READAHEAD = 64 << 10
+
+
 def open_url(url: str, storage_options: dict[str, Any] | None = None) -> IO[bytes]:
-    """*url* opened for binary, seekable reading."""
+    """*url* opened for binary, seekable reading with range requests."""
     fs, path = filesystem(url, storage_options)
     with _translated(url, "open"):
         if fs.isdir(path):
             raise IsADirectoryError(path)
-        return fs.open(path, "rb")  # type: ignore[no-any-return]
+        try:
+            return fs.open(path, "rb", block_size=READAHEAD,  # type: ignore[no-any-return]
+                           cache_type="readahead")
+        except TypeError:  # a filesystem whose open takes no cache options
+            return fs.open(path, "rb")  # type: ignore[no-any-return]
 
 
 def url_size(url: str, storage_options: dict[str, Any] | None = None) -> int:

@@ -145,6 +145,7 @@ class CsvCodec(Codec):
             # In slices, so that memory stays bounded by one slice of text.
             for start in range(0, flat.size, _WRITE_STEP):
                 fileobj.write(_rows(prefix, start, value_text(flat[start:start + _WRITE_STEP])))
+            del array, flat  # from a lazy source: one tensor in memory at a time
         for key, value in weights.metadata.items():
             fileobj.write(f"{_quote(key)},{METADATA_DTYPE},,,{_quote(value)}\r\n".encode())
 

@@ -82,6 +82,7 @@ class Hdf5Codec(Codec):
                         kwargs["compression_opts"] = self.level  # type: ignore[attr-defined]
                     kwargs["shuffle"] = self.shuffle  # type: ignore[attr-defined]
                 group.create_dataset(leaf, data=little_endian(array), **kwargs)
+                del array  # from a lazy source: one tensor in memory at a time
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
         source = self.open(fileobj, path=path, limits=limits)

@@ -79,11 +79,14 @@ class JsonCodec(Codec):
         head = orjson.dumps({"format": FORMAT_ID, "version": VERSION,
                              "metadata": dict(weights.metadata), "tensors": []})
         fileobj.write(head[: -len(b"]}")])
-        for i, (name, array) in enumerate(weights.items()):
+        separator = b""
+        for name, array in weights.items():  # not enumerate: it keeps the last item alive
             data = json_text(array) if array.size else orjson.dumps(_empty_nesting(array.shape))
             entry = orjson.dumps({"name": name, "dtype": dtype_name(array.dtype),
                                   "shape": list(array.shape), "data": orjson.Fragment(data)})
-            fileobj.write(b"," + entry if i else entry)
+            fileobj.write(separator + entry)
+            separator = b","
+            del array, data, entry  # one tensor (and its text) in memory at a time
         fileobj.write(b"]}")
 
     def _write_indented(self, weights: Weights, fileobj: IO[bytes]) -> None:

@@ -87,6 +87,7 @@ class NpzCodec(Codec):
                                            found="bfloat16")
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, little_endian(array), allow_pickle=False)
+                del array  # from a lazy source: one tensor in memory at a time
             zf.comment = comment
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:

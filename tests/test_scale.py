@@ -1,0 +1,470 @@
+"""Large models: lazy opening, streaming conversion, sharding, progress (issue 7).
+
+Everything here runs on small models: the properties (header-only opening, one
+tensor alive at a time, all-or-nothing shard sets) do not depend on size.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+import os
+import warnings
+import weakref
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from corpus import corpus
+
+import weightstore as ws
+from weightstore import api, shard
+from weightstore.codec import Codec
+from weightstore.lazy import LazyWeights
+
+CODECS = ws.formats()
+IDS = [c.name for c in CODECS]
+MiB = 1 << 20
+
+
+def _model(n: int = 4, rows: int = 64) -> ws.Weights:
+    rng = np.random.default_rng(7)
+    tensors = {f"layer{i}/W": (rng.standard_normal((rows, 32)) * 0.02).astype(np.float32)
+               for i in range(n)}
+    tensors["bias"] = np.arange(5, dtype=np.int64)
+    tensors["fortran"] = np.asfortranarray(np.arange(12.0).reshape(3, 4))
+    return ws.Weights(tensors, metadata={"source": "test_scale"})
+
+
+def _save(weights: ws.Weights | dict, path: Path, fmt: str | None = None, **kw) -> None:
+    try:
+        ws.save(weights, path, fmt, **kw)
+    except ws.MissingDependencyError as e:  # pragma: no cover - depends on extras
+        pytest.skip(str(e))
+
+
+# --- weightstore.open ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_open_gives_what_load_gives(cls: type[Codec], tmp_path: Path) -> None:
+    tensors, metadata = corpus()
+    weights = ws.Weights(tensors, metadata if cls.supports_metadata else None)
+    path = tmp_path / f"w{cls.extensions[0]}"
+    _save(weights, path, cls.name)
+    loaded = ws.load(path)
+    with ws.open(path) as lazy:
+        assert list(lazy) == list(loaded) and len(lazy) == len(loaded)
+        assert lazy.metadata == loaded.metadata
+        for name in loaded:
+            info = lazy.info(name)
+            assert (info.dtype, info.shape) == (str(loaded[name].dtype), loaded[name].shape)
+            assert ws.Weights({name: lazy[name]}).equal({name: loaded[name]})
+        assert lazy.load().equal(loaded)
+    assert lazy.closed
+
+
+@pytest.mark.parametrize("ext", [".npz", ".h5"])
+def test_open_reads_the_header_alone(ext: str, tmp_path: Path) -> None:
+    """Opening a file with 16 MiB of tensors reads a few kB of it."""
+    path = tmp_path / f"w{ext}"
+    _save({f"t{i}": np.ones((1024, 1024), np.float32) for i in range(4)}, path)
+    codec = ws.get_codec(ext)()
+
+    class Counting(io.FileIO):
+        read_bytes = 0
+
+        def read(self, n: int = -1) -> bytes:
+            data = super().read(n)
+            Counting.read_bytes += len(data)
+            return data
+
+        def readinto(self, b) -> int:  # type: ignore[override]
+            n = super().readinto(b)
+            Counting.read_bytes += n or 0
+            return n  # type: ignore[return-value]
+
+    with Counting(path, "rb") as f:
+        source = codec.open(f, path=str(path))
+        try:
+            assert source.lazy and [m.name for m in source.tensors] == ["t0", "t1", "t2", "t3"]
+        finally:
+            source.close()
+    assert Counting.read_bytes < 64 * 1024, Counting.read_bytes
+
+
+@pytest.mark.parametrize("ext", [".npz", ".h5"])
+def test_raw_tensors_are_read_only_memory_maps_unless_asked_otherwise(
+        ext: str, tmp_path: Path) -> None:
+    path = tmp_path / f"w{ext}"
+    weights = _model()
+    _save(weights, path)
+    with ws.open(path) as lazy:
+        mapped = lazy["layer1/W"]
+        assert not mapped.flags.writeable
+        assert any(isinstance(b, np.memmap) or type(b).__name__ == "mmap"
+                   for b in _bases(mapped))
+        np.testing.assert_array_equal(lazy["fortran"], weights["fortran"])
+    np.testing.assert_array_equal(mapped, weights["layer1/W"])  # stays valid after close
+    with ws.open(path, mmap=False) as lazy:
+        copy = lazy["layer1/W"]
+        assert copy.flags.writeable and not any(isinstance(b, np.memmap) for b in _bases(copy))
+
+
+def _bases(array: np.ndarray) -> list:
+    out, base = [], array.base
+    while base is not None:
+        out.append(base)
+        base = getattr(base, "base", None)
+    return out
+
+
+def test_closed_lazy_weights_keep_the_header_but_not_the_data(tmp_path: Path) -> None:
+    path = tmp_path / "w.npz"
+    _save(_model(), path)
+    lazy = ws.open(path)
+    lazy.close()
+    assert lazy.info("bias").shape == (5,) and "bias" in lazy and lazy.nbytes > 0
+    with pytest.raises(ws.FileAccessError, match="closed"):
+        lazy["bias"]
+
+
+def test_damaged_npz_data_is_caught_by_the_zip_crc(tmp_path: Path) -> None:
+    path = tmp_path / "w.npz"
+    _save({"a": np.zeros(4096, np.float32), "b": np.ones(8, np.float32)}, path)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("a.npy")
+    data = bytearray(path.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + 2000] ^= 0xFF  # inside a's values
+    path.write_bytes(bytes(data))
+    with ws.open(path, mmap=False) as lazy:
+        np.testing.assert_array_equal(lazy["b"], np.ones(8, np.float32))  # others still read
+        with pytest.raises(ws.FormatError, match="CRC"):
+            lazy["a"]
+    with pytest.raises(ws.FormatError, match="w.npz"):
+        ws.load(path)
+
+
+def test_inspect_uses_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "w.h5"
+    _save(_model(), path)
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("inspect read tensor data")
+
+    monkeypatch.setattr("weightstore.rawio.RawFile.read_array", no_data)
+    monkeypatch.setattr("weightstore.rawio.RawFile.map_array", no_data)
+    info = ws.inspect(path)
+    assert [t.name for t in info.tensors][:2] == ["layer0/W", "layer1/W"]
+    assert info.metadata == {"source": "test_scale"} and info.file_size == path.stat().st_size
+
+
+# --- streaming conversion -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("src", "dst"), [
+    (".npz", ".h5"), (".h5", ".npz"), (".npz", ".csv"), (".h5", ".json"),
+    (".npz", ".npz.zst"), (".h5.zst", ".npz"),
+])
+def test_convert_holds_one_tensor_at_a_time(src: str, dst: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tensor handed to the writer is released before the next one is read."""
+    weights = _model()
+    _save(weights, tmp_path / f"a{src}")
+    alive: list[weakref.ref] = []
+    most = 0
+    original = LazyWeights.__getitem__
+
+    def tracking(self: LazyWeights, name: str) -> np.ndarray:
+        nonlocal most
+        gc.collect()
+        most = max(most, sum(r() is not None for r in alive))
+        array = original(self, name)
+        alive.append(weakref.ref(array))
+        return array
+
+    monkeypatch.setattr(LazyWeights, "__getitem__", tracking)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ws.StreamingWarning)
+        monkeypatch.setattr(api, "STREAMING_WARN_BYTES", 0)
+        ws.convert(tmp_path / f"a{src}", tmp_path / f"b{dst}")
+    assert len(alive) == len(weights) and most == 0
+    monkeypatch.undo()
+    assert ws.load(tmp_path / f"b{dst}").equal(weights)
+
+
+@pytest.mark.parametrize(("src", "dst", "why"), [
+    (".npz", ".pkl", "written one tensor at a time"),
+    (".json", ".npz", "read one tensor at a time"),
+    (".csv", ".h5", "read one tensor at a time"),
+])
+def test_formats_that_cannot_stream_warn_above_the_threshold(
+        src: str, dst: str, why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _save(_model(), tmp_path / f"a{src}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ws.StreamingWarning)
+        ws.convert(tmp_path / f"a{src}", tmp_path / f"b{dst}")  # small: no warning
+    monkeypatch.setattr(api, "STREAMING_WARN_BYTES", 1000)
+    with pytest.warns(ws.StreamingWarning, match=why):
+        ws.convert(tmp_path / f"a{src}", tmp_path / f"c{dst}")
+    assert ws.load(tmp_path / f"c{dst}").equal(_model())
+
+
+def test_progress_reports_every_byte_in_order(tmp_path: Path) -> None:
+    weights = _model()
+    _save(weights, tmp_path / "a.npz")
+    calls: list[tuple[int, int]] = []
+    ws.convert(tmp_path / "a.npz", tmp_path / "b.h5", progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (weights.nbytes, weights.nbytes)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) == len(weights)
+    calls.clear()
+    ws.load(tmp_path / "b.h5", progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (weights.nbytes, weights.nbytes)
+
+
+def test_convert_returns_the_source_description(tmp_path: Path) -> None:
+    weights = _model()
+    _save(weights, tmp_path / "a.h5")
+    got = ws.convert(tmp_path / "a.h5", tmp_path / "b.npz")
+    assert got.closed and list(got) == list(weights) and got.total_values == weights.total_values
+
+
+# --- sharding -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".npz", ".h5", ".pkl", ".npz.zst", ".json"])
+def test_sharded_save_writes_the_hugging_face_layout(ext: str, tmp_path: Path) -> None:
+    weights = _model(n=5, rows=64)  # five 8 KiB tensors, then 40 + 96 bytes
+    index = ws.save(weights, tmp_path / f"model{ext}", max_shard_size=20_000)
+    assert index == tmp_path / f"model{ext}.index.json"
+    doc = json.loads(index.read_text())
+    assert set(doc) == {"metadata", "weight_map"}
+    assert doc["metadata"]["total_size"] == weights.nbytes
+    assert list(doc["weight_map"]) == list(weights)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == sorted([f"model-0000{i}-of-00003{ext}" for i in (1, 2, 3)]
+                           + [index.name])
+    assert doc["weight_map"]["layer0/W"] == f"model-00001-of-00003{ext}"
+    got = ws.load(index)
+    assert got.equal(weights) and got.metadata == weights.metadata
+    with ws.open(index) as lazy:
+        np.testing.assert_array_equal(lazy["layer4/W"], weights["layer4/W"])
+    ws.convert(index, tmp_path / "whole.h5")
+    assert ws.load(tmp_path / "whole.h5").equal(weights)
+
+
+def test_shards_respect_the_size_and_a_big_tensor_gets_its_own() -> None:
+    sizes = {"a": 40, "b": 40, "huge": 500, "c": 10, "d": 95}
+    assert shard.plan_shards(sizes, 100) == [["a", "b"], ["huge"], ["c"], ["d"]]
+    assert shard.plan_shards(sizes, 10_000) == [list(sizes)]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2GB", 2 * 10**9), ("500MB", 500 * 10**6), ("1GiB", 1 << 30), ("1.5 KB", 1500),
+    (4096, 4096), ("123", 123),
+])
+def test_shard_sizes_parse_like_hugging_face(text, expected: int) -> None:
+    assert shard.parse_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["2XB", "-1", "0", "lots", ""])
+def test_bad_shard_sizes_are_refused(bad: str) -> None:
+    with pytest.raises(ws.OptionError, match="max_shard_size"):
+        shard.parse_size(bad)
+
+
+def test_a_failed_sharded_write_leaves_the_old_set_and_no_new_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old = _model(n=2)
+    ws.save(old, tmp_path / "model.npz", max_shard_size=9000)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    cls = ws.get_codec("npz")
+    real_write = cls.write
+    calls = 0
+
+    def failing(self, weights, fileobj, *, path):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt  # the third shard fails
+        real_write(self, weights, fileobj, path=path)
+
+    monkeypatch.setattr(cls, "write", failing)
+    with pytest.raises(KeyboardInterrupt):
+        ws.save(_model(n=5), tmp_path / "model.npz", max_shard_size=9000)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    monkeypatch.undo()
+    assert ws.load(tmp_path / "model.npz.index.json").equal(old)
+
+
+def test_resaving_with_fewer_shards_removes_the_stale_ones(tmp_path: Path) -> None:
+    ws.save(_model(n=5), tmp_path / "model.npz", max_shard_size=9000)
+    assert len(list(tmp_path.iterdir())) == 6
+    small = _model(n=1)
+    ws.save(small, tmp_path / "model.npz", max_shard_size=9000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model-00001-of-00001.npz", "model.npz.index.json"]
+    assert ws.load(tmp_path / "model.npz.index.json").equal(small)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d["weight_map"].update({"bias": "../elsewhere.npz"}), "file name in the index"),
+    (lambda d: d["weight_map"].update({"bias": "/etc/passwd"}), "file name in the index"),
+    (lambda d: d["weight_map"].pop("bias"), "exactly the tensors"),
+    (lambda d: d["weight_map"].update({"extra": "model-00001-of-00002.npz"}),
+     "exactly the tensors"),
+    (lambda d: d.pop("weight_map"), "weight_map"),
+    (lambda d: d["metadata"].update(total_size="big"), "total_size"),
+])
+def test_bad_indexes_are_refused_with_the_reason(edit, message: str, tmp_path: Path) -> None:
+    index = ws.save(_model(n=2), tmp_path / "model.npz", max_shard_size=9000)
+    doc = json.loads(Path(index).read_text())
+    edit(doc)
+    Path(index).write_text(json.dumps(doc))
+    with pytest.raises(ws.FormatError, match=message) as e:
+        ws.load(index)
+    assert "model" in str(e.value)
+
+
+def test_metadata_key_total_size_cannot_be_sharded(tmp_path: Path) -> None:
+    weights = ws.Weights({"a": np.zeros(3)}, metadata={"total_size": "x"})
+    with pytest.raises(ws.UnsupportedError, match="total_size"):
+        ws.save(weights, tmp_path / "m.npz", max_shard_size="1MB")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def test_cli_convert_with_shards_reports_the_index(tmp_path: Path, capsys) -> None:
+    from weightstore.cli.main import main
+
+    _save(_model(), tmp_path / "a.h5")
+    assert main(["convert", str(tmp_path / "a.h5"), str(tmp_path / "m.npz"),
+                 "--max-shard-size", "10kB"]) == 0
+    out = capsys.readouterr().out
+    assert "m.npz.index.json (npz," in out and "6 tensors" in out
+    assert ws.load(tmp_path / "m.npz.index.json").equal(_model())
+    assert main(["convert", str(tmp_path / "a.h5"), str(tmp_path / "q.npz"), "-q",
+                 "--max-shard-size", "nonsense"]) == 1
+    assert "max_shard_size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("tty", "quiet", "shown"), [
+    (True, False, True), (True, True, False), (False, False, False)])
+def test_progress_bar_only_on_a_terminal_and_not_with_quiet(
+        tty: bool, quiet: bool, shown: bool, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from weightstore.cli import _progress
+    from weightstore.cli.main import main
+
+    _save(_model(), tmp_path / "a.h5")
+    fake = io.StringIO()
+    fake.isatty = lambda: tty  # type: ignore[method-assign]
+    monkeypatch.setattr(sys, "stderr", fake)
+    monkeypatch.setattr(_progress, "DELAY", 0)
+    argv = ["convert", str(tmp_path / "a.h5"), str(tmp_path / "b.npz")] + (["-q"] if quiet else [])
+    assert main(argv) == 0
+    assert ("convert" in fake.getvalue()) is shown
+
+
+# --- text formats at speed keep their bytes --------------------------------------------
+
+
+def test_csv_fast_reader_agrees_with_the_csv_module_on_damaged_files() -> None:
+    """The run-based reader gives exactly what the csv module gives, errors included, on
+    files with rows shuffled, duplicated, cut, blanked, or given odd values and line ends."""
+    import csv
+    import random
+
+    from weightstore.codec import DEFAULT_LIMITS
+    from weightstore.codecs.csv import CsvCodec, _read_fast
+
+    def general(data: bytes):
+        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+        try:
+            return CsvCodec._read_rows(csv.reader(text, strict=True), "f", DEFAULT_LIMITS)
+        except csv.Error as e:
+            raise ws.FormatError(f"malformed CSV ({e})", path="f") from e
+
+    def outcome(read, data: bytes):
+        try:
+            got = read(data)
+        except ws.WeightstoreError as e:
+            return ("error", str(e))
+        if got is None:
+            return None
+        return ("ok", list(got), [(got[k].dtype.str, got[k].shape, got[k].tobytes())
+                                  for k in got], got.metadata)
+
+    tensors, metadata = corpus()
+    rng = np.random.default_rng(0)
+    tensors["big"] = (rng.standard_normal((30, 20)) * 0.02).astype(np.float32)
+    tensors["ints"] = rng.integers(-100, 100, 300).astype(np.int16)
+    plain = {k: v for k, v in tensors.items() if not any(c in k for c in ',"')}
+    files = []
+    for t, m in ((tensors, metadata), (plain, {"source": "plain"})):
+        buf = io.BytesIO()
+        CsvCodec().write(ws.Weights(t, m), buf, path="f")
+        files.append(buf.getvalue())
+    r = random.Random(1)
+    edits = [b"x", b"e5", b".5", b"0", b" ", b",", b"-0", b"1e400", b"NaN", b"+1", b"1.0",
+             b"99999999999999999999"]
+    compared = 0
+    for _ in range(400):
+        lines = r.choice(files).split(b"\r\n")[:-1]
+        i = r.randrange(1, len(lines))
+        op = r.randrange(6)
+        if op == 0:
+            body = lines[1:]
+            r.shuffle(body)
+            lines = lines[:1] + body
+        elif op == 1:
+            lines[i] = lines[r.randrange(1, len(lines))]
+        elif op == 2:
+            lines.insert(i, b"")
+        elif op == 3:
+            lines[i] = lines[i].rsplit(b",", 1)[0] + b"," + r.choice(edits)
+        elif op == 4:
+            lines[i] = lines[i] + r.choice(edits)
+        data = b"".join(line + r.choice([b"\r\n", b"\r\n", b"\n"]) for line in lines)
+        fast = outcome(lambda d: _read_fast(d, "f", DEFAULT_LIMITS), data)
+        if fast is not None:
+            compared += 1
+            assert fast == outcome(general, data), (op, data[:200])
+    assert compared > 300
+
+
+def test_json_writer_streams_the_bytes_of_one_document(tmp_path: Path) -> None:
+    """Tensor by tensor, the same bytes as orjson.dumps of the whole document."""
+    import orjson
+
+    from weightstore.codecs._text import json_ready
+
+    rng = np.random.default_rng(3)
+    big = (rng.standard_normal((40, 30)) * 1e14).astype(np.float32)
+    big[1, 2], big[5, 5] = np.nan, -np.inf
+    tensors = {"big": big, "f64": rng.standard_normal(50), "h": (big[:3] / 1e14).astype(np.float16),
+               "u": np.array([2**60, 1], dtype=np.uint64), "s": np.float32(0.1)}
+    weights = ws.Weights(tensors, metadata={"k": "v"})
+    ws.save(weights, tmp_path / "w.json")
+    doc = {"format": "weightstore.json", "version": 1, "metadata": {"k": "v"},
+           "tensors": [{"name": k, "dtype": str(v.dtype), "shape": list(v.shape),
+                        "data": json_ready(v)} for k, v in weights.items()]}
+    assert (tmp_path / "w.json").read_bytes() == orjson.dumps(
+        doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert ws.load(tmp_path / "w.json").equal(weights)
+
+
+def test_npz_written_from_a_lazy_source_loads_with_numpy(tmp_path: Path) -> None:
+    weights = _model()
+    _save(weights, tmp_path / "a.h5")
+    with ws.open(tmp_path / "a.h5") as lazy:
+        ws.save(lazy, tmp_path / "b.npz")
+    with np.load(tmp_path / "b.npz", allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["layer2/W"], weights["layer2/W"])
+    assert os.path.getsize(tmp_path / "b.npz") > weights.nbytes
