@@ -28,8 +28,6 @@ needs_safetensors = pytest.mark.skipif(
     not HAVE_SAFETENSORS, reason="the safetensors package is not installed "
     "(pip install 'weightstore[safetensors]')"
 )
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SAMPLE = SHARED_DATA / "sample_weight.pkl"
 
 
 def _every_dtype() -> Weights:
@@ -110,9 +108,8 @@ def test_library_reads_our_files_and_order_is_in_metadata(tmp_path: Path) -> Non
 
 
 @needs_safetensors
-@pytest.mark.skipif(not SAMPLE.is_file(), reason=f"reference weights {SAMPLE} are absent")
-def test_book_weights_round_trip(tmp_path: Path) -> None:
-    w = weightstore.load(SAMPLE)
+def test_book_weights_round_trip(tmp_path: Path, sample_weight_path: Path) -> None:
+    w = weightstore.load(sample_weight_path)
     path = tmp_path / "book.safetensors"
     weightstore.save(w, path)
     assert weightstore.load(path).equal(w)

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _book import SAMPLE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -69,8 +68,7 @@ def _corpus() -> dict[str, Weights]:
         "u64": np.array([0, 2**53 - 1, 2**64 - 1], np.uint64),
         "f16": np.array([0.1, -0.0, 65504, np.inf, -np.inf, np.nan], np.float16),
         "f32": rng.standard_normal((3, 4)).astype(np.float32),
-        # Beyond float32's range float64 hits a writer bug: see the xfail test below.
-        "f64": np.array([5e-324, 3.0e38, -np.inf], np.float64),
+        "f64": np.array([5e-324, 1.7976931348623157e308, -np.inf], np.float64),
         "nan_bits32": np.array([0x7FC00001, 0xFFC00000, 0x7F800001], np.uint32).view(np.float32),
         "nan_bits64": np.array([0x7FF8000000000001], np.uint64).view(np.float64),
         "nan_bits16": np.array([0x7E01], np.uint16).view(np.float16),
@@ -105,33 +103,8 @@ def test_everything_the_codec_writes_is_valid(tmp_path: Path, name: str, indent:
     validate_json_file(path)
 
 
-# Core JSON codec bugs found while building the corpus above (the files are schema-valid;
-# reading them back fails or loses data). Strict xfails: they fail once the bug is fixed,
-# so that these markers get removed then.
-CORE_BUGS = {
-    "float64 beyond float32 range": (
-        np.array([1.7976931348623157e308, -1e300, 1e39]),
-        "codecs/_text.py needs_tokens/json_ready test finiteness after a cast to float32, "
-        "so a finite float64 beyond float32's range is written as 'Infinity'"),
-    "0-d int8": (np.array(3, np.int8),
-                 "codecs/_text.py cast_exact calls min() on values.tolist(), an int for 0-d"),
-    "2-d int16": (np.arange(6, dtype=np.int16).reshape(2, 3),
-                  "codecs/_text.py cast_exact calls min() on nested lists for ndim >= 2"),
-}
-
-
-@pytest.mark.parametrize("array", [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=r))
-                                   for a, r in CORE_BUGS.values()], ids=list(CORE_BUGS))
-def test_core_json_codec_round_trip(tmp_path: Path, array: np.ndarray) -> None:
-    w = Weights({"x": array})
-    weightstore.save(w, tmp_path / "w.json")
-    validate_json_file(tmp_path / "w.json")
-    assert weightstore.load(tmp_path / "w.json").equal(w)
-
-
-@pytest.mark.skipif(not SAMPLE.is_file(), reason=f"reference weights {SAMPLE} are absent")
-def test_book_weights_are_valid(tmp_path: Path) -> None:
-    weightstore.save(weightstore.load(SAMPLE), tmp_path / "book.json")
+def test_book_weights_are_valid(tmp_path: Path, sample_weight_path: Path) -> None:
+    weightstore.save(weightstore.load(sample_weight_path), tmp_path / "book.json")
     validate_json_file(tmp_path / "book.json")
 
 
