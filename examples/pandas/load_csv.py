@@ -29,9 +29,11 @@ def load_csv(path: str) -> dict[str, np.ndarray]:
         rows = rows[rows["index"] != ""]  # an empty tensor has one row without index and value
         flat = np.empty(len(rows), dtype=dtype)
         values = rows["value"].to_numpy()
-        flat[rows["index"].astype(np.int64).to_numpy()] = (
-            values == "1" if dtype == bool else values.astype(dtype if dtype.kind in "iu" else float)
-        )
+        if dtype.kind == "b":
+            parsed = values == "1"
+        else:  # integers parse exactly as themselves; floats through float64, rounded once
+            parsed = values.astype(dtype if dtype.kind in "iu" else np.float64)
+        flat[rows["index"].astype(np.int64).to_numpy()] = parsed
         arrays[name] = flat.reshape(shape)
     return arrays
 
