@@ -123,7 +123,7 @@ class SafetensorsCodec(Codec):
     def sniff(cls, head: bytes) -> bool:
         # A plausible header length (at least "{}", within the default header limit;
         # the file's own size is checked on reading) and the header's opening brace.
-        # Bytes 3-7 of such a length are zero, which no text format starts with.
+        # Bytes 4-7 of such a length are zero, which no text format starts with.
         if len(head) < 9 or head[8:9] != b"{":
             return False
         (length,) = _LENGTH.unpack_from(head)
