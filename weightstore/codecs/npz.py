@@ -167,6 +167,12 @@ class _NpzSource(TensorSource):
         metas: list[TensorMeta] = []
         self._members: dict[str, _Member] = {}
         for info in infos:
+            if info.header_offset + info.compress_size > raw.size:
+                raise FormatError(
+                    path=path, field=f"member {info.filename!r}",
+                    expected=f"data within the file's {raw.size:,} bytes",
+                    found=f"{info.compress_size:,} bytes at offset {info.header_offset:,}",
+                )
             if not info.filename.endswith(".npy"):
                 raise FormatError(path=path, field=f"member {info.filename!r}",
                                   expected="only .npy members in an npz file")
