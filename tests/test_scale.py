@@ -66,7 +66,7 @@ def test_open_gives_what_load_gives(cls: type[Codec], tmp_path: Path) -> None:
     assert lazy.closed
 
 
-@pytest.mark.parametrize("ext", [".npz", ".h5"])
+@pytest.mark.parametrize("ext", [".npz", ".h5", ".safetensors"])
 def test_open_reads_the_header_alone(ext: str, tmp_path: Path) -> None:
     """Opening a file with 16 MiB of tensors reads a few kB of it."""
     path = tmp_path / f"w{ext}"
@@ -95,7 +95,7 @@ def test_open_reads_the_header_alone(ext: str, tmp_path: Path) -> None:
     assert Counting.read_bytes < 64 * 1024, Counting.read_bytes
 
 
-@pytest.mark.parametrize("ext", [".npz", ".h5"])
+@pytest.mark.parametrize("ext", [".npz", ".h5", ".safetensors"])
 def test_raw_tensors_are_read_only_memory_maps_unless_asked_otherwise(
         ext: str, tmp_path: Path) -> None:
     path = tmp_path / f"w{ext}"

@@ -31,13 +31,14 @@ a file is read or written: registering the codec does not need it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits
+from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorMeta, TensorSource
 from ..errors import (
     FormatError,
     LimitError,
@@ -46,6 +47,7 @@ from ..errors import (
     WeightsError,
 )
 from ..model import Weights, canonical_dtype, little_endian
+from ..rawio import RawFile
 from ..registry import register
 
 __all__ = ["SafetensorsCodec", "ORDER_KEY", "METADATA_KEY", "DTYPE_CODES"]
@@ -176,6 +178,19 @@ class SafetensorsCodec(Codec):
         except WeightsError as e:
             raise FormatError(f"holds invalid weights: {e}", path=path) from e
 
+    def open(self, fileobj: IO[bytes], *, path: str,
+             limits: Limits = DEFAULT_LIMITS) -> TensorSource:
+        """The header alone, checked as :meth:`read` checks it; each tensor is then read
+        straight from its offset, or memory-mapped (weightstore.open)."""
+        size = fileobj.seek(0, 2)
+        fileobj.seek(0)
+        # Opening holds no tensor, so only the per-tensor limit applies here.
+        entries, metadata = self._read_header(
+            fileobj, path, size, dataclasses.replace(limits, max_total_bytes=1 << 62))
+        data_start = fileobj.tell()
+        order = self._order(metadata, entries, path)
+        return _LazySource(entries, order, metadata, RawFile(fileobj, path), data_start)
+
     @staticmethod
     def _read_header(
         fileobj: IO[bytes], path: str, size: int, limits: Limits
@@ -251,6 +266,25 @@ class SafetensorsCodec(Codec):
                               expected=f"each of the file's {len(entries)} tensor names once",
                               found=text)
         return order
+
+
+class _LazySource(TensorSource):
+    """An open safetensors file: the header checked, the data left on disk."""
+
+    lazy = True
+
+    def __init__(self, entries: dict[str, _Entry], order: list[str], metadata: dict[str, str],
+                 raw: RawFile, data_start: int) -> None:
+        super().__init__([TensorMeta(n, entries[n].dtype, entries[n].shape) for n in order],
+                         metadata)
+        self._entries, self._raw, self._start = entries, raw, data_start
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        entry = self._entries[name]
+        offset = self._start + entry.span[0]
+        if mmap and self._raw.can_mmap:
+            return self._raw.map_array(offset, entry.dtype, entry.shape).view(np.ndarray)
+        return self._raw.read_array(offset, entry.dtype, entry.shape, field=f"tensor {name!r}")
 
 
 class _Entry(NamedTuple):
