@@ -1,0 +1,493 @@
+"""Gigabyte models: write and read throughput, peak memory, lazy access and streaming
+conversion for every weightstore codec, beside the usual tools, in one run.
+
+Run from the repository root::
+
+    python -m benchmarks.scale                 # about 2 GiB of float32 tensors
+    python -m benchmarks.scale --gib 0.25      # quicker
+    python -m benchmarks.scale --json out.json # also save the numbers
+
+The model is synthetic but shaped like a small transformer (token embedding, per
+layer four 2048x2048 attention matrices, three 2048x8192 MLP matrices and two norm
+vectors), values normal with std 0.02 from a fixed seed. ``--gib`` changes the
+number of layers (and, below 1 GiB, the width).
+
+What is measured, for each format:
+
+- write: the parent process writes the model (every writer, weightstore's and the
+  baselines', fsyncs its file(s) before the clock stops).
+- read: a fresh process loads the whole model into numpy arrays; its time and its
+  peak resident memory (``VmHWM``; ``ru_maxrss`` would include the parent's, which
+  Linux carries across fork and exec) above what it held after its imports. Each
+  read runs ``--runs`` times, in a new process each time; the median run is shown.
+- lazy: a fresh process opens the file and copies one tensor (16 MiB at 2 GiB) into
+  memory; time and extra peak memory.
+- convert: a fresh process converts between weightstore formats; extra peak memory
+  against the bound of 2x the largest tensor plus 200 MiB.
+
+Baselines, measured in the same run: ``safetensors`` (numpy API), ``np.save`` /
+``np.load(mmap_mode="r")`` (one .npy per tensor), h5py (one dataset per tensor,
+contiguous), and ``torch.save`` / ``torch.load`` (``mmap=True`` for lazy access) when
+torch is installed. Files are read once before each timed read, so every reader
+starts from the page cache: the numbers are memory and CPU speed, not the disk's.
+
+JSON and CSV at gigabyte size take minutes, so they are measured on a slice of the
+model (``--text-mib``, default 16 MiB) against ``np.savetxt``/``np.loadtxt`` and
+pandas ``to_csv``/``read_csv`` on the same arrays; the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MiB = 1 << 20
+GiB = 1 << 30
+SEED = 20240607
+
+#: weightstore formats measured at full size: label -> file name ending.
+WS_FORMATS = {"npz": ".npz", "hdf5": ".h5", "safetensors": ".safetensors",
+              "pickle": ".pkl", "zstd(npz)": ".npz.zst"}
+#: Conversions whose peak memory is measured (source label, destination label).
+CONVERSIONS = [("npz", "hdf5"), ("hdf5", "npz"), ("safetensors", "hdf5"),
+               ("npz", "zstd(npz)")]
+
+
+# --- the model ---------------------------------------------------------------------------
+
+
+def model_shapes(gib: float) -> tuple[dict[str, tuple[int, ...]], str]:
+    """Tensor names and shapes adding up to about *gib* GiB of float32, and the name of
+    the tensor read lazily (one attention matrix)."""
+    hidden, ffn, vocab = (2048, 8192, 32000) if gib >= 1 else (
+        (1024, 4096, 16000) if gib >= 0.2 else (512, 2048, 8000))
+    embed = vocab * hidden * 4
+    per_layer = (4 * hidden * hidden + 3 * hidden * ffn + 2 * hidden) * 4
+    layers = max(1, round((gib * GiB - embed) / per_layer))
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, hidden)}
+    for i in range(layers):
+        p = f"model.layers.{i}"
+        for proj in ("q", "k", "v", "o"):
+            shapes[f"{p}.self_attn.{proj}_proj.weight"] = (hidden, hidden)
+        shapes[f"{p}.mlp.gate_proj.weight"] = (ffn, hidden)
+        shapes[f"{p}.mlp.up_proj.weight"] = (ffn, hidden)
+        shapes[f"{p}.mlp.down_proj.weight"] = (hidden, ffn)
+        shapes[f"{p}.input_layernorm.weight"] = (hidden,)
+        shapes[f"{p}.post_attention_layernorm.weight"] = (hidden,)
+    shapes["model.norm.weight"] = (hidden,)
+    return shapes, "model.layers.0.self_attn.q_proj.weight"
+
+
+def synthetic_model(gib: float) -> dict[str, np.ndarray]:
+    """The model: normal values, std 0.02, fixed seed."""
+    rng = np.random.default_rng(SEED)
+    out = {}
+    for name, shape in model_shapes(gib)[0].items():
+        array = rng.standard_normal(shape, dtype=np.float32)
+        array *= np.float32(0.02)
+        out[name] = array
+    return out
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file, or every file in a folder, to the disk."""
+    for p in ([path] if path.is_file() else sorted(path.iterdir())):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def size_of(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir())
+    if path.name.endswith(".index.json"):
+        return sum(p.stat().st_size for p in path.parent.iterdir())
+    return path.stat().st_size
+
+
+def warm(path: Path) -> None:
+    """Read the file(s) once so that the timed read starts from the page cache."""
+    buf = bytearray(16 * MiB)
+    for p in ([path] if path.is_file() else sorted(path.iterdir())):
+        with open(p, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_peak() -> int:
+    """This process's peak resident memory (VmHWM). Not ``ru_maxrss``: Linux carries the
+    parent's high-water mark into a child across fork and exec, and the parent holds the
+    whole model."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run_child(*args: str) -> dict[str, Any]:
+    """Run this script's child mode in a fresh interpreter and return its JSON line."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
+                         text=True, env=env, check=False)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- the child process: one read, one lazy access or one conversion ------------------------
+
+
+def child(argv: list[str]) -> None:
+    """``--child TASK TOOL PATH [NAME|DST]``: do it and print time and memory as JSON."""
+    task, tool, path = argv[0], argv[1], argv[2]
+    extra = argv[3] if len(argv) > 3 else ""
+    import weightstore as ws
+
+    ws.formats()  # import every codec's libraries now, as the baselines import theirs
+    if tool == "safetensors-lib":
+        import safetensors.numpy as stn
+        from safetensors import safe_open
+    if tool == "h5py":
+        import h5py
+    if tool == "torch":
+        import torch
+    gc.collect()
+    base = rss_now()
+    start = time.perf_counter()
+    if task == "load":
+        if tool == "weightstore":
+            got = ws.load(path)
+        elif tool == "safetensors-lib":
+            got = stn.load_file(path)
+        elif tool == "np.load":
+            got = {p.stem: np.load(p) for p in sorted(Path(path).iterdir())}
+        elif tool == "h5py":
+            with h5py.File(path, "r") as f:
+                got = {k: f[k][()] for k in f}
+        elif tool == "torch":
+            got = torch.load(path, weights_only=True)
+        count = len(got)
+    elif task == "lazy":
+        if tool == "weightstore":
+            with ws.open(path) as w:
+                got = np.array(w[extra])
+        elif tool == "safetensors-lib":
+            with safe_open(path, framework="np") as f:
+                got = f.get_tensor(extra)
+        elif tool == "np.load":
+            got = np.array(np.load(Path(path) / f"{extra}.npy", mmap_mode="r"))
+        elif tool == "h5py":
+            with h5py.File(path, "r") as f:
+                got = f[extra][()]
+        elif tool == "torch":
+            got = torch.load(path, weights_only=True, mmap=True)[extra].numpy().copy()
+        count = int(got.size)
+    elif task == "convert":
+        got = ws.convert(path, extra)
+        count = len(got)
+    seconds = time.perf_counter() - start
+    peak = rss_peak()
+    print(json.dumps({"seconds": seconds, "peak": peak, "base": base, "count": count}))
+
+
+# --- the measurements --------------------------------------------------------------------
+
+
+def write_baselines(model: dict[str, np.ndarray], folder: Path) -> dict[str, tuple[Path, float]]:
+    """Each baseline tool's file and its write time."""
+    out: dict[str, tuple[Path, float]] = {}
+    import h5py
+    import safetensors.numpy as stn
+
+    path = folder / "lib.safetensors"
+    out["safetensors-lib"] = (path, timed(lambda: (stn.save_file(model, str(path)),
+                                                   fsync_path(path))))
+    npy = folder / "npy"
+    npy.mkdir()
+
+    def save_npy() -> None:
+        for name, array in model.items():
+            np.save(npy / f"{name}.npy", array)
+        fsync_path(npy)
+
+    out["np.load"] = (npy, timed(save_npy))
+    h5 = folder / "lib.h5"
+
+    def save_h5() -> None:
+        with h5py.File(h5, "w") as f:
+            for name, array in model.items():
+                f.create_dataset(name, data=array)
+        fsync_path(h5)
+
+    out["h5py"] = (h5, timed(save_h5))
+    try:
+        import torch
+    except ImportError:
+        print("torch is not installed: its columns are skipped "
+              "(pip install torch==2.13.0 for the CPU build)", file=sys.stderr)
+    else:
+        pt = folder / "model.pt"
+        tensors = {k: torch.from_numpy(v) for k, v in model.items()}
+        out["torch"] = (pt, timed(lambda: (torch.save(tensors, pt), fsync_path(pt))))
+        del tensors
+    return out
+
+
+def measure_binary(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    import weightstore as ws
+
+    model = synthetic_model(args.gib)
+    shapes, lazy_name = model_shapes(args.gib)
+    total = sum(a.nbytes for a in model.values())
+    largest = max(a.nbytes for a in model.values())
+    print(f"model: {len(model)} tensors, {total / GiB:.2f} GiB float32, largest "
+          f"{largest / MiB:.0f} MiB; lazy read of {lazy_name} "
+          f"({model[lazy_name].nbytes / MiB:.0f} MiB)", flush=True)
+    results: dict[str, Any] = {"total_bytes": total, "largest_bytes": largest,
+                               "lazy_tensor": lazy_name, "rows": {}, "conversions": []}
+    files: dict[str, tuple[str, Path]] = {}
+    weights = ws.Weights(model)
+    for label, ext in WS_FORMATS.items():
+        if args.formats and label not in args.formats:
+            continue
+        path = folder / f"model{ext}"
+        try:
+            seconds = timed(lambda p=path, w=weights: ws.save(w, p))
+        except ws.MissingDependencyError as e:
+            print(f"{label}: skipped ({e})", file=sys.stderr)
+            continue
+        files[label] = ("weightstore", path)
+        results["rows"][label] = {"tool": "weightstore", "write_s": seconds,
+                                  "size": size_of(path)}
+        print(f"  wrote {label}: {seconds:.2f} s", flush=True)
+    for label, (path, seconds) in write_baselines(model, folder).items():
+        files[label] = (label, path)
+        results["rows"][label] = {"tool": label, "write_s": seconds, "size": size_of(path)}
+        print(f"  wrote {label}: {seconds:.2f} s", flush=True)
+    del weights, model
+    gc.collect()
+    for label, (tool, path) in files.items():
+        row = results["rows"][label]
+        warm(path)
+        got = _median([run_child("load", tool, str(path)) for _ in range(args.runs)])
+        row["read_s"], row["read_peak_extra"] = got.get("seconds"), _extra(got)
+        row["read_error"] = got.get("error")
+        got = _median([run_child("lazy", tool, str(path), lazy_name) for _ in range(args.runs)])
+        if "seconds" in got:
+            row["lazy_ms"], row["lazy_extra"] = got["seconds"] * 1000, _extra(got)
+        else:
+            row["lazy_error"] = got.get("error")
+        print(f"  read {label}: {row['read_s'] or float('nan'):.2f} s, lazy "
+              f"{row.get('lazy_ms', float('nan')):.1f} ms", flush=True)
+    for src, dst in CONVERSIONS:
+        if src not in files or files[src][0] != "weightstore" or dst not in WS_FORMATS:
+            continue
+        out = folder / f"converted{WS_FORMATS[dst]}"
+        warm(files[src][1])
+        got = run_child("convert", "weightstore", str(files[src][1]), str(out))
+        results["conversions"].append({"from": src, "to": dst, "seconds": got.get("seconds"),
+                                       "peak_extra": _extra(got), "error": got.get("error")})
+        print(f"  convert {src} -> {dst}: {got.get('seconds') or float('nan'):.1f} s", flush=True)
+        if out.exists():
+            out.unlink()
+    return results
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median time (its memory with it), or the first error."""
+    ok = sorted((r for r in runs if "seconds" in r), key=lambda r: r["seconds"])
+    return ok[len(ok) // 2] if ok else runs[0]
+
+
+def _extra(got: dict[str, Any]) -> int | None:
+    if "peak" not in got:
+        return None
+    return max(0, got["peak"] - got["base"])
+
+
+def measure_text(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """JSON and CSV on a slice of the model, beside numpy's and pandas' text I/O."""
+    import weightstore as ws
+
+    shapes, _ = model_shapes(args.gib)
+    rng = np.random.default_rng(SEED + 1)
+    hidden = next(s for s in shapes.values() if len(s) == 2)[1]
+    rows = max(1, int(args.text_mib * MiB // (hidden * 4)))
+    array = rng.standard_normal((rows, hidden), dtype=np.float32) * np.float32(0.02)
+    weights = ws.Weights({"slice": array})
+    out: dict[str, Any] = {"values": int(array.size), "bytes": int(array.nbytes), "rows": {}}
+    for label in ("json", "csv"):
+        path = folder / f"slice.{label}"
+        w = timed(lambda p=path: ws.save(weights, p))
+        r = timed(lambda p=path: ws.load(p))
+        out["rows"][label] = {"write_s": w, "read_s": r, "size": path.stat().st_size}
+        path.unlink()
+    txt = folder / "slice.txt"
+    out["rows"]["np.savetxt"] = {"write_s": timed(lambda: np.savetxt(txt, array)),
+                                 "read_s": timed(lambda: np.loadtxt(txt)),
+                                 "size": txt.stat().st_size}
+    txt.unlink()
+    try:
+        import pandas as pd
+    except ImportError:
+        print("pandas is not installed: its text columns are skipped", file=sys.stderr)
+    else:
+        csv = folder / "slice_pandas.csv"
+        frame = pd.DataFrame(array)
+        out["rows"]["pandas"] = {"write_s": timed(lambda: frame.to_csv(csv, index=False)),
+                                 "read_s": timed(lambda: pd.read_csv(csv)),
+                                 "size": csv.stat().st_size}
+        csv.unlink()
+    return out
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / MiB:,.0f}"
+
+
+def _rate(nbytes: int, seconds: float | None) -> str:
+    return "-" if not seconds else f"{nbytes / seconds / GiB:.2f}"
+
+
+def report(binary: dict[str, Any] | None, text: dict[str, Any] | None) -> str:
+    lines: list[str] = []
+    if binary:
+        total = binary["total_bytes"]
+        ref = binary["rows"].get("safetensors-lib", {}).get("read_s")
+        lines.append(f"Binary formats, {total / GiB:.2f} GiB model (GiB/s of tensor data; "
+                     "read = whole model into numpy in a fresh process; lazy = open + one "
+                     f"tensor, {binary['lazy_tensor']})")
+        head = ["format", "tool", "file MiB", "write s", "GiB/s", "read s", "GiB/s",
+                "read/safetensors", "read peak +MiB", "lazy ms", "lazy +MiB"]
+        rows = []
+        for label, r in binary["rows"].items():
+            read = r.get("read_s")
+            rows.append([label, r["tool"], _mib(r["size"]), f"{r['write_s']:.2f}",
+                         _rate(total, r["write_s"]),
+                         f"{read:.2f}" if read else r.get("read_error") or "-",
+                         _rate(total, read),
+                         f"{read / ref:.2f}x" if read and ref else "-",
+                         _mib(r.get("read_peak_extra")),
+                         f"{r['lazy_ms']:.1f}" if "lazy_ms" in r else r.get("lazy_error", "-"),
+                         _mib(r.get("lazy_extra"))])
+        lines += _table(head, rows)
+        if binary["conversions"]:
+            bound = 2 * binary["largest_bytes"] + 200 * MiB
+            lines.append("")
+            lines.append(f"Streaming conversion (fresh process; bound = 2 x largest tensor "
+                         f"+ 200 MiB = {bound / MiB:,.0f} MiB)")
+            rows = []
+            for c in binary["conversions"]:
+                extra = c["peak_extra"]
+                verdict = "-" if extra is None else ("within" if extra < bound else "OVER")
+                rows.append([c["from"], c["to"], f"{c['seconds']:.1f}" if c["seconds"] else
+                             c.get("error") or "-", _mib(extra), verdict])
+            lines += _table(["from", "to", "seconds", "peak +MiB", "bound"], rows)
+    if text:
+        lines.append("")
+        lines.append(f"Text formats on a {text['bytes'] / MiB:.0f} MiB slice "
+                     f"({text['values']:,} float32 values): the full model in JSON or CSV "
+                     "would take minutes, so these run on the slice")
+        savetxt = text["rows"]["np.savetxt"]
+        pandas = text["rows"].get("pandas")
+        head = ["format", "file MiB", "write s", "read s", "write vs savetxt",
+                "read vs loadtxt", "write vs pandas", "read vs pandas"]
+        rows = []
+        for label, r in text["rows"].items():
+            rows.append([label, _mib(r["size"]), f"{r['write_s']:.2f}", f"{r['read_s']:.2f}",
+                         f"{savetxt['write_s'] / r['write_s']:.1f}x faster",
+                         f"{savetxt['read_s'] / r['read_s']:.1f}x faster",
+                         f"{pandas['write_s'] / r['write_s']:.1f}x faster" if pandas else "-",
+                         f"{pandas['read_s'] / r['read_s']:.1f}x faster" if pandas else "-"])
+        lines += _table(head, rows)
+    return "\n".join(lines)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return [line(head), line(["-" * w for w in widths]), *map(line, rows)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Measure weightstore on a gigabyte model beside safetensors, np.save, "
+        "h5py and torch: throughput, peak memory, lazy access, streaming conversion.",
+        epilog="example: python -m benchmarks.scale --gib 2 --json scale.json",
+    )
+    parser.add_argument("--gib", type=float, default=2.0,
+                        help="model size in GiB of float32 (default 2)")
+    parser.add_argument("--text-mib", type=float, default=16,
+                        help="size of the slice JSON and CSV are measured on (default 16)")
+    parser.add_argument("--dir", help="folder for the files (default: a temporary folder, "
+                        "removed afterwards); needs about 10x --gib free")
+    parser.add_argument("--formats", nargs="*", choices=list(WS_FORMATS),
+                        help="weightstore formats to measure (default: all)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="fresh processes per read and per lazy read; the median run is "
+                        "shown (default 3)")
+    parser.add_argument("--skip-binary", action="store_true", help="only the text formats")
+    parser.add_argument("--skip-text", action="store_true", help="only the binary formats")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    args = parser.parse_args(argv)
+    print(f"python {platform.python_version()}, numpy {np.__version__}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+    folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ws-scale-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        binary = None if args.skip_binary else measure_binary(args, folder)
+        text = None if args.skip_text else measure_text(args, folder)
+    finally:
+        if not args.dir:
+            shutil.rmtree(folder, ignore_errors=True)
+    print()
+    print(report(binary, text))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"binary": binary, "text": text}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2:])
+    else:
+        sys.exit(main())
