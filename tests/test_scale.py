@@ -468,3 +468,21 @@ def test_npz_written_from_a_lazy_source_loads_with_numpy(tmp_path: Path) -> None
     with np.load(tmp_path / "b.npz", allow_pickle=False) as npz:
         np.testing.assert_array_equal(npz["layer2/W"], weights["layer2/W"])
     assert os.path.getsize(tmp_path / "b.npz") > weights.nbytes
+
+
+def test_the_benchmark_model_has_the_size_and_shapes_asked_for() -> None:
+    import subprocess
+    import sys
+
+    from benchmarks.scale import model_shapes
+
+    for gib in (2.0, 0.5, 0.1):
+        shapes, lazy = model_shapes(gib)
+        total = sum(4 * int(np.prod(s)) for s in shapes.values())
+        assert abs(total - gib * (1 << 30)) < 0.2 * gib * (1 << 30) + 64 * MiB
+        assert lazy in shapes and len(shapes[lazy]) == 2
+    assert 4 * int(np.prod(model_shapes(2.0)[0][model_shapes(2.0)[1]])) == 16 * MiB
+    help_text = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--help"],
+                               capture_output=True, text=True, check=True,
+                               cwd=Path(__file__).resolve().parents[1]).stdout
+    assert "--gib" in help_text and "--text-mib" in help_text
