@@ -28,7 +28,7 @@ import orjson
 from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorMeta, TensorSource, read_all
 from ..errors import FormatError, UnsupportedError
 from ..model import Weights, dtype_name, little_endian
-from ..rawio import RawFile
+from ..rawio import RawFile, crc32
 from ..registry import register
 
 COMMENT_PREFIX = b"weightstore-metadata:"
@@ -275,7 +275,7 @@ class _NpzSource(TensorSource):
         header = self._raw.pread(member.data_offset - member.header_len, member.header_len)
         array = self._raw.read_array(member.data_offset, meta.dtype, shape,
                                      field=self._where(member.info),
-                                     crc=(zlib.crc32(header), member.info.CRC))
+                                     crc=(crc32(header), member.info.CRC))
         return array.T if member.fortran else array
 
     def _read_compressed(self, meta: TensorMeta, member: _Member,

@@ -23,9 +23,9 @@ with :class:`~weightstore.errors.UnsupportedError`; unknown names are a
 
 Writing goes through ``safetensors.numpy.save``. Reading checks the header
 in layers (length, JSON, each entry, offsets tiling the buffer exactly, limits)
-before any tensor is built, then hands the bytes to ``safetensors.deserialize``,
-the function ``safetensors.numpy.load`` is built on (its numpy table has no
-BF16, so the dtype table here replaces it). The package is imported only when
+before any tensor is built, then reads each tensor from its offset into its
+array (one copy; ``safetensors.deserialize`` makes two, and its numpy table has
+no BF16, so the dtype table here replaces it). The package is imported only when
 a file is read or written: registering the codec does not need it.
 """
 
@@ -148,33 +148,18 @@ class SafetensorsCodec(Codec):
         fileobj.write(st.numpy.save(tensors, metadata=metadata))
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+        _safetensors()  # the format's own package stays required, as for writing
         size = fileobj.seek(0, 2)
         fileobj.seek(0)
         entries, metadata = self._read_header(fileobj, path, size, limits)
-        st = _safetensors()
-        fileobj.seek(0)
-        raw = fileobj.read()
-        try:
-            decoded = st.deserialize(raw)
-        except st.SafetensorError as e:
-            # The checks above are meant to catch everything the library refuses; if one
-            # slips through, the message stays ours and the library's is chained.
-            raise FormatError(path=path, field="header",
-                              expected="a header the safetensors library accepts",
-                              found="one it refuses (see the chained error)") from e
-        del raw
-        arrays: dict[str, np.ndarray] = {}
-        for name, view in decoded:
-            entry = entries[name]
-            if view["dtype"] != entry.code or list(view["shape"]) != list(entry.shape):
-                raise FormatError(path=path, field=f"tensor {name!r}",
-                                  expected="the dtype and shape its header entry gives",
-                                  found=f"{view['dtype']} {view['shape']}")
-            # The library hands each tensor over as its own bytearray: the arrays are writable.
-            arrays[name] = np.frombuffer(view["data"], dtype=entry.dtype).reshape(entry.shape)
+        data_start = fileobj.tell()
         order = self._order(metadata, entries, path)
+        # The header checks above (offsets tiling the buffer exactly, sizes matching dtype
+        # and shape) are what safetensors.deserialize checks; each tensor is then read from
+        # its offset straight into its array, one copy instead of the library's two.
+        source = _LazySource(entries, order, metadata, RawFile(fileobj, path), data_start)
         try:
-            return Weights([(name, arrays[name]) for name in order], metadata=metadata)
+            return Weights([(n, source.read(n)) for n in order], metadata=metadata)
         except WeightsError as e:
             raise FormatError(f"holds invalid weights: {e}", path=path) from e
 
