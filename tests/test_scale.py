@@ -131,9 +131,22 @@ def test_closed_lazy_weights_keep_the_header_but_not_the_data(tmp_path: Path) ->
         lazy["bias"]
 
 
-def test_damaged_npz_data_is_caught_by_the_zip_crc(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fast_crc", [True, False])
+@pytest.mark.parametrize("size", [4096, 6 * MiB // 4])  # inline, and beside the reads
+def test_damaged_npz_data_is_caught_by_the_zip_crc(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_crc: bool, size: int) -> None:
+    import zlib
+
+    from weightstore import rawio
+
+    if fast_crc and not rawio._FAST_CRC:
+        pytest.skip("the 'fast' extra (isal) is not installed")
+    if not fast_crc:
+        monkeypatch.setattr(rawio, "_FAST_CRC", False)
+        monkeypatch.setattr(rawio, "crc32", zlib.crc32)
     path = tmp_path / "w.npz"
-    _save({"a": np.zeros(4096, np.float32), "b": np.ones(8, np.float32)}, path)
+    _save({"a": np.zeros(size, np.float32), "b": np.ones(8, np.float32)}, path)
+    np.testing.assert_array_equal(ws.load(path)["a"], np.zeros(size, np.float32))
     with zipfile.ZipFile(path) as zf:
         info = zf.getinfo("a.npy")
     data = bytearray(path.read_bytes())
