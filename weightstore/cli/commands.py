@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import convert, eval, formats, inspect, report
+from . import convert, eval, formats, inspect, report, shrink
 
-ALL = [convert, inspect, eval, report, formats]
+ALL = [convert, inspect, eval, shrink, report, formats]
