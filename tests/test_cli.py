@@ -109,3 +109,28 @@ def test_missing_data_says_where_it_looked(tmp_path: Path, monkeypatch, capsys,
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert str(tmp_path / "empty") in err and "WEIGHTSTORE_DATA" in err
+
+
+def test_schema_command_prints_the_shipped_schema(capsys) -> None:
+    from weightstore.schema import json_schema
+
+    assert main(["schema", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json_schema()
+
+
+def test_test_image_command_writes_784_pixels(tmp_path: Path, data_dir: Path, capsys) -> None:
+    out = tmp_path / "img.csv"
+    assert main(["test-image", "0", str(out), "--data-dir", str(data_dir)]) == 0
+    assert "label 7" in capsys.readouterr().out
+    lines = out.read_text().splitlines()
+    assert len(lines) == 785
+    assert main(["test-image", "10000", str(out), "--data-dir", str(data_dir)]) == 1
+    assert "0 to 9999" in capsys.readouterr().err
+
+
+def test_export_onnx_command(tmp_path: Path, sample_weight_path: Path, capsys) -> None:
+    pytest.importorskip("onnx", reason="export-onnx needs the optional 'onnx' extra")
+    out = tmp_path / "mlp.onnx"
+    assert main(["export-onnx", str(sample_weight_path), str(out)]) == 0
+    assert out.stat().st_size > 45_360 * 4
+    assert "opset 17" in capsys.readouterr().out

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import convert, eval, formats, inspect, report, shrink
+from . import convert, eval, formats, inspect, interop, report, shrink
 
-ALL = [convert, inspect, eval, shrink, report, formats]
+ALL = [convert, inspect, eval, shrink, report, formats, interop]
