@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from . import precision as _precision
 from . import registry, remote, shard
 from .codec import DEFAULT_LIMITS, Codec, Limits
 from .errors import FormatError, LimitError, UnknownFormatError, WeightstoreError
@@ -73,6 +74,7 @@ def save(
     path: PathLike,
     format: str | None = None,
     *,
+    precision: _precision.Precision | dict[str, Any] | None = None,
     max_shard_size: int | str | None = None,
     progress: ProgressCallback | None = None,
     storage_options: dict[str, Any] | None = None,
@@ -80,7 +82,10 @@ def save(
 ) -> Path | str:
     """Write *weights* to *path* atomically, in *format* or the one its extension names.
 
-    *options* are the codec's options (``weightstore formats`` lists them). From a
+    *options* are the codec's options (``weightstore formats`` lists them). *precision*
+    (a :class:`~weightstore.precision.Precision` or a dict like ``{"dtype": "float16"}``,
+    ``{"quantize": "4/block:64"}``, ``{"digits": 6}``) changes the values first, with a
+    :class:`~weightstore.errors.LossyWarning` (the whole model is then in memory). From a
     :class:`LazyWeights` (``weightstore.open``) a format that streams is written one
     tensor at a time. *max_shard_size* (bytes, or ``"2GB"``) splits the model into
     numbered shards plus ``<path>.index.json`` (see :mod:`weightstore.shard`).
@@ -90,13 +95,16 @@ def save(
     w: Any = weights if isinstance(weights, LazyWeights) else as_weights(weights)
     codec = codec_for_writing(path, format, **options)
     shard_size = shard.parse_size(max_shard_size) if max_shard_size is not None else None
-    if isinstance(w, LazyWeights) and not codec.streams_writes:
+    p = _precision.Precision.of(precision)
+    if isinstance(w, LazyWeights) and (not codec.streams_writes or p is not None):
         if w.nbytes > STREAMING_WARN_BYTES:
-            warnings.warn(
-                f"{codec.name} cannot be written one tensor at a time: writing "
-                f"{_gib(w.nbytes)} holds the whole model in memory", StreamingWarning,
-                stacklevel=2)
+            why = (f"{codec.name} cannot be written one tensor at a time" if p is None
+                   else "a precision option changes the whole model at once")
+            warnings.warn(f"{why}: writing {_gib(w.nbytes)} holds the whole model in memory",
+                          StreamingWarning, stacklevel=2)
         w = w.load()
+    if p is not None:
+        w = _precision.apply(w, p)
     out = os.fspath(path)
     if shard_size is not None:
         sizes = {n: (w.tensor_nbytes(n) if isinstance(w, LazyWeights) else int(w[n].nbytes))
@@ -149,21 +157,28 @@ def load(
     format: str | None = None,
     *,
     limits: Limits | None = None,
+    dequantize: bool = True,
     progress: ProgressCallback | None = None,
     storage_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> Weights:
     """Read the weights in *path* (a file, a URL, or a shard index). The format is *format*,
     else the one the content shows, else the one the extension names. Loading never runs
-    code from the file. *progress* is called as ``progress(done_bytes, total_bytes)``."""
+    code from the file. *progress* is called as ``progress(done_bytes, total_bytes)``.
+
+    Quantized tensors come back as floats under their own names unless *dequantize* is
+    false, which gives the stored integer codes and scales (:mod:`weightstore.precision`).
+    """
     if shard.is_index(path) or progress is not None:
         with open_weights(path, format, limits=limits, mmap=False,
                           storage_options=storage_options, **options) as lazy:
-            return lazy.load(limits=limits, progress=progress)
+            stored = lazy.load(limits=limits, progress=progress)
+        return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
     with open_for_read(path, storage_options) as f:
         codec = _codec_for_reading(f, path, format, options)
         try:
-            return codec.read(f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS)
+            stored = codec.read(f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS)
+            return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
         except (FormatError, LimitError) as e:
             if e.path is None:  # raised deep inside a codec: say which file
                 raise type(e)(e.message, path=path) from e
@@ -183,30 +198,40 @@ def convert(
     from_format: str | None = None,
     to: str | None = None,
     limits: Limits | None = None,
+    precision: _precision.Precision | dict[str, Any] | None = None,
+    dequantize: bool = False,
     max_shard_size: int | str | None = None,
     progress: ProgressCallback | None = None,
     storage_options: dict[str, Any] | None = None,
     **options: Any,
-) -> LazyWeights:
+) -> LazyWeights | Weights:
     """Read *src* and write it to *dst* (format *to* or *dst*'s extension). *options* go
-    to the writing codec; *max_shard_size* and *progress* are as for :func:`save`.
+    to the writing codec; *precision*, *max_shard_size* and *progress* are as for
+    :func:`save`. A quantized source is copied as stored (codes and scales), unless
+    *dequantize* is true or a *precision* is given: then its floats are restored first.
 
     Tensors move one at a time when *src*'s format can be read tensor by tensor and
     *dst*'s written so (``weightstore formats``; docs/formats.md), so memory stays
     bounded by the largest tensor; otherwise the model is held whole, with a
-    :class:`StreamingWarning` above :data:`STREAMING_WARN_BYTES`. Returns the source,
-    closed: its names, :meth:`~LazyWeights.info` and metadata, not its tensors.
+    :class:`StreamingWarning` above :data:`STREAMING_WARN_BYTES`. Returns what was
+    written: the source, closed (its names, :meth:`~LazyWeights.info` and metadata, not
+    its tensors) when the tensors went through unchanged, else the :class:`Weights`.
     """
     codec_for_writing(dst, to, **options)  # fail on bad options before reading
     if max_shard_size is not None:
         shard.parse_size(max_shard_size)
+    p = _precision.Precision.of(precision)
     with open_weights(src, from_format, limits=limits, mmap=False,
-                      storage_options=storage_options) as weights:
-        if not weights.lazy and weights.nbytes > STREAMING_WARN_BYTES:
+                      storage_options=storage_options) as source:
+        if not source.lazy and source.nbytes > STREAMING_WARN_BYTES:
             warnings.warn(
-                f"{weights.format} cannot be read one tensor at a time: converting "
-                f"{_gib(weights.nbytes)} holds the whole model in memory", StreamingWarning,
+                f"{source.format} cannot be read one tensor at a time: converting "
+                f"{_gib(source.nbytes)} holds the whole model in memory", StreamingWarning,
                 stacklevel=2)
+        weights: LazyWeights | Weights = source
+        if p is not None or (dequantize and _precision.is_quantized(source)):  # type: ignore[arg-type]
+            weights = _precision.apply(
+                _precision.dequantize(source.load(limits=limits), path=os.fspath(src)), p)
         save(weights, dst, to, max_shard_size=max_shard_size, progress=progress,
              storage_options=storage_options, **options)
     return weights
@@ -263,7 +288,10 @@ class FileInfo:
 def inspect(path: PathLike, format: str | None = None, *, limits: Limits | None = None,
             storage_options: dict[str, Any] | None = None) -> FileInfo:
     """Describe *path*: its format, each tensor's name, dtype, shape and count, its size
-    (a sharded model's: all its files). Reads the header alone where the format has one."""
+    (a sharded model's: all its files). Reads the header alone where the format has one.
+
+    A quantized file shows its codes and scales as stored (the record is in the metadata).
+    """
     with open_weights(path, format, limits=limits, storage_options=storage_options) as weights:
         tensors = [weights.info(name) for name in weights]
     size = sum(_file_size(p, storage_options) for p in weights.files)
