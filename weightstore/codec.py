@@ -14,6 +14,7 @@ A new codec is one module with a class decorated by
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
@@ -21,7 +22,7 @@ from typing import IO, Any, ClassVar
 from .errors import LimitError, OptionError
 from .model import Weights
 
-__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS"]
+__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "warn_if_regrouped"]
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -75,6 +76,15 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def warn_if_regrouped(weights: Weights, path: str, codec: str) -> None:
+    """Warn that a nesting format will give *weights* back in their grouped order."""
+    if list(weights) != weights.grouped_order():
+        warnings.warn(
+            f"{path}: {codec} stores each group's tensors together, so they will read back "
+            "in grouped order, not the order given", stacklevel=4,
+        )
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,13 @@ class Codec:
     lossless: ClassVar[bool] = True
     #: Whether the metadata map is stored.
     supports_metadata: ClassVar[bool] = True
+    #: Whether tensors of one group come back together, in :meth:`Weights.grouped_order`
+    #: (formats that nest groups: a dict of dicts, HDF5 groups); the writer warns when
+    #: that changes the order.
+    groups_together: ClassVar[bool] = False
+    #: Whether the format stores a checksum of every tensor (and of its header, if it has
+    #: one) that :meth:`read` verifies unless given ``verify=False``.
+    checksums: ClassVar[bool] = False
     #: Whether :meth:`write` needs a seekable file (a zstd layer then spools it).
     needs_seekable_output: ClassVar[bool] = False
     #: The options it takes.

@@ -17,11 +17,14 @@ more than the allowed expansion.
 
 from __future__ import annotations
 
+import io
+import mmap
+import struct
 from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
+from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, warn_if_regrouped
 from ..errors import (
     FormatError,
     UnsafeFileError,
@@ -33,6 +36,10 @@ from ..model import Weights, dtype_name, little_endian
 from ..registry import register
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: A global heap collection starts with this: "GCOL", version 1, three reserved zero bytes.
+_GCOL = b"GCOL\x01\x00\x00\x00"
+_GCOL_HEADER = 16  # signature, version, reserved, 8-byte collection size
+_GCOL_OBJECT_HEADER = 16  # index (2), reference count (2), reserved (4), size (8)
 
 
 def _h5py() -> Any:
@@ -49,6 +56,7 @@ class Hdf5Codec(Codec):
     extensions = (".h5", ".hdf5")
     description = "HDF5 (h5py): one dataset per tensor, groups for '/', optional gzip/lzf"
     needs_seekable_output = True
+    groups_together = True
     options = (
         Option("compression", str, "none", "dataset filter", choices=("none", "gzip", "lzf")),
         Option("level", int, 4, "gzip level (0-9)", min=0, max=9),
@@ -61,16 +69,21 @@ class Hdf5Codec(Codec):
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
         h5py = _h5py()
+        warn_if_regrouped(weights, path, self.name)
         compression = None if self.compression == "none" else self.compression  # type: ignore[attr-defined]
         with h5py.File(fileobj, "w", track_order=True) as f:
             for key, value in weights.metadata.items():
-                f.attrs[key] = value
+                _write_text_attr(h5py, f, key, value, path)
             for name, array in weights.items():
                 if array.dtype.name == "bfloat16":
                     raise UnsupportedError(path=path, field=f"tensor {name!r}",
                                            expected="a dtype HDF5 tools understand",
                                            found="bfloat16")
                 *groups, leaf = name.split("/")
+                if "." in (*groups, leaf):
+                    raise UnsupportedError(path=path, field=f"tensor {name!r}",
+                                           expected="no part '.' (HDF5's name for the group "
+                                           "itself)", found=name)
                 group = f
                 for g in groups:
                     group = group.require_group(g) if g in group else group.create_group(
@@ -92,6 +105,9 @@ class Hdf5Codec(Codec):
         tensors: list[tuple[str, np.ndarray]] = []
         with f:
             try:
+                if any(h5py.check_vlen_dtype(f.attrs.get_id(k).dtype) is not None
+                       for k in f.attrs):
+                    _check_global_heaps(fileobj, path)
                 metadata = {k: _attr_text(v) for k, v in f.attrs.items()}
                 self._walk(h5py, f, "", path, limits, tensors, 0)
             except WeightstoreError:
@@ -129,6 +145,60 @@ class Hdf5Codec(Codec):
                     raise FormatError(path=path, field="datasets",
                                       expected=f"at most {limits.max_tensors}")
                 out.append((name, _read_dataset(h5py, obj, name, path, limits, total)))
+
+
+def _write_text_attr(h5py: Any, f: Any, key: str, value: str, path: str) -> None:
+    """A metadata entry as a fixed-length UTF-8 string attribute of the root group.
+
+    Fixed length keeps the text inside the (checksummed) object header instead of
+    the global heap, whose parser in the HDF5 library loops forever on some damage.
+    """
+    if "\x00" in value or "\x00" in key:
+        raise UnsupportedError(path=path, field=f"metadata {key!r}",
+                               expected="text without NUL characters (HDF5 strings end at NUL)",
+                               found="a NUL character")
+    raw = value.encode("utf-8")
+    size = max(1, len(raw))
+    f.attrs.create(key, np.array(raw, dtype=f"S{size}"), dtype=h5py.string_dtype("utf-8", size))
+
+
+def _check_global_heaps(fileobj: IO[bytes], path: str) -> None:
+    """Refuse global heap collections whose objects overrun them or do not advance.
+
+    Variable-length strings (other tools write text attributes that way) live in
+    global heap collections. The HDF5 library walks a collection's objects by
+    their stated sizes, and a size that wraps around makes it loop forever, so the
+    collections are walked here first. Only bytes that start with the full
+    8-byte collection signature are taken for one.
+    """
+    fileobj.seek(0)
+    try:
+        view: Any = mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        view = fileobj.read()
+    try:
+        end = len(view)
+        at = view.find(_GCOL)
+        while at >= 0:
+            (size,) = struct.unpack_from("<Q", view, at + 8) if at + 16 <= end else (0,)
+            if size < _GCOL_HEADER or at + size > end:
+                raise FormatError(path=path, field=f"global heap at byte {at}",
+                                  expected=f"a collection size within the file's {end:,} bytes",
+                                  found=size)
+            p, stop = at + _GCOL_HEADER, at + size
+            while p + _GCOL_OBJECT_HEADER <= stop:
+                index, _refs, _reserved, osize = struct.unpack_from("<HHIQ", view, p)
+                need = osize if index == 0 else _GCOL_OBJECT_HEADER + ((osize + 7) & ~7)
+                if need <= 0 or p + need > stop:
+                    raise FormatError(path=path, field=f"global heap at byte {at}, object "
+                                      f"{index}", expected=f"at most {stop - p:,} bytes",
+                                      found=f"{osize:,} bytes")
+                p += need
+            at = view.find(_GCOL, at + 1)
+    finally:
+        if isinstance(view, mmap.mmap):
+            view.close()
+        fileobj.seek(0)
 
 
 def _attr_text(value: Any) -> str:

@@ -85,6 +85,8 @@ class NpzCodec(Codec):
             zf = zipfile.ZipFile(fileobj)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
             raise FormatError(f"not a valid zip archive ({e})", path=path) from e
+        except NotImplementedError as e:  # zipfile's word for a feature it lacks
+            raise FormatError(f"uses a zip feature this reader lacks ({e})", path=path) from e
         with zf:
             infos = [i for i in zf.infolist() if not i.is_dir()]
             self._check_layout(zf, fileobj, path)
@@ -150,6 +152,10 @@ class NpzCodec(Codec):
                               field=f"member {info.filename!r}") from e
         except (OSError, EOFError) as e:  # zlib.error is an Exception; see below
             raise FormatError(f"unreadable member ({e})", path=path,
+                              field=f"member {info.filename!r}") from e
+        except (NotImplementedError, RuntimeError) as e:  # a compression method or flag
+            # zipfile lacks, or encryption (RuntimeError: "password required")
+            raise FormatError(f"uses a zip feature this reader lacks ({e})", path=path,
                               field=f"member {info.filename!r}") from e
         except Exception as e:
             import zlib
