@@ -153,10 +153,11 @@ def _write_text_attr(h5py: Any, f: Any, key: str, value: str, path: str) -> None
     Fixed length keeps the text inside the (checksummed) object header instead of
     the global heap, whose parser in the HDF5 library loops forever on some damage.
     """
-    if "\x00" in value or "\x00" in key:
+    if "\x00" in value or "\x00" in key or not key:
         raise UnsupportedError(path=path, field=f"metadata {key!r}",
-                               expected="text without NUL characters (HDF5 strings end at NUL)",
-                               found="a NUL character")
+                               expected="a non-empty key, and text without NUL characters "
+                               "(HDF5 strings end at NUL)",
+                               found="an empty key" if not key else "a NUL character")
     raw = value.encode("utf-8")
     size = max(1, len(raw))
     f.attrs.create(key, np.array(raw, dtype=f"S{size}"), dtype=h5py.string_dtype("utf-8", size))

@@ -139,14 +139,16 @@ class NpzCodec(Codec):
                         found=f"{info.file_size:,} bytes",
                     )
                 buf = bytearray(nbytes)
-                view = memoryview(buf)
                 got = 0
-                while got < nbytes:
-                    n = member.readinto(view[got:])
-                    if not n:
-                        raise FormatError(path=path, field=f"member {info.filename!r}",
-                                          expected=f"{nbytes:,} data bytes", found=f"{got:,}")
-                    got += n
+                with memoryview(buf) as view:  # released even when a read fails
+                    while got < nbytes:
+                        with view[got:] as rest:
+                            n = member.readinto(rest)
+                        if not n:
+                            raise FormatError(path=path, field=f"member {info.filename!r}",
+                                              expected=f"{nbytes:,} data bytes",
+                                              found=f"{got:,}")
+                        got += n
         except zipfile.BadZipFile as e:
             raise FormatError(f"corrupted member ({e})", path=path,
                               field=f"member {info.filename!r}") from e
