@@ -279,3 +279,42 @@ def test_extensions_map_back_to_their_codec() -> None:
 def test_unknown_format_name_lists_the_known_ones() -> None:
     with pytest.raises(ws.UnknownFormatError, match="json"):
         ws.get_codec("no-such-format")
+
+
+def test_third_party_codecs_register_through_the_entry_point_group(monkeypatch) -> None:
+    """A package announcing a Codec under 'weightstore.codecs' is found by name and extension."""
+    from importlib import metadata
+
+    from weightstore import registry
+
+    class RawCodec(Codec):
+        name = "thirdparty-raw"
+        extensions = (".tpraw",)
+
+    class FakeEntryPoint:
+        name, value = "thirdparty-raw", "thirdparty:RawCodec"
+
+        def load(self):
+            return RawCodec
+
+    monkeypatch.setattr(metadata, "entry_points",
+                        lambda group: [FakeEntryPoint()] if group == "weightstore.codecs" else [])
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    assert registry.get_codec("thirdparty-raw") is RawCodec
+    assert registry.codec_for_path("w.tpraw")[0] is RawCodec
+
+
+def test_npz_member_pointing_past_the_end_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "w.npz"
+    ws.save({"a": np.zeros(1000)}, path)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.npz"
+    # keep the central directory but drop most of the member's data
+    eocd = data.rfind(b"PK\x05\x06")
+    cd = data.rfind(b"PK\x01\x02")
+    local_len = cd
+    cut.write_bytes(data[:200] + data[cd:eocd] + data[eocd:])
+    with pytest.raises(ws.FormatError, match="cut.npz"):
+        ws.load(cut)
+    assert local_len > 200

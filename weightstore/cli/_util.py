@@ -47,3 +47,12 @@ def table(rows: list[list[str]], header: list[str], right: set[int] | None = Non
         ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def add_data_dir_arg(parser: argparse.ArgumentParser) -> None:
+    """The ``--data-dir`` flag for commands that need the reference data."""
+    parser.add_argument(
+        "--data-dir", metavar="DIR",
+        help="folder with the reference files (sample_weight.pkl, mnist/t10k-*.gz); default: "
+        "$WEIGHTSTORE_DATA, then ../shared/data beside the checkout, then the user cache",
+    )

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import convert, formats, inspect
+from . import convert, eval, formats, inspect, interop, report
 
-ALL = [convert, inspect, formats]
+ALL = [convert, inspect, eval, report, formats, interop]
