@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterator
 from typing import IO
 
 import numpy as np
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits
-from ..errors import FormatError, WeightsError
+from ..errors import FormatError, LimitError, WeightsError
 from ..model import Weights, canonical_dtype, dtype_name
 from ..registry import register
 from ._text import cast_exact, parse_token, value_strings
@@ -62,6 +63,30 @@ def parse_shape(text: str, where: str, path: str) -> tuple[int, ...]:
         raise FormatError(path=path, field=f"{where} shape",
                           expected="dimensions joined by 'x' (784x50) or 'scalar'", found=text)
     return tuple(int(p) for p in parts)
+
+
+def max_line_chars() -> int:
+    """Longest line a reader accepts: five fields at csv's field size limit, quoted.
+
+    The csv module bounds each field (``csv.field_size_limit()``, 131,072 characters
+    by default) but not how many fields a line has: a line of a million commas would
+    become a list of a million strings before any check could see it.
+    """
+    return 5 * (2 * csv.field_size_limit() + 2) + 4
+
+
+def _bounded_lines(text: IO[str], path: str) -> Iterator[str]:
+    """The lines of *text* (ends kept), refusing one longer than :func:`max_line_chars`."""
+    limit = max_line_chars()
+    while True:
+        line = text.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            raise LimitError(path=path, field="a line",
+                             expected=f"at most {limit:,} characters (five fields within "
+                             "csv.field_size_limit())", found=f"more than {limit:,}")
+        yield line
 
 
 def _quote(text: str) -> str:
@@ -117,7 +142,8 @@ class CsvCodec(Codec):
         fileobj.seek(0)
         text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")
         try:
-            return self._read_rows(csv.reader(text, strict=True), path, limits)
+            return self._read_rows(csv.reader(_bounded_lines(text, path), strict=True), path,
+                                   limits)
         except UnicodeDecodeError as e:
             raise FormatError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from e
         except csv.Error as e:
@@ -184,7 +210,7 @@ def _build(name: str, dtype_text: str, shape_text: str, indexes: list[str], valu
         raise FormatError(path=path, field=f"{where} dtype", expected=e.expected,
                           found=dtype_text) from e
     shape = parse_shape(shape_text, where, path)
-    count = int(np.prod(shape, dtype=np.float64)) if shape else 1
+    count = math.prod(shape)  # exact: a float product overflows on absurd claims
     limits.check_tensor(path, name, count * dtype.itemsize, total)
     if len(values) != count or (marked_empty and count):
         raise FormatError(path=path, field=where,

@@ -18,6 +18,7 @@ more than the allowed expansion.
 from __future__ import annotations
 
 import io
+import math
 import mmap
 import struct
 from typing import IO, Any
@@ -229,7 +230,7 @@ def _read_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
     if dtype_name(dtype) is None:
         raise FormatError(path=path, field=f"{where} dtype",
                           expected="bool, (u)int8-64 or float16/32/64", found=str(ds.dtype))
-    count = int(np.prod(ds.shape, dtype=np.float64)) if ds.shape else 1
+    count = math.prod(ds.shape)  # exact: a float product overflows on absurd claims
     nbytes = count * dtype.itemsize
     limits.check_tensor(path, name, nbytes, total)
     stored = ds.id.get_storage_size()

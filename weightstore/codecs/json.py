@@ -32,6 +32,7 @@ row-major order, and rounding each number once to ``dtype``.
 
 from __future__ import annotations
 
+import math
 from typing import IO, Any
 
 import numpy as np
@@ -157,7 +158,7 @@ class JsonCodec(Codec):
             raise FormatError(path=path, field=f"{where} shape",
                               expected="a list of at most 64 non-negative integers", found=shape)
         shape_t = tuple(shape)
-        count = int(np.prod(shape_t, dtype=np.float64)) if shape_t else 1
+        count = math.prod(shape_t)  # exact: a float product overflows on absurd claims
         limits.check_tensor(path, name, count * dtype.itemsize, total)
         data = entry["data"]
         if count == 0:

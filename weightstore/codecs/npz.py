@@ -94,6 +94,7 @@ class NpzCodec(Codec):
                 raise FormatError(path=path, field="members",
                                   expected=f"at most {limits.max_tensors}", found=len(infos))
             archive_size = fileobj.seek(0, 2)
+            self._check_extents(infos, getattr(zf, "start_dir", archive_size), path)
             tensors: dict[str, np.ndarray] = {}
             total = 0
             for info in infos:
@@ -175,6 +176,35 @@ class NpzCodec(Codec):
             raise
         array = np.frombuffer(buf, dtype=dtype)
         return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+    @staticmethod
+    def _check_extents(infos: list[zipfile.ZipInfo], end: int, path: str) -> None:
+        """Refuse members whose data overlap, or run into the central directory.
+
+        A zip bomb without nesting points many directory entries at one compressed
+        stream; each member's bytes (local header, name, data) must end before the
+        next member starts. The local header's extra field is not counted (its
+        length is only in the local header), so the check never refuses a valid file.
+        """
+        ordered = sorted(infos, key=lambda i: i.header_offset)
+        for i, info in enumerate(ordered):
+            nxt = ordered[i + 1] if i + 1 < len(ordered) else None
+            encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+            try:
+                name_len = len(info.orig_filename.encode(encoding))
+            except UnicodeEncodeError:
+                name_len = 0
+            stop = info.header_offset + 30 + name_len + info.compress_size
+            limit = nxt.header_offset if nxt is not None else end
+            if stop > limit:
+                raise FormatError(
+                    path=path, field=f"member {info.filename!r}",
+                    expected=f"its bytes to end by offset {limit:,} (where "
+                    + (f"member {nxt.filename!r}" if nxt is not None else "the directory")
+                    + " starts)",
+                    found=f"{info.compress_size:,} bytes of data from offset "
+                    f"{info.header_offset:,} (overlapping members)",
+                )
 
     @staticmethod
     def _check_layout(zf: zipfile.ZipFile, fileobj: IO[bytes], path: str) -> None:
