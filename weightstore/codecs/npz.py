@@ -203,7 +203,8 @@ class NpzCodec(Codec):
                     + (f"member {nxt.filename!r}" if nxt is not None else "the directory")
                     + " starts)",
                     found=f"{info.compress_size:,} bytes of data from offset "
-                    f"{info.header_offset:,} (overlapping members)",
+                    f"{info.header_offset:,}"
+                    + (" (overlapping members)" if nxt is not None else ""),
                 )
 
     @staticmethod
