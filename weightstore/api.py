@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import registry
-from .codec import DEFAULT_LIMITS, Codec, Limits
+from .codec import DEFAULT_LIMITS, Codec, Limits, read_with
 from .errors import FormatError, LimitError, UnknownFormatError, WeightstoreError
 from .fileio import atomic_write, open_for_read
 from .model import Weights, as_weights, dtype_name
@@ -96,14 +96,20 @@ def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
 
 
 def load(
-    path: PathLike, format: str | None = None, *, limits: Limits | None = None, **options: Any
+    path: PathLike, format: str | None = None, *, limits: Limits | None = None,
+    verify: bool = True, **options: Any
 ) -> Weights:
     """Read the weights in *path*. The format is *format*, else the one the content shows,
-    else the one the extension names. Loading never runs code from the file."""
+    else the one the extension names. Loading never runs code from the file.
+
+    Checksums the format stores are verified (:class:`ChecksumError` names the damaged
+    tensor); ``verify=False`` skips that, to salvage what a damaged file still holds.
+    """
     with open_for_read(path) as f:
         codec = _codec_for_reading(f, path, format, options)
         try:
-            return codec.read(f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS)
+            return read_with(codec, f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS,
+                             verify=verify)
         except (FormatError, LimitError) as e:
             if e.path is None:  # raised deep inside a codec: say which file
                 raise type(e)(e.message, path=path) from e
@@ -123,12 +129,13 @@ def convert(
     from_format: str | None = None,
     to: str | None = None,
     limits: Limits | None = None,
+    verify: bool = True,
     **options: Any,
 ) -> Weights:
     """Read *src* and write it to *dst* (format *to* or *dst*'s extension). *options* go
-    to the writing codec. Returns the weights converted."""
+    to the writing codec; *verify* as for :func:`load`. Returns the weights converted."""
     codec = codec_for_writing(dst, to, **options)  # fail on bad options before reading
-    weights = load(src, from_format, limits=limits)
+    weights = load(src, from_format, limits=limits, verify=verify)
     with atomic_write(dst) as f:
         codec.write(weights, f, path=os.fspath(dst))
     return weights
@@ -182,11 +189,12 @@ class FileInfo:
         }
 
 
-def inspect(path: PathLike, format: str | None = None, *, limits: Limits | None = None) -> FileInfo:
+def inspect(path: PathLike, format: str | None = None, *, limits: Limits | None = None,
+            verify: bool = True) -> FileInfo:
     """Describe *path*: its format, each tensor's name, dtype, shape and count, its size."""
     with open_for_read(path) as f:
         codec = _codec_for_reading(f, path, format, {})
-    weights = load(path, format, limits=limits)
+    weights = load(path, format, limits=limits, verify=verify)
     name = codec.name
     inner = getattr(codec, "inner", None)
     if inner:

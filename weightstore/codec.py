@@ -14,6 +14,8 @@ A new codec is one module with a class decorated by
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from typing import IO, Any, ClassVar
 from .errors import LimitError, OptionError
 from .model import Weights
 
-__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "warn_if_regrouped"]
+__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "warn_if_regrouped", "read_with"]
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -201,8 +203,14 @@ class Codec:
         """Write *weights* to the binary file object. *path* is for messages only."""
         raise NotImplementedError
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
-        """Read a file object positioned at the start. *path* is for messages only."""
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
+        """Read a file object positioned at the start. *path* is for messages only.
+
+        A codec that stores checksums verifies them unless *verify* is false. Codecs
+        written before ``verify`` existed may leave it out: :func:`read_with` calls
+        ``read`` with it only when the signature takes it.
+        """
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
@@ -218,3 +226,17 @@ class Codec:
 
     def __hash__(self) -> int:
         return hash(tuple(sorted(self.get_config().items())))
+
+
+@functools.cache
+def _read_takes_verify(cls: type[Codec]) -> bool:
+    params = inspect.signature(cls.read).parameters
+    return "verify" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def read_with(codec: Codec, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+              verify: bool = True) -> Weights:
+    """``codec.read(fileobj, ...)``, passing *verify* only to a ``read`` that takes it."""
+    if _read_takes_verify(type(codec)):
+        return codec.read(fileobj, path=path, limits=limits, verify=verify)  # type: ignore[call-arg]
+    return codec.read(fileobj, path=path, limits=limits)
