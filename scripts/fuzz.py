@@ -81,8 +81,14 @@ def _weights_for(cls: type[Codec], rng: random.Random, folder: Path,
 
 
 def run_case(codec: str, seed: int, case: int, folder: Path,
-             bases: dict[int, tuple[bytes, ws.Weights]]) -> tuple[str, str, str]:
-    """One case: (outcome name, what was done, detail). Exceptions escape to the caller."""
+             bases: dict[int, tuple[bytes, ws.Weights]],
+             keep: Path | None = None) -> tuple[str, str, str]:
+    """One case: (outcome name, what was done, detail). Exceptions escape to the caller.
+
+    With *keep*, the damaged file of a crash or undetected change is copied there (a
+    writer whose output is not byte-for-byte repeatable, like safetensors' metadata
+    order, cannot be replayed exactly).
+    """
     cls = ws.get_codec(codec)
     rng = random.Random(f"{seed}/{codec}/{case}")
     if rng.random() < ROUND_TRIP_SHARE:
@@ -111,6 +117,9 @@ def run_case(codec: str, seed: int, case: int, folder: Path,
         kind, data = random_mutation(rng, data)
         kinds.append(kind)
     result: Result = classify(cls, data, clean, folder, f"case{case}")
+    if keep is not None and result.outcome in (Outcome.CRASH, Outcome.UNDETECTED):
+        keep.mkdir(parents=True, exist_ok=True)
+        (keep / file_name(cls, f"{codec}-seed{seed}-case{case}")).write_bytes(data)
     return result.outcome.value, "+".join(kinds), result.detail
 
 
@@ -127,7 +136,7 @@ def _limit_memory(extra_mib: int) -> None:
         pass
 
 
-def _worker(conn: Connection, memory_mib: int) -> None:
+def _worker(conn: Connection, memory_mib: int, keep: Path | None) -> None:
     """Run cases sent through *conn* until it closes."""
     _limit_memory(memory_mib)
     warnings.simplefilter("ignore")  # regrouping warnings: the round trip checks the order
@@ -139,7 +148,8 @@ def _worker(conn: Connection, memory_mib: int) -> None:
             except EOFError:
                 return
             try:
-                reply = run_case(codec, seed, case, Path(tmp), bases.setdefault((codec, seed), {}))
+                reply = run_case(codec, seed, case, Path(tmp), bases.setdefault((codec, seed), {}),
+                                 keep)
             except BaseException as e:  # noqa: BLE001  (a crash is what we count)
                 reply = (Outcome.CRASH.value, "?", f"{type(e).__name__}: {e}")
             conn.send(reply)
@@ -173,7 +183,9 @@ class Tally:
 class Pool:
     """Worker processes, each running one case at a time under a time limit."""
 
-    def __init__(self, jobs: int, timeout: float, memory_mib: int) -> None:
+    def __init__(self, jobs: int, timeout: float, memory_mib: int,
+                 keep: Path | None = None) -> None:
+        self.keep = keep
         methods = mp.get_all_start_methods()
         self.ctx = mp.get_context("fork" if "fork" in methods else "spawn")
         self.timeout = timeout
@@ -182,7 +194,8 @@ class Pool:
 
     def _start(self) -> Worker:
         parent, child = self.ctx.Pipe()
-        process = self.ctx.Process(target=_worker, args=(child, self.memory_mib), daemon=True)
+        process = self.ctx.Process(target=_worker, args=(child, self.memory_mib, self.keep),
+                                   daemon=True)
         process.start()
         child.close()
         return Worker(process, parent)
@@ -289,6 +302,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds a case may run before it counts as a hang (default 5)")
     p.add_argument("--memory", type=int, default=2048, metavar="MIB",
                    help="address space each worker may add, in MiB (default 2048)")
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="copy the damaged file of each crash or undetected change into DIR")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return p.parse_args(argv)
 
@@ -301,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         ws.get_codec(name)  # fail early on a typo
     if args.case is not None:
         return sum(replay(n, args.seed, args.case) for n in names) and 1
-    pool = Pool(max(1, args.jobs), args.timeout, args.memory)
+    pool = Pool(max(1, args.jobs), args.timeout, args.memory, args.keep)
     rows, failed, tallies = [], False, {}
     started = time.monotonic()
     try:

@@ -9,6 +9,15 @@ Options: ``compression`` (``none``, ``gzip`` or ``lzf``), ``level`` (gzip 0-9)
 and ``shuffle`` (byte shuffle before compressing); compression applies to
 datasets with at least one element and one dimension (HDF5 cannot chunk others).
 
+Integrity: files are written in the HDF5 1.8 format (``libver="v108"``), whose
+superblock, object headers (names, shapes, dtypes, attributes), and group
+indexes carry checksums the HDF5 library verifies on every read; each dataset
+has an attribute ``weightstore.crc32`` (uint32) with the tensor checksum of
+:mod:`weightstore.integrity`, and the root group ``weightstore.header_crc32``
+with the header checksum. Those two are verified unless ``verify=False`` (the
+HDF5 library's own cannot be switched off). Files from other tools, or from
+weightstore 0.1, have no such attributes and load unverified.
+
 Reading refuses soft and external links, external storage and virtual datasets
 (each would read other files), dtypes outside the core set, and datasets whose
 claimed size exceeds :class:`~weightstore.codec.Limits` or their stored bytes by
@@ -27,16 +36,31 @@ import numpy as np
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, warn_if_regrouped
 from ..errors import (
+    ChecksumError,
     FormatError,
     UnsafeFileError,
     UnsupportedError,
     WeightsError,
     WeightstoreError,
 )
+from ..integrity import (
+    HINT,
+    header_crc32,
+    header_entries,
+    tensor_crc32,
+    verify_header,
+    verify_tensor,
+)
 from ..model import Weights, dtype_name, little_endian
 from ..registry import register
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: Attribute of each dataset: the tensor checksum (uint32).
+CRC_ATTR = "weightstore.crc32"
+#: Attribute of the root group: the header checksum (uint32); not metadata.
+HEADER_ATTR = "weightstore.header_crc32"
+#: The oldest and newest file format versions written: 1.8, the first with checksums.
+LIBVER = ("v108", "v108")
 #: A global heap collection starts with this: "GCOL", version 1, three reserved zero bytes.
 _GCOL = b"GCOL\x01\x00\x00\x00"
 _GCOL_HEADER = 16  # signature, version, reserved, 8-byte collection size
@@ -58,6 +82,7 @@ class Hdf5Codec(Codec):
     description = "HDF5 (h5py): one dataset per tensor, groups for '/', optional gzip/lzf"
     needs_seekable_output = True
     groups_together = True
+    checksums = True
     options = (
         Option("compression", str, "none", "dataset filter", choices=("none", "gzip", "lzf")),
         Option("level", int, 4, "gzip level (0-9)", min=0, max=9),
@@ -72,9 +97,16 @@ class Hdf5Codec(Codec):
         h5py = _h5py()
         warn_if_regrouped(weights, path, self.name)
         compression = None if self.compression == "none" else self.compression  # type: ignore[attr-defined]
-        with h5py.File(fileobj, "w", track_order=True) as f:
+        if HEADER_ATTR in weights.metadata:
+            raise UnsupportedError(path=path, field=f"metadata key {HEADER_ATTR!r}",
+                                   expected="a key weightstore does not reserve in HDF5",
+                                   found=HEADER_ATTR)
+        with h5py.File(fileobj, "w", track_order=True, libver=LIBVER) as f:
             for key, value in weights.metadata.items():
                 _write_text_attr(h5py, f, key, value, path)
+            stored = Weights([(k, weights[k]) for k in weights.grouped_order()])
+            f.attrs.create(HEADER_ATTR, np.uint32(
+                header_crc32(header_entries(stored), weights.metadata)))
             for name, array in weights.items():
                 if array.dtype.name == "bfloat16":
                     raise UnsupportedError(path=path, field=f"tensor {name!r}",
@@ -95,34 +127,40 @@ class Hdf5Codec(Codec):
                     if compression == "gzip":
                         kwargs["compression_opts"] = self.level  # type: ignore[attr-defined]
                     kwargs["shuffle"] = self.shuffle  # type: ignore[attr-defined]
-                group.create_dataset(leaf, data=little_endian(array), **kwargs)
+                ds = group.create_dataset(leaf, data=little_endian(array), **kwargs)
+                ds.attrs.create(CRC_ATTR, np.uint32(tensor_crc32(array)))
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
         h5py = _h5py()
         try:
             f = h5py.File(fileobj, "r")
         except OSError as e:
-            raise FormatError(f"not a readable HDF5 file ({e})", path=path) from e
+            raise _damage(e, "not a readable HDF5 file", path) from e
         tensors: list[tuple[str, np.ndarray]] = []
         with f:
             try:
                 if any(h5py.check_vlen_dtype(f.attrs.get_id(k).dtype) is not None
                        for k in f.attrs):
                     _check_global_heaps(fileobj, path)
-                metadata = {k: _attr_text(v) for k, v in f.attrs.items()}
-                self._walk(h5py, f, "", path, limits, tensors, 0)
+                metadata = {k: _attr_text(v) for k, v in f.attrs.items() if k != HEADER_ATTR}
+                stored_header = _crc_attr(f, HEADER_ATTR, "root group", path)
+                self._walk(h5py, f, "", path, limits, tensors, 0, verify)
             except WeightstoreError:
                 raise
             except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
                 # h5py reports damaged metadata as any of these
-                raise FormatError(f"damaged HDF5 structure ({e})", path=path) from e
+                raise _damage(e, "damaged HDF5 structure", path) from e
         try:
-            return Weights(tensors, metadata=metadata)
+            weights = Weights(tensors, metadata=metadata)
         except WeightsError as e:
             raise FormatError(f"holds invalid weights: {e}", path=path) from e
+        if verify and stored_header is not None:
+            verify_header(path, stored_header, weights, metadata)
+        return weights
 
     def _walk(self, h5py: Any, group: Any, prefix: str, path: str, limits: Limits,
-              out: list[tuple[str, np.ndarray]], depth: int) -> None:
+              out: list[tuple[str, np.ndarray]], depth: int, verify: bool) -> None:
         if depth > limits.max_depth:
             raise FormatError(path=path, field=f"group {prefix!r}",
                               expected=f"nesting within {limits.max_depth} levels")
@@ -136,16 +174,43 @@ class Hdf5Codec(Codec):
             try:
                 obj = group[key]
             except (KeyError, OSError) as e:
-                raise FormatError(f"cannot open object ({e})", path=path,
-                                  field=f"object {name!r}") from e
+                raise _damage(e, "cannot open object", path, f"object {name!r}") from e
             if isinstance(obj, h5py.Group):
-                self._walk(h5py, obj, name, path, limits, out, depth + 1)
+                self._walk(h5py, obj, name, path, limits, out, depth + 1, verify)
             elif isinstance(obj, h5py.Dataset):
                 total = sum(a.nbytes for _, a in out)
                 if len(out) >= limits.max_tensors:
                     raise FormatError(path=path, field="datasets",
                                       expected=f"at most {limits.max_tensors}")
-                out.append((name, _read_dataset(h5py, obj, name, path, limits, total)))
+                array = _read_dataset(h5py, obj, name, path, limits, total)
+                stored = _crc_attr(obj, CRC_ATTR, f"dataset {name!r}", path)
+                if verify and stored is not None:
+                    verify_tensor(path, name, array, stored)
+                out.append((name, array))
+
+
+def _damage(e: Exception, what: str, path: str, field: str | None = None) -> FormatError:
+    """The error for an exception from the HDF5 library: a ChecksumError when one of its
+    metadata checksums failed."""
+    if "checksum" in str(e).lower():
+        return ChecksumError(f"HDF5 metadata does not match its checksum ({e})", path=path,
+                             field=field, hint=HINT)
+    return FormatError(f"{what} ({e})", path=path, field=field)
+
+
+def _crc_attr(obj: Any, key: str, where: str, path: str) -> int | None:
+    """The uint32 checksum attribute *key* of *obj*, or None when it has none."""
+    if key not in obj.attrs:
+        return None
+    attr = obj.attrs.get_id(key)
+    if attr.dtype.kind != "u" or attr.shape != ():  # checked before reading: no vlen heap
+        raise FormatError(path=path, field=f"{where} attribute {key!r}",
+                          expected="a uint32 scalar", found=f"{attr.dtype} {attr.shape}")
+    value = int(obj.attrs[key])
+    if value > 0xFFFFFFFF:
+        raise FormatError(path=path, field=f"{where} attribute {key!r}",
+                          expected="a CRC-32", found=value)
+    return value
 
 
 def _write_text_attr(h5py: Any, f: Any, key: str, value: str, path: str) -> None:

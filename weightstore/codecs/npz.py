@@ -2,9 +2,18 @@
 
 Each tensor is the member ``<name>.npy`` (``/`` in a name is a folder in the
 zip, which ``numpy.load`` gives back as the same key). Files load with
-``numpy.load(path)`` and ``allow_pickle=False``. Metadata, when there is any,
-is the zip archive comment: ``weightstore-metadata:`` followed by a JSON object
-of strings (at most 65,535 bytes in all); ``numpy.load`` ignores it.
+``numpy.load(path)`` and ``allow_pickle=False``. The zip archive comment, which
+``numpy.load`` ignores, is ``weightstore:`` followed by a JSON object
+``{"metadata": {...strings...}, "header_crc32": "<8 hex digits>"}`` (at most
+65,535 bytes in all): the metadata and the header checksum of
+:mod:`weightstore.integrity` (names, dtypes, shapes, metadata). Files written by
+weightstore 0.1 have ``weightstore-metadata:`` and the metadata object alone (or
+no comment); they still load.
+
+Integrity: zip stores a CRC-32 of every member (the ``.npy`` header and the
+values), which is checked as the member is read; a mismatch is a
+:class:`~weightstore.errors.ChecksumError` naming the tensor, and so is a header
+checksum that does not match. ``verify=False`` skips both.
 
 Writing streams each array into its member; reading checks every member's
 header (dtype, shape) against its stored size, and a compressed member's size
@@ -20,11 +29,21 @@ import numpy as np
 import orjson
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
-from ..errors import FormatError, UnsupportedError, WeightsError
+from ..errors import ChecksumError, FormatError, UnsupportedError, WeightsError
+from ..integrity import (
+    HINT,
+    format_crc,
+    header_crc32,
+    header_entries,
+    parse_crc,
+    verify_header,
+)
 from ..model import Weights, dtype_name, little_endian
 from ..registry import register
 
-COMMENT_PREFIX = b"weightstore-metadata:"
+COMMENT_PREFIX = b"weightstore:"
+#: What weightstore 0.1 wrote: the metadata object alone, no checksum.
+OLD_COMMENT_PREFIX = b"weightstore-metadata:"
 _MAX_COMMENT = 65535
 
 
@@ -47,6 +66,7 @@ class NpzCodec(Codec):
 
     name = "npz"
     extensions = (".npz",)
+    checksums = True
     description = "numpy .npz (zip of .npy), plain or deflate-compressed; numpy.load reads it"
     options = (
         Option("compressed", bool, False, "deflate each member (like numpy.savez_compressed)"),
@@ -60,15 +80,15 @@ class NpzCodec(Codec):
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
         method = zipfile.ZIP_DEFLATED if self.compressed else zipfile.ZIP_STORED  # type: ignore[attr-defined]
-        comment = b""
-        if weights.metadata:
-            comment = COMMENT_PREFIX + orjson.dumps(weights.metadata)
-            if len(comment) > _MAX_COMMENT:
-                raise UnsupportedError(
-                    path=path, field="metadata",
-                    expected=f"at most {_MAX_COMMENT - len(COMMENT_PREFIX)} bytes of JSON in npz",
-                    found=f"{len(comment) - len(COMMENT_PREFIX)} bytes",
-                )
+        header = format_crc(header_crc32(header_entries(weights), weights.metadata))
+        comment = COMMENT_PREFIX + orjson.dumps({"metadata": weights.metadata,
+                                                 "header_crc32": header})
+        if len(comment) > _MAX_COMMENT:
+            raise UnsupportedError(
+                path=path, field="metadata",
+                expected=f"at most {_MAX_COMMENT:,} bytes of zip comment in npz",
+                found=f"{len(comment):,} bytes",
+            )
         with zipfile.ZipFile(fileobj, "w", compression=method,
                              compresslevel=self.level if self.compressed else None) as zf:  # type: ignore[attr-defined]
             for name, array in weights.items():
@@ -80,7 +100,8 @@ class NpzCodec(Codec):
                     np.lib.format.write_array(member, little_endian(array), allow_pickle=False)
             zf.comment = comment
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
         try:
             zf = zipfile.ZipFile(fileobj)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
@@ -117,19 +138,26 @@ class NpzCodec(Codec):
                         f"from {info.compress_size:,} compressed (Limits.max_expansion)",
                         found=f"{info.file_size:,} bytes claimed",
                     )
-                tensors[name] = self._read_member(zf, info, path, name, limits, total)
+                tensors[name] = self._read_member(zf, info, path, name, limits, total, verify)
                 total += tensors[name].nbytes
-            metadata = self._read_comment(zf.comment, path)
+            metadata, stored_header = self._read_comment(zf.comment, path)
         try:
-            return Weights(tensors, metadata=metadata)
+            weights = Weights(tensors, metadata=metadata)
         except WeightsError as e:
             raise FormatError(f"holds invalid weights: {e}", path=path) from e
+        if verify and stored_header is not None:
+            verify_header(path, stored_header, weights, metadata)
+        return weights
 
     @staticmethod
     def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, name: str,
-                     limits: Limits, total: int) -> np.ndarray:
+                     limits: Limits, total: int, verify: bool) -> np.ndarray:
         try:
             with zf.open(info) as member:
+                if not verify and hasattr(member, "_expected_crc"):
+                    # zipfile checks a member's CRC-32 as it reaches its end and offers no
+                    # switch; this is how it skips the check itself when it has no CRC
+                    member._expected_crc = None
                 shape, fortran, dtype = _read_header(member, path, info.filename)
                 if dtype_name(dtype) is None:
                     raise FormatError(path=path, field=f"member {info.filename!r} dtype",
@@ -157,7 +185,14 @@ class NpzCodec(Codec):
                                               expected=f"{nbytes:,} data bytes",
                                               found=f"{got:,}")
                         got += n
+                if member.read(1):  # also makes zipfile reach the end and check the CRC
+                    raise FormatError(path=path, field=f"member {info.filename!r}",
+                                      expected=f"{nbytes:,} data bytes", found="more")
         except zipfile.BadZipFile as e:
+            if "CRC" in str(e):
+                raise ChecksumError(path=path, field=f"tensor {name!r}",
+                                    expected=f"the zip CRC-32 {info.CRC:08x} of member "
+                                    f"{info.filename!r}", found="a mismatch", hint=HINT) from e
             raise FormatError(f"corrupted member ({e})", path=path,
                               field=f"member {info.filename!r}") from e
         except (OSError, EOFError) as e:  # zlib.error is an Exception; see below
@@ -209,7 +244,17 @@ class NpzCodec(Codec):
 
     @staticmethod
     def _check_layout(zf: zipfile.ZipFile, fileobj: IO[bytes], path: str) -> None:
-        """Refuse bytes before the first member (zipfile tolerates them silently)."""
+        """Refuse bytes before the first member and after the archive comment (zipfile
+        tolerates both silently: a comment length cut short hides the rest of it)."""
+        end = fileobj.seek(0, 2)
+        tail = 22 + len(zf.comment)
+        fileobj.seek(max(0, end - tail))
+        record = fileobj.read(tail)
+        if (len(record) != tail or not record.startswith(b"PK\x05\x06")
+                or int.from_bytes(record[20:22], "little") != len(zf.comment)):
+            raise FormatError(path=path, field="zip layout",
+                              expected="the end record and its comment at the end of the file",
+                              found="other bytes after them, or a comment of another length")
         infos = zf.infolist()
         if infos:
             first = min(i.header_offset for i in infos)
@@ -225,14 +270,36 @@ class NpzCodec(Codec):
                                   found=f"no members in {end:,} bytes")
 
     @staticmethod
-    def _read_comment(comment: bytes, path: str) -> dict[str, str]:
-        if not comment.startswith(COMMENT_PREFIX):
-            return {}
+    def _read_comment(comment: bytes, path: str) -> tuple[dict[str, str], int | None]:
+        """The metadata and the header checksum (None if the file has none)."""
+        for prefix in (COMMENT_PREFIX, OLD_COMMENT_PREFIX):
+            if comment.startswith(prefix):
+                break
+        else:
+            looks_ours = comment and (b"weightstore".startswith(comment[:11])
+                                      or comment.startswith(b"weight")
+                                      or b'"header_crc32"' in comment)
+            if looks_ours:
+                # another tool's comment is ignored, but not ours with a damaged prefix,
+                # which would silently drop the metadata and its checksum
+                raise FormatError(path=path, field="zip comment",
+                                  expected=f"{COMMENT_PREFIX!r} followed by JSON",
+                                  found=comment[:32])
+            return {}, None
         try:
-            meta = orjson.loads(comment[len(COMMENT_PREFIX):])
+            doc = orjson.loads(comment[len(prefix):])
         except orjson.JSONDecodeError as e:
             raise FormatError(f"metadata comment is not JSON ({e})", path=path,
                               field="zip comment") from e
-        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-            raise FormatError(path=path, field="zip comment", expected="a JSON object of strings")
-        return meta
+        stored = None
+        if prefix == COMMENT_PREFIX:
+            if not isinstance(doc, dict) or set(doc) != {"metadata", "header_crc32"}:
+                raise FormatError(path=path, field="zip comment",
+                                  expected='{"metadata": {...}, "header_crc32": "..."}',
+                                  found=doc)
+            stored = parse_crc(doc["header_crc32"], path, "zip comment header_crc32")
+            doc = doc["metadata"]
+        if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+            raise FormatError(path=path, field="zip comment metadata",
+                              expected="a JSON object of strings")
+        return doc, stored

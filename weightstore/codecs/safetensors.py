@@ -11,10 +11,14 @@ The header maps each tensor name to ``{"dtype": "F32", "shape": [784, 50],
 ``"__metadata__"``, an object of string values.
 
 What weightstore adds, inside the format: our metadata is ``__metadata__``
-itself, plus one reserved key, ``weightstore.order``, a JSON list of the tensor
+itself, plus reserved keys: ``weightstore.order``, a JSON list of the tensor
 names in the weights' order (the library lays tensors out sorted by alignment
-and name, and JSON object order is not kept by every reader). Files from other
-writers, without that key, are read in data-offset order.
+and name, and JSON object order is not kept by every reader);
+``weightstore.crc32``, a JSON object of each tensor's checksum; and
+``weightstore.header_crc32``, the header checksum (both of
+:mod:`weightstore.integrity`, 8 hex digits). Files from other writers, without
+these keys, are read in data-offset order and unverified; ``verify=False``
+skips the checksums.
 
 Dtypes: ``BOOL U8 I8 U16 I16 U32 I32 U64 I64 F16 BF16 F32 F64`` (bfloat16 needs
 ``ml_dtypes``). The library's other dtypes (F4, F6_*, F8_*, C64) are refused
@@ -45,6 +49,15 @@ from ..errors import (
     UnsupportedError,
     WeightsError,
 )
+from ..integrity import (
+    format_crc,
+    header_crc32,
+    header_entries,
+    parse_crc,
+    tensor_crc32,
+    verify_header,
+    verify_tensor,
+)
 from ..model import Weights, canonical_dtype, little_endian
 from ..registry import register
 
@@ -54,6 +67,11 @@ __all__ = ["SafetensorsCodec", "ORDER_KEY", "METADATA_KEY", "DTYPE_CODES"]
 METADATA_KEY = "__metadata__"
 #: Our key inside ``__metadata__``: the tensor names in order, as a JSON list.
 ORDER_KEY = "weightstore.order"
+#: Our key inside ``__metadata__``: each tensor's CRC-32, as a JSON object of hex strings.
+CRC_KEY = "weightstore.crc32"
+#: Our key inside ``__metadata__``: the header checksum (names, dtypes, shapes, metadata).
+HEADER_CRC_KEY = "weightstore.header_crc32"
+_RESERVED = (ORDER_KEY, CRC_KEY, HEADER_CRC_KEY)
 #: safetensors dtype code for each canonical dtype name weightstore holds.
 DTYPE_CODES: dict[str, str] = {
     "bool": "BOOL",
@@ -117,6 +135,7 @@ class SafetensorsCodec(Codec):
 
     name = "safetensors"
     extensions = (".safetensors",)
+    checksums = True
     description = "safetensors (Hugging Face): JSON header + raw little-endian buffer"
 
     @classmethod
@@ -135,17 +154,24 @@ class SafetensorsCodec(Codec):
             raise UnsupportedError(path=path, field=f"tensor {METADATA_KEY!r}",
                                    expected="a tensor name other than the one safetensors "
                                    "reserves for metadata", found=METADATA_KEY)
-        if ORDER_KEY in weights.metadata:
-            raise UnsupportedError(path=path, field=f"metadata key {ORDER_KEY!r}",
-                                   expected="a key weightstore does not reserve in safetensors "
-                                   "(it stores the tensor order there)", found=ORDER_KEY)
+        for key in _RESERVED:
+            if key in weights.metadata:
+                raise UnsupportedError(path=path, field=f"metadata key {key!r}",
+                                       expected="a key weightstore does not reserve in "
+                                       "safetensors (it stores order and checksums there)",
+                                       found=key)
         # C order, little-endian (the library copies the raw bytes from the array's pointer).
         # Not np.ascontiguousarray, which turns a 0-d array into shape (1,).
         tensors = {name: _c_order(little_endian(array)) for name, array in weights.items()}
-        metadata = {**weights.metadata, ORDER_KEY: json.dumps(list(weights))}
+        crcs = {name: format_crc(tensor_crc32(array)) for name, array in weights.items()}
+        metadata = {**weights.metadata, ORDER_KEY: json.dumps(list(weights)),
+                    CRC_KEY: json.dumps(crcs),
+                    HEADER_CRC_KEY: format_crc(header_crc32(header_entries(weights),
+                                                            weights.metadata))}
         fileobj.write(st.numpy.save(tensors, metadata=metadata))
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
         size = fileobj.seek(0, 2)
         fileobj.seek(0)
         entries, metadata = self._read_header(fileobj, path, size, limits)
@@ -171,10 +197,45 @@ class SafetensorsCodec(Codec):
             # The library hands each tensor over as its own bytearray: the arrays are writable.
             arrays[name] = np.frombuffer(view["data"], dtype=entry.dtype).reshape(entry.shape)
         order = self._order(metadata, entries, path)
+        if (CRC_KEY in metadata) != (HEADER_CRC_KEY in metadata):
+            # written together: one alone means the other's key was damaged
+            raise FormatError(path=path, field=METADATA_KEY,
+                              expected=f"both {CRC_KEY!r} and {HEADER_CRC_KEY!r}, or neither",
+                              found=f"only {CRC_KEY if CRC_KEY in metadata else HEADER_CRC_KEY!r}")
+        crcs = self._checksums(metadata, entries, path)
+        header = metadata.pop(HEADER_CRC_KEY, None)
+        stored_header = None if header is None else parse_crc(
+            header, path, f"{METADATA_KEY}[{HEADER_CRC_KEY!r}]")
         try:
-            return Weights([(name, arrays[name]) for name in order], metadata=metadata)
+            weights = Weights([(name, arrays[name]) for name in order], metadata=metadata)
         except WeightsError as e:
             raise FormatError(f"holds invalid weights: {e}", path=path) from e
+        if verify:
+            for name, stored in crcs.items():
+                verify_tensor(path, name, weights[name], stored)
+            if stored_header is not None:
+                verify_header(path, stored_header, weights, metadata)
+        return weights
+
+    @staticmethod
+    def _checksums(metadata: dict[str, str], entries: dict[str, _Entry],
+                   path: str) -> dict[str, int]:
+        """Each tensor's stored CRC-32 (removed from *metadata*); empty when the file has none."""
+        field = f"{METADATA_KEY}[{CRC_KEY!r}]"
+        text = metadata.pop(CRC_KEY, None)
+        if text is None:
+            return {}
+        try:
+            crcs = json.loads(text)
+        except ValueError as e:
+            raise FormatError(path=path, field=field, expected="a JSON object of checksums",
+                              found=text) from e
+        if not isinstance(crcs, dict) or set(crcs) != set(entries):
+            raise FormatError(path=path, field=field,
+                              expected=f"a checksum for each of the file's {len(entries)} "
+                              "tensors", found=text)
+        return {name: parse_crc(value, path, f"{field}[{name!r}]")
+                for name, value in crcs.items()}
 
     @staticmethod
     def _read_header(

@@ -21,7 +21,7 @@ import struct
 import tempfile
 from typing import IO, Any, NamedTuple
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
+from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, read_with
 from ..errors import ChecksumError, FormatError, LimitError, UnknownFormatError
 from ..model import Weights
 from ..registry import SNIFF_BYTES, get_codec, register, sniff
@@ -151,6 +151,9 @@ class ZstdCodec(Codec):
 
     name = "zstd"
     extensions = (".zst", ".zstd")
+    #: The frame's content checksum (XXH64), always verified: the zstandard binding
+    #: offers no switch, so ``verify=False`` reaches only the inner codec.
+    checksums = True
     description = "Zstandard layer over any codec (w.json.zst, w.npz.zst); zstd -d restores it"
     layer = True
     options = (
@@ -266,6 +269,8 @@ class ZstdCodec(Codec):
             return self._inner_codec()
         return cls(**self.inner_options) if cls.name == self.inner else cls()  # type: ignore[attr-defined]
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
         content = self.decompress(fileobj, path, limits)
-        return self.inner_for(content, path).read(content, path=path, limits=limits)
+        return read_with(self.inner_for(content, path), content, path=path, limits=limits,
+                         verify=verify)
