@@ -231,3 +231,16 @@ def test_checksummed_round_trip_of_every_codec(tmp_path: Path) -> None:
         expected = ws.Weights([(k, W[k]) for k in W.grouped_order()], W.metadata) \
             if cls.groups_together else W
         assert same_content(ws.load(path), expected), cls.name
+
+
+def test_the_command_line_names_the_damage_and_can_salvage(tmp_path: Path, capsys) -> None:
+    from weightstore.cli.main import main
+
+    path = tmp_path / "w.json"
+    ws.save(W, path)
+    path.write_bytes(_damage_one_value(path.read_bytes()))
+    assert main(["inspect", str(path)]) == 1
+    assert "tensor 'target'" in capsys.readouterr().err
+    assert main(["convert", str(path), str(tmp_path / "saved.npz"), "--no-verify", "-q"]) == 0
+    assert ws.load(tmp_path / "saved.npz")["target"].max() == 5.0
+    assert main(["inspect", str(path), "--no-verify"]) == 0

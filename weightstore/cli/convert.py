@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--from", dest="from_format", metavar="FORMAT",
                    help="input format (default: from SRC's content, then its extension)")
     add_option_arg(p)
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="read SRC without checking its checksums (to salvage a damaged file)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(run=run)
 
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         raise FileAccessError(path=args.dst, field="destination",
                               expected="a different file from the source", found="the same file")
     options = parse_options(args.options)
-    weights = api.convert(args.src, args.dst, from_format=args.from_format, to=args.to, **options)
+    weights = api.convert(args.src, args.dst, from_format=args.from_format, to=args.to,
+                          verify=args.verify, **options)
     if not args.quiet:
         codec = api.codec_for_writing(args.dst, args.to, **options)
         print(f"wrote {args.dst} ({codec.name}, {os.path.getsize(args.dst):,} bytes, "
