@@ -6,9 +6,9 @@ Layout (version 1), specified in full in ``docs/formats.md``::
       "format": "weightstore.json",
       "version": 1,
       "metadata": {"key": "value", ...},
-      "header_crc32": "5d0c7a3e",
+      "header_crc32": "<8 hex digits>",
       "tensors": [
-        {"name": "W1", "dtype": "float32", "shape": [784, 50], "crc32": "9a41be0c",
+        {"name": "W1", "dtype": "float32", "shape": [784, 50], "crc32": "<8 hex digits>",
          "data": [[...], ...]},
         ...
       ]
