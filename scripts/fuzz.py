@@ -1,11 +1,15 @@
 """Fuzz every registered codec with damaged files and random round trips.
 
 Each case is rebuilt from (seed, codec, case number), so any reported case can be
-run again alone with ``--case``. Nine cases in ten take a valid file (one of a few
-random weight sets the codec wrote), damage it (a byte flip, a flip near the
-header or trailer, a cut, an insertion, a deletion, a number in a text header
-replaced, a binary length field overwritten) and load it; one in ten writes a
-fresh random weight set and checks that it reads back bit for bit.
+run again alone with ``--case`` (a writer whose bytes vary from run to run, like the
+safetensors library's hash-ordered metadata, may damage a different byte then:
+``--keep DIR`` saves the damaged file of every reported case).
+
+Nine cases in ten take a valid file (one of a few random weight sets the codec
+wrote), damage it (a byte flip, a flip near the header or trailer, a cut, an
+insertion, a deletion, a number in a text header replaced, a binary length
+field overwritten) and load it; one in ten writes a fresh random weight set and
+checks that it reads back bit for bit.
 
 Cases run in worker processes, each with a time limit (a case over it is a hang;
 its worker is killed and replaced) and a cap on its address space (an allocation

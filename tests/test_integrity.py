@@ -244,3 +244,19 @@ def test_the_command_line_names_the_damage_and_can_salvage(tmp_path: Path, capsy
     assert main(["convert", str(path), str(tmp_path / "saved.npz"), "--no-verify", "-q"]) == 0
     assert ws.load(tmp_path / "saved.npz")["target"].max() == 5.0
     assert main(["inspect", str(path), "--no-verify"]) == 0
+
+
+def test_safetensors_reserved_key_with_a_damaged_name_is_refused(tmp_path: Path) -> None:
+    """Renamed by damage, a checksum key would otherwise read as plain metadata (and two
+    renamed keys would defeat the rule that both checksum keys come together)."""
+    path = tmp_path / "w.safetensors"
+    ws.save(W, path)
+    data = path.read_bytes()
+    for old, new in ((b"weightstore.crc32", b"weightstore.crc-0"),
+                     (b"weightstore.header_crc32", b"weightstore.header-crc32")):
+        data = data.replace(b'"' + old + b'"', b'"' + new + b'"')
+    path.write_bytes(data)
+    with pytest.raises(ws.FormatError, match="reserved keys"):
+        ws.load(path)
+    with pytest.raises(ws.UnsupportedError, match="reserves"):
+        ws.save(ws.Weights({"a": TARGET}, metadata={"weightstore.orders": "x"}), path)

@@ -125,6 +125,21 @@ class _DuplicateKey(ValueError):
         self.key = key
 
 
+def _near(a: str, b: str, most: int = 2) -> bool:
+    """Whether *a* becomes *b* with at most *most* characters inserted, deleted or changed."""
+    if abs(len(a) - len(b)) > most:
+        return False
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(row) > most:
+            return False
+        previous = row
+    return previous[-1] <= most
+
+
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -154,12 +169,12 @@ class SafetensorsCodec(Codec):
             raise UnsupportedError(path=path, field=f"tensor {METADATA_KEY!r}",
                                    expected="a tensor name other than the one safetensors "
                                    "reserves for metadata", found=METADATA_KEY)
-        for key in _RESERVED:
-            if key in weights.metadata:
+        for key in weights.metadata:
+            if key in _RESERVED or any(_near(key, r) for r in _RESERVED):
                 raise UnsupportedError(path=path, field=f"metadata key {key!r}",
-                                       expected="a key weightstore does not reserve in "
-                                       "safetensors (it stores order and checksums there)",
-                                       found=key)
+                                       expected="a key unlike those weightstore reserves in "
+                                       f"safetensors ({', '.join(_RESERVED)}: order and "
+                                       "checksums)", found=key)
         # C order, little-endian (the library copies the raw bytes from the array's pointer).
         # Not np.ascontiguousarray, which turns a 0-d array into shape (1,).
         tensors = {name: _c_order(little_endian(array)) for name, array in weights.items()}
@@ -197,6 +212,13 @@ class SafetensorsCodec(Codec):
             # The library hands each tensor over as its own bytearray: the arrays are writable.
             arrays[name] = np.frombuffer(view["data"], dtype=entry.dtype).reshape(entry.shape)
         order = self._order(metadata, entries, path)
+        for key in metadata:
+            if key not in _RESERVED and any(_near(key, r) for r in _RESERVED):
+                # a reserved key with a damaged name would turn into plain metadata, and
+                # the checksum it holds would be lost without a word
+                raise FormatError(path=path, field=f"{METADATA_KEY}[{key!r}]",
+                                  expected=f"one of the reserved keys {list(_RESERVED)} "
+                                  "exactly, or a key unlike them", found=key)
         if (CRC_KEY in metadata) != (HEADER_CRC_KEY in metadata):
             # written together: one alone means the other's key was damaged
             raise FormatError(path=path, field=METADATA_KEY,
