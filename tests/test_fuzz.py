@@ -10,6 +10,7 @@ registry joins automatically. ``scripts/fuzz.py`` runs the same cases longer.
 
 from __future__ import annotations
 
+import random
 import tempfile
 import warnings
 from collections import Counter
@@ -127,8 +128,6 @@ def _bases(cls: type[Codec], folder: Path) -> list[tuple[bytes, ws.Weights]]:
     """Valid files of *cls* to damage: the shared corpus and a small random set."""
     tensors_, metadata = corpus()
     sets = [ws.Weights(tensors_, metadata if cls.supports_metadata else None)]
-    import random
-
     sets.append(testing.random_weights(random.Random(f"fuzz-{cls.name}"),
                                        dtypes=["float32", "int8", "bool", "float64"],
                                        metadata=cls.supports_metadata))
