@@ -1,3 +1,3 @@
 """The built-in codecs, one module each. Importing this package registers them."""
 
-from . import csv, hdf5, json, npz, pickle, zstd  # noqa: F401  (registration on import)
+from . import compact, csv, hdf5, json, npz, pickle, zstd  # noqa: F401  (registration on import)
