@@ -225,11 +225,12 @@ def _damaged(data: bytes, tensor: dict, plane: int, at: float = 0.5) -> bytes:
     return bytes(out)
 
 
+@pytest.mark.parametrize("size", [50_000, 200_000])  # one chunk, and streamed in chunks
 @pytest.mark.parametrize("plane", [0, 1, 3])
-def test_corrupted_tensor_is_named(plane):
+def test_corrupted_tensor_is_named(plane, size):
     rng = np.random.default_rng(2)
-    w = {"first": rng.normal(0, 0.1, 50_000).astype(np.float32),
-         "second": rng.normal(0, 0.1, 50_000).astype(np.float32)}
+    w = {"first": rng.normal(0, 0.1, size).astype(np.float32),
+         "second": rng.normal(0, 0.1, size).astype(np.float32)}
     data = encode(w)
     _, header, _ = split(data)
     bad = _damaged(data, header["tensors"][1], plane)
@@ -242,10 +243,14 @@ def test_corrupted_tensor_is_named(plane):
 
 
 def test_verify_false_skips_the_tensor_checksums():
-    w = {"x": np.random.default_rng(4).normal(size=1000).astype(np.float32)}
+    w = {"x": np.random.default_rng(4).normal(size=1000).astype(np.float32),
+         "y": np.random.default_rng(4).normal(size=100_000).astype(np.float32)}
     data = encode(w)
     _, header, _ = split(data)
     assert header["tensors"][0]["planes"][3][0] == "raw"
+    with pytest.raises(ChecksumError):
+        decode(_damaged(data, header["tensors"][1], 3))
+    assert not decode(_damaged(data, header["tensors"][1], 3), verify=False).equal(w)
     bad = _damaged(data, header["tensors"][0], 3)
     with pytest.raises(ChecksumError):
         decode(bad)
@@ -322,8 +327,9 @@ def test_each_header_field_is_validated(change, message):
         decode(_rewrite(data, change))
 
 
-def test_zstd_plane_must_declare_its_size():
-    x = np.random.default_rng(0).normal(0, 0.02, 100_000).astype(np.float32)
+@pytest.mark.parametrize("size", [50_000, 100_000])
+def test_zstd_plane_must_declare_its_size(size):
+    x = np.random.default_rng(0).normal(0, 0.02, size).astype(np.float32)
     data = encode({"x": x})
     front, header, _ = split(data)
     tensor = header["tensors"][0]
@@ -333,7 +339,7 @@ def test_zstd_plane_must_declare_its_size():
     other = compact._plane_compressor().compress(bytes(50))
     front = front[:start] + other + front[start + size:]
     tensor["planes"][0][1] = len(other)
-    with pytest.raises(FormatError, match="plane 0.*declaring 100,000 bytes"):
+    with pytest.raises(FormatError, match=f"plane 0.*declaring {size:,} bytes"):
         decode(join(front, header))
 
 

@@ -69,6 +69,7 @@ Neither would stop a deliberate forger, who can recompute either.
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -78,8 +79,8 @@ import numpy as np
 import orjson
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
-from ..errors import ChecksumError, FormatError, LimitError, WeightsError
-from ..model import Weights, canonical_dtype, dtype_name, to_storage
+from ..errors import ChecksumError, FormatError, LimitError, UnsupportedError, WeightsError
+from ..model import Weights, canonical_dtype, dtype_name
 from ..registry import register
 
 __all__ = ["CompactCodec", "TensorEntry", "MAGIC", "VERSION", "END_MARK"]
@@ -95,6 +96,8 @@ TRAILER_SIZE = _TRAILER.size  # 16
 
 #: Dtypes whose stored word is rotated left by one bit (sign to bit 0).
 FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64"})
+#: Every dtype name a header may give.
+_DTYPE_NAMES = FLOAT_DTYPES | {"bool"} | {f"{s}int{b}" for s in ("", "u") for b in (8, 16, 32, 64)}
 #: Plane methods.
 RAW, ZSTD = "raw", "zstd"
 _TENSOR_KEYS = frozenset({"name", "dtype", "shape", "offset", "crc32", "planes"})
@@ -113,18 +116,24 @@ def _zstd() -> Any:
     return zstandard
 
 
+_local = threading.local()
+
+
 def _plane_compressor() -> Any:
-    """Zstandard tuned to entropy-code a byte plane: the fast strategy with 7-byte
-    minimum matches and the smallest hash table finds almost no matches in weight
-    planes, so nearly every byte becomes a Huffman-coded literal; on exponent planes
-    that is both smaller and several times faster than the default levels (see
-    docs/compact-format.md). A new compressor per write: they are not thread-safe."""
-    zstd = _zstd()
-    params = zstd.ZstdCompressionParameters(
-        strategy=zstd.STRATEGY_FAST, min_match=7, window_log=17, hash_log=6,
-        write_content_size=1, write_checksum=0, write_dict_id=0,
-    )
-    return zstd.ZstdCompressor(compression_params=params)
+    """This thread's Zstandard compressor, tuned to entropy-code a byte plane: the fast
+    strategy with 7-byte minimum matches and the smallest hash table finds almost no
+    matches in weight planes, so nearly every byte becomes a Huffman-coded literal; on
+    exponent planes that is both smaller and several times faster than the default
+    levels (see docs/compact-format.md). One per thread: compressors are not thread-safe."""
+    compressor = getattr(_local, "compressor", None)
+    if compressor is None:
+        zstd = _zstd()
+        params = zstd.ZstdCompressionParameters(
+            strategy=zstd.STRATEGY_FAST, min_match=7, window_log=17, hash_log=6,
+            write_content_size=1, write_checksum=0, write_dict_id=0,
+        )
+        compressor = _local.compressor = zstd.ZstdCompressor(compression_params=params)
+    return compressor
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,24 @@ class TensorEntry:
 
 def _word_dtype(itemsize: int) -> np.dtype:
     return np.dtype(f"<u{itemsize}")
+
+
+_STORAGE: dict[np.dtype, tuple[str, np.dtype, np.dtype]] = {}
+
+
+def _storage_of(dtype: np.dtype) -> tuple[str, np.dtype, np.dtype]:
+    """(canonical name, little-endian storage dtype, unsigned word dtype) of a dtype that
+    :class:`Weights` admits; cached, since working them out costs more than a small
+    tensor's encoding."""
+    found = _STORAGE.get(dtype)
+    if found is None:
+        name = dtype_name(dtype)
+        if name is None:  # Weights admits supported dtypes only
+            raise UnsupportedError(field="dtype", expected="a dtype Weights admits",
+                                   found=str(dtype))
+        storage = canonical_dtype(name)
+        found = _STORAGE[dtype] = (name, storage, _word_dtype(storage.itemsize))
+    return found
 
 
 def _rotate_right(words: np.ndarray, tmp: np.ndarray) -> None:
@@ -206,10 +233,10 @@ class _Splitter:
             self.chunk(p, i, j, out[i:j])
         return out, value
 
-    def sample(self, p: int) -> np.ndarray:
-        """Four slices of plane *p* spread over it, ``_PROBE`` bytes in all."""
-        n, part = self.words.size, _PROBE // 4
-        out = np.empty(_PROBE, np.uint8)
+    def sample(self, p: int, size: int) -> np.ndarray:
+        """Four slices of plane *p* spread over it, *size* bytes in all."""
+        n, part = self.words.size, size // 4
+        out = np.empty(4 * part, np.uint8)
         for s in range(4):
             i = s * (n // 4)
             self.chunk(p, i, i + part, out[s * part:(s + 1) * part])
@@ -225,15 +252,27 @@ class _Splitter:
             fileobj.write(buf[: j - i])
 
 
-#: A plane larger than ``2 * _PROBE`` bytes is first judged on a sample of ``_PROBE``
-#: bytes (four slices spread over it): it is compressed only if the sample shrinks by
-#: at least 1/64, else it is written raw, straight from the tensor. Mantissa planes are
-#: noise, and compressing them whole would cost more time than the rest of the writing.
-_PROBE = 1 << 16
+#: A plane of at least ``_PROBE_FROM`` bytes, other than the top one, is first judged on
+#: a sample (four slices spread over it, 1/8 of it, 4 to 64 KiB): it is compressed only if
+#: the sample shrinks by at least 1/64, else it is written raw, straight from the tensor.
+#: Mantissa planes are noise, and compressing them whole would cost more time than all
+#: the rest of the writing. The choice is the writer's; the format allows either.
+_PROBE_FROM = 1 << 14
+_PROBE_MAX = 1 << 16
+
+
+def _probe_size(n: int) -> int:
+    """Bytes of the sample a plane of *n* bytes is judged on (0: try it whole)."""
+    return 0 if n < _PROBE_FROM else min(_PROBE_MAX, max(1 << 12, n // 8))
 
 
 def _worth_compressing(compressor: Any, sample: np.ndarray) -> bool:
     return len(compressor.compress(sample)) <= sample.size - sample.size // 64
+
+
+def _slices(plane: np.ndarray, size: int) -> np.ndarray:
+    n, part = plane.size, size // 4
+    return np.concatenate([plane[s * (n // 4):s * (n // 4) + part] for s in range(4)])
 
 
 def _compress(compressor: Any, plane: np.ndarray) -> tuple[str, bytes | np.ndarray]:
@@ -244,12 +283,27 @@ def _compress(compressor: Any, plane: np.ndarray) -> tuple[str, bytes | np.ndarr
     return (ZSTD, packed) if len(packed) < plane.size else (RAW, plane)
 
 
-def _write_planes(fileobj: IO[bytes], words: np.ndarray,
-                  rotate: bool) -> tuple[list[list[Any]], int]:
+def _write_planes(fileobj: IO[bytes], words: np.ndarray, rotate: bool,
+                  compressor: Any) -> tuple[list[list[Any]], int]:
     """Write the planes of the 1-d unsigned *words*; their ``[method, size]`` list and the
     CRC-32 of the words. Only a plane that is compressed is held whole in memory."""
     n, k = words.size, words.itemsize
-    compressor = _plane_compressor()
+    if n <= _CHUNK:  # small: all planes at once, a handful of numpy calls
+        stored = words
+        if rotate and n:
+            stored = (words << 1) | (words >> (8 * k - 1))
+        described = []
+        probe = _probe_size(n)
+        planes = np.ascontiguousarray(stored.view(np.uint8).reshape(n, k)[:, ::-1].T)
+        for p, plane in enumerate(planes):
+            if p > 0 and probe and not _worth_compressing(compressor, _slices(plane, probe)):
+                fileobj.write(plane)
+                described.append([RAW, n])
+                continue
+            method, data = _compress(compressor, plane)
+            fileobj.write(data)
+            described.append([method, len(data) if method == ZSTD else n])
+        return described, zlib.crc32(words)
     if k == 1:
         method, data = _compress(compressor, words.view(np.uint8))
         fileobj.write(data)
@@ -258,7 +312,8 @@ def _write_planes(fileobj: IO[bytes], words: np.ndarray,
     described = []
     crc = 0
     for p in range(k):
-        if p > 0 and n > 2 * _PROBE and not _worth_compressing(compressor, splitter.sample(p)):
+        probe = _probe_size(n)
+        if p > 0 and not _worth_compressing(compressor, splitter.sample(p, probe)):
             splitter.write_raw(p, fileobj)
             described.append([RAW, n])
             continue
@@ -272,21 +327,42 @@ def _write_planes(fileobj: IO[bytes], words: np.ndarray,
 
 
 class _PlaneReader:
-    """Hands out one plane's bytes a chunk at a time: a raw plane straight from the
-    file, a zstd plane from its decompressed bytes."""
+    """Hands out one plane's bytes a chunk at a time, in order: a raw plane straight
+    from the file, a zstd plane from a streaming decompressor, so that neither is ever
+    held whole in memory."""
 
-    def __init__(self, fileobj: IO[bytes], offset: int, data: np.ndarray | None,
-                 path: str, where: str) -> None:
-        self.fileobj, self.offset, self.data, self.path, self.where = (
-            fileobj, offset, data, path, where)
+    def __init__(self, fileobj: IO[bytes], offset: int, stream: Any, path: str,
+                 where: str) -> None:
+        self.fileobj, self.offset, self.stream, self.path, self.where = (
+            fileobj, offset, stream, path, where)
 
     def chunk(self, i: int, buf: np.ndarray) -> np.ndarray:
-        """Bytes ``i .. i + len(buf)`` of the plane (in *buf* when read from the file)."""
-        if self.data is not None:
-            return self.data[i:i + buf.size]
-        self.fileobj.seek(self.offset + i)
-        _readinto_exact(self.fileobj, buf, self.path, self.where)
+        """Bytes ``i .. i + len(buf)`` of the plane, read into *buf*."""
+        if self.stream is None:
+            self.fileobj.seek(self.offset + i)
+            _readinto_exact(self.fileobj, buf, self.path, self.where)
+            return buf
+        zstd = _zstd()
+        try:
+            _readinto_exact(self.stream, buf, self.path, self.where)
+        except zstd.ZstdError as e:
+            raise ChecksumError(f"corrupted zstd data ({e})", path=self.path,
+                                field=self.where) from e
         return buf
+
+    def close(self) -> None:
+        """Check that a zstd plane held no more than its values."""
+        if self.stream is not None:
+            zstd = _zstd()
+            try:
+                extra = self.stream.read(1)
+            except zstd.ZstdError as e:
+                raise ChecksumError(f"corrupted zstd data ({e})", path=self.path,
+                                    field=self.where) from e
+            if extra:
+                raise FormatError(path=self.path, field=self.where,
+                                  expected="a frame that ends with its declared size",
+                                  found="more data")
 
 
 def _join(readers: list[_PlaneReader], count: int, dtype: np.dtype, rotate: bool,
@@ -309,6 +385,8 @@ def _join(readers: list[_PlaneReader], count: int, dtype: np.dtype, rotate: bool
             _rotate_right(o, tmp[: j - i])
         if checksum:
             crc = zlib.crc32(o, crc)
+    for reader in readers:
+        reader.close()
     return out, crc
 
 
@@ -334,12 +412,11 @@ class CompactCodec(Codec):
         fileobj.write(MAGIC + bytes(VERSION))
         offset = PREFIX_SIZE
         entries = []
+        compressor = _plane_compressor()
         for name, array in weights.items():
-            dtype = dtype_name(array.dtype)
-            assert dtype is not None  # Weights admits supported dtypes only
-            stored = to_storage(array)
-            words = stored.reshape(-1).view(_word_dtype(stored.itemsize))
-            described, crc = _write_planes(fileobj, words, dtype in FLOAT_DTYPES)
+            dtype, storage, word = _storage_of(array.dtype)
+            words = np.ascontiguousarray(array, dtype=storage).reshape(-1).view(word)
+            described, crc = _write_planes(fileobj, words, dtype in FLOAT_DTYPES, compressor)
             entries.append({"name": name, "dtype": dtype, "shape": list(array.shape),
                             "offset": offset, "crc32": crc, "planes": described})
             offset += sum(size for _, size in described)
@@ -351,7 +428,8 @@ class CompactCodec(Codec):
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
         metadata, entries = self.read_index(fileobj, path=path, limits=limits)
-        tensors = {e.name: self._read_entry(fileobj, e, path, limits) for e in entries}
+        dctx = _zstd().ZstdDecompressor()
+        tensors = {e.name: self._read_entry(fileobj, e, path, limits, dctx) for e in entries}
         try:
             return Weights(tensors, metadata=metadata)
         except WeightsError as e:
@@ -426,24 +504,31 @@ class CompactCodec(Codec):
         return _parse_header(doc, path, limits, data_end)
 
     def _read_entry(self, fileobj: IO[bytes], entry: TensorEntry, path: str,
-                    limits: Limits) -> np.ndarray:
+                    limits: Limits, dctx: Any = None) -> np.ndarray:
         dtype = canonical_dtype(entry.dtype)
         word = _word_dtype(dtype.itemsize)
+        rotate = entry.dtype in FLOAT_DTYPES
+        verify = self.verify  # type: ignore[attr-defined]
         count = entry.count
         field = f"tensor {entry.name!r}"
-        readers = []
-        offset = entry.offset
-        for i, (method, stored) in enumerate(entry.planes):
-            where = f"{field} plane {i}"
-            data = None
-            if method == ZSTD:
-                fileobj.seek(offset)
-                data = _decompress(_read_exact(fileobj, stored, path, where, None), count,
-                                   path, where)
-            readers.append(_PlaneReader(fileobj, offset, data, path, where))
-            offset += stored
-        verify = self.verify  # type: ignore[attr-defined]
-        words, crc = _join(readers, count, word, entry.dtype in FLOAT_DTYPES, verify)
+        if count <= _CHUNK:
+            words, crc = _read_small(fileobj, entry, word, rotate, verify, path,
+                                     dctx or _zstd().ZstdDecompressor())
+        else:
+            readers = []
+            offset = entry.offset
+            for i, (method, stored) in enumerate(entry.planes):
+                where = f"{field} plane {i}"
+                stream = None
+                if method == ZSTD:
+                    fileobj.seek(offset)
+                    data = _read_exact(fileobj, stored, path, where, None)
+                    _check_frame(data, count, path, where)
+                    stream = _zstd().ZstdDecompressor().stream_reader(
+                        data, read_across_frames=False)
+                readers.append(_PlaneReader(fileobj, offset, stream, path, where))
+                offset += stored
+            words, crc = _join(readers, count, word, rotate, verify)
         if verify and crc != entry.crc32:
             raise ChecksumError(path=path, field=field,
                                 expected=f"CRC-32 {entry.crc32:#010x}", found=f"{crc:#010x}")
@@ -453,8 +538,41 @@ class CompactCodec(Codec):
         return words.view(dtype).reshape(entry.shape)
 
 
-def _decompress(data: bytes, count: int, path: str, where: str) -> np.ndarray:
-    """A zstd plane's *count* bytes; its frame must declare exactly that size."""
+def _read_small(fileobj: IO[bytes], entry: TensorEntry, word: np.dtype, rotate: bool,
+                verify: bool, path: str, dctx: Any) -> tuple[np.ndarray, int]:
+    """A tensor of at most one chunk: its planes in one read, joined in a few numpy calls."""
+    count, k = entry.count, word.itemsize
+    fileobj.seek(entry.offset)
+    blob = memoryview(_read_exact(fileobj, entry.stored_size, path,
+                                  f"tensor {entry.name!r}", None))
+    out = np.empty(count, word)
+    columns = out.view(np.uint8).reshape(count, k)
+    pos = 0
+    for i, (method, stored) in enumerate(entry.planes):
+        piece = blob[pos:pos + stored]
+        pos += stored
+        if method == RAW:
+            columns[:, k - 1 - i] = np.frombuffer(piece, np.uint8)
+            continue
+        where = f"tensor {entry.name!r} plane {i}"
+        _check_frame(piece, count, path, where)
+        zstd = _zstd()
+        try:
+            raw = dctx.decompress(piece)
+        except zstd.ZstdError as e:
+            raise ChecksumError(f"corrupted zstd data ({e})", path=path, field=where) from e
+        if len(raw) != count:
+            raise FormatError(path=path, field=where, expected=f"{count:,} bytes",
+                              found=f"{len(raw):,}")
+        columns[:, k - 1 - i] = np.frombuffer(raw, np.uint8)
+    if rotate and count:
+        _rotate_right(out, np.empty_like(out))
+    return out, zlib.crc32(out) if verify else 0
+
+
+def _check_frame(data: Any, count: int, path: str, where: str) -> None:
+    """Refuse a zstd plane whose frame does not declare exactly *count* bytes, before
+    anything is decompressed."""
     zstd = _zstd()
     try:
         declared = zstd.get_frame_parameters(data).content_size
@@ -465,14 +583,6 @@ def _decompress(data: bytes, count: int, path: str, where: str) -> np.ndarray:
                           expected=f"a zstd frame declaring {count:,} bytes",
                           found=f"{declared:,}" if declared != zstd.CONTENTSIZE_UNKNOWN
                           else "a frame without its size")
-    try:
-        raw = zstd.ZstdDecompressor().decompress(data)
-    except zstd.ZstdError as e:
-        raise ChecksumError(f"corrupted zstd data ({e})", path=path, field=where) from e
-    if len(raw) != count:
-        raise FormatError(path=path, field=where, expected=f"{count:,} bytes",
-                          found=f"{len(raw):,}")
-    return np.frombuffer(raw, np.uint8)
 
 
 def _read_exact(fileobj: IO[bytes], n: int, path: str, what: str, size: int | None) -> bytes:
@@ -545,7 +655,7 @@ def _parse_tensor(t: Any, where: str, path: str, limits: Limits, offset: int, da
     dtype_str = t["dtype"]
     if not isinstance(dtype_str, str):
         raise FormatError(path=path, field=f"{where} dtype", expected="a string", found=dtype_str)
-    if dtype_str not in FLOAT_DTYPES | {"bool"} and dtype_str not in _int_names():
+    if dtype_str not in _DTYPE_NAMES:
         raise FormatError(path=path, field=f"{where} dtype",
                           expected="bool, (u)int8-64, float16/32/64 or bfloat16", found=dtype_str)
     itemsize = canonical_dtype(dtype_str).itemsize  # bfloat16 without ml_dtypes raises here
@@ -597,6 +707,3 @@ def _parse_tensor(t: Any, where: str, path: str, limits: Limits, offset: int, da
         parsed.append((method, stored))
     return TensorEntry(name, dtype_str, tuple(shape), offset, crc, tuple(parsed))
 
-
-def _int_names() -> frozenset[str]:
-    return frozenset(f"{s}int{b}" for s in ("", "u") for b in (8, 16, 32, 64))
