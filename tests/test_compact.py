@@ -335,9 +335,9 @@ def test_zstd_plane_must_declare_its_size(size):
     tensor = header["tensors"][0]
     assert tensor["planes"][0][0] == "zstd"
     # A frame claiming another size is refused before it is decompressed.
-    start, size = tensor["offset"], tensor["planes"][0][1]
+    start, stored = tensor["offset"], tensor["planes"][0][1]
     other = compact._plane_compressor().compress(bytes(50))
-    front = front[:start] + other + front[start + size:]
+    front = front[:start] + other + front[start + stored:]
     tensor["planes"][0][1] = len(other)
     with pytest.raises(FormatError, match=f"plane 0.*declaring {size:,} bytes"):
         decode(join(front, header))
