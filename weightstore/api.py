@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from . import registry
 from .codec import DEFAULT_LIMITS, Codec, Limits
-from .errors import FormatError, UnknownFormatError, WeightstoreError
+from .errors import FormatError, LimitError, UnknownFormatError, WeightstoreError
 from .fileio import atomic_write, open_for_read
 from .model import Weights, as_weights, dtype_name
 
@@ -104,6 +104,10 @@ def load(
         codec = _codec_for_reading(f, path, format, options)
         try:
             return codec.read(f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS)
+        except (FormatError, LimitError) as e:
+            if e.path is None:  # raised deep inside a codec: say which file
+                raise type(e)(e.message, path=path) from e
+            raise
         except WeightstoreError:
             raise
         except _FILE_FAULTS as e:

@@ -234,4 +234,4 @@ def to_storage(array: np.ndarray) -> np.ndarray:
     """A little-endian, C-contiguous view or copy of *array* (never the caller's buffer mutated)."""
     name = dtype_name(array.dtype)
     target = canonical_dtype(name) if name != "bfloat16" else array.dtype
-    return np.ascontiguousarray(array, dtype=target)
+    return np.asarray(array, dtype=target, order="C")  # keeps 0-d arrays 0-d

@@ -1,3 +1,11 @@
-"""The built-in codecs, one module each. Importing this package registers them."""
+"""The built-in codecs, one module each. Importing this package registers them.
 
+Registration order is sniffing order. ``safetensors`` comes first: its test (a
+header length whose high bytes are zero, then ``{``) matches no other format,
+while a safetensors file whose length byte happens to be ``0x80`` or ``{``
+would satisfy the looser pickle or JSON tests. Its module imports the optional
+``safetensors`` package only when a file is read or written.
+"""
+
+from . import safetensors  # noqa: F401,I001  (first: see above)
 from . import compact, csv, hdf5, json, npz, pickle, zstd  # noqa: F401  (registration on import)

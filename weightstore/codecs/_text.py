@@ -42,16 +42,17 @@ def _half_table(name: str) -> np.ndarray:
 
     dtype = canonical_dtype(name)
     values = np.arange(65536, dtype=np.uint16).view(dtype)
-    wide = values.astype(np.float64)
-    table = wide.copy()
-    for i, x in enumerate(wide.tolist()):
-        if x != x or x in (float("inf"), float("-inf")) or x == 0.0:
-            continue
-        for digits in range(1, 10):
-            candidate = float(f"{x:.{digits}g}")
-            if np.array(candidate).astype(dtype).view(np.uint16) == i:
-                table[i] = candidate
-                break
+    with np.errstate(over="ignore", invalid="ignore"):
+        wide = values.astype(np.float64)
+        table = wide.copy()
+        for i, x in enumerate(wide.tolist()):
+            if x != x or x in (float("inf"), float("-inf")) or x == 0.0:
+                continue
+            for digits in range(1, 10):
+                candidate = float(f"{x:.{digits}g}")
+                if np.array(candidate).astype(dtype).view(np.uint16) == i:
+                    table[i] = candidate
+                    break
     return table
 
 
@@ -59,6 +60,11 @@ def _as_f64_shortest(flat: np.ndarray) -> np.ndarray:
     """For 16-bit floats: float64 values whose shortest repr is the 16-bit shortest repr."""
     name = flat.dtype.name
     return _half_table(name)[flat.view(np.uint16)]
+
+
+def _wide(flat: np.ndarray) -> np.ndarray:
+    """Values numpy's float functions accept: bfloat16 widened to float32, others as they are."""
+    return flat.astype(np.float32) if flat.dtype.name == "bfloat16" else flat
 
 
 def _canonical_nan_bits(dtype: np.dtype) -> int:
@@ -76,7 +82,7 @@ def needs_tokens(flat: np.ndarray, big_ints_as_strings: bool) -> bool:
     """Whether *flat* has values that plain JSON numbers cannot carry."""
     kind = flat.dtype.kind
     if kind == "f" or flat.dtype.name == "bfloat16":
-        return not bool(np.isfinite(flat.astype(np.float32)).all())
+        return not bool(np.isfinite(_wide(flat)).all())
     if big_ints_as_strings and flat.dtype.itemsize == 8 and kind in "iu" and flat.size:
         return bool(flat.max() > JS_SAFE_INT or (kind == "i" and flat.min() < -JS_SAFE_INT))
     return False
@@ -97,16 +103,16 @@ def json_ready(array: np.ndarray, *, big_ints_as_strings: bool = True) -> Any:
         for v in flat.tolist():
             items.append(str(v) if abs(v) > JS_SAFE_INT else v)
     else:
-        finite = np.isfinite(flat.astype(np.float32))
+        finite = np.isfinite(_wide(flat))
         shortest = _as_f64_shortest(flat) if flat.dtype.itemsize == 2 else flat
         numbers = orjson.loads(orjson.dumps(shortest, option=_ORJSON_OPTS))
         for i, ok in enumerate(finite.tolist()):
             if ok:
                 items.append(numbers[i])
-            elif np.isnan(flat[i].astype(np.float32)):
+            elif np.isnan(_wide(flat[i:i + 1])[0]):
                 items.append(_nan_token(flat[i]))
             else:
-                items.append(POS_INF if flat[i].astype(np.float32) > 0 else NEG_INF)
+                items.append(POS_INF if _wide(flat[i:i + 1])[0] > 0 else NEG_INF)
     if array.ndim == 0:
         return items[0]
     return np.array(items, dtype=object).reshape(array.shape).tolist()
@@ -142,7 +148,7 @@ def parse_token(token: str, dtype: np.dtype, where: str, path: str) -> Any:
             bits = int(m.group(1), 16)
             if bits < 1 << (8 * dtype.itemsize):
                 value = np.array(bits, dtype=f"u{dtype.itemsize}").view(dtype)
-                if np.isnan(value.astype(np.float32)):
+                if np.isnan(_wide(value.reshape(1))[0]):
                     return value
         try:  # a number given as a string: accepted, as JavaScript's Number() would
             return float(token)
@@ -163,7 +169,8 @@ def cast_exact(values: np.ndarray, dtype: np.dtype, where: str, path: str) -> np
         if values.dtype.kind == "O" or values.size and values.dtype != dtype:
             info = np.iinfo(dtype)
             if values.size:
-                lo, hi = min(values.tolist()), max(values.tolist())
+                flat = values.reshape(-1).tolist()
+                lo, hi = min(flat), max(flat)
                 if lo < info.min or hi > info.max:
                     raise FormatError(path=path, field=where,
                                       expected=f"values from {info.min} to {info.max}",

@@ -14,6 +14,11 @@ only when they hold a comma, a quote or a line break. The header row is::
   shortest decimal that reads back to the identical value of that dtype, or
   ``NaN``, ``Infinity``, ``-Infinity``, ``NaN(0x<bits>)`` (a NaN with other bits).
 
+Every row ends with CRLF, the last one included: a file that does not end
+with a line break is refused as truncated, and so is a tensor with rows
+missing. A file cut exactly between two tensors cannot be told from a file
+with fewer tensors; use ``.csv.zst`` (which carries a checksum) where that matters.
+
 Rows may come in any order (a reader places each by its index). Two kinds of
 row carry no element and appear only when needed: an empty tensor has one row
 with empty ``index`` and ``value``; each metadata entry is a row with ``dtype``
@@ -71,6 +76,9 @@ class CsvCodec(Codec):
 
     name = "csv"
     extensions = (".csv",)
+    #: A file cut exactly between two tensors' rows reads as the tensors before the cut:
+    #: CSV has no header or trailer that could count them (see docs/formats.md).
+    detects_cut_between_tensors = False
     description = "CSV (RFC 4180), one value per row; sqlite3, DuckDB, pandas, spreadsheets"
 
     @classmethod
@@ -101,6 +109,12 @@ class CsvCodec(Codec):
             out.detach()
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+        end = fileobj.seek(0, io.SEEK_END)
+        fileobj.seek(max(0, end - 1))
+        if fileobj.read(1) != b"\n":
+            raise FormatError(path=path, field="last line", expected="a line ending",
+                              found="none (the file is truncated)")
+        fileobj.seek(0)
         text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")
         try:
             return self._read_rows(csv.reader(text, strict=True), path, limits)

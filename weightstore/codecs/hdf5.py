@@ -22,7 +22,13 @@ from typing import IO, Any
 import numpy as np
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
-from ..errors import FormatError, UnsafeFileError, UnsupportedError, WeightsError
+from ..errors import (
+    FormatError,
+    UnsafeFileError,
+    UnsupportedError,
+    WeightsError,
+    WeightstoreError,
+)
 from ..model import Weights, dtype_name, little_endian
 from ..registry import register
 
@@ -85,8 +91,14 @@ class Hdf5Codec(Codec):
             raise FormatError(f"not a readable HDF5 file ({e})", path=path) from e
         tensors: list[tuple[str, np.ndarray]] = []
         with f:
-            metadata = {k: _attr_text(v) for k, v in f.attrs.items()}
-            self._walk(h5py, f, "", path, limits, tensors, 0)
+            try:
+                metadata = {k: _attr_text(v) for k, v in f.attrs.items()}
+                self._walk(h5py, f, "", path, limits, tensors, 0)
+            except WeightstoreError:
+                raise
+            except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+                # h5py reports damaged metadata as any of these
+                raise FormatError(f"damaged HDF5 structure ({e})", path=path) from e
         try:
             return Weights(tensors, metadata=metadata)
         except WeightsError as e:

@@ -91,9 +91,16 @@ class NpzCodec(Codec):
             if len(infos) > limits.max_tensors:
                 raise FormatError(path=path, field="members",
                                   expected=f"at most {limits.max_tensors}", found=len(infos))
+            archive_size = fileobj.seek(0, 2)
             tensors: dict[str, np.ndarray] = {}
             total = 0
             for info in infos:
+                if info.header_offset + info.compress_size > archive_size:
+                    raise FormatError(
+                        path=path, field=f"member {info.filename!r}",
+                        expected=f"data within the file's {archive_size:,} bytes",
+                        found=f"{info.compress_size:,} bytes at offset {info.header_offset:,}",
+                    )
                 if not info.filename.endswith(".npy"):
                     raise FormatError(path=path, field=f"member {info.filename!r}",
                                       expected="only .npy members in an npz file")

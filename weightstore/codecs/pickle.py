@@ -63,6 +63,12 @@ def _allowed() -> dict[tuple[str, str], Any]:
         _ALLOWED[("numpy", "ndarray")] = _NDARRAY
         _ALLOWED[("numpy", "dtype")] = np.dtype
         _ALLOWED[("collections", "OrderedDict")] = OrderedDict
+        try:  # bfloat16 arrays pickle their scalar type; a plain type, safe to name
+            import ml_dtypes
+
+            _ALLOWED[("ml_dtypes", "bfloat16")] = ml_dtypes.bfloat16
+        except ImportError:
+            pass
         # Protocol 2 stores bytes as _codecs.encode(str, "latin1"); only that use is allowed.
         _ALLOWED[("_codecs", "encode")] = _latin1_encode
     return _ALLOWED

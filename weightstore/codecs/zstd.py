@@ -28,6 +28,7 @@ from ..registry import SNIFF_BYTES, get_codec, register, sniff
 MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_INNER = "npz"
 _CHUNK = 1 << 20
+_MAX_BLOCK_RATIO = 32768
 
 
 def _zstd() -> Any:
@@ -82,14 +83,14 @@ class ZstdCodec(Codec):
         own = {o.name for o in self.options}
         self.inner_options = {k: v for k, v in options.items() if k not in own}
         super().__init__(**{k: v for k, v in options.items() if k in own})
+        inner_cls = get_codec(self.inner or DEFAULT_INNER)  # type: ignore[attr-defined]
+        if getattr(inner_cls, "layer", False):
+            raise UnknownFormatError(field="zstd option 'inner'",
+                                     expected="a codec that is not itself a layer",
+                                     found=self.inner)  # type: ignore[attr-defined]
         if self.inner is not None:  # type: ignore[attr-defined]
-            inner_cls = get_codec(self.inner)  # type: ignore[attr-defined]
-            if getattr(inner_cls, "layer", False):
-                raise UnknownFormatError(field="zstd option 'inner'",
-                                         expected="a codec that is not itself a layer",
-                                         found=self.inner)  # type: ignore[attr-defined]
             self.inner = inner_cls.name
-            inner_cls(**self.inner_options)  # validate the pass-through options now
+        inner_cls(**self.inner_options)  # validate the pass-through options now
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self.inner_options}
@@ -135,14 +136,25 @@ class ZstdCodec(Codec):
                              "(Limits.max_expansion, Limits.max_total_bytes)",
                              found=f"{declared:,} bytes declared")
         out = io.BytesIO()
+        dobj = zstd.ZstdDecompressor().decompressobj()
+        finished = False
         try:
-            with zstd.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True,
-                                                       closefd=False) as reader:
-                while True:
-                    chunk = reader.read(_CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
+            while True:
+                # Feed little enough that one call cannot overshoot the limit by much:
+                # a zstd block expands at most ~32,768x (a 4-byte RLE block of 128 KiB).
+                room = max(0, limit - out.tell())
+                chunk = fileobj.read(min(_CHUNK, max(512, room // _MAX_BLOCK_RATIO)))
+                if not chunk:
+                    break
+                while chunk:
+                    out.write(dobj.decompress(chunk))
+                    chunk = b""
+                    if dobj.eof:  # another frame may follow (zstd allows concatenation)
+                        chunk = dobj.unused_data
+                        dobj = zstd.ZstdDecompressor().decompressobj()
+                        finished = not chunk
+                    else:
+                        finished = False
                     if out.tell() > limit:
                         raise LimitError(
                             path=path, field="zstd content",
@@ -152,6 +164,9 @@ class ZstdCodec(Codec):
                         )
         except zstd.ZstdError as e:
             raise FormatError(f"corrupted zstd data ({e})", path=path) from e
+        if not finished:
+            raise FormatError(path=path, field="zstd frame", expected="a complete frame",
+                              found="the file ends inside a frame (truncated)")
         if declared != zstd.CONTENTSIZE_UNKNOWN and out.tell() != declared:
             raise FormatError(path=path, field="zstd content", expected=f"{declared:,} bytes",
                               found=f"{out.tell():,} bytes")

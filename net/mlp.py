@@ -1,0 +1,292 @@
+"""The 3-layer network of *Deep Learning from Scratch*, chapter 3.
+
+Layers 784 -> 50 -> 100 -> 10, sigmoid hidden units, softmax output::
+
+    a1 = x·W1 + b1,  z1 = sigmoid(a1)
+    a2 = z1·W2 + b2, z2 = sigmoid(a2)
+    a3 = z2·W3 + b3, y  = softmax(a3)
+
+Shapes for a batch of N images: ``x`` (N, 784), ``W1`` (784, 50), ``b1`` (50,),
+``W2`` (50, 100), ``b2`` (100,), ``W3`` (100, 10), ``b3`` (10,), ``y`` (N, 10).
+
+Computation dtype: nothing is cast. The arithmetic runs in numpy's natural promotion of the
+input and the weights, as in the book: float32 images with the book's float32 weights compute
+in float32; float16 weights with float32 images compute in float32; float64 weights compute in
+float64.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from weightstore.errors import ModelError, OptionError
+
+__all__ = [
+    "BOOK_SIZES",
+    "PARAM_NAMES",
+    "MULTIPLY_ADDS_PER_IMAGE",
+    "DEFAULT_BATCH_SIZE",
+    "sigmoid",
+    "softmax",
+    "forward",
+    "predict",
+    "ThreeLayerNet",
+]
+
+BOOK_SIZES: tuple[int, int, int, int] = (784, 50, 100, 10)
+"""Layer widths of the book's network: input, hidden 1, hidden 2, output."""
+
+PARAM_NAMES: tuple[str, ...] = ("W1", "b1", "W2", "b2", "W3", "b3")
+
+MULTIPLY_ADDS_PER_IMAGE: int = (
+    BOOK_SIZES[0] * BOOK_SIZES[1] + BOOK_SIZES[1] * BOOK_SIZES[2] + BOOK_SIZES[2] * BOOK_SIZES[3]
+)
+"""Multiply-adds of the three matrix products for one image: 784·50 + 50·100 + 100·10 = 45,200."""
+
+DEFAULT_BATCH_SIZE: int = 1000
+"""Images per matrix product in :meth:`ThreeLayerNet.predict`.
+
+Large enough that the products dominate the Python overhead, small enough that the
+(batch, 100) intermediates stay in cache; ``benchmarks/mlp_eval.py`` measures the choice.
+"""
+
+
+def sigmoid(x: ArrayLike) -> NDArray[np.floating[Any]]:
+    """Logistic function ``1 / (1 + exp(-x))``, elementwise; same shape and float dtype as ``x``.
+
+    This is the book's formula, so results are bit-identical to it. The formula is accurate
+    for every input (relative error of a few ulp); its only weak point is that ``exp(-x)``
+    overflows to ``inf`` for large negative ``x`` (below about -88.7 in float32, -709.8 in
+    float64), where the result correctly becomes 0. That overflow is expected, so its warning
+    is silenced here instead of branching on the sign, which measured 7x slower.
+    """
+    x = np.asarray(x)
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x))
+
+
+def softmax(a: ArrayLike) -> NDArray[np.floating[Any]]:
+    """Softmax over the last axis: rows of a (N, K) batch, or a single (K,) vector.
+
+    The row maximum is subtracted first, so large scores cannot overflow; each row sums to 1.
+    """
+    a = np.asarray(a)
+    shifted = a - np.max(a, axis=-1, keepdims=True)
+    exp_a = np.exp(shifted)
+    return exp_a / np.sum(exp_a, axis=-1, keepdims=True)
+
+
+def forward(network: Mapping[str, ArrayLike], x: ArrayLike) -> NDArray[np.floating[Any]]:
+    """Scores before the softmax, ``a3``: (N, 10) for x (N, 784), or (10,) for x (784,).
+
+    ``network`` maps ``W1 b1 W2 b2 W3 b3`` to arrays; nothing is validated here
+    (:class:`ThreeLayerNet` does that once).
+    """
+    a1 = np.matmul(x, network["W1"]) + network["b1"]
+    z1 = sigmoid(a1)
+    a2 = np.matmul(z1, network["W2"]) + network["b2"]
+    z2 = sigmoid(a2)
+    return np.matmul(z2, network["W3"]) + network["b3"]
+
+
+def predict(network: Mapping[str, ArrayLike], x: ArrayLike) -> NDArray[np.floating[Any]]:
+    """The book's ``predict(network, x)``: ``softmax(forward(network, x))``, same shapes."""
+    return softmax(forward(network, x))
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + (",)" if len(shape) == 1 else ")")
+
+
+class ThreeLayerNet:
+    """The chapter-3 network ``y = softmax(sigmoid(sigmoid(x·W1 + b1)·W2 + b2)·W3 + b3)``.
+
+    Build it with :meth:`from_weights`, which checks every tensor's presence, dtype and shape.
+    The arrays are used as given: never copied, cast or modified.
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, NDArray[np.floating[Any]]],
+        sizes: tuple[int, int, int, int],
+    ) -> None:
+        """Wrap already validated ``params``; use :meth:`from_weights` instead."""
+        self._params = MappingProxyType({name: params[name] for name in PARAM_NAMES})
+        self.sizes = sizes
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: Mapping[str, Any],
+        *,
+        sizes: tuple[int, int, int, int] | None = BOOK_SIZES,
+        source: str | os.PathLike[str] | None = None,
+    ) -> ThreeLayerNet:
+        """Check ``weights`` (a mapping with keys ``W1 b1 W2 b2 W3 b3``) and build the network.
+
+        ``sizes`` are the layer widths (input, hidden 1, hidden 2, output) the weights must
+        have; the book's (784, 50, 100, 10) by default, or ``None`` to take them from W1, W2
+        and W3 and only check that the six tensors fit together. Other keys in ``weights``
+        are ignored. ``source`` (a file name) prefixes error messages.
+
+        Raises :class:`~weightstore.errors.ModelError` naming the missing tensor, or the
+        tensor with its expected and found dtype or shape.
+        """
+        missing = [name for name in PARAM_NAMES if name not in weights]
+        if missing:
+            found = ", ".join(sorted(map(str, weights))) or "no tensors"
+            raise ModelError(
+                f"missing tensor{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
+                path=source,
+                expected="tensors " + ", ".join(PARAM_NAMES),
+                found=found,
+            )
+        params: dict[str, NDArray[np.floating[Any]]] = {}
+        for name in PARAM_NAMES:
+            value = np.asarray(weights[name])
+            if not np.issubdtype(value.dtype, np.floating):
+                raise ModelError(
+                    path=source,
+                    field=f"{name}.dtype",
+                    expected="a floating-point dtype",
+                    found=str(value.dtype),
+                )
+            expected_ndim = 2 if name.startswith("W") else 1
+            if value.ndim != expected_ndim:
+                raise ModelError(
+                    path=source,
+                    field=f"{name}.shape",
+                    expected=f"{expected_ndim} dimensions",
+                    found=_shape_text(value.shape),
+                )
+            params[name] = value
+
+        if sizes is None:
+            sizes = (
+                params["W1"].shape[0],
+                params["W1"].shape[1],
+                params["W2"].shape[1],
+                params["W3"].shape[1],
+            )
+        else:
+            sizes = _check_sizes(sizes)
+        d, h1, h2, k = sizes
+        expected_shapes = {
+            "W1": (d, h1),
+            "b1": (h1,),
+            "W2": (h1, h2),
+            "b2": (h2,),
+            "W3": (h2, k),
+            "b3": (k,),
+        }
+        for name, shape in expected_shapes.items():
+            if params[name].shape != shape:
+                raise ModelError(
+                    path=source,
+                    field=f"{name}.shape",
+                    expected=_shape_text(shape),
+                    found=_shape_text(params[name].shape),
+                )
+        return cls(params, sizes)
+
+    @property
+    def params(self) -> Mapping[str, NDArray[np.floating[Any]]]:
+        """The six tensors, read-only mapping ``W1 b1 W2 b2 W3 b3``."""
+        return self._params
+
+    def __repr__(self) -> str:
+        widths = "-".join(map(str, self.sizes))
+        dtypes = sorted({str(v.dtype) for v in self._params.values()})
+        return f"ThreeLayerNet({widths}, dtype={'/'.join(dtypes)})"
+
+    def _check_x(self, x: ArrayLike) -> NDArray[np.floating[Any]]:
+        x = np.asarray(x)
+        if x.ndim not in (1, 2) or x.shape[-1] != self.sizes[0]:
+            raise ModelError(
+                field="x.shape",
+                expected=f"(N, {self.sizes[0]}) or ({self.sizes[0]},)",
+                found=_shape_text(x.shape),
+            )
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ModelError(
+                field="x.dtype",
+                expected="floating-point pixels scaled to [0, 1] "
+                "(net.mnist.load_images(normalize=True))",
+                found=str(x.dtype),
+            )
+        return x
+
+    def predict(
+        self, x: ArrayLike, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> NDArray[np.floating[Any]]:
+        """Softmax scores: (N, 10) for x (N, 784), or (10,) for one image x (784,).
+
+        Rows are evaluated ``batch_size`` at a time, one matrix product per layer per batch;
+        the result does not depend on ``batch_size`` beyond the last bits of rounding.
+        """
+        x = self._check_x(x)
+        batch_size = _check_batch_size(batch_size)
+        if x.ndim == 1 or len(x) <= batch_size:
+            return predict(self._params, x)
+        first = predict(self._params, x[:batch_size])
+        y = np.empty((len(x), first.shape[1]), dtype=first.dtype)
+        y[:batch_size] = first
+        for start in range(batch_size, len(x), batch_size):
+            y[start : start + batch_size] = predict(self._params, x[start : start + batch_size])
+        return y
+
+    def predict_classes(self, x: ArrayLike, batch_size: int = DEFAULT_BATCH_SIZE) -> NDArray[Any]:
+        """Predicted class ``argmax(y)`` per image: integer array (N,), or a scalar for x (784,)."""
+        return np.argmax(self.predict(x, batch_size), axis=-1)
+
+    def accuracy(self, x: ArrayLike, t: ArrayLike, batch_size: int = DEFAULT_BATCH_SIZE) -> float:
+        """Fraction of images whose predicted class equals the label.
+
+        ``x`` (N, 784); ``t`` labels (N,) or one-hot (N, 10).
+        """
+        x = self._check_x(x)
+        if x.ndim != 2:
+            raise ModelError(
+                field="x.shape", expected=f"(N, {self.sizes[0]})", found=_shape_text(x.shape)
+            )
+        t = np.asarray(t)
+        if t.ndim == 2:
+            t = np.argmax(t, axis=1)
+        if t.shape != (len(x),):
+            raise ModelError(
+                field="t.shape",
+                expected=f"({len(x)},) labels or ({len(x)}, {self.sizes[3]}) one-hot",
+                found=_shape_text(t.shape),
+            )
+        if len(x) == 0:
+            raise ModelError(field="x", expected="at least one image", found="0 images")
+        correct = int(np.count_nonzero(self.predict_classes(x, batch_size) == t))
+        return correct / len(x)
+
+
+def _check_sizes(sizes: Any) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(sizes)
+    except TypeError:
+        values = ()
+    if len(values) != 4 or not all(
+        isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in values
+    ):
+        raise OptionError(field="sizes", expected="four positive integers", found=sizes)
+    return (int(values[0]), int(values[1]), int(values[2]), int(values[3]))
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if (
+        not isinstance(batch_size, (int, np.integer))
+        or isinstance(batch_size, bool)
+        or batch_size < 1
+    ):
+        raise OptionError(field="batch_size", expected="a positive integer", found=batch_size)
+    return int(batch_size)

@@ -1,0 +1,215 @@
+"""npz, HDF5 and zstd: readable by their own ecosystems, and bounded against bombs."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+
+import weightstore as ws
+from weightstore.codec import Limits
+
+MiB = 1 << 20
+W = ws.Weights({"W1": np.arange(12, dtype=np.float32).reshape(3, 4), "g/b": np.ones(4)},
+               metadata={"source": "t"})
+
+
+# --- npz ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_loads_with_numpy_without_pickle(tmp_path: Path, compressed: bool) -> None:
+    path = tmp_path / "w.npz"
+    ws.save(W, path, compressed=compressed)
+    with np.load(path, allow_pickle=False) as npz:
+        assert npz.files == ["W1", "g/b"]
+        np.testing.assert_array_equal(npz["W1"], W["W1"])
+    assert ws.load(path).metadata == {"source": "t"}
+
+
+def test_npz_compression_shrinks_and_stays_exact(tmp_path: Path) -> None:
+    zeros = ws.Weights({"z": np.zeros(100_000, np.float32)})
+    ws.save(zeros, tmp_path / "plain.npz")
+    ws.save(zeros, tmp_path / "small.npz", compressed=True, level=9)
+    assert (tmp_path / "small.npz").stat().st_size < (tmp_path / "plain.npz").stat().st_size / 50
+    assert zeros.equal(ws.load(tmp_path / "small.npz"))
+
+
+def test_npz_member_claiming_absurd_size_is_refused(tmp_path: Path) -> None:
+    """A deflated member whose header claims far more than its compressed bytes allow."""
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf, \
+            zf.open("x.npy", "w", force_zip64=True) as m:
+        np.lib.format.write_array(m, np.zeros(8 * MiB, np.uint8))
+    with pytest.raises(ws.FormatError, match="Limits.max_expansion"):
+        ws.load(path, limits=Limits(expansion_free_bytes=MiB, max_expansion=100))
+
+
+def test_npz_header_that_disagrees_with_the_data_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "lie.npz"
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.zeros(10, np.float64))
+    data = buf.getvalue().replace(b"(10,)", b"(99,)")
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.npy", data)
+    with pytest.raises(ws.FormatError, match="shape"):
+        ws.load(path)
+
+
+def test_npz_with_pickled_object_member_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "objects.npz"
+    np.savez(path, x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ws.FormatError, match="objects.npz"):
+        ws.load(path)
+
+
+# --- HDF5 ---------------------------------------------------------------------------
+
+
+def test_hdf5_layout_for_other_tools(tmp_path: Path) -> None:
+    import h5py
+
+    path = tmp_path / "w.h5"
+    ws.save(W, path, compression="gzip", level=9)
+    with h5py.File(path, "r") as f:
+        assert list(f) == ["W1", "g"] and list(f["g"]) == ["b"]
+        assert f["W1"].compression == "gzip" and f.attrs["source"] == "t"
+        np.testing.assert_array_equal(f["W1"][()], W["W1"])
+    if shutil.which("h5dump"):
+        out = subprocess.run(["h5dump", "-H", str(path)], capture_output=True, text=True)
+        assert 'DATASET "W1"' in out.stdout
+
+
+def test_hdf5_written_by_h5py_in_name_order_loads(tmp_path: Path) -> None:
+    import h5py
+
+    path = tmp_path / "foreign.h5"
+    with h5py.File(path, "w") as f:
+        f["b"] = np.arange(3)
+        f.create_group("a")["w"] = np.eye(2)
+    got = ws.load(path)
+    assert list(got) == ["a/w", "b"]
+
+
+@pytest.mark.parametrize("kind", ["soft", "external"])
+def test_hdf5_links_to_elsewhere_are_refused(tmp_path: Path, kind: str) -> None:
+    import h5py
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["secret"] = np.arange(3)
+    path = tmp_path / "links.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.arange(2)
+        f["y"] = h5py.SoftLink("/x") if kind == "soft" else h5py.ExternalLink(str(other), "/secret")
+    with pytest.raises(ws.UnsafeFileError, match="link 'y'"):
+        ws.load(path)
+
+
+def test_hdf5_dataset_without_storage_claiming_gigabytes_is_refused(tmp_path: Path) -> None:
+    import h5py
+
+    path = tmp_path / "claims.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("huge", shape=(1 << 31,), dtype="f8", chunks=(1 << 20,))
+    with pytest.raises(ws.FormatError, match="huge"):
+        ws.load(path)
+
+
+def test_bfloat16_is_refused_where_the_format_cannot_hold_it(tmp_path: Path) -> None:
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs the optional ml_dtypes")
+    w = ws.Weights({"x": np.ones(2, dtype=ml_dtypes.bfloat16)})
+    for ext in (".npz", ".h5"):
+        with pytest.raises(ws.UnsupportedError, match="bfloat16"):
+            ws.save(w, tmp_path / f"w{ext}")
+        assert not (tmp_path / f"w{ext}").exists()
+    for ext in (".json", ".csv", ".pkl"):
+        ws.save(w, tmp_path / f"w{ext}")
+        assert w.equal(ws.load(tmp_path / f"w{ext}"))
+
+
+# --- zstd ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("inner", ["json", "csv", "npz", "pkl", "h5"])
+def test_zstd_command_line_restores_the_inner_file(tmp_path: Path, inner: str) -> None:
+    if not shutil.which("zstd"):
+        pytest.skip("the zstd command-line tool is not installed")
+    path = tmp_path / f"w.{inner}.zst"
+    ws.save(W, path, level=19)
+    subprocess.run(["zstd", "-q", "-d", str(path)], check=True)
+    assert W.equal(ws.load(tmp_path / f"w.{inner}"))
+
+
+def test_zstd_restored_by_the_library_gives_the_inner_bytes(tmp_path: Path) -> None:
+    ws.save(W, tmp_path / "w.json")
+    ws.save(W, tmp_path / "w.json.zst")
+    with zstandard.ZstdDecompressor().stream_reader((tmp_path / "w.json.zst").read_bytes()) as r:
+        restored = r.read()
+    assert restored == (tmp_path / "w.json").read_bytes()
+
+
+def test_zstd_options_pass_through_to_the_inner_codec(tmp_path: Path) -> None:
+    import h5py
+
+    path = tmp_path / "w.h5.zst"
+    ws.save(W, path, level=5, compression="gzip")
+    raw = zstandard.ZstdDecompressor().decompress(path.read_bytes())
+    with h5py.File(io.BytesIO(raw), "r") as f:
+        assert f["W1"].compression == "gzip"
+    with pytest.raises(ws.OptionError, match="compresion"):
+        ws.save(W, path, compresion="gzip")
+
+
+def test_zstd_inner_comes_from_content_not_name(tmp_path: Path) -> None:
+    path = tmp_path / "w.csv.zst"
+    ws.save(W, path, inner="json")  # named .csv.zst but holds JSON
+    assert W.equal(ws.load(path))
+
+
+def _zeros_frame(size: int, *, with_size: bool) -> bytes:
+    cctx = zstandard.ZstdCompressor(level=1, write_content_size=with_size)
+    if with_size:
+        return cctx.compress(bytes(size))
+    out = io.BytesIO()
+    with cctx.stream_writer(out, closefd=False) as w:
+        for _ in range(size // MiB):
+            w.write(bytes(MiB))
+    return out.getvalue()
+
+
+def test_zstd_frame_declaring_an_absurd_size_is_refused_before_allocating(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.npz.zst"
+    path.write_bytes(_zeros_frame(64 * MiB, with_size=True))
+    assert path.stat().st_size < 64 * 1024
+    with pytest.raises(ws.LimitError, match="declared"):
+        ws.load(path, limits=Limits(expansion_free_bytes=MiB, max_expansion=100))
+
+
+def test_zstd_stream_expanding_past_the_limit_is_refused(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = tmp_path / "bomb.npz.zst"
+    path.write_bytes(_zeros_frame(256 * MiB, with_size=False))
+    tracemalloc.start()
+    with pytest.raises(ws.LimitError, match="more than"):
+        ws.load(path, limits=Limits(expansion_free_bytes=4 * MiB, max_expansion=10))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 64 * MiB  # refused early, not after expanding 256 MiB
+
+
+def test_zstd_truncated_frame_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "w.json.zst"
+    ws.save(W, path)
+    data = path.read_bytes()
+    for cut in (len(data) - 1, len(data) - 4, len(data) // 2):
+        path.write_bytes(data[:cut])
+        with pytest.raises(ws.FormatError, match="w.json.zst"):
+            ws.load(path)

@@ -1,0 +1,316 @@
+"""The shared suite every registered codec runs: exact round trips and clean refusals.
+
+A codec added to the registry is picked up here automatically. Checks that only
+some codecs can pass are keyed on the codec's declared attributes
+(``lossless``, ``supports_metadata``, ``checksums``), never on its name.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from corpus import corpus
+
+import weightstore as ws
+from weightstore.codec import Codec
+from weightstore.model import arrays_identical
+
+CODECS = ws.formats()
+IDS = [c.name for c in CODECS]
+
+
+def _usable(cls: type[Codec]) -> type[Codec]:
+    """Skip a codec whose optional package is missing (its extra is not installed)."""
+    try:
+        cls()
+    except ws.MissingDependencyError as e:  # pragma: no cover - depends on extras
+        pytest.skip(f"{cls.name}: {e}")
+    return cls
+
+
+def _path(tmp_path: Path, cls: type[Codec], stem: str = "w") -> Path:
+    return tmp_path / f"{stem}{cls.extensions[0]}"
+
+
+def _save(cls: type[Codec], weights: ws.Weights, path: Path) -> None:
+    try:
+        ws.save(weights, path, cls.name)
+    except ws.MissingDependencyError as e:  # pragma: no cover - depends on extras
+        pytest.skip(str(e))
+
+
+def _corpus_for(cls: type[Codec]) -> ws.Weights:
+    tensors, metadata = corpus()
+    return ws.Weights(tensors, metadata if cls.supports_metadata else None)
+
+
+def assert_identical(expected: ws.Weights | dict, got: ws.Weights) -> None:
+    assert list(got) == list(expected), "tensor names or order differ"
+    for name in expected:
+        e, g = np.asarray(expected[name]), got[name]
+        assert arrays_identical(e, g), f"{name}: {e.dtype}{e.shape} != {g.dtype}{g.shape}"
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir: Path) -> dict[str, np.ndarray]:
+    with open(data_dir / "sample_weight.pkl", "rb") as f:
+        return pickle.load(f)  # the trusted reference file, read as the book does
+
+
+# --- round trips -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_corpus_round_trip_is_bit_exact(cls: type[Codec], tmp_path: Path) -> None:
+    weights = _corpus_for(_usable(cls))
+    path = _path(tmp_path, cls)
+    _save(cls, weights, path)
+    got = ws.load(path)
+    if cls.lossless:
+        assert_identical(weights, got)
+    if cls.supports_metadata:
+        assert got.metadata == weights.metadata
+    assert_identical(got, ws.load(path, cls.name))  # explicit format gives the same
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_save_never_mutates_the_callers_arrays(cls: type[Codec], tmp_path: Path) -> None:
+    tensors, _ = corpus()
+    before = {k: (v.copy(), v.flags.c_contiguous, v.flags.f_contiguous, v.dtype.byteorder)
+              for k, v in tensors.items()}
+    _save(_usable(cls), ws.Weights(tensors), _path(tmp_path, cls))
+    for k, v in tensors.items():
+        copy, c, f, order = before[k]
+        assert arrays_identical(copy, v) and (c, f, order) == (
+            v.flags.c_contiguous, v.flags.f_contiguous, v.dtype.byteorder)
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_reference_weights_through_the_cli_and_back_to_pickle(
+    cls: type[Codec], tmp_path: Path, sample_weight_path: Path, reference: dict
+) -> None:
+    """Done-when of the core issue: pkl -> EXT -> pkl is bit-identical, and the final
+    pickle loads with plain pickle.load as a dict of arrays."""
+    from weightstore.cli.main import main
+
+    _usable(cls)
+    mid = _path(tmp_path, cls)
+    back = tmp_path / "back.pkl"
+    assert main(["convert", str(sample_weight_path), str(mid), "-q"]) == 0
+    assert main(["convert", str(mid), str(back), "-q"]) == 0
+    with open(back, "rb") as f:
+        plain = pickle.load(f)
+    assert type(plain) is dict and set(plain) == set(reference)
+    for name, array in reference.items():
+        assert type(plain[name]) is np.ndarray
+        assert arrays_identical(array, plain[name]), name
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_content_beats_a_misleading_extension(cls: type[Codec], tmp_path: Path) -> None:
+    weights = _corpus_for(_usable(cls))
+    right = _path(tmp_path, cls)
+    _save(cls, weights, right)
+    other = ".csv" if cls.name != "csv" else ".json"
+    wrong = tmp_path / f"misnamed{other}"
+    wrong.write_bytes(right.read_bytes())
+    got = ws.load(wrong)
+    if cls.lossless:
+        assert_identical(weights, got)
+
+
+# --- bad input ---------------------------------------------------------------------
+
+
+def _valid_bytes(cls: type[Codec], tmp_path: Path) -> bytes:
+    path = _path(tmp_path, cls, "valid")
+    _save(cls, _corpus_for(_usable(cls)), path)
+    return path.read_bytes()
+
+
+def _load_bytes(cls: type[Codec], tmp_path: Path, data: bytes, name: str = "bad") -> ws.Weights:
+    path = _path(tmp_path, cls, name)
+    path.write_bytes(data)
+    return ws.load(path, cls.name)
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_empty_file_is_refused(cls: type[Codec], tmp_path: Path) -> None:
+    path = _path(tmp_path, cls, "empty")
+    path.write_bytes(b"")
+    with pytest.raises(ws.FormatError, match="empty|0 bytes") as e:
+        ws.load(path)
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+@pytest.mark.parametrize("fraction", [0.0001, 0.1, 0.5, 0.9, 0.999])
+def test_truncated_file_is_refused(cls: type[Codec], tmp_path: Path, fraction: float) -> None:
+    data = _valid_bytes(cls, tmp_path)
+    cut = max(1, int(len(data) * fraction))
+    if not getattr(cls, "detects_cut_between_tensors", True):
+        # A text format without a trailer cannot tell a cut between two tensors from a
+        # file with fewer tensors: it must then give back exactly the tensors before it.
+        try:
+            got = _load_bytes(cls, tmp_path, data[:cut])
+        except ws.WeightstoreError as e:
+            assert "bad" in str(e)
+            return
+        full = _load_bytes(cls, tmp_path, data, "full")
+        assert 0 < len(got) < len(full) and list(got) == list(full)[: len(got)]
+        assert_identical({k: full[k] for k in got}, got)
+        return
+    with pytest.raises(ws.WeightstoreError) as e:
+        _load_bytes(cls, tmp_path, data[:cut])
+    assert "bad" in str(e.value)  # the message names the file
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_wrong_magic_is_refused(cls: type[Codec], tmp_path: Path) -> None:
+    data = _valid_bytes(cls, tmp_path)
+    with pytest.raises(ws.WeightstoreError) as e:
+        _load_bytes(cls, tmp_path, b"\x00GARBAGE" + data[8:])
+    assert "bad" in str(e.value)
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_unrecognisable_content_without_format_names_the_problem(
+    cls: type[Codec], tmp_path: Path
+) -> None:
+    path = tmp_path / "noise.bin"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ws.UnknownFormatError, match="noise.bin"):
+        ws.load(path)
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_corrupted_bytes_never_escape_as_other_exceptions(cls: type[Codec], tmp_path: Path) -> None:
+    """Random byte changes either raise the library's error or load; nothing else.
+    Codecs that carry checksums must detect every change."""
+    data = _valid_bytes(cls, tmp_path)
+    rng = random.Random(f"corrupt-{cls.name}")
+    undetected = 0
+    for i in range(40):
+        damaged = bytearray(data)
+        pos = rng.randrange(len(damaged))
+        damaged[pos] ^= rng.randrange(1, 256)
+        try:
+            _load_bytes(cls, tmp_path, bytes(damaged), f"bad{i}")
+        except ws.WeightstoreError as e:
+            assert f"bad{i}" in str(e)
+        else:
+            undetected += 1
+    if getattr(cls, "checksums", False):
+        assert undetected == 0
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_directory_and_missing_file_are_refused(cls: type[Codec], tmp_path: Path) -> None:
+    folder = _path(tmp_path, cls, "folder")
+    folder.mkdir()
+    with pytest.raises(ws.FileAccessError, match="directory"):
+        ws.load(folder)
+    with pytest.raises(ws.FileAccessError, match="no such file"):
+        ws.load(_path(tmp_path, cls, "missing"))
+    with pytest.raises(ws.FileAccessError, match="directory"):
+        ws.save({"a": np.zeros(1)}, folder, cls.name)
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(
+    cls: type[Codec], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _path(tmp_path, cls)
+    _save(cls, ws.Weights({"old": np.arange(3.0)}), path)
+    old = path.read_bytes()
+
+    def failing_write(self: Codec, weights: ws.Weights, fileobj, *, path: str) -> None:
+        fileobj.write(b"partial output")
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-write
+
+    monkeypatch.setattr(cls, "write", failing_write)
+    with pytest.raises(KeyboardInterrupt):
+        ws.save({"new": np.arange(5.0)}, path, cls.name)
+    assert path.read_bytes() == old
+    assert os.listdir(tmp_path) == [path.name]
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_codec_options_are_validated(cls: type[Codec]) -> None:
+    with pytest.raises(ws.OptionError, match="no_such_option"):
+        cls(no_such_option=1)
+    codec = cls()
+    assert codec == cls(**{k: v for k, v in codec.get_config().items() if k != "id"})
+    assert cls.name in repr(codec) or type(codec).__name__ in repr(codec)
+
+
+# --- registry ----------------------------------------------------------------------
+
+
+def test_every_codec_module_is_registered() -> None:
+    import pkgutil
+
+    import weightstore.codecs as pkg
+
+    modules = {m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")}
+    registered = {c.__module__.rsplit(".", 1)[1] for c in CODECS}
+    assert modules <= registered
+
+
+def test_extensions_map_back_to_their_codec() -> None:
+    from weightstore import registry
+
+    for cls in CODECS:
+        assert registry.get_codec(cls.name) is cls
+        for ext in cls.extensions:
+            found = registry.codec_for_path(f"w{ext}")
+            assert found is not None and found[0] is cls
+
+
+def test_unknown_format_name_lists_the_known_ones() -> None:
+    with pytest.raises(ws.UnknownFormatError, match="json"):
+        ws.get_codec("no-such-format")
+
+
+def test_third_party_codecs_register_through_the_entry_point_group(monkeypatch) -> None:
+    """A package announcing a Codec under 'weightstore.codecs' is found by name and extension."""
+    from importlib import metadata
+
+    from weightstore import registry
+
+    class RawCodec(Codec):
+        name = "thirdparty-raw"
+        extensions = (".tpraw",)
+
+    class FakeEntryPoint:
+        name, value = "thirdparty-raw", "thirdparty:RawCodec"
+
+        def load(self):
+            return RawCodec
+
+    monkeypatch.setattr(metadata, "entry_points",
+                        lambda group: [FakeEntryPoint()] if group == "weightstore.codecs" else [])
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    assert registry.get_codec("thirdparty-raw") is RawCodec
+    assert registry.codec_for_path("w.tpraw")[0] is RawCodec
+
+
+def test_npz_member_pointing_past_the_end_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "w.npz"
+    ws.save({"a": np.zeros(1000)}, path)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.npz"
+    # keep the central directory but drop most of the member's data
+    eocd = data.rfind(b"PK\x05\x06")
+    cd = data.rfind(b"PK\x01\x02")
+    local_len = cd
+    cut.write_bytes(data[:200] + data[cd:eocd] + data[eocd:])
+    with pytest.raises(ws.FormatError, match="cut.npz"):
+        ws.load(cut)
+    assert local_len > 200

@@ -1,0 +1,137 @@
+"""The pickle codec reads the book's files and nothing that could run code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import pickletools
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import weightstore as ws
+from weightstore.model import arrays_identical
+
+
+class _Reduce:
+    """An object whose unpickling calls func(*args): the classic pickle attack."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _attack_payloads(marker: Path, protocol: int) -> dict[str, bytes]:
+    cmd = f"touch {marker}"
+
+    def dumps(obj: object) -> bytes:
+        return pickle.dumps(obj, protocol=protocol)
+
+    return {
+        "os.system": dumps({"W1": _Reduce(os.system, cmd)}),
+        "builtins.eval": dumps(_Reduce(eval, f"open({str(marker)!r}, 'w')")),
+        "builtins.exec": dumps(_Reduce(exec, f"open({str(marker)!r}, 'w')")),
+        "subprocess.call": dumps(_Reduce(subprocess.call, ["touch", str(marker)])),
+        "builtins.getattr chain": dumps(
+            _Reduce(getattr, _Reduce(__import__, "os"), "system")),
+        "numpy.load": dumps(_Reduce(np.load, str(marker))),
+        "numpy.ndarray direct call": (
+            b"\x80\x02cnumpy\nndarray\n(J\x00\x00\x00\x10\x85tR."  # ndarray((2**28,))
+        ),
+    }
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_refuses_code_execution_and_nothing_runs(tmp_path: Path, protocol: int) -> None:
+    marker = tmp_path / "pwned"
+    for label, payload in _attack_payloads(marker, protocol).items():
+        path = tmp_path / f"attack-{label}.pkl"
+        path.write_bytes(payload)
+        with pytest.raises(ws.UnsafeFileError) as e:
+            ws.load(path)
+        assert str(path) in str(e.value)
+        assert "global" in str(e.value), label
+        assert not marker.exists(), f"{label}: the payload ran"
+
+
+def test_error_names_the_refused_global(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"W1": _Reduce(os.system, "true")}))
+    with pytest.raises(ws.UnsafeFileError, match=r"global (posix|os)\.system"):
+        ws.load(path)
+
+
+def test_reads_the_books_file(sample_weight_path: Path) -> None:
+    with open(sample_weight_path, "rb") as f:
+        expected = pickle.load(f)
+    got = ws.load(sample_weight_path)
+    assert set(got) == set(expected) and got.total_values == 45_360
+    for name in expected:
+        assert arrays_identical(expected[name], got[name])
+
+
+def _rename_core(data: bytes, old: bytes, new: bytes) -> bytes:
+    """Rewrite the numpy core module path inside a protocol-2 pickle's GLOBAL opcodes."""
+    return data.replace(old + b".multiarray\n", new + b".multiarray\n")
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("core", [b"numpy.core", b"numpy._core"])
+def test_reads_every_protocol_under_both_numpy_core_names(
+    tmp_path: Path, protocol: int, core: bytes
+) -> None:
+    arrays = {"W": np.arange(12, dtype=np.float32).reshape(3, 4).T, "b": np.float64(2.5),
+              "nested": {"k": np.array([1, 2], dtype=">i4")}}
+    data = pickle.dumps(arrays, protocol=protocol)
+    if protocol == 2:
+        data = _rename_core(data, b"numpy._core", core)
+        assert core + b".multiarray" in data
+    else:
+        ops = {op.name for op, *_ in pickletools.genops(data)}
+        assert ops & {"GLOBAL", "STACK_GLOBAL"}
+        data = data.replace(b"numpy._core", core) if len(core) == len(b"numpy._core") else data
+    path = tmp_path / "w.pkl"
+    path.write_bytes(data)
+    got = ws.load(path)
+    assert list(got) == ["W", "b", "nested/k"]
+    assert arrays_identical(arrays["W"], got["W"])
+    assert got["b"].shape == () and got["b"] == 2.5
+    assert got["nested/k"].tolist() == [1, 2]
+
+
+def test_refuses_object_arrays(tmp_path: Path) -> None:
+    path = tmp_path / "objects.pkl"
+    path.write_bytes(pickle.dumps({"W": np.array([1, "a"], dtype=object)}))
+    with pytest.raises(ws.WeightstoreError, match="dtype|global"):
+        ws.load(path)
+
+
+def test_refuses_non_array_values(tmp_path: Path) -> None:
+    path = tmp_path / "list.pkl"
+    path.write_bytes(pickle.dumps({"W": [1.0, 2.0]}))
+    with pytest.raises(ws.FormatError, match="'W'.*expected a numpy array"):
+        ws.load(path)
+
+
+def test_written_pickle_is_a_plain_dict_the_book_loads(tmp_path: Path) -> None:
+    path = tmp_path / "w.pkl"
+    ws.save(ws.Weights({"W1": np.ones((2, 2), np.float32), "g/b": np.zeros(2)},
+                       metadata={"source": "test"}), path)
+    with open(path, "rb") as f:
+        plain = pickle.load(f)
+    assert type(plain) is dict
+    assert plain["W1"].tolist() == [[1, 1], [1, 1]] and plain["g"]["b"].tolist() == [0, 0]
+    assert plain["__metadata__"] == {"source": "test"}
+    assert ws.load(path).metadata == {"source": "test"}
+
+
+def test_truncated_pickle_is_a_format_error(sample_weight_path: Path, tmp_path: Path) -> None:
+    data = sample_weight_path.read_bytes()
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ws.FormatError, match="cut.pkl"):
+        ws.load(path)

@@ -1,0 +1,158 @@
+"""The report's numbers, checked against the files it wrote and computed independently."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import weightstore as ws
+from weightstore import report as rep
+from weightstore.cli.main import main
+from weightstore.model import arrays_identical
+
+
+@pytest.fixture(scope="module")
+def report_json(tmp_path_factory, sample_weight_path: Path, data_dir: Path) -> tuple[dict, Path]:
+    keep = tmp_path_factory.mktemp("report")
+    out = keep / "report.json"
+    argv = ["report", str(sample_weight_path), "--format", "json", "--keep", str(keep / "files"),
+            "--repeats", "1", "--data-dir", str(data_dir), "-q"]
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(argv) == 0
+    out.write_text(buf.getvalue())
+    return json.loads(buf.getvalue()), keep / "files"
+
+
+def _independent_accuracy(weights: dict, data_dir: Path) -> tuple[float, np.ndarray]:
+    """The book's forward pass written out here, on the test set read here."""
+    import gzip
+
+    with gzip.open(data_dir / "mnist" / "t10k-images-idx3-ubyte.gz") as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784).astype(np.float32) / 255
+    with gzip.open(data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz") as f:
+        t = np.frombuffer(f.read(), np.uint8, offset=8)
+
+    def sigmoid(a):
+        return 1 / (1 + np.exp(-a))
+
+    a1 = x @ weights["W1"] + weights["b1"]
+    a2 = sigmoid(a1) @ weights["W2"] + weights["b2"]
+    a3 = sigmoid(a2) @ weights["W3"] + weights["b3"]
+    pred = np.argmax(a3, axis=1)  # softmax keeps the argmax
+    return float((pred == t).mean()), pred
+
+
+def test_every_codec_has_a_row_and_rows_match_the_files_written(
+    report_json, sample_weight_path: Path, data_dir: Path
+) -> None:
+    doc, files = report_json
+    (section,) = doc["sections"]
+    rows = section["rows"]
+    formats = {r["format"] for r in rows}
+    assert {c.name for c in ws.formats()} <= formats
+    with open(sample_weight_path, "rb") as f:
+        source = pickle.load(f)
+    base_acc, base_pred = _independent_accuracy(source, data_dir)
+    for row in rows:
+        path = Path(row["file"])
+        assert path.parent == files and path.is_file()
+        assert row["bytes"] == path.stat().st_size
+        assert row["bytes_per_weight"] == pytest.approx(path.stat().st_size / 45_360)
+        assert row["vs_source"] == pytest.approx(path.stat().st_size / 181_853)
+        got = ws.load(path)
+        exact = all(arrays_identical(source[k], got[k]) for k in source)
+        assert row["exact"] is exact
+        acc, pred = _independent_accuracy(dict(got), data_dir)
+        assert row["accuracy"] == pytest.approx(acc, abs=1e-12)
+        assert row["changed_predictions"] == int((pred != base_pred).sum())
+        if exact:
+            assert row["max_abs_error"] == row["max_ulp_error"] == 0
+            assert row["accuracy"] == base_acc == 0.9352
+        assert row["write_ms"] > 0 and row["read_ms"] > 0
+        assert row["zipped_bytes"] > 0
+
+
+def test_headline_reproduces_the_notes(report_json, sample_weight_path: Path) -> None:
+    doc, _ = report_json
+    h = doc["sections"][0]["headline"]
+    with open(sample_weight_path, "rb") as f:
+        source = pickle.load(f)
+    with np.printoptions(threshold=sys.maxsize):
+        dump = str(source)  # what the notes did, computed here on its own
+    assert h["text_dump_bytes"] == len(dump.encode()) == 895_218
+    assert h["text_chars_per_weight"] == pytest.approx(895_218 / 45_360)
+    assert round(h["text_vs_source"], 2) == 4.92
+    assert (h["neurons"], h["weights"]) == (944, 45_360)
+    assert round(h["weights_per_neuron"], 2) == 48.05
+    assert h["accuracy"] == 0.9352 and h["source_bytes"] == 181_853
+    # the text dump is lossy: numpy prints 8 digits after the point
+    assert h["text_exact"] is False and 0 < h["text_max_abs_error"] < 1e-8
+
+
+def test_text_dump_error_matches_an_independent_parse(sample_weight_path: Path) -> None:
+    weights = ws.load(sample_weight_path)
+    text = rep.text_dump(weights)
+    back = rep.parse_text_dump(text, weights)
+    # independent: numpy's own printing of each array, split on the separator
+    for name, array in weights.items():
+        with np.printoptions(threshold=sys.maxsize):
+            printed = np.array2string(array, separator=",")
+        tokens = printed.replace("[", "").replace("]", "").replace("\n", "").split(",")
+        expected = np.array([float(t) for t in tokens]).astype(array.dtype).reshape(array.shape)
+        assert np.array_equal(back[name], expected), name
+    diff = rep.compare(weights, back)
+    errors = [np.abs(weights[k].astype(np.float64) - back[k].astype(np.float64)).max()
+              for k in weights]
+    assert diff.max_abs_error == pytest.approx(max(errors))
+
+
+def test_compare_counts_ulps_and_relative_error() -> None:
+    a = ws.Weights({"x": np.array([1.0, -2.0, 0.0], np.float32)})
+    b = ws.Weights({"x": np.array([np.nextafter(np.float32(1), np.float32(2)), -2.0, -0.0],
+                                  np.float32)})
+    d = rep.compare(a, b)
+    assert not d.exact and d.max_ulp_error == 1
+    assert d.max_abs_error == pytest.approx(2**-23) and d.max_rel_error == pytest.approx(2**-23)
+    assert rep.compare(a, a).exact
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "csv"])
+def test_other_renderings_carry_every_row(fmt: str, sample_weight_path: Path, data_dir) -> None:
+    variants = [rep.Variant("json", "json", ".json"), rep.Variant("npz", "npz", ".npz")]
+    report = rep.build_report([sample_weight_path], variants=variants, repeats=1,
+                              data_dir=data_dir)
+    text = rep.render(report, fmt)
+    assert "json" in text and "npz" in text and "895,218" in text or fmt == "csv"
+    if fmt == "csv":
+        import csv
+        import io
+
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert [r["label"] for r in rows] == ["json", "npz"]
+
+
+def test_plot_is_written(tmp_path: Path, sample_weight_path: Path, data_dir) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs the optional 'plot' extra")
+    report = rep.build_report([sample_weight_path], variants=[rep.Variant("npz", "npz", ".npz")],
+                              repeats=1, data_dir=data_dir)
+    rep.plot(report, tmp_path / "r.png")
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_names_the_extra(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    with pytest.raises(ws.MissingDependencyError, match=r"weightstore\[plot\]"):
+        rep.check_plot_available()

@@ -1,0 +1,58 @@
+"""Small helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..errors import OptionError
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, str]:
+    """``["level=19", "compression=gzip"]`` as a dict; the codec parses the values."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise OptionError(field=f"option {pair!r}", expected="KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def add_option_arg(parser: argparse.ArgumentParser) -> None:
+    """The ``-o KEY=VALUE`` codec option flag."""
+    parser.add_argument(
+        "-o", "--option", action="append", metavar="KEY=VALUE", dest="options",
+        help="codec option, repeatable (see 'weightstore formats'), e.g. -o level=19",
+    )
+
+
+def print_json(data: Any) -> None:
+    """Indented JSON to stdout."""
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
+    """A plain text table with aligned columns (*right*: indexes aligned right)."""
+    right = right or set()
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def add_data_dir_arg(parser: argparse.ArgumentParser) -> None:
+    """The ``--data-dir`` flag for commands that need the reference data."""
+    parser.add_argument(
+        "--data-dir", metavar="DIR",
+        help="folder with the reference files (sample_weight.pkl, mnist/t10k-*.gz); default: "
+        "$WEIGHTSTORE_DATA, then ../shared/data beside the checkout, then the user cache",
+    )

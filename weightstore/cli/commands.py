@@ -1,0 +1,7 @@
+"""The list of command modules; each has ``add_parser(subparsers, common)``."""
+
+from __future__ import annotations
+
+from . import convert, eval, formats, inspect, interop, report
+
+ALL = [convert, inspect, eval, report, formats, interop]

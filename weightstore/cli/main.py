@@ -1,0 +1,75 @@
+"""Entry point of the ``weightstore`` command.
+
+Results go to stdout, warnings and errors to stderr. A known failure prints one
+line ``weightstore: error: ...`` and exits 1; a usage error exits 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import WeightstoreError
+from . import commands
+
+EPILOG = """\
+examples:
+  weightstore convert sample_weight.pkl w.json          convert by extension
+  weightstore convert w.json w.h5 -o compression=gzip   with a codec option
+  weightstore convert w.pkl w.csv.zst -o level=19       zstd over CSV
+  weightstore inspect w.h5                              tensors, shapes, dtypes, size
+  weightstore formats                                   codecs and their options
+
+'weightstore COMMAND --help' tells more about each command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback when something fails")
+    parser = argparse.ArgumentParser(
+        prog="weightstore",
+        description="Store, convert, inspect and compare neural-network weight files.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"weightstore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in commands.ALL:
+        module.add_parser(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    warnings.simplefilter("default")
+    if not debug:
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"weightstore: warning: {msg}\n"
+    try:
+        return int(args.run(args) or 0)
+    except WeightstoreError as e:
+        if debug:
+            raise
+        print(f"weightstore: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("weightstore: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

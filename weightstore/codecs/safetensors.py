@@ -1,0 +1,325 @@
+"""safetensors: Hugging Face's format, written and read with the ``safetensors`` package.
+
+Layout (the format's own, unchanged)::
+
+    8 bytes   N, the header's length, unsigned 64-bit little-endian
+    N bytes   the header: a UTF-8 JSON object, starting with '{' (trailing spaces allowed)
+    rest      the data buffer: every tensor's bytes, little-endian, C order, no gaps
+
+The header maps each tensor name to ``{"dtype": "F32", "shape": [784, 50],
+"data_offsets": [begin, end]}`` (offsets into the data buffer), and may hold
+``"__metadata__"``, an object of string values.
+
+What weightstore adds, inside the format: our metadata is ``__metadata__``
+itself, plus one reserved key, ``weightstore.order``, a JSON list of the tensor
+names in the weights' order (the library lays tensors out sorted by alignment
+and name, and JSON object order is not kept by every reader). Files from other
+writers, without that key, are read in data-offset order.
+
+Dtypes: ``BOOL U8 I8 U16 I16 U32 I32 U64 I64 F16 BF16 F32 F64`` (bfloat16 needs
+``ml_dtypes``). The library's other dtypes (F4, F6_*, F8_*, C64) are refused
+with :class:`~weightstore.errors.UnsupportedError`; unknown names are a
+:class:`~weightstore.errors.FormatError`.
+
+Writing goes through ``safetensors.numpy.save``. Reading checks the header
+in layers (length, JSON, each entry, offsets tiling the buffer exactly, limits)
+before any tensor is built, then hands the bytes to ``safetensors.deserialize``,
+the function ``safetensors.numpy.load`` is built on (its numpy table has no
+BF16, so the dtype table here replaces it). The package is imported only when
+a file is read or written: registering the codec does not need it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import IO, Any, NamedTuple
+
+import numpy as np
+
+from ..codec import DEFAULT_LIMITS, Codec, Limits
+from ..errors import (
+    FormatError,
+    LimitError,
+    MissingDependencyError,
+    UnsupportedError,
+    WeightsError,
+)
+from ..model import Weights, canonical_dtype, little_endian
+from ..registry import register
+
+__all__ = ["SafetensorsCodec", "ORDER_KEY", "METADATA_KEY", "DTYPE_CODES"]
+
+#: The header key safetensors reserves for string metadata.
+METADATA_KEY = "__metadata__"
+#: Our key inside ``__metadata__``: the tensor names in order, as a JSON list.
+ORDER_KEY = "weightstore.order"
+#: safetensors dtype code for each canonical dtype name weightstore holds.
+DTYPE_CODES: dict[str, str] = {
+    "bool": "BOOL",
+    "uint8": "U8",
+    "int8": "I8",
+    "uint16": "U16",
+    "int16": "I16",
+    "uint32": "U32",
+    "int32": "I32",
+    "uint64": "U64",
+    "int64": "I64",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float32": "F32",
+    "float64": "F64",
+}
+_NAMES = {code: name for name, code in DTYPE_CODES.items()}
+#: Dtypes the format defines that weightstore has no numpy dtype for.
+_UNSUPPORTED = ("F4", "F6_E2M3", "F6_E3M2", "F8_E5M2", "F8_E4M3", "F8_E8M0",
+                "F8_E4M3FNUZ", "F8_E5M2FNUZ", "C64")
+_LENGTH = struct.Struct("<Q")
+_MAX_NDIM = 64
+
+
+def _safetensors() -> Any:
+    try:
+        import safetensors
+        import safetensors.numpy
+    except ImportError as e:
+        raise MissingDependencyError("safetensors", "safetensors", "the safetensors codec") from e
+    return safetensors
+
+
+def _c_order(array: np.ndarray) -> np.ndarray:
+    """*array* itself when C-contiguous, else a C-ordered copy (0-d stays 0-d)."""
+    return array if array.flags.c_contiguous else np.array(array, order="C")
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@register
+class SafetensorsCodec(Codec):
+    """safetensors: JSON header plus one flat buffer; read by the Hugging Face ecosystem."""
+
+    name = "safetensors"
+    extensions = (".safetensors",)
+    description = "safetensors (Hugging Face): JSON header + raw little-endian buffer"
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        # A plausible header length (at least "{}", within the default header limit;
+        # the file's own size is checked on reading) and the header's opening brace.
+        # Bytes 4-7 of such a length are zero, which no text format starts with.
+        if len(head) < 9 or head[8:9] != b"{":
+            return False
+        (length,) = _LENGTH.unpack_from(head)
+        return 2 <= length <= DEFAULT_LIMITS.max_header_bytes
+
+    def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+        st = _safetensors()
+        if METADATA_KEY in weights:
+            raise UnsupportedError(path=path, field=f"tensor {METADATA_KEY!r}",
+                                   expected="a tensor name other than the one safetensors "
+                                   "reserves for metadata", found=METADATA_KEY)
+        if ORDER_KEY in weights.metadata:
+            raise UnsupportedError(path=path, field=f"metadata key {ORDER_KEY!r}",
+                                   expected="a key weightstore does not reserve in safetensors "
+                                   "(it stores the tensor order there)", found=ORDER_KEY)
+        # C order, little-endian (the library copies the raw bytes from the array's pointer).
+        # Not np.ascontiguousarray, which turns a 0-d array into shape (1,).
+        tensors = {name: _c_order(little_endian(array)) for name, array in weights.items()}
+        metadata = {**weights.metadata, ORDER_KEY: json.dumps(list(weights))}
+        fileobj.write(st.numpy.save(tensors, metadata=metadata))
+
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+        size = fileobj.seek(0, 2)
+        fileobj.seek(0)
+        entries, metadata = self._read_header(fileobj, path, size, limits)
+        st = _safetensors()
+        fileobj.seek(0)
+        raw = fileobj.read()
+        try:
+            decoded = st.deserialize(raw)
+        except st.SafetensorError as e:
+            # The checks above are meant to catch everything the library refuses; if one
+            # slips through, the message stays ours and the library's is chained.
+            raise FormatError(path=path, field="header",
+                              expected="a header the safetensors library accepts",
+                              found="one it refuses (see the chained error)") from e
+        del raw
+        arrays: dict[str, np.ndarray] = {}
+        for name, view in decoded:
+            entry = entries[name]
+            if view["dtype"] != entry.code or list(view["shape"]) != list(entry.shape):
+                raise FormatError(path=path, field=f"tensor {name!r}",
+                                  expected="the dtype and shape its header entry gives",
+                                  found=f"{view['dtype']} {view['shape']}")
+            # The library hands each tensor over as its own bytearray: the arrays are writable.
+            arrays[name] = np.frombuffer(view["data"], dtype=entry.dtype).reshape(entry.shape)
+        order = self._order(metadata, entries, path)
+        try:
+            return Weights([(name, arrays[name]) for name in order], metadata=metadata)
+        except WeightsError as e:
+            raise FormatError(f"holds invalid weights: {e}", path=path) from e
+
+    @staticmethod
+    def _read_header(
+        fileobj: IO[bytes], path: str, size: int, limits: Limits
+    ) -> tuple[dict[str, _Entry], dict[str, str]]:
+        """Validate everything the header claims; return its entries and metadata."""
+        first = fileobj.read(_LENGTH.size)
+        if len(first) < _LENGTH.size:
+            raise FormatError(path=path, field="header length",
+                              expected="8 bytes (unsigned 64-bit little-endian)",
+                              found=f"a file of {size} bytes")
+        (length,) = _LENGTH.unpack(first)
+        if length > size - _LENGTH.size:
+            raise FormatError(path=path, field="header length",
+                              expected=f"at most {size - _LENGTH.size:,} bytes (the rest "
+                              "of the file)", found=f"{length:,} bytes")
+        if length > limits.max_header_bytes:
+            raise LimitError(path=path, field="header length",
+                             expected=f"at most {limits.max_header_bytes:,} bytes "
+                             "(Limits.max_header_bytes)", found=f"{length:,} bytes")
+        header = fileobj.read(length)
+        if not header.startswith(b"{"):
+            raise FormatError(path=path, field="header", expected="a JSON object starting "
+                              "with '{'", found=header[:16])
+        try:
+            doc = json.loads(header.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+        except UnicodeDecodeError as e:
+            raise FormatError(path=path, field="header", expected="UTF-8 text",
+                              found=f"invalid byte at {e.start + _LENGTH.size}") from e
+        except _DuplicateKey as e:
+            raise FormatError(path=path, field="header", expected="each key once",
+                              found=f"{e.key!r} twice") from e
+        except (ValueError, RecursionError) as e:
+            raise FormatError(path=path, field="header", expected="valid JSON",
+                              found=str(e)) from e
+        if not isinstance(doc, dict):
+            raise FormatError(path=path, field="header", expected="a JSON object",
+                              found=type(doc).__name__)
+        metadata = doc.pop(METADATA_KEY, {})
+        if not isinstance(metadata, dict) or not all(isinstance(v, str)
+                                                     for v in metadata.values()):
+            raise FormatError(path=path, field=METADATA_KEY, expected="an object of strings",
+                              found=metadata)
+        if len(doc) > limits.max_tensors:
+            raise LimitError(path=path, field="tensors",
+                             expected=f"at most {limits.max_tensors:,} (Limits.max_tensors)",
+                             found=f"{len(doc):,}")
+        buffer_size = size - _LENGTH.size - length
+        entries: dict[str, _Entry] = {}
+        total = 0
+        for name, value in doc.items():
+            entry = _check_entry(name, value, path, buffer_size)
+            limits.check_tensor(path, name, entry.nbytes, total)
+            total += entry.nbytes
+            entries[name] = entry
+        _check_tiling(entries, path, buffer_size)
+        return entries, metadata
+
+    @staticmethod
+    def _order(metadata: dict[str, str], entries: dict[str, _Entry], path: str) -> list[str]:
+        """Our stored order when the file has one (removed from *metadata*), else data order."""
+        field = f"{METADATA_KEY}[{ORDER_KEY!r}]"
+        text = metadata.pop(ORDER_KEY, None)
+        if text is None:
+            return sorted(entries, key=lambda n: entries[n].span)
+        try:
+            order = json.loads(text)
+        except ValueError as e:
+            raise FormatError(path=path, field=field, expected="a JSON list of tensor names",
+                              found=text) from e
+        if (not isinstance(order, list) or not all(isinstance(n, str) for n in order)
+                or len(order) != len(entries) or set(order) != set(entries)):
+            raise FormatError(path=path, field=field,
+                              expected=f"each of the file's {len(entries)} tensor names once",
+                              found=text)
+        return order
+
+
+class _Entry(NamedTuple):
+    """One tensor's header entry, checked."""
+
+    code: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    span: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return self.span[1] - self.span[0]
+
+
+def _check_entry(name: str, entry: Any, path: str, buffer_size: int) -> _Entry:
+    where = f"tensor {name!r}"
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+        raise FormatError(path=path, field=where,
+                          expected="an object with dtype, shape and data_offsets",
+                          found=sorted(entry) if isinstance(entry, dict) else entry)
+    code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if code in _UNSUPPORTED:
+        raise UnsupportedError(path=path, field=f"{where} dtype",
+                               expected=f"one weightstore holds ({', '.join(_NAMES)})",
+                               found=code)
+    if not isinstance(code, str) or code not in _NAMES:
+        raise FormatError(path=path, field=f"{where} dtype",
+                          expected=f"a safetensors dtype ({', '.join(_NAMES)})", found=code)
+    dtype = canonical_dtype(_NAMES[code])  # MissingDependencyError for BF16 without ml_dtypes
+    if not isinstance(shape, list) or len(shape) > _MAX_NDIM or not all(map(_is_count, shape)):
+        raise FormatError(path=path, field=f"{where} shape",
+                          expected=f"a list of at most {_MAX_NDIM} non-negative integers",
+                          found=shape)
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets))
+            or offsets[0] > offsets[1]):
+        raise FormatError(path=path, field=f"{where} data_offsets",
+                          expected="[begin, end], integers with 0 <= begin <= end",
+                          found=offsets)
+    begin, end = offsets
+    if end > buffer_size:
+        raise FormatError(path=path, field=f"{where} data_offsets",
+                          expected=f"within the data buffer of {buffer_size:,} bytes",
+                          found=offsets)
+    count = 1
+    for d in shape:
+        count *= d
+    if count * dtype.itemsize != end - begin:
+        raise FormatError(path=path, field=f"{where} data_offsets",
+                          expected=f"{count * dtype.itemsize:,} bytes for {code} {shape}",
+                          found=f"{end - begin:,} bytes ({offsets})")
+    return _Entry(code, dtype, tuple(shape), (begin, end))
+
+
+def _check_tiling(entries: dict[str, _Entry], path: str, buffer_size: int) -> None:
+    """The tensors must cover the data buffer exactly: no overlap, no gap, nothing after."""
+    position, previous = 0, None
+    for name in sorted(entries, key=lambda n: entries[n].span):
+        begin, end = entries[name].span
+        if begin < position:
+            raise FormatError(path=path, field=f"tensor {name!r} data_offsets",
+                              expected=f"no overlap with tensor {previous!r} (ends at {position})",
+                              found=[begin, end])
+        if begin > position:
+            raise FormatError(path=path, field=f"tensor {name!r} data_offsets",
+                              expected=f"to start at byte {position}, where the data before "
+                              "it ends (no gaps)", found=[begin, end])
+        position, previous = end, name
+    if position != buffer_size:
+        raise FormatError(path=path, field="data buffer",
+                          expected=f"{position:,} bytes, as the tensors' offsets cover",
+                          found=f"{buffer_size:,} bytes")
