@@ -398,6 +398,9 @@ class CompactCodec(Codec):
     extensions = (".wsc",)
     description = ("compact lossless binary: float exponents entropy-coded, mantissas raw, "
                    "CRC-32 per tensor, one tensor readable alone")
+    #: Every tensor and the header carry a CRC-32 (the shared test suite then requires
+    #: every random change to be detected).
+    checksums = True
     options = (
         Option("verify", bool, True, "check each tensor's CRC-32 when reading"),
     )
