@@ -327,6 +327,12 @@ def test_each_header_field_is_validated(change, message):
         decode(_rewrite(data, change))
 
 
+def test_duplicate_names_are_refused():
+    data = encode({"x": np.arange(4, dtype=np.float32), "y": np.arange(4, dtype=np.float32)})
+    with pytest.raises(FormatError, match="unique tensor names.*'x' twice"):
+        decode(_rewrite(data, lambda h: h["tensors"][1].update(name="x")))
+
+
 @pytest.mark.parametrize("size", [50_000, 100_000])
 def test_zstd_plane_must_declare_its_size(size):
     x = np.random.default_rng(0).normal(0, 0.02, size).astype(np.float32)

@@ -636,8 +636,13 @@ def _parse_header(doc: Any, path: str, limits: Limits,
     entries = []
     offset = PREFIX_SIZE
     total = 0
+    names: set[str] = set()
     for i, t in enumerate(tensors):
         entry = _parse_tensor(t, f"header.tensors[{i}]", path, limits, offset, data_end, total)
+        if entry.name in names:
+            raise FormatError(path=path, field=f"header.tensors[{i}].name",
+                              expected="unique tensor names", found=f"{entry.name!r} twice")
+        names.add(entry.name)
         total += entry.count * canonical_dtype(entry.dtype).itemsize
         offset += entry.stored_size
         entries.append(entry)
