@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import weightstore
 from weightstore import ChecksumError, FormatError, LimitError, Limits, Weights
@@ -143,6 +146,24 @@ def test_every_dtype_and_layout_round_trips_bit_exact():
     for name, array in back.items():
         assert array.shape == w[name].shape
         assert array.flags.writeable, name
+
+
+_DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+           "float16", "float32", "float64"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(
+    st.sampled_from(_DTYPES).flatmap(lambda dt: hnp.arrays(
+        np.dtype(dt),
+        hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9),
+        # any bit pattern: NaN payloads, infinities, subnormals, -0.0
+        elements=None if dt == "bool" else st.integers(0, 2 ** (8 * np.dtype(dt).itemsize) - 1)
+        .map(lambda v, dt=dt: np.array(v, f"<u{np.dtype(dt).itemsize}").view(dt)[()]),
+    )), min_size=1, max_size=4))
+def test_any_arrays_round_trip_bit_exact(arrays):
+    w = Weights({f"t{i}": a for i, a in enumerate(arrays)})
+    assert decode(encode(w)).equal(w)
 
 
 def test_bfloat16_round_trips():
