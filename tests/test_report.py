@@ -44,6 +44,10 @@ def _independent_accuracy(weights: dict, data_dir: Path) -> tuple[float, np.ndar
     def sigmoid(a):
         return 1 / (1 + np.exp(-a))
 
+    # bfloat16 widens exactly to float32
+    weights = {k: (v.astype(np.float32) if v.dtype.name == "bfloat16" else v)
+               for k, v in weights.items()}
+
     a1 = x @ weights["W1"] + weights["b1"]
     a2 = sigmoid(a1) @ weights["W2"] + weights["b2"]
     a3 = sigmoid(a2) @ weights["W3"] + weights["b3"]
@@ -156,3 +160,86 @@ def test_plot_without_matplotlib_names_the_extra(monkeypatch) -> None:
                         lambda name, *a: None if name == "matplotlib" else real(name, *a))
     with pytest.raises(ws.MissingDependencyError, match=r"weightstore\[plot\]"):
         rep.check_plot_available()
+
+
+PRECISION_ROWS = {
+    "float16": ("float16", None), "bfloat16": ("bfloat16", None),
+    "int8/per-column": (None, 8), "int4/per-column": (None, 4), "int2/per-column": (None, 2),
+}
+
+
+def test_every_precision_option_has_rows_checked_against_their_files(report_json) -> None:
+    doc, _ = report_json
+    rows = doc["sections"][0]["rows"]
+    by_precision: dict[str, list[dict]] = {}
+    for r in rows:
+        by_precision.setdefault(r["precision"], []).append(r)
+    assert set(PRECISION_ROWS) | {"digits 4", "digits 6", "shrink", "as stored"} <= set(
+        by_precision)
+    assert {r["format"] for r in by_precision["digits 4"]} == {"json", "csv"}
+    assert {r["format"] for r in by_precision["digits 6"]} == {"json", "csv"}
+    for label, (dtype, bits) in PRECISION_ROWS.items():
+        for r in by_precision[label]:
+            stored = ws.load(r["file"], dequantize=False)
+            assert r["exact"] is False
+            if dtype:
+                assert {v.dtype.name for v in stored.values()} == {dtype}
+            else:
+                record = json.loads(stored.metadata["weightstore.quantization"])
+                assert {e["bits"] for e in record["tensors"].values()} == {bits}
+                assert stored["W1.q"].dtype == np.int8 and stored["W1.scale"].shape == (50,)
+    for digits in (4, 6):
+        for r in by_precision[f"digits {digits}"]:
+            assert 0 < r["max_rel_error"] <= 0.5 * 10.0 ** (1 - digits) * 1.001
+    for r in rows:  # the lossless rows are all exact, the others none
+        assert r["exact"] is (r["precision"] == "as stored")
+
+
+def test_the_shrink_row_is_on_the_frontier_and_meets_the_target(report_json) -> None:
+    doc, _ = report_json
+    rows = doc["sections"][0]["rows"]
+    (row,) = [r for r in rows if r["precision"] == "shrink"]
+    assert row["bytes"] == Path(row["file"]).stat().st_size <= 16_000
+    assert row["accuracy"] >= 0.9352 and row["pareto"] is True
+    # nothing smaller is as accurate
+    assert not [r for r in rows if r["bytes"] < row["bytes"] and r["accuracy"] >= 0.9352]
+
+
+def test_pareto_flags_match_an_independent_frontier(report_json) -> None:
+    doc, _ = report_json
+    rows = doc["sections"][0]["rows"]
+    best_so_far = -1.0
+    expected = set()
+    for r in sorted(rows, key=lambda r: (r["bytes"], -r["accuracy"])):
+        if r["accuracy"] > best_so_far:
+            expected.add(r["label"])
+            best_so_far = r["accuracy"]
+    assert {r["label"] for r in rows if r["pareto"]} == expected
+
+
+def _row(label: str, size: int, accuracy: float) -> rep.Row:
+    return rep.Row(label, "npz", {}, "f", size, 0, 0, 0, False, 0, 0, 0, accuracy, 0, 0, 0)
+
+
+def test_pareto_keeps_the_smallest_file_at_each_accuracy() -> None:
+    rows = [_row("big exact", 100, 0.93), _row("small", 10, 0.5), _row("dominated", 50, 0.4),
+            _row("mid", 40, 0.93), _row("tie", 40, 0.93), _row("worse at same size", 40, 0.9)]
+    assert [r.label for r in rep.pareto(rows)] == ["small", "mid", "tie"]
+    assert rep.pareto([]) == []
+
+
+def test_pareto_only_rendering_lists_the_frontier(sample_weight_path: Path, data_dir) -> None:
+    variants = [rep.Variant("npz", "npz", ".npz"),
+                rep.Variant("int2", "zstd", ".npz.zst", {"level": 3}, {"quantize": "2"}),
+                rep.Variant("int8 plain", "npz", ".npz", {}, {"quantize": "8"})]
+    report = rep.build_report([sample_weight_path], variants=variants, repeats=1,
+                              data_dir=data_dir)
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(rep.render(report, "csv", pareto_only=True))))
+    (section,) = report.sections
+    assert [r["label"] for r in rows] == [r.label for r in rep.pareto(section[1])]
+    assert "int2" in [r["label"] for r in rows] and all(r["pareto"] == "True" for r in rows)
+    text = rep.render(report, "text")
+    assert "frontier" in text and "int8/per-column" in text

@@ -21,6 +21,7 @@ from .errors import (
     FileAccessError,
     FormatError,
     LimitError,
+    LossyWarning,
     MissingDependencyError,
     ModelError,
     OptionError,
@@ -41,5 +42,5 @@ __all__ = [
     "Weights", "Codec", "Option", "Limits", "DEFAULT_LIMITS", "FileInfo", "TensorInfo",
     "WeightstoreError", "FormatError", "UnsafeFileError", "ChecksumError", "LimitError",
     "UnknownFormatError", "UnsupportedError", "OptionError", "WeightsError", "FileAccessError",
-    "DataError", "ModelError", "MissingDependencyError", "__version__",
+    "DataError", "ModelError", "MissingDependencyError", "LossyWarning", "__version__",
 ]

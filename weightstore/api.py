@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from . import precision as _precision
 from . import registry
 from .codec import DEFAULT_LIMITS, Codec, Limits
 from .errors import FormatError, LimitError, UnknownFormatError, WeightstoreError
@@ -49,14 +50,18 @@ def codec_for_writing(path: PathLike, format: str | None = None, **options: Any)
 
 
 def save(
-    weights: Weights | dict[str, Any], path: PathLike, format: str | None = None, **options: Any
+    weights: Weights | dict[str, Any], path: PathLike, format: str | None = None, *,
+    precision: _precision.Precision | dict[str, Any] | None = None, **options: Any
 ) -> Path:
     """Write *weights* to *path* atomically, in *format* or the one its extension names.
 
-    *options* are the codec's options (``weightstore formats`` lists them). Returns the path.
+    *options* are the codec's options (``weightstore formats`` lists them). *precision*
+    (a :class:`~weightstore.precision.Precision` or a dict like ``{"dtype": "float16"}``,
+    ``{"quantize": "4/block:64"}``, ``{"digits": 6}``) changes the values first, with a
+    :class:`~weightstore.errors.LossyWarning`. Returns the path.
     """
-    w = as_weights(weights)
     codec = codec_for_writing(path, format, **options)
+    w = _precision.apply(as_weights(weights), precision)
     with atomic_write(path) as f:
         codec.write(w, f, path=os.fspath(path))
     return Path(path)
@@ -96,14 +101,20 @@ def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
 
 
 def load(
-    path: PathLike, format: str | None = None, *, limits: Limits | None = None, **options: Any
+    path: PathLike, format: str | None = None, *, limits: Limits | None = None,
+    dequantize: bool = True, **options: Any
 ) -> Weights:
     """Read the weights in *path*. The format is *format*, else the one the content shows,
-    else the one the extension names. Loading never runs code from the file."""
+    else the one the extension names. Loading never runs code from the file.
+
+    Quantized tensors come back as floats under their own names unless *dequantize* is
+    false, which gives the stored integer codes and scales (:mod:`weightstore.precision`).
+    """
     with open_for_read(path) as f:
         codec = _codec_for_reading(f, path, format, options)
         try:
-            return codec.read(f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS)
+            stored = codec.read(f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS)
+            return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
         except (FormatError, LimitError) as e:
             if e.path is None:  # raised deep inside a codec: say which file
                 raise type(e)(e.message, path=path) from e
@@ -123,12 +134,20 @@ def convert(
     from_format: str | None = None,
     to: str | None = None,
     limits: Limits | None = None,
+    precision: _precision.Precision | dict[str, Any] | None = None,
+    dequantize: bool = False,
     **options: Any,
 ) -> Weights:
     """Read *src* and write it to *dst* (format *to* or *dst*'s extension). *options* go
-    to the writing codec. Returns the weights converted."""
+    to the writing codec. Returns the weights written.
+
+    A quantized source is copied as stored (codes and scales), unless *dequantize* is true
+    or a *precision* is given (see :func:`save`): then its floats are restored first.
+    """
     codec = codec_for_writing(dst, to, **options)  # fail on bad options before reading
-    weights = load(src, from_format, limits=limits)
+    p = _precision.Precision.of(precision)
+    weights = load(src, from_format, limits=limits, dequantize=dequantize or p is not None)
+    weights = _precision.apply(weights, p)
     with atomic_write(dst) as f:
         codec.write(weights, f, path=os.fspath(dst))
     return weights
@@ -183,10 +202,13 @@ class FileInfo:
 
 
 def inspect(path: PathLike, format: str | None = None, *, limits: Limits | None = None) -> FileInfo:
-    """Describe *path*: its format, each tensor's name, dtype, shape and count, its size."""
+    """Describe *path*: its format, each tensor's name, dtype, shape and count, its size.
+
+    A quantized file shows its codes and scales as stored (the record is in the metadata).
+    """
     with open_for_read(path) as f:
         codec = _codec_for_reading(f, path, format, {})
-    weights = load(path, format, limits=limits)
+    weights = load(path, format, limits=limits, dequantize=False)  # what the file holds
     name = codec.name
     inner = getattr(codec, "inner", None)
     if inner:

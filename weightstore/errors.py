@@ -21,6 +21,9 @@ Hierarchy::
     ├── ModelError             weights do not fit the network they are evaluated with
     └── MissingDependencyError an optional package is not installed (names the extra)
 
+    LossyWarning (a UserWarning, not an error): a write that changes values on purpose
+    (a narrower dtype, quantization, rounded digits)
+
 Where a standard exception type fits, the classes also derive from it
 (``ValueError``, ``TypeError``, ``OSError``, ``ImportError``), so code that
 already catches those keeps working.
@@ -45,6 +48,7 @@ __all__ = [
     "DataError",
     "ModelError",
     "MissingDependencyError",
+    "LossyWarning",
 ]
 
 
@@ -154,3 +158,10 @@ class MissingDependencyError(WeightstoreError, ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+class LossyWarning(UserWarning):
+    """A write loses precision on purpose (a narrower dtype, quantization, rounded digits).
+
+    Issued once per write. Silence it with ``warnings.simplefilter("ignore", LossyWarning)``.
+    """

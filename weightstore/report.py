@@ -9,6 +9,13 @@ write and read times. Above the table stand the figures of the reader's notes
 (``../shared/docs/notes-analysis.md``), measured afresh: neurons, weights, the
 ``str(network)`` text dump with its precision loss, and the zip sizes.
 
+Besides the formats at their options, rows cover each precision option
+(:mod:`weightstore.precision`: float16, bfloat16, int8/int4/int2 per column, 4 and 6
+significant digits in JSON and CSV) and the ``weightstore shrink`` result. The Pareto
+frontier (:func:`pareto`) is the smallest file at each accuracy: a row is on it when no
+other row is as small or smaller with an accuracy as high or higher (and one of the two
+strictly better).
+
 Nothing here is a stored figure: every number comes from files written in the run.
 """
 
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -33,23 +41,43 @@ from typing import Any
 import numpy as np
 
 from . import api, registry
+from . import precision as precision_mod
+from .errors import LossyWarning, MissingDependencyError, UnsupportedError
 from .evaluate import Evaluation, evaluate
 from .model import Weights, arrays_identical
 
 __all__ = ["Variant", "Row", "Headline", "Report", "default_variants", "build_report",
-           "text_dump", "parse_text_dump", "compare", "zip_size"]
+           "text_dump", "parse_text_dump", "compare", "zip_size", "pareto", "SHRINK"]
 
 Progress = Callable[[int, int, str], None]
 
 
+#: The :attr:`Variant.precision` that stands for ``weightstore shrink``'s search.
+SHRINK = "shrink"
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One way of storing the weights: a codec, its options, and the file ending."""
+    """One way of storing the weights: a codec, its options, the file ending, and the
+    precision the values are written at (a :class:`~weightstore.precision.Precision`
+    mapping such as ``{"quantize": "4"}``, or :data:`SHRINK` for ``weightstore shrink``'s
+    result, written with its own codec; ``None``: the values as they are)."""
 
     label: str
     format: str
     extension: str
     options: dict[str, Any] = field(default_factory=dict)
+    precision: dict[str, Any] | str | None = None
+
+    @property
+    def precision_label(self) -> str:
+        """``exact``, ``float16``, ``int4/per-column``, ``digits 6``, ``shrink``."""
+        if self.precision is None:
+            return "as stored"
+        if self.precision == SHRINK:
+            return SHRINK
+        p = precision_mod.Precision.of(self.precision)  # type: ignore[arg-type]
+        return p.label if p is not None else "as stored"
 
 
 def default_variants() -> list[Variant]:
@@ -72,6 +100,31 @@ def default_variants() -> list[Variant]:
         for inner, ext in (("pickle", ".pkl"), ("npz", ".npz"), ("json", ".json"),
                            ("csv", ".csv"), ("hdf5", ".h5")):
             v.append(Variant(f"zstd-{level} ({inner})", "zstd", f"{ext}.zst", {"level": level}))
+    v += precision_variants()
+    return v
+
+
+def precision_variants() -> list[Variant]:
+    """A row per precision option, and the shrink result (``weightstore shrink``)."""
+    z19 = {"level": 19}
+    v = [
+        Variant("float16 (npz)", "npz", ".npz", {}, {"dtype": "float16"}),
+        Variant("float16 (zstd-19 npz)", "zstd", ".npz.zst", z19, {"dtype": "float16"}),
+        Variant("bfloat16 (pickle)", "pickle", ".pkl", {}, {"dtype": "bfloat16"}),
+    ]
+    for bits in (8, 4, 2):
+        v.append(Variant(f"int{bits}/per-column (npz)", "npz", ".npz", {},
+                         {"quantize": f"{bits}/per-column"}))
+        v.append(Variant(f"int{bits}/per-column (zstd-19 npz)", "zstd", ".npz.zst", z19,
+                         {"quantize": f"{bits}/per-column"}))
+    for digits in (6, 4):
+        for fmt in ("json", "csv"):
+            v.append(Variant(f"{fmt} digits {digits}", fmt, f".{fmt}", {}, {"digits": digits}))
+    from .shrink import default_codec
+
+    codec, options = default_codec()
+    ext = {"zstd": ".npz.zst"}.get(codec, registry.get_codec(codec).extensions[0])
+    v.append(Variant(f"shrink ({codec})", codec, ext, options, SHRINK))
     return v
 
 
@@ -197,6 +250,22 @@ class Row:
     changed_predictions: int
     write_ms: float
     read_ms: float
+    precision: str = "as stored"
+    pareto: bool = False
+
+
+def pareto(rows: list[Row]) -> list[Row]:
+    """The rows on the size/accuracy frontier, smallest first: each is the smallest file at
+    its accuracy, and no other row is at most as large with at least its accuracy (one of
+    the two strictly better). Rows of equal size and accuracy are all kept."""
+    front = []
+    for r in rows:
+        dominated = any(
+            o.bytes <= r.bytes and o.accuracy >= r.accuracy
+            and (o.bytes < r.bytes or o.accuracy > r.accuracy) for o in rows)
+        if not dominated:
+            front.append(r)
+    return sorted(front, key=lambda r: (r.bytes, -r.accuracy))
 
 
 @dataclass
@@ -297,8 +366,11 @@ def build_report(
                 step += 1
                 if progress:
                     progress(step, steps, f"{src.name}: {variant.label}")
-                rows.append(_measure(variant, weights, base, src, folder, scratch, repeats,
-                                     data_dir))
+                row = _measure(variant, weights, base, src, folder, scratch, repeats, data_dir)
+                if row is not None:
+                    rows.append(row)
+            for r in pareto(rows):
+                r.pareto = True
             sections.append((headline, rows))
     import platform
 
@@ -332,15 +404,37 @@ def _headline(src: Path, weights: Weights, base: Evaluation, scratch: Path,
 
 
 def _measure(variant: Variant, weights: Weights, base: Evaluation, src: Path, folder: Path,
-             scratch: Path, repeats: int, data_dir: str | os.PathLike[str] | None) -> Row:
+             scratch: Path, repeats: int, data_dir: str | os.PathLike[str] | None
+             ) -> Row | None:
+    """The row for *variant*, or None when it does not apply (a missing optional package,
+    a codec that cannot hold the precision, shrink on another network)."""
     slug = re.sub(r"[^a-z0-9]+", "-", variant.label.lower()).strip("-")
     path = folder / f"{src.stem}.{slug}{variant.extension}"
-    write_ms, _ = _median_ms(
-        lambda: api.save(weights, path, variant.format, **variant.options), repeats)
+    values: Weights = weights
+    precision: Any = variant.precision
+    if precision == SHRINK:
+        if base.model != "mlp":
+            return None
+        from .shrink import shrink
+
+        values = shrink(weights, data_dir=data_dir, codec=variant.format,
+                        codec_options=dict(variant.options)).weights
+        precision = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LossyWarning)  # lossy on purpose: measured here
+            write_ms, _ = _median_ms(lambda: api.save(values, path, variant.format,
+                                                      precision=precision, **variant.options),
+                                     repeats)
+    except (MissingDependencyError, UnsupportedError):
+        return None
     read_ms, got = _median_ms(lambda: api.load(path), repeats)
     size = path.stat().st_size
     diff = compare(weights, got)
-    result = evaluate(got, data_dir=data_dir, model=base.model)
+    # bfloat16 widens exactly to float32, which the network computes with
+    wide = Weights({k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v
+                    for k, v in got.items()})
+    result = evaluate(wide, data_dir=data_dir, model=base.model)
     zipped, _ = zip_size(path.read_bytes(), path.name, scratch)
     return Row(
         label=variant.label, format=variant.format, options=dict(variant.options),
@@ -349,24 +443,32 @@ def _measure(variant: Variant, weights: Weights, base: Evaluation, src: Path, fo
         max_abs_error=diff.max_abs_error, max_rel_error=diff.max_rel_error,
         max_ulp_error=diff.max_ulp_error, accuracy=result.accuracy,
         changed_predictions=int((result.predictions != base.predictions).sum()),
-        write_ms=write_ms, read_ms=read_ms,
+        write_ms=write_ms, read_ms=read_ms, precision=variant.precision_label,
     )
 
 
 # --- rendering -----------------------------------------------------------------------
 
-COLUMNS = ["format", "bytes", "B/weight", "vs src", "zipped", "exact", "max abs err",
-           "max rel err", "max ULP", "accuracy", "changed", "write ms", "read ms"]
+COLUMNS = ["format", "precision", "bytes", "B/weight", "vs src", "zipped", "exact",
+           "max abs err", "max rel err", "max ULP", "accuracy", "changed", "frontier",
+           "write ms", "read ms"]
 
 
 def _cells(r: Row) -> list[str]:
     def err(x: float) -> str:
         return "0" if r.exact else f"{x:.3g}"
 
-    return [r.label, f"{r.bytes:,}", f"{r.bytes_per_weight:.2f}", f"{r.vs_source:.3f}x",
-            f"{r.zipped_bytes:,}", "yes" if r.exact else "no", err(r.max_abs_error),
-            err(r.max_rel_error), err(r.max_ulp_error), f"{r.accuracy:.4f}",
-            str(r.changed_predictions), f"{r.write_ms:.1f}", f"{r.read_ms:.1f}"]
+    return [r.label, r.precision, f"{r.bytes:,}", f"{r.bytes_per_weight:.2f}",
+            f"{r.vs_source:.3f}x", f"{r.zipped_bytes:,}", "yes" if r.exact else "no",
+            err(r.max_abs_error), err(r.max_rel_error), err(r.max_ulp_error),
+            f"{r.accuracy:.4f}", str(r.changed_predictions), "*" if r.pareto else "",
+            f"{r.write_ms:.1f}", f"{r.read_ms:.1f}"]
+
+
+def frontier_only(report: Report) -> Report:
+    """*report* with only the rows on each section's Pareto frontier, smallest first."""
+    return Report([(h, pareto(rows)) for h, rows in report.sections], report.repeats,
+                  report.environment)
 
 
 def _headline_lines(h: Headline) -> list[str]:
@@ -399,9 +501,11 @@ def render_text(report: Report) -> str:
     for h, rows in report.sections:
         parts.append("\n".join(_headline_lines(h)))
         parts.append(table([_cells(r) for r in rows], COLUMNS,
-                           right=set(range(1, len(COLUMNS))) - {5}))
+                           right=set(range(2, len(COLUMNS))) - {6, 12}))
     parts.append(f"times: median of {report.repeats} runs; errors against the source values, "
-                 "ULPs in the source dtype; 'changed': predictions that differ from the source's")
+                 "ULPs in the source dtype; 'changed': predictions that differ from the source's; "
+                 "frontier '*': the smallest file at its accuracy (no row is as small or smaller "
+                 "and as accurate or more)")
     return "\n\n".join(parts) + "\n"
 
 
@@ -469,6 +573,14 @@ def plot(report: Report, path: str | os.PathLike[str]) -> None:
             ax_acc.scatter(r.bytes, r.accuracy, color=color)
             ax_acc.annotate(r.label, (r.bytes, r.accuracy), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")
+        front = pareto(rows)
+        if front:
+            xs = [r.bytes for r in front]
+            ys = [r.accuracy for r in front]
+            ax_acc.step(xs, ys, where="post", color="tab:blue", linewidth=1.2,
+                        label="Pareto frontier: smallest file at each accuracy")
+            ax_acc.scatter(xs, ys, s=90, facecolors="none", edgecolors="tab:blue", zorder=3)
+            ax_acc.legend(loc="lower right", fontsize=8)
         text_err = max(h.text_max_rel_error, floor)
         ax_err.scatter(h.text_dump_bytes, text_err, color="tab:orange", marker="s")
         ax_err.annotate("str(network) text", (h.text_dump_bytes, text_err), fontsize=7)
@@ -492,7 +604,10 @@ def iter_formats() -> Iterator[str]:
     yield from ("text", "markdown", "json", "csv")
 
 
-def render(report: Report, fmt: str) -> str:
-    """The report in *fmt* (``text``, ``markdown``, ``json`` or ``csv``)."""
+def render(report: Report, fmt: str, *, pareto_only: bool = False) -> str:
+    """The report in *fmt* (``text``, ``markdown``, ``json`` or ``csv``); with
+    *pareto_only*, only the rows on the frontier, smallest first."""
+    if pareto_only:
+        report = frontier_only(report)
     return {"text": render_text, "markdown": render_markdown, "json": render_json,
             "csv": render_csv}[fmt](report)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import convert, eval, formats, inspect, interop, report
+from . import convert, eval, formats, inspect, interop, report, shrink
 
-ALL = [convert, inspect, eval, report, formats, interop]
+ALL = [convert, inspect, eval, shrink, report, formats, interop]

@@ -7,6 +7,7 @@ import os
 
 from .. import api
 from ..errors import FileAccessError
+from ..precision import FLOAT_DTYPES, Precision, Quantization
 from ._util import add_option_arg, parse_options
 
 HELP = "convert a weight file to another format (chosen by DST's extension or --to)"
@@ -17,6 +18,14 @@ examples:
   weightstore convert w.npz w.h5 -o compression=gzip -o level=9
   weightstore convert w.h5 w.csv.zst -o level=19      (zstd over CSV; 'zstd -d' restores w.csv)
   weightstore convert w.bin weights.out --from npz --to json
+  weightstore convert w.pkl w16.npz --dtype float16           (half the size, lossy)
+  weightstore convert w.pkl w4.npz.zst --quantize 4           (4-bit codes, a scale per column)
+  weightstore convert w.pkl w3.npz --quantize 3/block:64      (a scale per 64 rows of a column)
+  weightstore convert w.pkl w.json --digits 6                 (6 significant digits in the text)
+  weightstore convert w4.npz.zst w.npz --dequantize           (codes back to floats)
+
+--dtype, --quantize and --digits lose precision on purpose (a warning says so once);
+'weightstore load' of a quantized file gives floats, and 'weightstore eval' runs them.
 
 The destination is replaced atomically: if anything fails, no partial file is
 left and an existing file keeps its old content.
@@ -33,6 +42,17 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--from", dest="from_format", metavar="FORMAT",
                    help="input format (default: from SRC's content, then its extension)")
     add_option_arg(p)
+    g = p.add_argument_group("precision (lossy; works with every format)")
+    g.add_argument("--dtype", choices=FLOAT_DTYPES,
+                   help="cast every float tensor (bfloat16 needs: pip install "
+                   "'weightstore[bfloat16]')")
+    g.add_argument("--quantize", metavar="BITS[/per-column|/block:N]",
+                   help="integer codes of 2-8 bits, one scale per column (default) or per N "
+                   "rows of a column; stored as NAME.q and NAME.scale")
+    g.add_argument("--digits", type=int, metavar="N",
+                   help="round every float to N significant digits (shrinks JSON and CSV)")
+    g.add_argument("--dequantize", action="store_true",
+                   help="write a quantized source's floats instead of its codes")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(run=run)
 
@@ -44,7 +64,12 @@ def run(args: argparse.Namespace) -> int:
         raise FileAccessError(path=args.dst, field="destination",
                               expected="a different file from the source", found="the same file")
     options = parse_options(args.options)
-    weights = api.convert(args.src, args.dst, from_format=args.from_format, to=args.to, **options)
+    precision = None
+    if args.dtype or args.quantize or args.digits is not None:
+        quantize = Quantization.parse(args.quantize) if args.quantize else None
+        precision = Precision(args.dtype, quantize, args.digits)
+    weights = api.convert(args.src, args.dst, from_format=args.from_format, to=args.to,
+                          precision=precision, dequantize=args.dequantize, **options)
     if not args.quiet:
         codec = api.codec_for_writing(args.dst, args.to, **options)
         print(f"wrote {args.dst} ({codec.name}, {os.path.getsize(args.dst):,} bytes, "

@@ -24,6 +24,12 @@ examples:
   weightstore report --format json --keep out/     keep the files it measured
   weightstore report --plot report.png             needs: pip install 'weightstore[plot]'
   weightstore report my_weights.npz --repeats 9
+  weightstore report --pareto --plot front.png     only the smallest file at each accuracy
+
+Rows cover every format, every precision option (float16, bfloat16, int8/int4/int2
+per column, 4 and 6 significant digits in JSON and CSV) and the 'weightstore shrink'
+result. The 'frontier' column marks the Pareto frontier: rows that no other row beats
+on both size and accuracy; the plot draws it.
 """
 
 
@@ -36,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--format", choices=list(rep.iter_formats()), default="text",
                    help="output format (default: text)")
     p.add_argument("--plot", metavar="FILE.png", help="also draw size against error/accuracy")
+    p.add_argument("--pareto", action="store_true",
+                   help="list only the rows on the size/accuracy frontier, smallest first")
     p.add_argument("--repeats", type=int, default=5, metavar="N",
                    help="timed runs per write and read; the median is shown (default: 5)")
     p.add_argument("--keep", metavar="DIR", help="keep the files written in DIR")
@@ -75,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         files = [resolve("sample_weight.pkl", args.data_dir)]
     report = rep.build_report(files, repeats=args.repeats, data_dir=args.data_dir,
                               keep_dir=args.keep, progress=_progress(args.quiet))
-    sys.stdout.write(rep.render(report, args.format))
+    sys.stdout.write(rep.render(report, args.format, pareto_only=args.pareto))
     if args.plot:
         rep.plot(report, args.plot)
         print(f"plot written to {args.plot}", file=sys.stderr)
