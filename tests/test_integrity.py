@@ -53,6 +53,20 @@ def test_a_changed_value_is_a_checksum_error_naming_the_tensor(tmp_path: Path, e
     assert all(np.array_equal(got[k], W[k]) for k in ("first", "g/last"))
 
 
+def test_wsc_takes_verify_from_load(tmp_path: Path) -> None:
+    """wsc has its own verify option; load(..., verify=False) reaches it as well."""
+    path = tmp_path / "w.wsc"
+    noise = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    ws.save({"a": np.arange(3), "noise": noise}, path)  # mantissa planes stored raw
+    data = bytearray(path.read_bytes())
+    (n,) = struct.unpack_from("<Q", data, len(data) - 16)
+    data[len(data) - 16 - n - 1] ^= 0x01  # the last byte of the last raw plane
+    path.write_bytes(bytes(data))
+    with pytest.raises(ws.ChecksumError, match="tensor 'noise'"):
+        ws.load(path)
+    assert (ws.load(path, verify=False)["noise"] != noise).sum() == 1
+
+
 def test_zstd_passes_verify_to_the_inner_codec(tmp_path: Path) -> None:
     inner = tmp_path / "w.json"
     ws.save(W, inner)
@@ -220,7 +234,7 @@ def test_a_codec_whose_read_predates_verify_still_loads(tmp_path: Path) -> None:
 
 def test_the_declared_codecs_carry_checksums_and_pickle_csv_do_not() -> None:
     declared = {c.name for c in ws.formats() if c.checksums}
-    assert {"json", "npz", "hdf5", "safetensors", "zstd"} <= declared
+    assert {"json", "npz", "hdf5", "safetensors", "zstd", "wsc"} <= declared
     assert not {"pickle", "csv"} & declared  # see docs/security.md for why
 
 

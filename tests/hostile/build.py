@@ -283,6 +283,42 @@ def _safetensors(header: bytes, data: bytes, length: int | None = None) -> Calla
     return build
 
 
+# --- wsc ----------------------------------------------------------------------------
+
+_WSC_MAGIC = b"\x89WSC\r\n\x1a\n\x01\x00"
+
+
+def _wsc(header: dict[str, Any] | None, data: bytes = b"",
+         length: int | None = None) -> Callable[[Path, Path], None]:
+    """A wsc file: magic, *data*, the JSON *header* and a trailer with the header's CRC."""
+    def build(path: Path, marker: Path) -> None:
+        import zlib
+
+        import orjson
+
+        raw = orjson.dumps(header) if header is not None else b""
+        n = len(raw) if length is None else length
+        path.write_bytes(_WSC_MAGIC + data + raw
+                         + struct.pack("<QI4s", n, zlib.crc32(raw), b"WSC\x00"))
+    return build
+
+
+def _wsc_plane_bomb(path: Path, marker: Path) -> None:
+    # one uint8 tensor of 1 GiB whose single plane is a 32 KiB zstd frame of zeros
+    import zstandard
+
+    out = io.BytesIO()
+    with zstandard.ZstdCompressor(level=1).stream_writer(out, closefd=False,
+                                                         size=GiB) as writer:
+        block = bytes(MiB)
+        for _ in range(GiB // MiB):
+            writer.write(block)
+    frame = out.getvalue()
+    _wsc({"metadata": {}, "tensors": [{"name": "W", "dtype": "uint8", "shape": [GiB],
+                                       "offset": 10, "crc32": 0,
+                                       "planes": [["zstd", len(frame)]]}]}, frame)(path, marker)
+
+
 def _numpy_testing_runstring() -> Any:
     from numpy.testing._private import utils
 
@@ -382,6 +418,16 @@ HOSTILE: list[Hostile] = [
     Hostile("absurd-shape.csv", _json(b"tensor,dtype,shape,index,value\r\n"
                                       b"W,float64,1099511627776x1099511627776,0,1\r\n"),
             ws.LimitError, r"Limits\.max_tensor_bytes", "shape 2**40 x 2**40, one row"),
+    # wsc
+    Hostile("header-length.wsc", _wsc(None, length=1 << 40), ws.LimitError,
+            r"Limits\.max_header_bytes", "a header length of 1 TiB in a 26-byte file"),
+    Hostile("absurd-shape.wsc",
+            _wsc({"metadata": {}, "tensors": [{"name": "W", "dtype": "float64",
+                                               "shape": [1 << 40], "offset": 10, "crc32": 0,
+                                               "planes": [["raw", 1 << 40]] * 8}]}),
+            ws.LimitError, r"Limits\.max_tensor_bytes", "a tensor claiming 2**40 float64"),
+    Hostile("plane-bomb.wsc", _wsc_plane_bomb, ws.LimitError, r"Limits\.max_expansion",
+            "a 1 GiB plane from a 32 KiB zstd frame", measure=True),
     # safetensors
     Hostile("header-past-end.safetensors", _safetensors(b"{}", b"", length=1 << 40),
             ws.FormatError, r"header length", "a header length of 1 TiB in 10 bytes"),
