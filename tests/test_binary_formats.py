@@ -79,7 +79,8 @@ def test_hdf5_layout_for_other_tools(tmp_path: Path) -> None:
     ws.save(W, path, compression="gzip", level=9)
     with h5py.File(path, "r") as f:
         assert list(f) == ["W1", "g"] and list(f["g"]) == ["b"]
-        assert f["W1"].compression == "gzip" and f.attrs["source"] == "t"
+        # metadata is a fixed-length UTF-8 string: h5py gives it back as bytes
+        assert f["W1"].compression == "gzip" and f.attrs["source"] == b"t"
         np.testing.assert_array_equal(f["W1"][()], W["W1"])
     if shutil.which("h5dump"):
         out = subprocess.run(["h5dump", "-H", str(path)], capture_output=True, text=True)

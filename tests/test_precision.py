@@ -228,7 +228,8 @@ def test_digits_round_to_significant_digits_and_shrink_the_text(tmp_path: Path) 
         ws.save(w, tmp_path / "full.json")
         ws.save(w, tmp_path / "d4.json", precision={"digits": 4})
     text = (tmp_path / "d4.json").read_text()
-    numbers = re.findall(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", text.split('"tensors"')[1])
+    values = re.sub(r'"[^"]*"', '""', text.split('"tensors"')[1])  # no names, no crc32 hex
+    numbers = re.findall(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", values)
     assert len(numbers) > 250
     significant = [n.split("e")[0].replace("-", "").replace(".", "").strip("0") for n in numbers]
     assert max(len(d) for d in significant) == 4

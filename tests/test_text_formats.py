@@ -27,6 +27,18 @@ TINY = ws.Weights(
 )
 
 GOLDEN_JSON = (
+    b'{"format":"weightstore.json","version":1,"metadata":{"source":"golden"},'
+    b'"header_crc32":"ba7b2cfc","tensors":['
+    b'{"name":"W1","dtype":"float32","shape":[2,2],"crc32":"3e98c0af",'
+    b'"data":[[0.1,-2.5],[1e-45,"Infinity"]]},'
+    b'{"name":"g/b","dtype":"int8","shape":[2],"crc32":"02c7fca5","data":[1,-2]},'
+    b'{"name":"flag","dtype":"bool","shape":[],"crc32":"a505df1b","data":true},'
+    b'{"name":"big","dtype":"uint64","shape":[1],"crc32":"3c0cfb55",'
+    b'"data":["9007199254740993"]},'
+    b'{"name":"h","dtype":"float16","shape":[2],"crc32":"ba674012","data":[0.1,"NaN"]}]}'
+)
+#: The same file as weightstore 0.1 wrote it, without checksums: still loads.
+GOLDEN_JSON_V1_0 = (
     b'{"format":"weightstore.json","version":1,"metadata":{"source":"golden"},"tensors":['
     b'{"name":"W1","dtype":"float32","shape":[2,2],"data":[[0.1,-2.5],[1e-45,"Infinity"]]},'
     b'{"name":"g/b","dtype":"int8","shape":[2],"data":[1,-2]},'
@@ -51,6 +63,35 @@ def test_json_golden_bytes(tmp_path: Path) -> None:
     path = tmp_path / "w.json"
     ws.save(TINY, path)
     assert path.read_bytes() == GOLDEN_JSON
+    assert ws.Weights.equal(TINY, ws.load(path))
+
+
+def test_json_checksums_match_an_independent_computation() -> None:
+    """The golden checksums, computed from the spec with struct and zlib alone."""
+    import struct
+    import zlib
+
+    def crc(data: bytes) -> str:
+        return f"{zlib.crc32(data):08x}"
+
+    assert crc(struct.pack("<4f", 0.1, -2.5, 1e-45, float("inf"))) == "3e98c0af"
+    assert crc(struct.pack("<2b", 1, -2)) == "02c7fca5"
+    assert crc(b"\x01") == "a505df1b"
+    assert crc(struct.pack("<Q", 2**53 + 1)) == "3c0cfb55"
+    assert crc(struct.pack("<2e", 0.1, float("nan"))) == "ba674012"
+
+    def ns(text: str) -> str:
+        return f"{len(text.encode())}:{text},"
+
+    header = (ns("5") + ns("W1") + ns("float32") + ns("2x2") + ns("g/b") + ns("int8") + ns("2")
+              + ns("flag") + ns("bool") + ns("") + ns("big") + ns("uint64") + ns("1")
+              + ns("h") + ns("float16") + ns("2") + ns("source") + ns("golden"))
+    assert crc(header.encode()) == "ba7b2cfc"
+
+
+def test_json_without_checksums_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "old.json"
+    path.write_bytes(GOLDEN_JSON_V1_0)
     assert ws.Weights.equal(TINY, ws.load(path))
 
 

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from . import precision as _precision
 from . import registry, remote, shard
-from .codec import DEFAULT_LIMITS, Codec, Limits
+from .codec import DEFAULT_LIMITS, Codec, Limits, read_with
 from .errors import FormatError, LimitError, UnknownFormatError, WeightstoreError
 from .fileio import atomic_write, open_for_read
 from .lazy import LazyWeights, ProgressCallback, StreamingWarning, reading, reporting
@@ -157,6 +157,7 @@ def load(
     format: str | None = None,
     *,
     limits: Limits | None = None,
+    verify: bool = True,
     dequantize: bool = True,
     progress: ProgressCallback | None = None,
     storage_options: dict[str, Any] | None = None,
@@ -166,18 +167,22 @@ def load(
     else the one the content shows, else the one the extension names. Loading never runs
     code from the file. *progress* is called as ``progress(done_bytes, total_bytes)``.
 
+    Checksums the format stores are verified (:class:`ChecksumError` names the damaged
+    tensor); ``verify=False`` skips that, to salvage what a damaged file still holds.
+
     Quantized tensors come back as floats under their own names unless *dequantize* is
     false, which gives the stored integer codes and scales (:mod:`weightstore.precision`).
     """
     if shard.is_index(path) or progress is not None:
-        with open_weights(path, format, limits=limits, mmap=False,
+        with open_weights(path, format, limits=limits, verify=verify, mmap=False,
                           storage_options=storage_options, **options) as lazy:
             stored = lazy.load(limits=limits, progress=progress)
         return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
     with open_for_read(path, storage_options) as f:
         codec = _codec_for_reading(f, path, format, options)
         try:
-            stored = codec.read(f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS)
+            stored = read_with(codec, f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS,
+                               verify=verify)
             return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
         except (FormatError, LimitError) as e:
             if e.path is None:  # raised deep inside a codec: say which file
@@ -200,15 +205,17 @@ def convert(
     limits: Limits | None = None,
     precision: _precision.Precision | dict[str, Any] | None = None,
     dequantize: bool = False,
+    verify: bool = True,
     max_shard_size: int | str | None = None,
     progress: ProgressCallback | None = None,
     storage_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> LazyWeights | Weights:
     """Read *src* and write it to *dst* (format *to* or *dst*'s extension). *options* go
-    to the writing codec; *precision*, *max_shard_size* and *progress* are as for
-    :func:`save`. A quantized source is copied as stored (codes and scales), unless
-    *dequantize* is true or a *precision* is given: then its floats are restored first.
+    to the writing codec; *verify* as for :func:`load`; *precision*, *max_shard_size* and
+    *progress* as for :func:`save`. A quantized source is copied as stored (codes and
+    scales), unless *dequantize* is true or a *precision* is given: then its floats are
+    restored first.
 
     Tensors move one at a time when *src*'s format can be read tensor by tensor and
     *dst*'s written so (``weightstore formats``; docs/formats.md), so memory stays
@@ -221,7 +228,7 @@ def convert(
     if max_shard_size is not None:
         shard.parse_size(max_shard_size)
     p = _precision.Precision.of(precision)
-    with open_weights(src, from_format, limits=limits, mmap=False,
+    with open_weights(src, from_format, limits=limits, verify=verify, mmap=False,
                       storage_options=storage_options) as source:
         if not source.lazy and source.nbytes > STREAMING_WARN_BYTES:
             warnings.warn(
@@ -286,13 +293,14 @@ class FileInfo:
 
 
 def inspect(path: PathLike, format: str | None = None, *, limits: Limits | None = None,
-            storage_options: dict[str, Any] | None = None) -> FileInfo:
+            verify: bool = True, storage_options: dict[str, Any] | None = None) -> FileInfo:
     """Describe *path*: its format, each tensor's name, dtype, shape and count, its size
     (a sharded model's: all its files). Reads the header alone where the format has one.
 
     A quantized file shows its codes and scales as stored (the record is in the metadata).
     """
-    with open_weights(path, format, limits=limits, storage_options=storage_options) as weights:
+    with open_weights(path, format, limits=limits, verify=verify,
+                      storage_options=storage_options) as weights:
         tensors = [weights.info(name) for name in weights]
     size = sum(_file_size(p, storage_options) for p in weights.files)
     return FileInfo(path=os.fspath(path), format=weights.format, file_size=size,
@@ -334,6 +342,7 @@ def open_weights(
     format: str | None = None,
     *,
     limits: Limits | None = None,
+    verify: bool = True,
     mmap: bool = True,
     storage_options: dict[str, Any] | None = None,
     **options: Any,
@@ -342,17 +351,20 @@ def open_weights(
 
     Names, dtypes, shapes and metadata come from the header where the format has one;
     each tensor is read when accessed (a read-only memory map of a local file where the
-    format stores raw bytes and *mmap* is on). Use as a context manager, or ``close()``.
+    format stores raw bytes and *mmap* is on). Stored checksums are checked: the header's
+    on opening, each tensor's as it is read (not for memory maps), unless *verify* is
+    false. Use as a context manager, or ``close()``.
     """
     limits = limits or DEFAULT_LIMITS
     if shard.is_index(path):
-        return _open_sharded(os.fspath(path), format, limits, mmap, storage_options, options)
+        return _open_sharded(os.fspath(path), format, limits, verify, mmap, storage_options,
+                             options)
     where = os.fspath(path)
     f = open_for_read(path, storage_options)
     try:
         codec = _codec_for_reading(f, path, format, options)
         with reading(where, codec.name):
-            source = codec.open(f, path=where, limits=limits)
+            source = codec.open(f, path=where, limits=limits, verify=verify)
         try:
             return LazyWeights(source, path=where, format=_format_name(codec), mmap=mmap,
                                closers=[f.close], files=[where])
@@ -364,7 +376,7 @@ def open_weights(
         raise
 
 
-def _open_sharded(index: str, format: str | None, limits: Limits, mmap: bool,
+def _open_sharded(index: str, format: str | None, limits: Limits, verify: bool, mmap: bool,
                   storage_options: dict[str, Any] | None, options: dict[str, Any]
                   ) -> LazyWeights:
     weight_map, metadata = shard.read_index(index, storage_options)
@@ -373,7 +385,8 @@ def _open_sharded(index: str, format: str | None, limits: Limits, mmap: bool,
     try:
         for name in names:
             opened.append(open_weights(remote.join(index, name), format, limits=limits,
-                                       mmap=mmap, storage_options=storage_options, **options))
+                                       verify=verify, mmap=mmap,
+                                       storage_options=storage_options, **options))
         source = shard.ShardedSource(index, weight_map, metadata,
                                      {n: lw._source for n, lw in zip(names, opened, strict=True)},
                                      limits)

@@ -21,6 +21,9 @@ A new codec is one module with a class decorated by
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
@@ -30,8 +33,8 @@ import numpy as np
 from .errors import FormatError, LimitError, OptionError, WeightsError
 from .model import Weights
 
-__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "TensorMeta", "TensorSource",
-           "LoadedSource", "read_all"]
+__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "warn_if_regrouped", "read_with",
+           "TensorMeta", "TensorSource", "LoadedSource", "read_all"]
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -85,6 +88,15 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def warn_if_regrouped(weights: Weights, path: str, codec: str) -> None:
+    """Warn that a nesting format will give *weights* back in their grouped order."""
+    if list(weights) != weights.grouped_order():
+        warnings.warn(
+            f"{path}: {codec} stores each group's tensors together, so they will read back "
+            "in grouped order, not the order given", stacklevel=4,
+        )
 
 
 @dataclass(frozen=True)
@@ -242,6 +254,13 @@ class Codec:
     lossless: ClassVar[bool] = True
     #: Whether the metadata map is stored.
     supports_metadata: ClassVar[bool] = True
+    #: Whether tensors of one group come back together, in :meth:`Weights.grouped_order`
+    #: (formats that nest groups: a dict of dicts, HDF5 groups); the writer warns when
+    #: that changes the order.
+    groups_together: ClassVar[bool] = False
+    #: Whether the format stores a checksum of every tensor (and of its header, if it has
+    #: one) that :meth:`read` verifies unless given ``verify=False``.
+    checksums: ClassVar[bool] = False
     #: Whether :meth:`write` needs a seekable file (a zstd layer then spools it).
     needs_seekable_output: ClassVar[bool] = False
     #: The options it takes.
@@ -272,16 +291,24 @@ class Codec:
         """Write *weights* to the binary file object. *path* is for messages only."""
         raise NotImplementedError
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
-        """Read a file object positioned at the start. *path* is for messages only."""
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
+        """Read a file object positioned at the start. *path* is for messages only.
+
+        A codec that stores checksums verifies them unless *verify* is false. Codecs
+        written before ``verify`` existed may leave it out: :func:`read_with` calls
+        ``read`` with it only when the signature takes it.
+        """
         raise NotImplementedError
 
-    def open(self, fileobj: IO[bytes], *, path: str,
-             limits: Limits = DEFAULT_LIMITS) -> TensorSource:
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> TensorSource:
         """The file's tensors, to be read one at a time. *fileobj* must stay open until the
         source is closed. This default reads the whole file with :meth:`read`; codecs whose
-        header tells where each tensor lies override it to read only the header."""
-        return LoadedSource(self.read(fileobj, path=path, limits=limits))
+        header tells where each tensor lies override it to read only the header (checking
+        the header's checksum on opening, each tensor's as it is read, unless *verify* is
+        false)."""
+        return LoadedSource(read_with(self, fileobj, path=path, limits=limits, verify=verify))
 
     def get_config(self) -> dict[str, Any]:
         """The codec's name and option values: ``Codec`` ``(**config)`` rebuilds it."""
@@ -296,3 +323,17 @@ class Codec:
 
     def __hash__(self) -> int:
         return hash(tuple(sorted(self.get_config().items())))
+
+
+@functools.cache
+def _read_takes_verify(cls: type[Codec]) -> bool:
+    params = inspect.signature(cls.read).parameters
+    return "verify" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def read_with(codec: Codec, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+              verify: bool = True) -> Weights:
+    """``codec.read(fileobj, ...)``, passing *verify* only to a ``read`` that takes it."""
+    if _read_takes_verify(type(codec)):
+        return codec.read(fileobj, path=path, limits=limits, verify=verify)  # type: ignore[call-arg]
+    return codec.read(fileobj, path=path, limits=limits)

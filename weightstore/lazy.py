@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import struct
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -135,6 +135,15 @@ class LazyWeights(Mapping[str, np.ndarray]):
         meta = self._metas[name]
         return TensorInfo(name, dtype_name(meta.dtype) or str(meta.dtype), meta.shape)
 
+    def describe(self, name: str) -> tuple[str, tuple[int, ...]]:
+        """Tensor *name*'s dtype name and shape, from the header (for checksums of it)."""
+        meta = self._metas[name]
+        return dtype_name(meta.dtype) or str(meta.dtype), meta.shape
+
+    def grouped_order(self) -> list[str]:
+        """The names as nesting formats give them back (:meth:`Weights.grouped_order`)."""
+        return grouped_names(self)
+
     def dtype(self, name: str) -> np.dtype:
         """The numpy dtype tensor *name* is read as."""
         return self._metas[name].dtype
@@ -209,6 +218,38 @@ class LazyWeights(Mapping[str, np.ndarray]):
         self.close()
 
 
+def grouped_names(names: Iterable[str]) -> list[str]:
+    """*names* with each group's together, groups where their first name is: the order of
+    :meth:`Weights.grouped_order`, from the names alone."""
+    root: dict[str, Any] = {}
+    for name in names:
+        *groups, leaf = name.split("/")
+        node = root
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = name
+    out: list[str] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        for value in node.values():
+            if isinstance(value, dict):
+                walk(value)
+            else:
+                out.append(value)
+
+    walk(root)
+    return out
+
+
+def describe_in(weights: Mapping[str, Any], name: str) -> tuple[str, tuple[int, ...]]:
+    """Dtype name and shape of tensor *name* of *weights*, lazily where it can tell."""
+    describe = getattr(weights, "describe", None)
+    if describe is not None:
+        return describe(name)  # type: ignore[no-any-return]
+    array = weights[name]
+    return dtype_name(array.dtype) or str(array.dtype), tuple(array.shape)
+
+
 class _Reporting(Mapping[str, np.ndarray]):
     """A mapping that reports the bytes of each tensor handed out, for writers."""
 
@@ -230,6 +271,14 @@ class _Reporting(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self._weights)
+
+    def describe(self, name: str) -> tuple[str, tuple[int, ...]]:
+        """Dtype name and shape of tensor *name*, without reporting it as written."""
+        return describe_in(self._weights, name)
+
+    def grouped_order(self) -> list[str]:
+        """As :meth:`Weights.grouped_order`."""
+        return grouped_names(self)
 
 
 def reporting(weights: Mapping[str, np.ndarray],

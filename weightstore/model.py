@@ -154,6 +154,22 @@ class Weights(Mapping[str, np.ndarray]):
             node[leaf] = array
         return out
 
+    def grouped_order(self) -> list[str]:
+        """The names in the order nested formats give them back: each group's tensors
+        together, groups where their first tensor is (the order of :meth:`to_nested`)."""
+        out: list[str] = []
+
+        def walk(node: dict[str, Any], prefix: str) -> None:
+            for key, value in node.items():
+                name = f"{prefix}/{key}" if prefix else key
+                if isinstance(value, dict):
+                    walk(value, name)
+                else:
+                    out.append(name)
+
+        walk(self.to_nested(), "")
+        return out
+
     def equal(self, other: Mapping[str, np.ndarray]) -> bool:
         """True if *other* holds the same names, in order, with bit-identical arrays."""
         if list(self) != list(other):

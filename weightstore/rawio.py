@@ -21,7 +21,7 @@ from typing import IO
 
 import numpy as np
 
-from .errors import FormatError
+from .errors import ChecksumError, FormatError
 
 try:  # ISA-L's CRC-32 (same polynomial) runs at ~10 GB/s, zlib's at ~1.5: extra 'fast'
     from isal.isal_zlib import crc32
@@ -137,8 +137,8 @@ class RawFile:
             else:
                 value = checker.result() if checker is not None else crc32(view, crc[0])
             if value != crc[1]:
-                raise FormatError(path=self.path, field=field, expected=f"CRC-32 {crc[1]:08x}",
-                                  found=f"{value:08x} (damaged data)")
+                raise ChecksumError(path=self.path, field=field,
+                                    expected=f"CRC-32 {crc[1]:08x}", found=f"{value:08x}")
         return out.T if fortran else out
 
     def map_array(self, offset: int, dtype: np.dtype, shape: tuple[int, ...], *,

@@ -43,7 +43,7 @@ import orjson
 from . import remote
 from .codec import Codec, Limits, TensorMeta, TensorSource
 from .errors import FileAccessError, FormatError, LimitError, OptionError, UnsupportedError
-from .fileio import TEMP_PREFIX, TEMP_SUFFIX, open_for_read
+from .fileio import open_for_read, remove_stale_temporaries, temporary_beside
 
 __all__ = ["INDEX_SUFFIX", "is_index", "parse_size", "plan_shards", "shard_names", "index_path",
            "write_sharded", "read_index", "ShardedSource"]
@@ -156,8 +156,7 @@ class _Staged:
                 raise FileAccessError(path=dest, field="destination", expected="a file path",
                                       found="a directory")
             try:
-                fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{Path(dest).name}.",
-                                           suffix=TEMP_SUFFIX, dir=folder)
+                fd, tmp = temporary_beside(Path(dest))  # named after its writer
             except OSError as e:
                 raise FileAccessError(f"cannot write there: {e.strerror}", path=dest) from e
         self.pending.append((tmp, dest))
@@ -195,6 +194,9 @@ class _Staged:
                         os.unlink(dest)
             self.discard()
             raise
+        for dest in done:
+            if not remote.is_url(dest):
+                remove_stale_temporaries(dest)
         for dest in {os.path.dirname(d) or "." for d in done if not remote.is_url(d)}:
             with contextlib.suppress(OSError):
                 fd = os.open(dest, os.O_RDONLY)
@@ -282,6 +284,18 @@ class _Part(Mapping[str, np.ndarray]):
         if name not in self._names:
             raise KeyError(name)
         return self._weights[name]
+
+    def describe(self, name: str) -> tuple[str, tuple[int, ...]]:
+        """Dtype name and shape of tensor *name*, without reading it where it can tell."""
+        from .lazy import describe_in
+
+        return describe_in(self._weights, name)
+
+    def grouped_order(self) -> list[str]:
+        """As :meth:`Weights.grouped_order`."""
+        from .lazy import grouped_names
+
+        return grouped_names(self._names)
 
     def __iter__(self) -> Any:
         return iter(self._names)

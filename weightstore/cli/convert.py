@@ -60,6 +60,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--max-shard-size", metavar="SIZE",
                    help="split into numbered shards of at most SIZE (2GB, 500MiB) plus "
                    "DST.index.json")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="read SRC without checking its checksums (to salvage a damaged file)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print nothing on success and show no progress bar")
     p.set_defaults(run=run)
@@ -79,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar("convert", quiet=args.quiet) as progress:
         weights = api.convert(args.src, args.dst, from_format=args.from_format, to=args.to,
                               precision=precision, dequantize=args.dequantize,
-                              max_shard_size=args.max_shard_size, progress=progress, **options)
+                              verify=args.verify, max_shard_size=args.max_shard_size,
+                              progress=progress, **options)
     if not args.quiet:
         codec = api.codec_for_writing(args.dst, args.to, **options)
         written = api.written_path(args.dst, args.to, max_shard_size=args.max_shard_size,

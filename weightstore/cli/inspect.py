@@ -18,11 +18,13 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--from", dest="from_format", metavar="FORMAT",
                    help="format (default: from the content, then the extension)")
     p.add_argument("--json", action="store_true", help="print JSON for programs")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="do not check the file's checksums")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    info = api.inspect(args.file, args.from_format)
+    info = api.inspect(args.file, args.from_format, verify=args.verify)
     if args.json:
         print_json(info.to_dict())
         return 0

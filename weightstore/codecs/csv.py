@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterator
 from typing import IO, NamedTuple
 
@@ -37,7 +38,7 @@ import numpy as np
 import orjson
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits
-from ..errors import FormatError, WeightsError
+from ..errors import FormatError, LimitError, WeightsError
 from ..model import Weights, canonical_dtype, dtype_name
 from ..registry import register
 from ._text import cast_exact, parse_token, value_text
@@ -63,6 +64,30 @@ def parse_shape(text: str, where: str, path: str) -> tuple[int, ...]:
         raise FormatError(path=path, field=f"{where} shape",
                           expected="dimensions joined by 'x' (784x50) or 'scalar'", found=text)
     return tuple(int(p) for p in parts)
+
+
+def max_line_chars() -> int:
+    """Longest line a reader accepts: five fields at csv's field size limit, quoted.
+
+    The csv module bounds each field (``csv.field_size_limit()``, 131,072 characters
+    by default) but not how many fields a line has: a line of a million commas would
+    become a list of a million strings before any check could see it.
+    """
+    return 5 * (2 * csv.field_size_limit() + 2) + 4
+
+
+def _bounded_lines(text: IO[str], path: str) -> Iterator[str]:
+    """The lines of *text* (ends kept), refusing one longer than :func:`max_line_chars`."""
+    limit = max_line_chars()
+    while True:
+        line = text.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            raise LimitError(path=path, field="a line",
+                             expected=f"at most {limit:,} characters (five fields within "
+                             "csv.field_size_limit())", found=f"more than {limit:,}")
+        yield line
 
 
 def _quote(text: str) -> str:
@@ -156,13 +181,16 @@ class CsvCodec(Codec):
             raise FormatError(path=path, field="last line", expected="a line ending",
                               found="none (the file is truncated)")
         fileobj.seek(0)
-        fast = _read_fast(fileobj.read(), path, limits)
+        data = _read_text_bounded(fileobj)
+        fast = _read_fast(data, path, limits) if data is not None else None
+        del data
         if fast is not None:
             return fast
         fileobj.seek(0)
         text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")
         try:
-            return self._read_rows(csv.reader(text, strict=True), path, limits)
+            return self._read_rows(csv.reader(_bounded_lines(text, path), strict=True), path,
+                                   limits)
         except UnicodeDecodeError as e:
             raise FormatError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from e
         except csv.Error as e:
@@ -267,6 +295,20 @@ _NUMERIC = b"0123456789-.eE,"
 _MIN_RUN = 8
 
 
+def _read_text_bounded(fileobj: IO[bytes]) -> bytes | None:
+    """The whole file, or None as soon as a stretch of :func:`max_line_chars` bytes holds no
+    line break (a line too long: the general reader refuses it in bounded memory)."""
+    size = max_line_chars()
+    parts = []
+    while True:
+        chunk = fileobj.read(size)
+        if not chunk:
+            return b"".join(parts)
+        if len(chunk) == size and b"\n" not in chunk:
+            return None
+        parts.append(chunk)
+
+
 def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
     """The weights in *data*, or None when the general reader must read the whole file
     (a bare CR, text that is not UTF-8, a header that differs)."""
@@ -281,6 +323,8 @@ def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
     ends = np.flatnonzero(raw == 10)  # the file ends with a line break (checked)
     if np.count_nonzero(raw == 13) != np.count_nonzero(raw[ends[ends > 0] - 1] == 13):
         return None  # a CR that does not end a line
+    if ends.size and int(np.max(np.diff(ends, prepend=-1))) > max_line_chars():
+        return None  # the general reader refuses it (LimitError), or counts characters
     starts = np.empty_like(ends)
     starts[0] = 0
     starts[1:] = ends[:-1] + 1
@@ -435,7 +479,7 @@ def _build(name: str, dtype_text: str, shape_text: str, chunks: list[_Chunk],
         raise FormatError(path=path, field=f"{where} dtype", expected=e.expected,
                           found=dtype_text) from e
     shape = parse_shape(shape_text, where, path)
-    count = int(np.prod(shape, dtype=np.float64)) if shape else 1
+    count = math.prod(shape)  # exact: a float product overflows on absurd claims
     limits.check_tensor(path, name, count * dtype.itemsize, total)
     rows = sum(len(c.values) for c in chunks)
     if rows != count or (marked_empty and count):

@@ -9,30 +9,72 @@ Options: ``compression`` (``none``, ``gzip`` or ``lzf``), ``level`` (gzip 0-9)
 and ``shuffle`` (byte shuffle before compressing); compression applies to
 datasets with at least one element and one dimension (HDF5 cannot chunk others).
 
+Integrity: files are written in the HDF5 1.8 format (``libver="v108"``), whose
+superblock, object headers (names, shapes, dtypes, attributes), and group
+indexes carry checksums the HDF5 library verifies on every read; each dataset
+has an attribute ``weightstore.crc32`` (uint32) with the tensor checksum of
+:mod:`weightstore.integrity`, and the root group ``weightstore.header_crc32``
+with the header checksum. Those two are verified unless ``verify=False`` (the
+HDF5 library's own cannot be switched off). Files from other tools, or from
+weightstore 0.1, have no such attributes and load unverified.
+
 Reading refuses soft and external links, external storage and virtual datasets
 (each would read other files), dtypes outside the core set, and datasets whose
 claimed size exceeds :class:`~weightstore.codec.Limits` or their stored bytes by
 more than the allowed expansion.
-
-:meth:`Hdf5Codec.open` walks the structure alone; a contiguous, unfiltered
-dataset is then read straight from its offset in the file (``dset.id.get_offset()``)
-or memory-mapped, any other dataset through h5py on access.
 """
 
 from __future__ import annotations
 
+import io
+import math
+import mmap
 import os
+import struct
 from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorMeta, TensorSource, read_all
-from ..errors import FormatError, UnsafeFileError, UnsupportedError, WeightstoreError
+from ..codec import (
+    DEFAULT_LIMITS,
+    Codec,
+    Limits,
+    Option,
+    TensorMeta,
+    TensorSource,
+    warn_if_regrouped,
+)
+from ..errors import (
+    ChecksumError,
+    FormatError,
+    UnsafeFileError,
+    UnsupportedError,
+    WeightsError,
+    WeightstoreError,
+)
+from ..integrity import (
+    HINT,
+    header_crc32,
+    header_entries,
+    tensor_crc32,
+    verify_header,
+    verify_tensor,
+)
 from ..model import Weights, dtype_name, little_endian
-from ..rawio import RawFile
+from ..rawio import RawFile, crc32
 from ..registry import register
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: Attribute of each dataset: the tensor checksum (uint32).
+CRC_ATTR = "weightstore.crc32"
+#: Attribute of the root group: the header checksum (uint32); not metadata.
+HEADER_ATTR = "weightstore.header_crc32"
+#: The oldest and newest file format versions written: 1.8, the first with checksums.
+LIBVER = ("v108", "v108")
+#: A global heap collection starts with this: "GCOL", version 1, three reserved zero bytes.
+_GCOL = b"GCOL\x01\x00\x00\x00"
+_GCOL_HEADER = 16  # signature, version, reserved, 8-byte collection size
+_GCOL_OBJECT_HEADER = 16  # index (2), reference count (2), reserved (4), size (8)
 
 
 def _h5py() -> Any:
@@ -49,6 +91,8 @@ class Hdf5Codec(Codec):
     extensions = (".h5", ".hdf5")
     description = "HDF5 (h5py): one dataset per tensor, groups for '/', optional gzip/lzf"
     needs_seekable_output = True
+    groups_together = True
+    checksums = True
     streams_writes = True
     options = (
         Option("compression", str, "none", "dataset filter", choices=("none", "gzip", "lzf")),
@@ -62,16 +106,30 @@ class Hdf5Codec(Codec):
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
         h5py = _h5py()
+        warn_if_regrouped(weights, path, self.name)
         compression = None if self.compression == "none" else self.compression  # type: ignore[attr-defined]
-        with h5py.File(fileobj, "w", track_order=True) as f:
+        if HEADER_ATTR in weights.metadata:
+            raise UnsupportedError(path=path, field=f"metadata key {HEADER_ATTR!r}",
+                                   expected="a key weightstore does not reserve in HDF5",
+                                   found=HEADER_ATTR)
+        with h5py.File(fileobj, "w", track_order=True, libver=LIBVER) as f:
             for key, value in weights.metadata.items():
-                f.attrs[key] = value
+                _write_text_attr(h5py, f, key, value, path)
+            # In the order the file gives the tensors back; from a lazy mapping, without
+            # reading them (header_entries asks it for dtypes and shapes alone).
+            entries = {entry[0]: entry for entry in header_entries(weights)}
+            f.attrs.create(HEADER_ATTR, np.uint32(header_crc32(
+                [entries[k] for k in weights.grouped_order()], weights.metadata)))
             for name, array in weights.items():
                 if array.dtype.name == "bfloat16":
                     raise UnsupportedError(path=path, field=f"tensor {name!r}",
                                            expected="a dtype HDF5 tools understand",
                                            found="bfloat16")
                 *groups, leaf = name.split("/")
+                if "." in (*groups, leaf):
+                    raise UnsupportedError(path=path, field=f"tensor {name!r}",
+                                           expected="no part '.' (HDF5's name for the group "
+                                           "itself)", found=name)
                 group = f
                 for g in groups:
                     group = group.require_group(g) if g in group else group.create_group(
@@ -82,20 +140,44 @@ class Hdf5Codec(Codec):
                     if compression == "gzip":
                         kwargs["compression_opts"] = self.level  # type: ignore[attr-defined]
                     kwargs["shuffle"] = self.shuffle  # type: ignore[attr-defined]
-                group.create_dataset(leaf, data=little_endian(array), **kwargs)
-                del array  # from a lazy source: one tensor in memory at a time
+                ds = group.create_dataset(leaf, data=little_endian(array), **kwargs)
+                ds.attrs.create(CRC_ATTR, np.uint32(tensor_crc32(array)))
+                del array, ds  # from a lazy source: one tensor in memory at a time
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
-        source = self.open(fileobj, path=path, limits=limits)
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
+        h5py = _h5py()
         try:
-            return read_all(source, path, limits)
-        finally:
-            source.close()
+            f = h5py.File(fileobj, "r")
+        except OSError as e:
+            raise _damage(e, "not a readable HDF5 file", path) from e
+        tensors: list[tuple[str, np.ndarray]] = []
+        with f:
+            try:
+                if any(h5py.check_vlen_dtype(f.attrs.get_id(k).dtype) is not None
+                       for k in f.attrs):
+                    _check_global_heaps(fileobj, path)
+                metadata = {k: _attr_text(v) for k, v in f.attrs.items() if k != HEADER_ATTR}
+                stored_header = _crc_attr(f, HEADER_ATTR, "root group", path)
+                self._walk(h5py, f, "", path, limits, tensors, 0, verify)
+            except WeightstoreError:
+                raise
+            except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
+                # h5py reports damaged metadata as any of these
+                raise _damage(e, "damaged HDF5 structure", path) from e
+        try:
+            weights = Weights(tensors, metadata=metadata)
+        except WeightsError as e:
+            raise FormatError(f"holds invalid weights: {e}", path=path) from e
+        if verify and stored_header is not None:
+            verify_header(path, stored_header, weights, metadata)
+        return weights
 
-    def open(self, fileobj: IO[bytes], *, path: str,
-             limits: Limits = DEFAULT_LIMITS) -> TensorSource:
-        """The file's structure only; datasets are read (contiguous ones memory-mapped or
-        read straight from their offset) on access."""
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> TensorSource:
+        """The file's structure only (and its header checksum); datasets are read on
+        access: contiguous ones straight from their offset (``dset.id.get_offset()``) or
+        memory-mapped, others through h5py, each checked against its checksum."""
         h5py = _h5py()
         raw = RawFile(fileobj, path)
         # A local file is opened by name: HDF5's own driver reads the structure several
@@ -111,12 +193,41 @@ class Hdf5Codec(Codec):
         try:
             f = h5py.File(target, "r")
         except OSError as e:
-            raise FormatError(f"not a readable HDF5 file ({e})", path=path) from e
+            raise _damage(e, "not a readable HDF5 file", path) from e
         try:
-            return _Hdf5Source(h5py, f, raw, path, limits)
+            return _Hdf5Source(h5py, f, raw, path, limits, verify)
         except BaseException:
             f.close()
             raise
+
+    def _walk(self, h5py: Any, group: Any, prefix: str, path: str, limits: Limits,
+              out: list[tuple[str, np.ndarray]], depth: int, verify: bool) -> None:
+        if depth > limits.max_depth:
+            raise FormatError(path=path, field=f"group {prefix!r}",
+                              expected=f"nesting within {limits.max_depth} levels")
+        for key in group:
+            name = f"{prefix}/{key}" if prefix else key
+            link = group.get(key, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                raise UnsafeFileError(path=path, field=f"link {name!r}",
+                                      expected="a hard link inside the file",
+                                      found=type(link).__name__)
+            try:
+                obj = group[key]
+            except (KeyError, OSError) as e:
+                raise _damage(e, "cannot open object", path, f"object {name!r}") from e
+            if isinstance(obj, h5py.Group):
+                self._walk(h5py, obj, name, path, limits, out, depth + 1, verify)
+            elif isinstance(obj, h5py.Dataset):
+                total = sum(a.nbytes for _, a in out)
+                if len(out) >= limits.max_tensors:
+                    raise FormatError(path=path, field="datasets",
+                                      expected=f"at most {limits.max_tensors}")
+                array = _read_dataset(h5py, obj, name, path, limits, total)
+                stored = _crc_attr(obj, CRC_ATTR, f"dataset {name!r}", path)
+                if verify and stored is not None:
+                    verify_tensor(path, name, array, stored)
+                out.append((name, array))
 
 
 class _Hdf5Source(TensorSource):
@@ -124,21 +235,36 @@ class _Hdf5Source(TensorSource):
 
     lazy = True
 
-    def __init__(self, h5py: Any, f: Any, raw: RawFile, path: str, limits: Limits) -> None:
+    def __init__(self, h5py: Any, f: Any, raw: RawFile, path: str, limits: Limits,
+                 verify: bool) -> None:
         self._h5py, self._f, self._raw, self._path = h5py, f, raw, path
+        self._verify = verify
         #: dataset name -> file offset of its raw bytes, or -1 to read through h5py
         self._offsets: dict[str, int] = {}
+        #: dataset name -> its stored tensor checksum, when it has one
+        self._crcs: dict[str, int] = {}
         metas: list[TensorMeta] = []
         try:
-            metadata = {k: _attr_text(v) for k, v in f.attrs.items()}
+            if any(h5py.check_vlen_dtype(f.attrs.get_id(k).dtype) is not None
+                   for k in f.attrs):
+                _check_global_heaps(raw.fileobj, path)
+            metadata = {k: _attr_text(v) for k, v in f.attrs.items() if k != HEADER_ATTR}
+            stored_header = _crc_attr(f, HEADER_ATTR, "root group", path)
             self._walk(f, "", limits, metas, 0)
         except WeightstoreError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
             # h5py reports damaged metadata as any of these
-            raise FormatError(f"damaged HDF5 structure ({e})", path=path) from e
+            raise _damage(e, "damaged HDF5 structure", path) from e
         super().__init__(metas, metadata)
         self._metas = {m.name: m for m in metas}
+        if verify and stored_header is not None:
+            actual = header_crc32([(m.name, dtype_name(m.dtype) or str(m.dtype), m.shape)
+                                   for m in metas], metadata)
+            if actual != stored_header:
+                raise ChecksumError(path=path, field="header (names, dtypes, shapes, metadata)",
+                                    expected=f"CRC-32 {stored_header:08x}",
+                                    found=f"CRC-32 {actual:08x}", hint=HINT)
 
     def _walk(self, group: Any, prefix: str, limits: Limits, out: list[TensorMeta],
               depth: int) -> None:
@@ -156,8 +282,7 @@ class _Hdf5Source(TensorSource):
             try:
                 obj = group[key]
             except (KeyError, OSError) as e:
-                raise FormatError(f"cannot open object ({e})", path=path,
-                                  field=f"object {name!r}") from e
+                raise _damage(e, "cannot open object", path, f"object {name!r}") from e
             if isinstance(obj, h5py.Group):
                 self._walk(obj, name, limits, out, depth + 1)
             elif isinstance(obj, h5py.Dataset):
@@ -167,35 +292,39 @@ class _Hdf5Source(TensorSource):
                 meta, offset = _check_dataset(h5py, obj, name, path, limits, self._raw.size)
                 out.append(meta)
                 self._offsets[name] = offset
+                stored = _crc_attr(obj, CRC_ATTR, f"dataset {name!r}", path)
+                if stored is not None:
+                    self._crcs[name] = stored
 
     def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
         meta, offset = self._metas[name], self._offsets[name]
         where = f"dataset {name!r}"
+        if offset >= 0 and mmap and self._raw.can_mmap:
+            return self._raw.map_array(offset, meta.dtype, meta.shape).view(np.ndarray)
         if offset >= 0:
-            if mmap and self._raw.can_mmap:
-                return self._raw.map_array(offset, meta.dtype, meta.shape).view(np.ndarray)
-            return self._raw.read_array(offset, meta.dtype, meta.shape, field=where)
-        try:
-            ds = self._f[name]
-            out = np.empty(meta.shape, dtype=meta.dtype)
-            if meta.count and meta.dtype.kind == "b":
-                out[...] = ds[()]
-            elif meta.count:
-                ds.read_direct(out)
-        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
-            raise FormatError(f"cannot read data ({e})", path=self._path, field=where) from e
+            out = self._raw.read_array(offset, meta.dtype, meta.shape, field=where)
+        else:
+            try:
+                ds = self._f[name]
+                out = np.empty(meta.shape, dtype=meta.dtype)
+                if meta.count and meta.dtype.kind == "b":
+                    out[...] = ds[()]
+                elif meta.count:
+                    ds.read_direct(out)
+            except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+                raise _damage(e, "cannot read data", self._path, where) from e
+        stored = self._crcs.get(name)
+        if self._verify and stored is not None:
+            if out.dtype.kind != "b" and out.flags.c_contiguous and out.dtype.byteorder != ">":
+                actual = crc32(out.reshape(-1).view(np.uint8)) & 0xFFFFFFFF  # its stored bytes
+                if actual != stored:
+                    verify_tensor(self._path, name, out, stored)  # raises, naming the tensor
+            else:
+                verify_tensor(self._path, name, out, stored)
         return out
 
     def close(self) -> None:
         self._f.close()
-
-
-def _attr_text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        return value
-    return str(value.tolist() if isinstance(value, np.ndarray | np.generic) else value)
 
 
 def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
@@ -220,6 +349,7 @@ def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
     if dtype_name(dtype) is None:
         raise FormatError(path=path, field=f"{where} dtype",
                           expected="bool, (u)int8-64 or float16/32/64", found=str(ds.dtype))
+    math.prod(ds.shape)  # exact (a float product would overflow on absurd claims)
     meta = TensorMeta(name, little_endian(np.empty(0, dtype)).dtype, tuple(ds.shape))
     limits.check_tensor(path, name, meta.nbytes)
     stored = ds.id.get_storage_size()
@@ -237,3 +367,131 @@ def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
         if found is not None and found + meta.nbytes <= file_size:
             offset = found
     return meta, offset
+
+
+def _damage(e: Exception, what: str, path: str, field: str | None = None) -> FormatError:
+    """The error for an exception from the HDF5 library: a ChecksumError when one of its
+    metadata checksums failed."""
+    if "checksum" in str(e).lower():
+        return ChecksumError(f"HDF5 metadata does not match its checksum ({e})", path=path,
+                             field=field, hint=HINT)
+    return FormatError(f"{what} ({e})", path=path, field=field)
+
+
+def _crc_attr(obj: Any, key: str, where: str, path: str) -> int | None:
+    """The uint32 checksum attribute *key* of *obj*, or None when it has none."""
+    if key not in obj.attrs:
+        return None
+    attr = obj.attrs.get_id(key)
+    if attr.dtype.kind != "u" or attr.shape != ():  # checked before reading: no vlen heap
+        raise FormatError(path=path, field=f"{where} attribute {key!r}",
+                          expected="a uint32 scalar", found=f"{attr.dtype} {attr.shape}")
+    value = int(obj.attrs[key])
+    if value > 0xFFFFFFFF:
+        raise FormatError(path=path, field=f"{where} attribute {key!r}",
+                          expected="a CRC-32", found=value)
+    return value
+
+
+def _write_text_attr(h5py: Any, f: Any, key: str, value: str, path: str) -> None:
+    """A metadata entry as a fixed-length UTF-8 string attribute of the root group.
+
+    Fixed length keeps the text inside the (checksummed) object header instead of
+    the global heap, whose parser in the HDF5 library loops forever on some damage.
+    """
+    if "\x00" in value or "\x00" in key or not key:
+        raise UnsupportedError(path=path, field=f"metadata {key!r}",
+                               expected="a non-empty key, and text without NUL characters "
+                               "(HDF5 strings end at NUL)",
+                               found="an empty key" if not key else "a NUL character")
+    raw = value.encode("utf-8")
+    size = max(1, len(raw))
+    f.attrs.create(key, np.array(raw, dtype=f"S{size}"), dtype=h5py.string_dtype("utf-8", size))
+
+
+def _check_global_heaps(fileobj: IO[bytes], path: str) -> None:
+    """Refuse global heap collections whose objects overrun them or do not advance.
+
+    Variable-length strings (other tools write text attributes that way) live in
+    global heap collections. The HDF5 library walks a collection's objects by
+    their stated sizes, and a size that wraps around makes it loop forever, so the
+    collections are walked here first. Only bytes that start with the full
+    8-byte collection signature are taken for one.
+    """
+    fileobj.seek(0)
+    try:
+        view: Any = mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        view = fileobj.read()
+    try:
+        end = len(view)
+        at = view.find(_GCOL)
+        while at >= 0:
+            (size,) = struct.unpack_from("<Q", view, at + 8) if at + 16 <= end else (0,)
+            if size < _GCOL_HEADER or at + size > end:
+                raise FormatError(path=path, field=f"global heap at byte {at}",
+                                  expected=f"a collection size within the file's {end:,} bytes",
+                                  found=size)
+            p, stop = at + _GCOL_HEADER, at + size
+            while p + _GCOL_OBJECT_HEADER <= stop:
+                index, _refs, _reserved, osize = struct.unpack_from("<HHIQ", view, p)
+                need = osize if index == 0 else _GCOL_OBJECT_HEADER + ((osize + 7) & ~7)
+                if need <= 0 or p + need > stop:
+                    raise FormatError(path=path, field=f"global heap at byte {at}, object "
+                                      f"{index}", expected=f"at most {stop - p:,} bytes",
+                                      found=f"{osize:,} bytes")
+                p += need
+            at = view.find(_GCOL, at + 1)
+    finally:
+        if isinstance(view, mmap.mmap):
+            view.close()
+        fileobj.seek(0)
+
+
+def _attr_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value
+    return str(value.tolist() if isinstance(value, np.ndarray | np.generic) else value)
+
+
+def _read_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
+                  total: int) -> np.ndarray:
+    where = f"dataset {name!r}"
+    if ds.is_virtual:
+        raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
+                              found="a virtual dataset")
+    if ds.id.get_create_plist().get_external_count() > 0:
+        raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
+                              found="external storage")
+    if ds.shape is None:
+        raise FormatError(path=path, field=where, expected="an array", found="an empty dataspace")
+    dtype = ds.dtype
+    if h5py.check_enum_dtype(dtype) is not None and dtype.itemsize == 1:
+        mapping = h5py.check_enum_dtype(dtype)
+        if set(mapping) == {"FALSE", "TRUE"}:
+            dtype = np.dtype(bool)
+    if dtype_name(dtype) is None:
+        raise FormatError(path=path, field=f"{where} dtype",
+                          expected="bool, (u)int8-64 or float16/32/64", found=str(ds.dtype))
+    count = math.prod(ds.shape)  # exact: a float product overflows on absurd claims
+    nbytes = count * dtype.itemsize
+    limits.check_tensor(path, name, nbytes, total)
+    stored = ds.id.get_storage_size()
+    if nbytes > limits.max_output(stored):
+        raise FormatError(
+            path=path, field=where,
+            expected=f"at most {limits.max_output(stored):,} bytes from {stored:,} stored "
+            "(Limits.max_expansion)",
+            found=f"{nbytes:,} bytes claimed",
+        )
+    try:
+        out = np.empty(ds.shape, dtype=little_endian(np.empty(0, dtype)).dtype)
+        if count and dtype.kind == "b":
+            out[...] = ds[()]
+        elif count:
+            ds.read_direct(out)
+    except (OSError, ValueError, TypeError) as e:
+        raise FormatError(f"cannot read data ({e})", path=path, field=where) from e
+    return out

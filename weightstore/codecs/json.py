@@ -6,8 +6,10 @@ Layout (version 1), specified in full in ``docs/formats.md``::
       "format": "weightstore.json",
       "version": 1,
       "metadata": {"key": "value", ...},
+      "header_crc32": "<8 hex digits>",
       "tensors": [
-        {"name": "W1", "dtype": "float32", "shape": [784, 50], "data": [[...], ...]},
+        {"name": "W1", "dtype": "float32", "shape": [784, 50], "crc32": "<8 hex digits>",
+         "data": [[...], ...]},
         ...
       ]
     }
@@ -25,13 +27,24 @@ Layout (version 1), specified in full in ``docs/formats.md``::
   the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, or ``"NaN(0x<bits>)"``
   for a NaN whose bits are not the canonical quiet NaN.
 
+- ``crc32`` (optional) is the tensor checksum and ``header_crc32`` (optional)
+  the header checksum of :mod:`weightstore.integrity`, each as 8 lowercase hex
+  digits: the CRC-32 of the values as little-endian bytes in row-major order, and
+  the CRC-32 of the names, dtypes, shapes and metadata.
+
 A reader rebuilds a tensor by parsing ``data``, converting strings with its
 decimal parser (JavaScript: ``Number(s)`` or ``BigInt(s)``), flattening in
-row-major order, and rounding each number once to ``dtype``.
+row-major order, and rounding each number once to ``dtype``; where ``crc32`` is
+present it compares it with the CRC-32 of the rebuilt tensor's bytes.
+
+Versions: ``crc32`` and ``header_crc32`` were added to version 1 as optional
+keys (weightstore 0.1 wrote none, and its reader refuses them); files without
+them still load, unverified. ``load(..., verify=False)`` skips the comparison.
 """
 
 from __future__ import annotations
 
+import math
 from typing import IO, Any
 
 import numpy as np
@@ -39,6 +52,15 @@ import orjson
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
 from ..errors import FormatError, WeightsError
+from ..integrity import (
+    format_crc,
+    header_crc32,
+    header_entries,
+    parse_crc,
+    tensor_crc32,
+    verify_header,
+    verify_tensor,
+)
 from ..model import Weights, canonical_dtype, dtype_name
 from ..registry import register
 from ._text import cast_exact, json_ready, json_text, parse_token
@@ -46,7 +68,9 @@ from ._text import cast_exact, json_ready, json_text, parse_token
 FORMAT_ID = "weightstore.json"
 VERSION = 1
 _KEYS = {"format", "version", "metadata", "tensors"}
+_OPTIONAL_KEYS = {"header_crc32"}
 _TENSOR_KEYS = {"name", "dtype", "shape", "data"}
+_OPTIONAL_TENSOR_KEYS = {"crc32"}
 
 
 def _empty_nesting(shape: tuple[int, ...]) -> Any:
@@ -61,6 +85,7 @@ class JsonCodec(Codec):
 
     name = "json"
     extensions = (".json",)
+    checksums = True
     description = "JSON document (weightstore.json v1): name, dtype, shape, nested values"
     options = (Option("indent", bool, False, "indent the document by 2 spaces for reading"),)
 
@@ -76,14 +101,18 @@ class JsonCodec(Codec):
             return
         # The same bytes as one orjson.dumps of the whole document, written one tensor at
         # a time: each tensor's values become text once (orjson.Fragment embeds it).
-        head = orjson.dumps({"format": FORMAT_ID, "version": VERSION,
-                             "metadata": dict(weights.metadata), "tensors": []})
+        head = orjson.dumps({
+            "format": FORMAT_ID, "version": VERSION, "metadata": dict(weights.metadata),
+            "header_crc32": format_crc(header_crc32(header_entries(weights), weights.metadata)),
+            "tensors": []})
         fileobj.write(head[: -len(b"]}")])
         separator = b""
         for name, array in weights.items():  # not enumerate: it keeps the last item alive
             data = json_text(array) if array.size else orjson.dumps(_empty_nesting(array.shape))
             entry = orjson.dumps({"name": name, "dtype": dtype_name(array.dtype),
-                                  "shape": list(array.shape), "data": orjson.Fragment(data)})
+                                  "shape": list(array.shape),
+                                  "crc32": format_crc(tensor_crc32(array)),
+                                  "data": orjson.Fragment(data)})
             fileobj.write(separator + entry)
             separator = b","
             del array, data, entry  # one tensor (and its text) in memory at a time
@@ -94,11 +123,13 @@ class JsonCodec(Codec):
             "format": FORMAT_ID,
             "version": VERSION,
             "metadata": dict(weights.metadata),
+            "header_crc32": format_crc(header_crc32(header_entries(weights), weights.metadata)),
             "tensors": [
                 {
                     "name": name,
                     "dtype": dtype_name(array.dtype),
                     "shape": list(array.shape),
+                    "crc32": format_crc(tensor_crc32(array)),
                     "data": json_ready(array) if array.size else _empty_nesting(array.shape),
                 }
                 for name, array in weights.items()
@@ -106,7 +137,8 @@ class JsonCodec(Codec):
         }
         fileobj.write(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2))
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
         raw = fileobj.read()
         if raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
@@ -124,10 +156,13 @@ class JsonCodec(Codec):
         if doc.get("version") != VERSION:
             raise FormatError(path=path, field="version", expected=VERSION,
                               found=doc.get("version"))
-        extra = set(doc) - _KEYS
+        extra = set(doc) - _KEYS - _OPTIONAL_KEYS
         if extra:
-            raise FormatError(path=path, field="top level", expected=f"keys {sorted(_KEYS)}",
-                              found=sorted(extra))
+            raise FormatError(path=path, field="top level",
+                              expected=f"keys {sorted(_KEYS)} and optionally "
+                              f"{sorted(_OPTIONAL_KEYS)}", found=sorted(extra))
+        stored_header = (parse_crc(doc["header_crc32"], path, "header_crc32")
+                         if "header_crc32" in doc else None)
         metadata = doc.get("metadata", {})
         if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
             raise FormatError(path=path, field="metadata", expected="an object of strings",
@@ -145,17 +180,25 @@ class JsonCodec(Codec):
             name, array = self._read_tensor(entry, f"tensors[{i}]", path, limits, total)
             total += array.nbytes
             tensors.append((name, array))
+            if verify and "crc32" in entry:
+                verify_tensor(path, name, array, parse_crc(entry["crc32"], path,
+                                                            f"tensor {name!r} crc32"))
         try:
-            return Weights(tensors, metadata=metadata)
+            weights = Weights(tensors, metadata=metadata)
         except WeightsError as e:
             raise FormatError(f"holds invalid weights: {e}", path=path) from e
+        if verify and stored_header is not None:
+            verify_header(path, stored_header, weights, weights.metadata)
+        return weights
 
     @staticmethod
     def _read_tensor(entry: Any, where: str, path: str, limits: Limits,
                      total: int) -> tuple[str, np.ndarray]:
-        if not isinstance(entry, dict) or set(entry) != _TENSOR_KEYS:
+        if not isinstance(entry, dict) or not (
+                _TENSOR_KEYS <= set(entry) <= _TENSOR_KEYS | _OPTIONAL_TENSOR_KEYS):
             raise FormatError(path=path, field=where, expected=f"an object with keys "
-                              f"{sorted(_TENSOR_KEYS)}",
+                              f"{sorted(_TENSOR_KEYS)} and optionally "
+                              f"{sorted(_OPTIONAL_TENSOR_KEYS)}",
                               found=sorted(entry) if isinstance(entry, dict) else entry)
         name, dtype_text, shape = entry["name"], entry["dtype"], entry["shape"]
         if not isinstance(name, str):
@@ -175,7 +218,7 @@ class JsonCodec(Codec):
             raise FormatError(path=path, field=f"{where} shape",
                               expected="a list of at most 64 non-negative integers", found=shape)
         shape_t = tuple(shape)
-        count = int(np.prod(shape_t, dtype=np.float64)) if shape_t else 1
+        count = math.prod(shape_t)  # exact: a float product overflows on absurd claims
         limits.check_tensor(path, name, count * dtype.itemsize, total)
         data = entry["data"]
         if count == 0:

@@ -2,16 +2,22 @@
 
 Each tensor is the member ``<name>.npy`` (``/`` in a name is a folder in the
 zip, which ``numpy.load`` gives back as the same key). Files load with
-``numpy.load(path)`` and ``allow_pickle=False``. Metadata, when there is any,
-is the zip archive comment: ``weightstore-metadata:`` followed by a JSON object
-of strings (at most 65,535 bytes in all); ``numpy.load`` ignores it.
+``numpy.load(path)`` and ``allow_pickle=False``. The zip archive comment, which
+``numpy.load`` ignores, is ``weightstore:`` followed by a JSON object
+``{"metadata": {...strings...}, "header_crc32": "<8 hex digits>"}`` (at most
+65,535 bytes in all): the metadata and the header checksum of
+:mod:`weightstore.integrity` (names, dtypes, shapes, metadata). Files written by
+weightstore 0.1 have ``weightstore-metadata:`` and the metadata object alone (or
+no comment); they still load.
+
+Integrity: zip stores a CRC-32 of every member (the ``.npy`` header and the
+values), which is checked as the member is read; a mismatch is a
+:class:`~weightstore.errors.ChecksumError` naming the tensor, and so is a header
+checksum that does not match. ``verify=False`` skips both.
 
 Writing streams each array into its member; reading checks every member's
 header (dtype, shape) against its stored size, and a compressed member's size
 against :class:`~weightstore.codec.Limits`, before allocating anything.
-:meth:`NpzCodec.open` reads those headers alone; an uncompressed member is then
-read straight from its offset in the file (its zip CRC-32 checked beside the
-reads) or memory-mapped, a compressed one inflated on access.
 """
 
 from __future__ import annotations
@@ -26,12 +32,21 @@ import numpy as np
 import orjson
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorMeta, TensorSource, read_all
-from ..errors import FormatError, UnsupportedError
+from ..errors import ChecksumError, FormatError, UnsupportedError
+from ..integrity import (
+    HINT,
+    format_crc,
+    header_crc32,
+    header_entries,
+    parse_crc,
+)
 from ..model import Weights, dtype_name, little_endian
 from ..rawio import RawFile, crc32
 from ..registry import register
 
-COMMENT_PREFIX = b"weightstore-metadata:"
+COMMENT_PREFIX = b"weightstore:"
+#: What weightstore 0.1 wrote: the metadata object alone, no checksum.
+OLD_COMMENT_PREFIX = b"weightstore-metadata:"
 _MAX_COMMENT = 65535
 
 
@@ -43,7 +58,13 @@ def _read_header(member: IO[bytes], path: str, name: str) -> tuple[tuple[int, ..
             return fmt.read_array_header_1_0(member)
         if version == (2, 0):
             return fmt.read_array_header_2_0(member)
-        return fmt._read_array_header(member, version)  # version 3.0: utf-8 header
+        # version 3.0 (a UTF-8 header): numpy 2 keeps its reader in _format_impl
+        impl = getattr(fmt, "_read_array_header", None)
+        if impl is None:
+            from numpy.lib import _format_impl
+
+            impl = _format_impl._read_array_header
+        return impl(member, version)
     except (ValueError, EOFError, SyntaxError) as e:
         raise FormatError(f"bad .npy header ({e})", path=path, field=f"member {name!r}") from e
 
@@ -54,6 +75,8 @@ class NpzCodec(Codec):
 
     name = "npz"
     extensions = (".npz",)
+    checksums = True
+    streams_writes = True
     description = "numpy .npz (zip of .npy), plain or deflate-compressed; numpy.load reads it"
     options = (
         Option("compressed", bool, False, "deflate each member (like numpy.savez_compressed)"),
@@ -61,23 +84,21 @@ class NpzCodec(Codec):
                min=1, max=9),
     )
 
-    streams_writes = True
-
     @classmethod
     def sniff(cls, head: bytes) -> bool:
         return head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
         method = zipfile.ZIP_DEFLATED if self.compressed else zipfile.ZIP_STORED  # type: ignore[attr-defined]
-        comment = b""
-        if weights.metadata:
-            comment = COMMENT_PREFIX + orjson.dumps(weights.metadata)
-            if len(comment) > _MAX_COMMENT:
-                raise UnsupportedError(
-                    path=path, field="metadata",
-                    expected=f"at most {_MAX_COMMENT - len(COMMENT_PREFIX)} bytes of JSON in npz",
-                    found=f"{len(comment) - len(COMMENT_PREFIX)} bytes",
-                )
+        header = format_crc(header_crc32(header_entries(weights), weights.metadata))
+        comment = COMMENT_PREFIX + orjson.dumps({"metadata": weights.metadata,
+                                                 "header_crc32": header})
+        if len(comment) > _MAX_COMMENT:
+            raise UnsupportedError(
+                path=path, field="metadata",
+                expected=f"at most {_MAX_COMMENT:,} bytes of zip comment in npz",
+                found=f"{len(comment):,} bytes",
+            )
         with zipfile.ZipFile(fileobj, "w", compression=method,
                              compresslevel=self.level if self.compressed else None) as zf:  # type: ignore[attr-defined]
             for name, array in weights.items():
@@ -90,29 +111,136 @@ class NpzCodec(Codec):
                 del array  # from a lazy source: one tensor in memory at a time
             zf.comment = comment
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
-        source = self.open(fileobj, path=path, limits=limits)
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
+        source = self.open(fileobj, path=path, limits=limits, verify=verify)
         try:
             return read_all(source, path, limits)
         finally:
             source.close()
 
-    def open(self, fileobj: IO[bytes], *, path: str,
-             limits: Limits = DEFAULT_LIMITS) -> TensorSource:
-        """The members' headers only; each tensor is read (or memory-mapped) on access."""
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> TensorSource:
+        """The members' headers only (and the header checksum); each tensor is read, its
+        zip CRC-32 checked, or memory-mapped, on access."""
         try:
             zf = zipfile.ZipFile(fileobj)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
             raise FormatError(f"not a valid zip archive ({e})", path=path) from e
+        except NotImplementedError as e:  # zipfile's word for a feature it lacks
+            raise FormatError(f"uses a zip feature this reader lacks ({e})", path=path) from e
         try:
-            return _NpzSource(zf, RawFile(fileobj, path), path, limits)
+            return _NpzSource(zf, RawFile(fileobj, path), path, limits, verify)
         except BaseException:
             zf.close()
             raise
 
     @staticmethod
+    def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, name: str,
+                     limits: Limits, total: int, verify: bool) -> np.ndarray:
+        try:
+            with zf.open(info) as member:
+                if not verify and hasattr(member, "_expected_crc"):
+                    # zipfile checks a member's CRC-32 as it reaches its end and offers no
+                    # switch; this is how it skips the check itself when it has no CRC
+                    member._expected_crc = None
+                shape, fortran, dtype = _read_header(member, path, info.filename)
+                if dtype_name(dtype) is None:
+                    raise FormatError(path=path, field=f"member {info.filename!r} dtype",
+                                      expected="a numeric or bool dtype", found=str(dtype))
+                count = 1
+                for d in shape:
+                    count *= d
+                nbytes = count * dtype.itemsize
+                limits.check_tensor(path, name, nbytes, total)
+                header_len = member.tell()
+                if header_len + nbytes != info.file_size:
+                    raise FormatError(
+                        path=path, field=f"member {info.filename!r}",
+                        expected=f"{header_len + nbytes:,} bytes for shape {shape} {dtype}",
+                        found=f"{info.file_size:,} bytes",
+                    )
+                buf = bytearray(nbytes)
+                got = 0
+                with memoryview(buf) as view:  # released even when a read fails
+                    while got < nbytes:
+                        with view[got:] as rest:
+                            n = member.readinto(rest)
+                        if not n:
+                            raise FormatError(path=path, field=f"member {info.filename!r}",
+                                              expected=f"{nbytes:,} data bytes",
+                                              found=f"{got:,}")
+                        got += n
+                if member.read(1):  # also makes zipfile reach the end and check the CRC
+                    raise FormatError(path=path, field=f"member {info.filename!r}",
+                                      expected=f"{nbytes:,} data bytes", found="more")
+        except zipfile.BadZipFile as e:
+            if "CRC" in str(e):
+                raise ChecksumError(path=path, field=f"tensor {name!r}",
+                                    expected=f"the zip CRC-32 {info.CRC:08x} of member "
+                                    f"{info.filename!r}", found="a mismatch", hint=HINT) from e
+            raise FormatError(f"corrupted member ({e})", path=path,
+                              field=f"member {info.filename!r}") from e
+        except (OSError, EOFError) as e:  # zlib.error is an Exception; see below
+            raise FormatError(f"unreadable member ({e})", path=path,
+                              field=f"member {info.filename!r}") from e
+        except (NotImplementedError, RuntimeError) as e:  # a compression method or flag
+            # zipfile lacks, or encryption (RuntimeError: "password required")
+            raise FormatError(f"uses a zip feature this reader lacks ({e})", path=path,
+                              field=f"member {info.filename!r}") from e
+        except Exception as e:
+            import zlib
+
+            if isinstance(e, zlib.error):
+                raise FormatError(f"corrupted compressed data ({e})", path=path,
+                                  field=f"member {info.filename!r}") from e
+            raise
+        array = np.frombuffer(buf, dtype=dtype)
+        return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+    @staticmethod
+    def _check_extents(infos: list[zipfile.ZipInfo], end: int, path: str) -> None:
+        """Refuse members whose data overlap, or run into the central directory.
+
+        A zip bomb without nesting points many directory entries at one compressed
+        stream; each member's bytes (local header, name, data) must end before the
+        next member starts. The local header's extra field is not counted (its
+        length is only in the local header), so the check never refuses a valid file.
+        """
+        ordered = sorted(infos, key=lambda i: i.header_offset)
+        for i, info in enumerate(ordered):
+            nxt = ordered[i + 1] if i + 1 < len(ordered) else None
+            encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+            try:
+                name_len = len(info.orig_filename.encode(encoding))
+            except UnicodeEncodeError:
+                name_len = 0
+            stop = info.header_offset + 30 + name_len + info.compress_size
+            limit = nxt.header_offset if nxt is not None else end
+            if stop > limit:
+                raise FormatError(
+                    path=path, field=f"member {info.filename!r}",
+                    expected=f"its bytes to end by offset {limit:,} (where "
+                    + (f"member {nxt.filename!r}" if nxt is not None else "the directory")
+                    + " starts)",
+                    found=f"{info.compress_size:,} bytes of data from offset "
+                    f"{info.header_offset:,}"
+                    + (" (overlapping members)" if nxt is not None else ""),
+                )
+
+    @staticmethod
     def _check_layout(zf: zipfile.ZipFile, fileobj: IO[bytes], path: str) -> None:
-        """Refuse bytes before the first member (zipfile tolerates them silently)."""
+        """Refuse bytes before the first member and after the archive comment (zipfile
+        tolerates both silently: a comment length cut short hides the rest of it)."""
+        end = fileobj.seek(0, 2)
+        tail = 22 + len(zf.comment)
+        fileobj.seek(max(0, end - tail))
+        record = fileobj.read(tail)
+        if (len(record) != tail or not record.startswith(b"PK\x05\x06")
+                or int.from_bytes(record[20:22], "little") != len(zf.comment)):
+            raise FormatError(path=path, field="zip layout",
+                              expected="the end record and its comment at the end of the file",
+                              found="other bytes after them, or a comment of another length")
         infos = zf.infolist()
         if infos:
             first = min(i.header_offset for i in infos)
@@ -128,17 +256,39 @@ class NpzCodec(Codec):
                                   found=f"no members in {end:,} bytes")
 
     @staticmethod
-    def _read_comment(comment: bytes, path: str) -> dict[str, str]:
-        if not comment.startswith(COMMENT_PREFIX):
-            return {}
+    def _read_comment(comment: bytes, path: str) -> tuple[dict[str, str], int | None]:
+        """The metadata and the header checksum (None if the file has none)."""
+        for prefix in (COMMENT_PREFIX, OLD_COMMENT_PREFIX):
+            if comment.startswith(prefix):
+                break
+        else:
+            looks_ours = comment and (b"weightstore".startswith(comment[:11])
+                                      or comment.startswith(b"weight")
+                                      or b'"header_crc32"' in comment)
+            if looks_ours:
+                # another tool's comment is ignored, but not ours with a damaged prefix,
+                # which would silently drop the metadata and its checksum
+                raise FormatError(path=path, field="zip comment",
+                                  expected=f"{COMMENT_PREFIX!r} followed by JSON",
+                                  found=comment[:32])
+            return {}, None
         try:
-            meta = orjson.loads(comment[len(COMMENT_PREFIX):])
+            doc = orjson.loads(comment[len(prefix):])
         except orjson.JSONDecodeError as e:
             raise FormatError(f"metadata comment is not JSON ({e})", path=path,
                               field="zip comment") from e
-        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-            raise FormatError(path=path, field="zip comment", expected="a JSON object of strings")
-        return meta
+        stored = None
+        if prefix == COMMENT_PREFIX:
+            if not isinstance(doc, dict) or set(doc) != {"metadata", "header_crc32"}:
+                raise FormatError(path=path, field="zip comment",
+                                  expected='{"metadata": {...}, "header_crc32": "..."}',
+                                  found=doc)
+            stored = parse_crc(doc["header_crc32"], path, "zip comment header_crc32")
+            doc = doc["metadata"]
+        if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+            raise FormatError(path=path, field="zip comment metadata",
+                              expected="a JSON object of strings")
+        return doc, stored
 
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
@@ -157,13 +307,16 @@ class _NpzSource(TensorSource):
 
     lazy = True
 
-    def __init__(self, zf: zipfile.ZipFile, raw: RawFile, path: str, limits: Limits) -> None:
-        self._zf, self._raw, self._path = zf, raw, path
+    def __init__(self, zf: zipfile.ZipFile, raw: RawFile, path: str, limits: Limits,
+                 verify: bool) -> None:
+        self._zf, self._raw, self._path, self._verify = zf, raw, path, verify
+        self._limits = limits
         infos = [i for i in zf.infolist() if not i.is_dir()]
         NpzCodec._check_layout(zf, raw.fileobj, path)
         if len(infos) > limits.max_tensors:
             raise FormatError(path=path, field="members",
                               expected=f"at most {limits.max_tensors}", found=len(infos))
+        NpzCodec._check_extents(infos, getattr(zf, "start_dir", raw.size), path)
         metas: list[TensorMeta] = []
         self._members: dict[str, _Member] = {}
         for info in infos:
@@ -192,8 +345,16 @@ class _NpzSource(TensorSource):
             meta, member = self._header(info, name, limits)
             metas.append(meta)
             self._members[name] = member
-        super().__init__(metas, NpzCodec._read_comment(zf.comment, path))
+        metadata, stored_header = NpzCodec._read_comment(zf.comment, path)
+        super().__init__(metas, metadata)
         self._metas = {m.name: m for m in metas}
+        if verify and stored_header is not None:  # names, dtypes, shapes: known already
+            actual = header_crc32([(m.name, dtype_name(m.dtype) or str(m.dtype), m.shape)
+                                   for m in metas], metadata)
+            if actual != stored_header:
+                raise ChecksumError(path=path, field="header (names, dtypes, shapes, metadata)",
+                                    expected=f"CRC-32 {format_crc(stored_header)}",
+                                    found=f"CRC-32 {format_crc(actual)}", hint=HINT)
 
     @staticmethod
     def _where(info: zipfile.ZipInfo) -> str:
@@ -221,6 +382,9 @@ class _NpzSource(TensorSource):
             raise FormatError(f"corrupted member ({e})", path=path, field=where) from e
         except (OSError, EOFError) as e:
             raise FormatError(f"unreadable member ({e})", path=path, field=where) from e
+        except (NotImplementedError, RuntimeError) as e:  # a method or flag zipfile lacks
+            raise FormatError(f"uses a zip feature this reader lacks ({e})", path=path,
+                              field=where) from e
         except zlib.error as e:
             raise FormatError(f"corrupted compressed data ({e})", path=path, field=where) from e
         if dtype_name(dtype) is None:
@@ -265,43 +429,25 @@ class _NpzSource(TensorSource):
 
     def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
         meta, member = self._metas[name], self._members[name]
+        info = member.info
+        if member.data_offset < 0:  # deflated: zipfile inflates it and checks its CRC
+            return NpzCodec._read_member(self._zf, info, self._path, name, self._limits, 0,
+                                         self._verify)
         shape = meta.shape[::-1] if member.fortran else meta.shape
-        if member.data_offset < 0:
-            return self._read_compressed(meta, member, shape)
         if mmap and self._raw.can_mmap:
             array = self._raw.map_array(member.data_offset, meta.dtype, shape)
             return (array.T if member.fortran else array).view(np.ndarray)
-        # zip's CRC covers the .npy header and the data: start from the header's CRC.
-        header = self._raw.pread(member.data_offset - member.header_len, member.header_len)
-        array = self._raw.read_array(member.data_offset, meta.dtype, shape,
-                                     field=self._where(member.info),
-                                     crc=(crc32(header), member.info.CRC))
-        return array.T if member.fortran else array
-
-    def _read_compressed(self, meta: TensorMeta, member: _Member,
-                         shape: tuple[int, ...]) -> np.ndarray:
-        path, where = self._path, self._where(member.info)
+        crc = None
+        if self._verify:  # zip's CRC covers the .npy header and the data
+            header = self._raw.pread(member.data_offset - member.header_len, member.header_len)
+            crc = (crc32(header), info.CRC)
         try:
-            with self._zf.open(member.info) as stream:
-                stream.read(member.header_len)
-                buf = bytearray(meta.nbytes)
-                view = memoryview(buf)
-                got = 0
-                while got < meta.nbytes:
-                    n = stream.readinto(view[got:])
-                    if not n:
-                        raise FormatError(path=path, field=where,
-                                          expected=f"{meta.nbytes:,} data bytes",
-                                          found=f"{got:,}")
-                    got += n
-                stream.read(1)  # reach the end so that zipfile checks the CRC
-        except zipfile.BadZipFile as e:
-            raise FormatError(f"corrupted member ({e})", path=path, field=where) from e
-        except (OSError, EOFError) as e:
-            raise FormatError(f"unreadable member ({e})", path=path, field=where) from e
-        except zlib.error as e:
-            raise FormatError(f"corrupted compressed data ({e})", path=path, field=where) from e
-        array = np.frombuffer(buf, dtype=meta.dtype).reshape(shape)
+            array = self._raw.read_array(member.data_offset, meta.dtype, shape,
+                                         field=f"tensor {name!r}", crc=crc)
+        except ChecksumError as e:
+            raise ChecksumError(path=self._path, field=f"tensor {name!r}",
+                                expected=f"the zip CRC-32 {info.CRC:08x} of member "
+                                f"{info.filename!r}", found="a mismatch", hint=HINT) from e
         return array.T if member.fortran else array
 
     def close(self) -> None:

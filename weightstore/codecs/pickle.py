@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 from collections import OrderedDict
 from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
-from ..errors import FormatError, UnsafeFileError, WeightsError
-from ..model import Weights, to_storage
+from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, warn_if_regrouped
+from ..errors import FormatError, LimitError, UnsafeFileError, WeightsError, WeightstoreError
+from ..model import Weights, canonical_dtype, to_storage
 from ..registry import register
 
 #: The key under which metadata is stored in the top-level dict.
@@ -33,60 +34,194 @@ METADATA_KEY = "__metadata__"
 # (module, name) pairs a weight pickle may reference, and nothing else.
 _ALLOWED: dict[tuple[str, str], Any] = {}
 
+#: dtype codes numpy writes for the core dtypes ("f4", "<i8", "b1", ...).
+_DTYPE_CODE = re.compile(r"[<>=|]?(?:b1|\?|[iu][1248]|f[248])")
+#: Most dimensions numpy allows.
+_MAX_DIMS = 64
+
+
+class _Frozen:
+    """A global a pickle may name: calls *call*, and the file cannot change it.
+
+    Pickle's BUILD opcode sets attributes on whatever object it is given (a
+    function's ``__defaults__``, a class's methods); these tokens have no
+    attributes to set, so one file cannot alter how the next one is read.
+    """
+
+    __slots__ = ("_call", "_name")
+
+    def __init__(self, name: str, call: Any = None) -> None:
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_call", call)
+
+    def __call__(self, *args: Any) -> Any:
+        if self._call is None:
+            raise UnsafeFileError(field=f"global {self._name}",
+                                  expected="use only as an argument", found="a call")
+        return self._call(*args)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise UnsafeFileError(field=f"global {self._name}", expected="no state",
+                              found=f"an attribute {key!r}")
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+#: Stands for numpy.ndarray: only _reconstruct may use it, as its first argument.
+_NDARRAY = _Frozen("numpy.ndarray")
+#: Stands for ml_dtypes.bfloat16, the scalar type bfloat16 dtypes are pickled with.
+_BFLOAT16 = _Frozen("ml_dtypes.bfloat16")
+
 
 def _allowed() -> dict[tuple[str, str], Any]:
     if not _ALLOWED:
-        try:
-            from numpy._core import multiarray, numeric
-        except ImportError:  # numpy < 2
-            from numpy.core import multiarray, numeric  # type: ignore[no-redef]
-        real_reconstruct = multiarray._reconstruct
-
-        def reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> np.ndarray:
-            # numpy pickles an array as _reconstruct(ndarray, (0,), b"b") followed by
-            # __setstate__ with the real shape and bytes, which numpy checks against each
-            # other. Anything else would let a small file allocate a huge array.
-            if subtype is not _NDARRAY or tuple(shape) != (0,):
-                raise UnsafeFileError(
-                    field="global numpy.core.multiarray._reconstruct",
-                    expected="_reconstruct(numpy.ndarray, (0,), ...)",
-                    found=f"_reconstruct({subtype!r}, {shape!r}, ...)",
-                )
-            return real_reconstruct(np.ndarray, (0,), dtype_code)
-
-        scalar = multiarray.scalar
-        frombuffer = numeric._frombuffer
         for core in ("numpy.core", "numpy._core"):
-            _ALLOWED[(f"{core}.multiarray", "_reconstruct")] = reconstruct
-            _ALLOWED[(f"{core}.multiarray", "scalar")] = scalar
-            _ALLOWED[(f"{core}.numeric", "_frombuffer")] = frombuffer
+            _ALLOWED[(f"{core}.multiarray", "_reconstruct")] = _Frozen(
+                f"{core}.multiarray._reconstruct", _reconstruct)
+            _ALLOWED[(f"{core}.multiarray", "scalar")] = _Frozen(
+                f"{core}.multiarray.scalar", _scalar)
+            _ALLOWED[(f"{core}.numeric", "_frombuffer")] = _Frozen(
+                f"{core}.numeric._frombuffer", _frombuffer)
         _ALLOWED[("numpy", "ndarray")] = _NDARRAY
-        _ALLOWED[("numpy", "dtype")] = np.dtype
-        _ALLOWED[("collections", "OrderedDict")] = OrderedDict
-        try:  # bfloat16 arrays pickle their scalar type; a plain type, safe to name
-            import ml_dtypes
-
-            _ALLOWED[("ml_dtypes", "bfloat16")] = ml_dtypes.bfloat16
-        except ImportError:
-            pass
+        _ALLOWED[("numpy", "dtype")] = _Frozen("numpy.dtype", _DtypeSpec)
+        _ALLOWED[("collections", "OrderedDict")] = _Frozen("collections.OrderedDict",
+                                                           OrderedDict)
+        _ALLOWED[("ml_dtypes", "bfloat16")] = _BFLOAT16
         # Protocol 2 stores bytes as _codecs.encode(str, "latin1"); only that use is allowed.
-        _ALLOWED[("_codecs", "encode")] = _latin1_encode
+        _ALLOWED[("_codecs", "encode")] = _Frozen("_codecs.encode", _latin1_encode)
     return _ALLOWED
 
 
-class _NdarrayToken:
-    """Stands for numpy.ndarray inside a pickle: only _reconstruct may use it."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise UnsafeFileError(field="global numpy.ndarray",
-                              expected="use only as the type given to _reconstruct",
-                              found="a direct call")
-
-    def __repr__(self) -> str:
-        return "numpy.ndarray"
+# numpy's own pickling support (dtype.__setstate__, ndarray.__setstate__) is written
+# for trusted input: damaged states crash it (segfaults, SystemError). So the names
+# above stand for small builders of ours, which check every value the file gives
+# and then make the dtype or the array with ordinary numpy calls.
 
 
-_NDARRAY = _NdarrayToken()
+def _refuse(field: str, expected: str, found: Any) -> FormatError:
+    return FormatError(field=field, expected=expected, found=found)
+
+
+class _DtypeSpec:
+    """What ``numpy.dtype(code, align, copy)`` in a pickle builds: a checked dtype.
+
+    Only the core dtypes are accepted; the state numpy then sets (byte order and
+    sizes) is checked against the form numpy writes for them.
+    """
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, code: Any, align: Any = False, copy: Any = True) -> None:
+        if code is _BFLOAT16:
+            self.dtype = canonical_dtype("bfloat16")  # needs ml_dtypes, else says so
+        elif isinstance(code, str) and _DTYPE_CODE.fullmatch(code):
+            self.dtype = np.dtype(code)
+        else:
+            raise UnsafeFileError(field="numpy dtype",
+                                  expected="bool, (u)int8-64, float16/32/64 or bfloat16",
+                                  found=code)
+
+    def __setstate__(self, state: Any) -> None:
+        where = "numpy dtype state"
+        if not isinstance(state, tuple) or len(state) not in (8, 9) or state[0] not in (3, 4):
+            raise _refuse(where, "(3, byteorder, None, None, None, size, alignment, flags)",
+                          state)
+        order, subarray, names, fields, size, align, flags = state[1:8]
+        if (order not in ("<", ">", "|", "=") or (subarray, names, fields) != (None,) * 3
+                or size not in (-1, self.dtype.itemsize)
+                or align not in (-1, self.dtype.alignment)
+                or not isinstance(flags, int) or (len(state) == 9 and state[8] is not None
+                                                  and not isinstance(state[8], dict))):
+            raise _refuse(where, f"the state of a plain {self.dtype.name}", state)
+        if self.dtype.itemsize > 1 and order in ("<", ">"):
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+def _dtype(value: Any, where: str) -> np.dtype:
+    if not isinstance(value, _DtypeSpec):
+        raise _refuse(where, "a numpy dtype", type(value).__name__)
+    return value.dtype
+
+
+def _raw_bytes(value: Any, where: str) -> bytes | bytearray:
+    if isinstance(value, str):  # written by Python 2: bytes were str, read as latin-1
+        return value.encode("latin1")
+    if isinstance(value, bytes | bytearray):
+        return value
+    if isinstance(value, pickle.PickleBuffer):
+        return bytes(value.raw())
+    raise _refuse(where, "bytes", type(value).__name__)
+
+
+def _build_array(shape: Any, dtype: Any, fortran: Any, raw: Any, where: str) -> np.ndarray:
+    """An array of *shape* and *dtype* holding a copy of *raw*, after checking each."""
+    if (not isinstance(shape, tuple) or len(shape) > _MAX_DIMS
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                       for d in shape)):
+        raise _refuse(f"{where} shape", f"a tuple of at most {_MAX_DIMS} non-negative ints",
+                      shape)
+    dt = _dtype(dtype, f"{where} dtype")
+    if not isinstance(fortran, bool | int):
+        raise _refuse(f"{where} order", "a flag", fortran)
+    data = _raw_bytes(raw, f"{where} data")
+    count = 1
+    for d in shape:
+        count *= d
+    if len(data) != count * dt.itemsize:
+        raise _refuse(f"{where} data", f"{count * dt.itemsize:,} bytes for shape {shape} "
+                      f"{dt.name}", f"{len(data):,} bytes")
+    flat = np.frombuffer(data, dtype=dt)
+    array = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+    return array.copy(order="K")  # writable and owning its data, as numpy's unpickling gives
+
+
+class _ArraySpec:
+    """What ``_reconstruct(ndarray, (0,), b"b")`` builds: filled in by its state."""
+
+    __slots__ = ("array",)
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        where = "numpy array state"
+        if self.array is not None:
+            raise _refuse(where, "set once", "a second state")
+        if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
+            state = state[1:]
+        if not isinstance(state, tuple) or len(state) != 4:
+            raise _refuse(where, "(1, shape, dtype, is_fortran, data)",
+                          type(state).__name__ if not isinstance(state, tuple) else state[:3])
+        self.array = _build_array(*state, where=where)
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> _ArraySpec:
+    """``numpy.core.multiarray._reconstruct``, only as numpy writes it for a plain array.
+
+    numpy pickles an array as ``_reconstruct(ndarray, (0,), b"b")`` followed by its
+    state (shape, dtype, bytes). Anything else would let a small file allocate a huge
+    array or build an ndarray subclass.
+    """
+    if subtype is not _NDARRAY or shape != (0,) or dtype_code not in (b"b", "b"):
+        raise UnsafeFileError(
+            field="global numpy.core.multiarray._reconstruct",
+            expected="_reconstruct(numpy.ndarray, (0,), b'b')",
+            found=f"_reconstruct({subtype!r}, {shape!r}, {dtype_code!r})",
+        )
+    return _ArraySpec()
+
+
+def _scalar(dtype: Any, raw: Any = None) -> np.generic:
+    """``numpy.core.multiarray.scalar(dtype, bytes)``: a numpy scalar of a core dtype."""
+    return _build_array((), dtype, False, raw, "numpy scalar")[()]
+
+
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """``numpy.core.numeric._frombuffer``, which pickle protocol 5 uses for arrays."""
+    if order not in ("C", "F"):
+        raise _refuse("numpy array order", "'C' or 'F'", order)
+    return _build_array(shape, dtype, order == "F", buf, "numpy array")
 
 
 def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
@@ -96,13 +231,6 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
             found=f"encode({type(text).__name__}, {encoding!r})",
         )
     return text.encode("latin1")
-
-
-def _dtype_of(*args: Any) -> np.dtype:
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise UnsafeFileError(field="numpy dtype", expected="a numeric dtype", found=str(dtype))
-    return dtype
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -119,8 +247,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 path=self._path, field=f"global {module}.{name}",
                 expected="only numpy arrays, dtypes, scalars and dicts",
             )
-        if obj is np.dtype:
-            return _dtype_of
         return obj
 
     def persistent_load(self, pid: Any) -> Any:
@@ -129,10 +255,20 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _collect(obj: Any, path: str, prefix: str, out: dict[str, Any], depth: int,
-             limits: Limits) -> None:
+             limits: Limits, visits: list[int]) -> None:
+    """The arrays in *obj* by their ``/``-joined names, into *out*.
+
+    *visits* counts the dicts and arrays walked: a pickle may refer to one dict from
+    many places, so that a small file describes a tree with billions of paths.
+    """
     if depth > limits.max_depth:
         raise FormatError(path=path, field=prefix or "top level",
                           expected=f"nesting within {limits.max_depth} levels")
+    visits[0] += 1
+    if visits[0] > 2 * limits.max_tensors + 1:
+        raise LimitError(path=path, field="dicts and arrays",
+                         expected=f"at most {limits.max_tensors:,} tensors "
+                         "(Limits.max_tensors)", found=f"more than {visits[0] - 1:,} entries")
     if isinstance(obj, dict):
         for key, value in obj.items():
             if not isinstance(key, str):
@@ -141,8 +277,13 @@ def _collect(obj: Any, path: str, prefix: str, out: dict[str, Any], depth: int,
             name = f"{prefix}/{key}" if prefix else key
             if not prefix and key == METADATA_KEY:
                 continue
-            _collect(value, path, name, out, depth + 1, limits)
+            _collect(value, path, name, out, depth + 1, limits, visits)
         return
+    if isinstance(obj, _ArraySpec):
+        if obj.array is None:
+            raise FormatError(path=path, field=repr(prefix) if prefix else "top level",
+                              expected="a numpy array with its state", found="no state")
+        obj = obj.array
     if isinstance(obj, np.generic):
         obj = np.asarray(obj)
     if not isinstance(obj, np.ndarray):
@@ -158,6 +299,7 @@ class PickleCodec(Codec):
 
     name = "pickle"
     extensions = (".pkl", ".pickle")
+    groups_together = True
     description = "Python pickle of a dict of numpy arrays (the book's format), read safely"
     options = (
         Option("protocol", int, 4, "pickle protocol to write (2 to 5)", min=2,
@@ -169,6 +311,7 @@ class PickleCodec(Codec):
         return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+        warn_if_regrouped(weights, path, self.name)
         nested: dict[str, Any] = Weights(
             ((k, to_storage(v) if v.dtype.byteorder == ">" else v) for k, v in weights.items())
         ).to_nested()
@@ -182,7 +325,7 @@ class PickleCodec(Codec):
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
         try:
             obj = _RestrictedUnpickler(fileobj, path).load()
-        except UnsafeFileError:
+        except WeightstoreError:  # refused by a builder above
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
                 IndexError, KeyError, MemoryError, OverflowError, RecursionError,
@@ -192,7 +335,7 @@ class PickleCodec(Codec):
             raise FormatError(path=path, field="top level", expected="a dict of arrays",
                               found=type(obj).__name__)
         tensors: dict[str, Any] = {}
-        _collect(obj, path, "", tensors, 0, limits)
+        _collect(obj, path, "", tensors, 0, limits, [0])
         meta = obj.get(METADATA_KEY, {})
         if not isinstance(meta, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in meta.items()

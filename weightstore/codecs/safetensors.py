@@ -11,10 +11,14 @@ The header maps each tensor name to ``{"dtype": "F32", "shape": [784, 50],
 ``"__metadata__"``, an object of string values.
 
 What weightstore adds, inside the format: our metadata is ``__metadata__``
-itself, plus one reserved key, ``weightstore.order``, a JSON list of the tensor
+itself, plus reserved keys: ``weightstore.order``, a JSON list of the tensor
 names in the weights' order (the library lays tensors out sorted by alignment
-and name, and JSON object order is not kept by every reader). Files from other
-writers, without that key, are read in data-offset order.
+and name, and JSON object order is not kept by every reader);
+``weightstore.crc32``, a JSON object of each tensor's checksum; and
+``weightstore.header_crc32``, the header checksum (both of
+:mod:`weightstore.integrity`, 8 hex digits). Files from other writers, without
+these keys, are read in data-offset order and unverified; ``verify=False``
+skips the checksums.
 
 Dtypes: ``BOOL U8 I8 U16 I16 U32 I32 U64 I64 F16 BF16 F32 F64`` (bfloat16 needs
 ``ml_dtypes``). The library's other dtypes (F4, F6_*, F8_*, C64) are refused
@@ -25,7 +29,8 @@ Writing goes through ``safetensors.numpy.save``. Reading checks the header
 in layers (length, JSON, each entry, offsets tiling the buffer exactly, limits)
 before any tensor is built, then reads each tensor from its offset into its
 array (one copy; ``safetensors.deserialize`` makes two, and its numpy table has
-no BF16, so the dtype table here replaces it). The package is imported only when
+no BF16, so the dtype table here replaces it). :meth:`SafetensorsCodec.open`
+reads the header alone (``weightstore.open``). The package is imported only when
 a file is read or written: registering the codec does not need it.
 """
 
@@ -40,14 +45,24 @@ import numpy as np
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorMeta, TensorSource
 from ..errors import (
+    ChecksumError,
     FormatError,
     LimitError,
     MissingDependencyError,
     UnsupportedError,
     WeightsError,
 )
-from ..model import Weights, canonical_dtype, little_endian
-from ..rawio import RawFile
+from ..integrity import (
+    HINT,
+    format_crc,
+    header_crc32,
+    header_entries,
+    parse_crc,
+    tensor_crc32,
+    verify_tensor,
+)
+from ..model import Weights, canonical_dtype, dtype_name, little_endian
+from ..rawio import RawFile, crc32
 from ..registry import register
 
 __all__ = ["SafetensorsCodec", "ORDER_KEY", "METADATA_KEY", "DTYPE_CODES"]
@@ -56,6 +71,11 @@ __all__ = ["SafetensorsCodec", "ORDER_KEY", "METADATA_KEY", "DTYPE_CODES"]
 METADATA_KEY = "__metadata__"
 #: Our key inside ``__metadata__``: the tensor names in order, as a JSON list.
 ORDER_KEY = "weightstore.order"
+#: Our key inside ``__metadata__``: each tensor's CRC-32, as a JSON object of hex strings.
+CRC_KEY = "weightstore.crc32"
+#: Our key inside ``__metadata__``: the header checksum (names, dtypes, shapes, metadata).
+HEADER_CRC_KEY = "weightstore.header_crc32"
+_RESERVED = (ORDER_KEY, CRC_KEY, HEADER_CRC_KEY)
 #: safetensors dtype code for each canonical dtype name weightstore holds.
 DTYPE_CODES: dict[str, str] = {
     "bool": "BOOL",
@@ -109,6 +129,21 @@ class _DuplicateKey(ValueError):
         self.key = key
 
 
+def _near(a: str, b: str, most: int = 2) -> bool:
+    """Whether *a* becomes *b* with at most *most* characters inserted, deleted or changed."""
+    if abs(len(a) - len(b)) > most:
+        return False
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(row) > most:
+            return False
+        previous = row
+    return previous[-1] <= most
+
+
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -119,6 +154,7 @@ class SafetensorsCodec(Codec):
 
     name = "safetensors"
     extensions = (".safetensors",)
+    checksums = True
     description = "safetensors (Hugging Face): JSON header + raw little-endian buffer"
 
     @classmethod
@@ -137,44 +173,97 @@ class SafetensorsCodec(Codec):
             raise UnsupportedError(path=path, field=f"tensor {METADATA_KEY!r}",
                                    expected="a tensor name other than the one safetensors "
                                    "reserves for metadata", found=METADATA_KEY)
-        if ORDER_KEY in weights.metadata:
-            raise UnsupportedError(path=path, field=f"metadata key {ORDER_KEY!r}",
-                                   expected="a key weightstore does not reserve in safetensors "
-                                   "(it stores the tensor order there)", found=ORDER_KEY)
+        for key in weights.metadata:
+            if key in _RESERVED or any(_near(key, r) for r in _RESERVED):
+                raise UnsupportedError(path=path, field=f"metadata key {key!r}",
+                                       expected="a key unlike those weightstore reserves in "
+                                       f"safetensors ({', '.join(_RESERVED)}: order and "
+                                       "checksums)", found=key)
         # C order, little-endian (the library copies the raw bytes from the array's pointer).
         # Not np.ascontiguousarray, which turns a 0-d array into shape (1,).
         tensors = {name: _c_order(little_endian(array)) for name, array in weights.items()}
-        metadata = {**weights.metadata, ORDER_KEY: json.dumps(list(weights))}
+        crcs = {name: format_crc(tensor_crc32(array)) for name, array in weights.items()}
+        metadata = {**weights.metadata, ORDER_KEY: json.dumps(list(weights)),
+                    CRC_KEY: json.dumps(crcs),
+                    HEADER_CRC_KEY: format_crc(header_crc32(header_entries(weights),
+                                                            weights.metadata))}
         fileobj.write(st.numpy.save(tensors, metadata=metadata))
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
         _safetensors()  # the format's own package stays required, as for writing
+        source = self._open(fileobj, path, limits, verify)
+        # The header checks (offsets tiling the buffer exactly, sizes matching dtype and
+        # shape) are what safetensors.deserialize checks; each tensor is then read from its
+        # offset straight into its array: one copy, where the library makes two.
+        try:
+            weights = Weights([(m.name, source.read(m.name)) for m in source.tensors],
+                              metadata=source.metadata)
+        except WeightsError as e:
+            raise FormatError(f"holds invalid weights: {e}", path=path) from e
+        return weights
+
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> TensorSource:
+        """The header alone, checked as :meth:`read` checks it (its checksum too); each
+        tensor is then read from its offset, checked, or memory-mapped."""
+        # Opening holds no tensor, so only the per-tensor limit applies here.
+        return self._open(fileobj, path, dataclasses.replace(limits, max_total_bytes=1 << 62),
+                          verify)
+
+    def _open(self, fileobj: IO[bytes], path: str, limits: Limits,
+              verify: bool) -> _LazySource:
         size = fileobj.seek(0, 2)
         fileobj.seek(0)
         entries, metadata = self._read_header(fileobj, path, size, limits)
         data_start = fileobj.tell()
         order = self._order(metadata, entries, path)
-        # The header checks above (offsets tiling the buffer exactly, sizes matching dtype
-        # and shape) are what safetensors.deserialize checks; each tensor is then read from
-        # its offset straight into its array, one copy instead of the library's two.
-        source = _LazySource(entries, order, metadata, RawFile(fileobj, path), data_start)
-        try:
-            return Weights([(n, source.read(n)) for n in order], metadata=metadata)
-        except WeightsError as e:
-            raise FormatError(f"holds invalid weights: {e}", path=path) from e
+        for key in metadata:
+            if key not in _RESERVED and any(_near(key, r) for r in _RESERVED):
+                # a reserved key with a damaged name would turn into plain metadata, and
+                # the checksum it holds would be lost without a word
+                raise FormatError(path=path, field=f"{METADATA_KEY}[{key!r}]",
+                                  expected=f"one of the reserved keys {list(_RESERVED)} "
+                                  "exactly, or a key unlike them", found=key)
+        if (CRC_KEY in metadata) != (HEADER_CRC_KEY in metadata):
+            # written together: one alone means the other's key was damaged
+            raise FormatError(path=path, field=METADATA_KEY,
+                              expected=f"both {CRC_KEY!r} and {HEADER_CRC_KEY!r}, or neither",
+                              found=f"only {CRC_KEY if CRC_KEY in metadata else HEADER_CRC_KEY!r}")
+        crcs = self._checksums(metadata, entries, path)
+        header = metadata.pop(HEADER_CRC_KEY, None)
+        stored_header = None if header is None else parse_crc(
+            header, path, f"{METADATA_KEY}[{HEADER_CRC_KEY!r}]")
+        source = _LazySource(entries, order, metadata, RawFile(fileobj, path), data_start, path,
+                             crcs if verify else {})
+        if verify and stored_header is not None:
+            actual = header_crc32([(m.name, dtype_name(m.dtype) or str(m.dtype), m.shape)
+                                   for m in source.tensors], metadata)
+            if actual != stored_header:
+                raise ChecksumError(path=path, field="header (names, dtypes, shapes, metadata)",
+                                    expected=f"CRC-32 {format_crc(stored_header)}",
+                                    found=f"CRC-32 {format_crc(actual)}", hint=HINT)
+        return source
 
-    def open(self, fileobj: IO[bytes], *, path: str,
-             limits: Limits = DEFAULT_LIMITS) -> TensorSource:
-        """The header alone, checked as :meth:`read` checks it; each tensor is then read
-        straight from its offset, or memory-mapped (weightstore.open)."""
-        size = fileobj.seek(0, 2)
-        fileobj.seek(0)
-        # Opening holds no tensor, so only the per-tensor limit applies here.
-        entries, metadata = self._read_header(
-            fileobj, path, size, dataclasses.replace(limits, max_total_bytes=1 << 62))
-        data_start = fileobj.tell()
-        order = self._order(metadata, entries, path)
-        return _LazySource(entries, order, metadata, RawFile(fileobj, path), data_start)
+    @staticmethod
+    def _checksums(metadata: dict[str, str], entries: dict[str, _Entry],
+                   path: str) -> dict[str, int]:
+        """Each tensor's stored CRC-32 (removed from *metadata*); empty when the file has none."""
+        field = f"{METADATA_KEY}[{CRC_KEY!r}]"
+        text = metadata.pop(CRC_KEY, None)
+        if text is None:
+            return {}
+        try:
+            crcs = json.loads(text)
+        except ValueError as e:
+            raise FormatError(path=path, field=field, expected="a JSON object of checksums",
+                              found=text) from e
+        if not isinstance(crcs, dict) or set(crcs) != set(entries):
+            raise FormatError(path=path, field=field,
+                              expected=f"a checksum for each of the file's {len(entries)} "
+                              "tensors", found=text)
+        return {name: parse_crc(value, path, f"{field}[{name!r}]")
+                for name, value in crcs.items()}
 
     @staticmethod
     def _read_header(
@@ -259,17 +348,26 @@ class _LazySource(TensorSource):
     lazy = True
 
     def __init__(self, entries: dict[str, _Entry], order: list[str], metadata: dict[str, str],
-                 raw: RawFile, data_start: int) -> None:
+                 raw: RawFile, data_start: int, path: str, crcs: dict[str, int]) -> None:
         super().__init__([TensorMeta(n, entries[n].dtype, entries[n].shape) for n in order],
                          metadata)
         self._entries, self._raw, self._start = entries, raw, data_start
+        self._path, self._crcs = path, crcs
 
     def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
         entry = self._entries[name]
         offset = self._start + entry.span[0]
         if mmap and self._raw.can_mmap:
             return self._raw.map_array(offset, entry.dtype, entry.shape).view(np.ndarray)
-        return self._raw.read_array(offset, entry.dtype, entry.shape, field=f"tensor {name!r}")
+        array = self._raw.read_array(offset, entry.dtype, entry.shape, field=f"tensor {name!r}")
+        stored = self._crcs.get(name)
+        if stored is not None:
+            # The bytes read are the canonical ones (little-endian, C order), so their CRC
+            # is the tensor checksum; the slower exact function names the damage.
+            fast = array.dtype.kind != "b" and crc32(array.reshape(-1).view(np.uint8))
+            if array.dtype.kind == "b" or (fast & 0xFFFFFFFF) != stored:
+                verify_tensor(self._path, name, array, stored)
+        return array
 
 
 class _Entry(NamedTuple):

@@ -22,20 +22,20 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import tempfile
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
-from ..errors import FormatError, LimitError, UnknownFormatError
+from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource, read_with
+from ..errors import ChecksumError, FormatError, LimitError, UnknownFormatError
 from ..model import Weights
 from ..registry import SNIFF_BYTES, get_codec, register, sniff
 
 MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_INNER = "npz"
 _CHUNK = 1 << 20
-_MAX_BLOCK_RATIO = 32768
 #: Data above this size is compressed on every core unless ``threads`` says otherwise.
 _MT_BYTES = 32 << 20
 
@@ -72,12 +72,97 @@ class _Unseekable(io.RawIOBase):
         self._raw.flush()
 
 
+class Frame(NamedTuple):
+    """A zstd frame found by :func:`walk_frames`."""
+
+    start: int
+    end: int
+    content_size: int | None
+
+
+_SKIPPABLE = range(0x184D2A50, 0x184D2A60)
+_BLOCK_MAX = 128 * 1024
+
+
+def walk_frames(fileobj: IO[bytes], size: int, path: str) -> list[Frame]:
+    """The frames of a zstd file, from their headers and block headers (RFC 8878).
+
+    Refuses a file that does not start with a frame, a header or block that runs
+    past the end of the file (truncation), a reserved block type or bit, and bytes
+    after the last frame that are not another frame.
+    """
+    frames: list[Frame] = []
+    pos = 0
+
+    def need(n: int, what: str) -> bytes:
+        fileobj.seek(pos)
+        data = fileobj.read(n)
+        if len(data) < n:
+            raise FormatError(path=path, field=f"zstd frame at byte {frames_start}",
+                              expected=f"{what} ({n} bytes at byte {pos:,})",
+                              found=f"the end of the file at byte {size:,} (truncated)")
+        return data
+
+    while pos < size or not frames:
+        frames_start = pos
+        (magic,) = struct.unpack("<I", need(4, "a frame's magic number"))
+        pos += 4
+        if magic in _SKIPPABLE:
+            (skip,) = struct.unpack("<I", need(4, "a skippable frame's size"))
+            pos += 4 + skip
+            if pos > size:
+                raise FormatError(path=path, field=f"skippable frame at byte {frames_start}",
+                                  expected=f"{skip:,} bytes", found="fewer (truncated)")
+            frames.append(Frame(frames_start, pos, 0))
+            continue
+        if magic != int.from_bytes(MAGIC, "little"):
+            raise FormatError(path=path, field=f"byte {frames_start:,}",
+                              expected="a zstd frame (magic 28 b5 2f fd)",
+                              found=struct.pack("<I", magic).hex(" "))
+        (descriptor,) = need(1, "the frame header descriptor")
+        pos += 1
+        if descriptor & 0x08:
+            raise FormatError(path=path, field=f"zstd frame at byte {frames_start} descriptor",
+                              expected="the reserved bit clear", found=f"0x{descriptor:02x}")
+        fcs_flag, single, checksum = descriptor >> 6, descriptor & 0x20, descriptor & 0x04
+        header = (0 if single else 1) + (0, 1, 2, 4)[descriptor & 0x03]
+        fcs_size = (1 if single else 0, 2, 4, 8)[fcs_flag]
+        fields = need(header + fcs_size, "the frame header")
+        pos += header + fcs_size
+        content: int | None = None
+        if fcs_size:
+            content = int.from_bytes(fields[header:], "little") + (256 if fcs_size == 2 else 0)
+        while True:
+            (block,) = struct.unpack("<I", need(3, "a block header") + b"\0")
+            pos += 3
+            kind, length = (block >> 1) & 3, block >> 3
+            if kind == 3 or length > _BLOCK_MAX:
+                raise FormatError(path=path, field=f"zstd block at byte {pos - 3:,}",
+                                  expected="a raw, RLE or compressed block of at most 128 KiB",
+                                  found=f"type {kind}, {length:,} bytes")
+            pos += 1 if kind == 1 else length
+            if pos > size:
+                raise FormatError(path=path, field=f"zstd block at byte {pos - length - 3:,}",
+                                  expected=f"{length:,} bytes of data",
+                                  found=f"the end of the file at byte {size:,} (truncated)")
+            if block & 1:
+                break
+        if checksum:
+            need(4, "the frame's content checksum")
+            pos += 4
+        frames.append(Frame(frames_start, pos, content))
+    return frames
+
+
 @register
 class ZstdCodec(Codec):
     """Zstandard over another codec's file: ``.json.zst``, ``.csv.zst``, ``.npz.zst``, ..."""
 
     name = "zstd"
     extensions = (".zst", ".zstd")
+    #: The frame's content checksum (XXH64), always verified: the zstandard binding
+    #: offers no switch, so ``verify=False`` reaches only the inner codec.
+    checksums = True
     description = "Zstandard layer over any codec (w.json.zst, w.npz.zst); zstd -d restores it"
     layer = True
     options = (
@@ -135,58 +220,51 @@ class ZstdCodec(Codec):
     def decompress(self, fileobj: IO[bytes], path: str, limits: Limits,
                    out: IO[bytes] | None = None) -> IO[bytes]:
         """The whole decompressed content, refusing more than the limits allow: in memory,
-        or written into *out* (a seekable binary file) when given."""
+        or written into *out* (a seekable binary file) when given.
+
+        The frames are walked first (headers and block headers only), so a file cut
+        short or a block running past the end is refused before anything is
+        decompressed, and so is a declared content size beyond the limits. Then the
+        content is read in bounded pieces: at most the limit plus one piece is ever
+        held, however well the data compresses (a 4-byte block can stand for 128 KiB).
+        """
         zstd = _zstd()
-        fileobj.seek(0, io.SEEK_END)
-        size = fileobj.tell()
-        fileobj.seek(0)
+        size = fileobj.seek(0, io.SEEK_END)
         limit = limits.max_output(size)
-        head = fileobj.read(18)
-        fileobj.seek(0)
-        try:
-            declared = zstd.get_frame_parameters(head).content_size
-        except zstd.ZstdError as e:
-            raise FormatError(f"bad zstd frame header ({e})", path=path) from e
-        if declared != zstd.CONTENTSIZE_UNKNOWN and declared > limit:
+        frames = walk_frames(fileobj, size, path)
+        declared = [f.content_size for f in frames if f.content_size is not None]
+        if sum(declared) > limit:
             raise LimitError(path=path, field="zstd frame content size",
                              expected=f"at most {limit:,} bytes from {size:,} compressed "
                              "(Limits.max_expansion, Limits.max_total_bytes)",
-                             found=f"{declared:,} bytes declared")
+                             found=f"{sum(declared):,} bytes declared")
         if out is None:
             out = io.BytesIO()
-        dobj = zstd.ZstdDecompressor().decompressobj()
-        finished = False
+        fileobj.seek(0)
+        reader = zstd.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True,
+                                                       closefd=False)
         try:
             while True:
-                # Feed little enough that one call cannot overshoot the limit by much:
-                # a zstd block expands at most ~32,768x (a 4-byte RLE block of 128 KiB).
-                room = max(0, limit - out.tell())
-                chunk = fileobj.read(min(_CHUNK, max(512, room // _MAX_BLOCK_RATIO)))
+                chunk = reader.read(min(_CHUNK, limit + 1 - out.tell()))
                 if not chunk:
                     break
-                while chunk:
-                    out.write(dobj.decompress(chunk))
-                    chunk = b""
-                    if dobj.eof:  # another frame may follow (zstd allows concatenation)
-                        chunk = dobj.unused_data
-                        dobj = zstd.ZstdDecompressor().decompressobj()
-                        finished = not chunk
-                    else:
-                        finished = False
-                    if out.tell() > limit:
-                        raise LimitError(
-                            path=path, field="zstd content",
-                            expected=f"at most {limit:,} bytes from {size:,} compressed "
-                            "(Limits.max_expansion, Limits.max_total_bytes)",
-                            found=f"more than {limit:,} bytes",
-                        )
+                out.write(chunk)
+                if out.tell() > limit:
+                    raise LimitError(
+                        path=path, field="zstd content",
+                        expected=f"at most {limit:,} bytes from {size:,} compressed "
+                        "(Limits.max_expansion, Limits.max_total_bytes)",
+                        found=f"more than {limit:,} bytes",
+                    )
         except zstd.ZstdError as e:
+            if "checksum" in str(e):
+                raise ChecksumError(path=path, field="zstd content",
+                                    expected="data matching the frame's checksum",
+                                    found="a mismatch (the file is damaged)") from e
             raise FormatError(f"corrupted zstd data ({e})", path=path) from e
-        if not finished:
-            raise FormatError(path=path, field="zstd frame", expected="a complete frame",
-                              found="the file ends inside a frame (truncated)")
-        if declared != zstd.CONTENTSIZE_UNKNOWN and out.tell() != declared:
-            raise FormatError(path=path, field="zstd content", expected=f"{declared:,} bytes",
+        if len(declared) == len(frames) and out.tell() != sum(declared):
+            raise FormatError(path=path, field="zstd content",
+                              expected=f"{sum(declared):,} bytes as declared",
                               found=f"{out.tell():,} bytes")
         out.seek(0)
         return out
@@ -209,18 +287,21 @@ class ZstdCodec(Codec):
             return self._inner_codec()
         return cls(**self.inner_options) if cls.name == self.inner else cls()  # type: ignore[attr-defined]
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
         content = self.decompress(fileobj, path, limits)
-        return self.inner_for(content, path).read(content, path=path, limits=limits)
+        return read_with(self.inner_for(content, path), content, path=path, limits=limits,
+                         verify=verify)
 
-    def open(self, fileobj: IO[bytes], *, path: str,
-             limits: Limits = DEFAULT_LIMITS) -> TensorSource:
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> TensorSource:
         """Decompress into an unnamed temporary file (disk, not memory), then open the inner
         codec's file there: its tensors are read one at a time as the inner codec allows."""
         tmp = tempfile.TemporaryFile()  # noqa: SIM115  (closed with the source)
         try:
             content = self.decompress(fileobj, path, limits, out=tmp)
-            source = self.inner_for(content, path).open(content, path=path, limits=limits)
+            inner = self.inner_for(content, path)
+            source = inner.open(content, path=path, limits=limits, verify=verify)
         except BaseException:
             tmp.close()
             raise

@@ -1,0 +1,508 @@
+"""The hostile corpus: files built to attack a reader, each with what loading it must do.
+
+Built at test time into a temporary folder (nothing large is committed):
+``python tests/hostile/build.py OUTDIR`` writes them all for a look by hand. Each
+entry names the file, a builder, the error :func:`weightstore.load` must raise
+and a pattern its message must match. Entries marked ``measure`` are loaded in a
+fresh process whose peak memory growth must stay under ``max_growth_mib``.
+
+Files that try to run code create ``marker`` (a path the test gives) when they
+succeed; a test checks it never appears.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import weightstore as ws
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One hostile file and what loading it must do."""
+
+    file: str
+    build: Callable[[Path, Path], None]  # (path to write, marker path)
+    error: type[ws.WeightstoreError]
+    match: str
+    what: str
+    measure: bool = False
+    max_growth_mib: int = 64
+    limits: dict[str, int] = field(default_factory=dict)
+
+
+class _Reduce:
+    """An object whose unpickling calls func(*args): the classic pickle attack."""
+
+    def __init__(self, func: Any, *args: Any) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return self.func, self.args
+
+
+def _dump(obj: Any, protocol: int = 4) -> Callable[[Path, Path], None]:
+    def build(path: Path, marker: Path) -> None:
+        path.write_bytes(pickle.dumps(obj(marker), protocol=protocol))
+    return build
+
+
+# --- pickle opcodes, for payloads pickle.dumps will not write --------------------------
+
+
+def _u(text: str) -> bytes:
+    """BINUNICODE: a str."""
+    raw = text.encode()
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def _g(module: str, name: str) -> bytes:
+    """GLOBAL: module.name."""
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _getattr_chain(path: Path, marker: Path) -> None:
+    # getattr(__import__("os"), "system")("touch marker"): no os.system global in the file
+    path.write_bytes(b"\x80\x02" + _g("builtins", "getattr") + _g("builtins", "__import__")
+                     + _u("os") + b"\x85R" + _u("system") + b"\x86R"
+                     + _u(f"touch {marker}") + b"\x85R.")
+
+
+def _protocol0_inst(path: Path, marker: Path) -> None:
+    # INST opcode of protocol 0: no 0x80 header, found by the .pkl extension
+    path.write_bytes(b"(S'touch " + str(marker).encode() + b"'\nios\nsystem\n.")
+
+
+def _build_on_global(path: Path, marker: Path) -> None:
+    # BUILD with a slot state on the numpy.dtype global: setattr(numpy.dtype, "x", 1)
+    path.write_bytes(b"\x80\x02" + _g("numpy", "dtype") + b"N}" + _u("x") + b"K\x01s\x86b0}.")
+
+
+def _reconstruct_huge(path: Path, marker: Path) -> None:
+    # _reconstruct(ndarray, (2**40,), b"b"): numpy would allocate 1 TiB
+    path.write_bytes(b"\x80\x03}" + _u("W") + _g("numpy.core.multiarray", "_reconstruct")
+                     + _g("numpy", "ndarray") + b"\x8a\x06\x00\x00\x00\x00\x00\x01\x85"
+                     + b"C\x01b\x87Rs.")
+
+
+def _array_state_lies(path: Path, marker: Path) -> None:
+    # a plain array whose state claims shape (2**20, 2**20) float64 and holds 8 bytes
+    dtype = (_g("numpy", "dtype") + _u("f8") + b"\x89\x88\x87R"
+             + b"(K\x03" + _u("<") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb")
+    path.write_bytes(b"\x80\x03}" + _u("W") + _g("numpy.core.multiarray", "_reconstruct")
+                     + _g("numpy", "ndarray") + b"K\x00\x85C\x01b\x87R"
+                     + b"(K\x01J\x00\x00\x10\x00J\x00\x00\x10\x00\x86" + dtype
+                     + b"\x89C\x08" + bytes(8) + b"tbs.")
+
+
+def _billion_laughs(path: Path, marker: Path) -> None:
+    # 40 dicts, each {"a": previous, "b": previous}: a 1,200-byte file, 2**40 paths
+    out = [b"\x80\x02}q\x000"]
+    for level in range(1, 41):
+        out.append(b"}" + _u("a") + b"h" + bytes([level - 1]) + b"s" + _u("b") + b"h"
+                   + bytes([level - 1]) + b"sq" + bytes([level]) + b"0")
+    out.append(b"h\x28.")
+    path.write_bytes(b"".join(out))
+
+
+def _deep_dicts(path: Path, marker: Path) -> None:
+    # {"a": {"a": {... 100,000 levels ...}}}
+    levels = 100_000
+    path.write_bytes(b"\x80\x04" + (b"}\x8c\x01a") * levels + b"}" + b"s" * levels + b".")
+
+
+def _bytes_claim(path: Path, marker: Path) -> None:
+    # BINBYTES8 claiming 8 GiB, followed by 10 bytes
+    path.write_bytes(b"\x80\x04\x8e" + struct.pack("<Q", 8 * GiB) + bytes(10))
+
+
+# --- zstd ---------------------------------------------------------------------------
+
+
+def _zstd_declared(path: Path, marker: Path) -> None:
+    # one frame: descriptor with an 8-byte content size of 1 TiB, one 128 KiB RLE block
+    descriptor = 0b1110_0000  # FCS field 8 bytes, single segment
+    block = (128 * 1024) << 3 | 0b010 | 1  # RLE, last block
+    path.write_bytes(b"\x28\xb5\x2f\xfd" + bytes([descriptor]) + struct.pack("<Q", 1 << 40)
+                     + struct.pack("<I", block)[:3] + b"\x00")
+
+
+def _zstd_stream(size: int) -> Callable[[Path, Path], None]:
+    def build(path: Path, marker: Path) -> None:
+        import zstandard
+
+        out = io.BytesIO()
+        cctx = zstandard.ZstdCompressor(level=1, write_content_size=False)
+        with cctx.stream_writer(out, closefd=False) as writer:
+            block = bytes(MiB)
+            for _ in range(size // MiB):
+                writer.write(block)
+        path.write_bytes(out.getvalue())
+    return build
+
+
+def _zstd_cut(path: Path, marker: Path) -> None:
+    ws.save({"W": np.arange(1000, dtype=np.float32)}, path, inner="json")
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+# --- npz ----------------------------------------------------------------------------
+
+
+def _npy(shape: tuple[int, ...], data: bytes, dtype: str = "<f8") -> bytes:
+    header = repr({"descr": dtype, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + data
+
+
+def _npz_member(npy: bytes) -> Callable[[Path, Path], None]:
+    def build(path: Path, marker: Path) -> None:
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("W.npy", npy)
+    return build
+
+
+def _npz_past_end(path: Path, marker: Path) -> None:
+    ws.save({"W": np.zeros(100)}, path)
+    data = bytearray(path.read_bytes())
+    cd = data.rfind(b"PK\x01\x02")
+    data[cd + 20:cd + 28] = struct.pack("<II", 0x7FFFFFFF, 0x7FFFFFFF)  # sizes: 2 GiB
+    path.write_bytes(bytes(data))
+
+
+def _npz_overlapping(path: Path, marker: Path) -> None:
+    # one deflated 16 MiB member, and 200 directory entries all pointing at it
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf, \
+            zf.open("W.npy", "w") as member:
+        np.lib.format.write_array(member, np.zeros(16 * MiB, np.uint8))
+    data = buf.getvalue()
+    eocd = data.rfind(b"PK\x05\x06")
+    cd_size, cd_offset = struct.unpack_from("<II", data, eocd + 12)
+    record = data[cd_offset:cd_offset + cd_size]
+    records = record * 200
+    end = bytearray(data[eocd:eocd + 22])
+    struct.pack_into("<HHI", end, 8, 200, 200, len(records))
+    path.write_bytes(data[:cd_offset] + records + bytes(end))
+
+
+def _npy_header_length(path: Path, marker: Path) -> None:
+    npy = b"\x93NUMPY\x02\x00" + struct.pack("<I", 0xFFFFFFF0) + b"{}"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("W.npy", npy)
+
+
+# --- HDF5 ---------------------------------------------------------------------------
+
+
+def _h5_unwritten(shape: tuple[int, ...]) -> Callable[[Path, Path], None]:
+    def build(path: Path, marker: Path) -> None:
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            f.create_dataset("W", shape=shape, dtype="f8", chunks=(1 << 16,))
+    return build
+
+
+def _h5_cut(path: Path, marker: Path) -> None:
+    ws.save({"W": np.ones(MiB // 2)}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _h5_external(path: Path, marker: Path) -> None:
+    import h5py
+
+    other = path.with_name("secret.bin")
+    other.write_bytes(b"private data" * 100)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("W", shape=(100,), dtype="u1", external=[(other.name, 0, 100)])
+
+
+def _h5_heap_loop(path: Path, marker: Path) -> None:
+    # a variable-length string attribute whose global heap object size wraps around:
+    # the HDF5 library's collection parser then never advances (it hangs forever)
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["note"] = "hello"
+        f["W"] = np.ones(3)
+    data = bytearray(path.read_bytes())
+    heap = data.find(b"GCOL")
+    struct.pack_into("<Q", data, heap + 16 + 8, 0xFFFFFFFFFFFFFFF0)
+    path.write_bytes(bytes(data))
+
+
+# --- JSON and CSV -------------------------------------------------------------------
+
+_JSON_HEAD = b'{"format":"weightstore.json","version":1,'
+
+
+def _json(text: bytes) -> Callable[[Path, Path], None]:
+    def build(path: Path, marker: Path) -> None:
+        path.write_bytes(text)
+    return build
+
+
+def _csv_columns(path: Path, marker: Path) -> None:
+    with open(path, "wb") as f:
+        f.write(b"tensor,dtype,shape,index,value\r\nW,float32,1,0,")
+        f.write(b"1," * 3_000_000 + b"1\r\n")
+
+
+def _csv_huge_field(path: Path, marker: Path) -> None:
+    # a quoted field of 1 GiB: a sparse file, so the disk holds a few KiB
+    with open(path, "wb") as f:
+        f.write(b'tensor,dtype,shape,index,value\r\nW,float32,1,0,"')
+        f.seek(GiB)
+        f.write(b'"\r\n')
+
+
+# --- safetensors --------------------------------------------------------------------
+
+
+def _safetensors(header: bytes, data: bytes, length: int | None = None) -> Callable[
+        [Path, Path], None]:
+    def build(path: Path, marker: Path) -> None:
+        n = len(header) if length is None else length
+        path.write_bytes(struct.pack("<Q", n) + header + data)
+    return build
+
+
+# --- wsc ----------------------------------------------------------------------------
+
+_WSC_MAGIC = b"\x89WSC\r\n\x1a\n\x01\x00"
+
+
+def _wsc(header: dict[str, Any] | None, data: bytes = b"",
+         length: int | None = None) -> Callable[[Path, Path], None]:
+    """A wsc file: magic, *data*, the JSON *header* and a trailer with the header's CRC."""
+    def build(path: Path, marker: Path) -> None:
+        import zlib
+
+        import orjson
+
+        raw = orjson.dumps(header) if header is not None else b""
+        n = len(raw) if length is None else length
+        path.write_bytes(_WSC_MAGIC + data + raw
+                         + struct.pack("<QI4s", n, zlib.crc32(raw), b"WSC\x00"))
+    return build
+
+
+def _wsc_plane_bomb(path: Path, marker: Path) -> None:
+    # one uint8 tensor of 1 GiB whose single plane is a 32 KiB zstd frame of zeros
+    import zstandard
+
+    out = io.BytesIO()
+    with zstandard.ZstdCompressor(level=1).stream_writer(out, closefd=False,
+                                                         size=GiB) as writer:
+        block = bytes(MiB)
+        for _ in range(GiB // MiB):
+            writer.write(block)
+    frame = out.getvalue()
+    _wsc({"metadata": {}, "tensors": [{"name": "W", "dtype": "uint8", "shape": [GiB],
+                                       "offset": 10, "crc32": 0,
+                                       "planes": [["zstd", len(frame)]]}]}, frame)(path, marker)
+
+
+def _numpy_testing_runstring() -> Any:
+    from numpy.testing._private import utils
+
+    return utils.runstring
+
+
+HOSTILE: list[Hostile] = [
+    # pickles that try to run code: refused at the global, before anything runs
+    Hostile("os-system.pkl", _dump(lambda m: {"W": _Reduce(os.system, f"touch {m}")}),
+            ws.UnsafeFileError, r"global (posix|os)\.system", "os.system('touch marker')"),
+    Hostile("eval.pkl", _dump(lambda m: _Reduce(eval, f"open({str(m)!r}, 'w')")),
+            ws.UnsafeFileError, r"global builtins\.eval", "eval of Python source"),
+    Hostile("exec.pkl", _dump(lambda m: _Reduce(exec, f"open({str(m)!r}, 'w')")),
+            ws.UnsafeFileError, r"global builtins\.exec", "exec of Python source"),
+    Hostile("subprocess.pkl", _dump(lambda m: _Reduce(subprocess.Popen, ["touch", str(m)])),
+            ws.UnsafeFileError, r"global subprocess\.Popen", "subprocess.Popen(['touch', ...])"),
+    Hostile("getattr-chain.pkl", _getattr_chain, ws.UnsafeFileError,
+            r"global builtins\.getattr", "getattr(__import__('os'), 'system')(...)"),
+    Hostile("protocol0-inst.pkl", _protocol0_inst, ws.UnsafeFileError, r"global os\.system",
+            "protocol 0 INST opcode calling os.system"),
+    Hostile("numpy-load.pkl", _dump(lambda m: _Reduce(np.load, str(m))), ws.UnsafeFileError,
+            r"global numpy\.load", "numpy.load of another file"),
+    Hostile("numpy-fromfile.pkl", _dump(lambda m: _Reduce(np.fromfile, "/etc/passwd")),
+            ws.UnsafeFileError, r"global numpy\.fromfile", "numpy.fromfile('/etc/passwd')"),
+    Hostile("numpy-save.pkl",
+            _dump(lambda m: _Reduce(np.save, str(m.with_suffix(".npy")), np.zeros(1))),
+            ws.UnsafeFileError, r"global numpy\.save", "numpy.save writing a file"),
+    Hostile("numpy-testing-runstring.pkl",
+            _dump(lambda m: _Reduce(_numpy_testing_runstring(), f"open({str(m)!r}, 'w')",
+                                    {})),
+            ws.UnsafeFileError, r"global numpy\.testing\._private\.utils\.runstring",
+            "numpy.testing's runstring: exec in disguise"),
+    Hostile("build-on-global.pkl", _build_on_global, ws.UnsafeFileError, r"attribute 'x'",
+            "BUILD setting an attribute on an allowed global"),
+    Hostile("reconstruct-huge.pkl", _reconstruct_huge, ws.UnsafeFileError, r"_reconstruct",
+            "_reconstruct(ndarray, (2**40,), ...) allocating 1 TiB"),
+    Hostile("array-state-lies.pkl", _array_state_lies, ws.FormatError, r"bytes for shape",
+            "array state claiming 2**40 float64 with 8 bytes", measure=True),
+    Hostile("billion-laughs.pkl", _billion_laughs, ws.LimitError, r"Limits\.max_tensors",
+            "40 shared dicts: 2**40 paths from 1 KiB", measure=True),
+    Hostile("deep-dicts.pkl", _deep_dicts, ws.FormatError, r"nesting within 64",
+            "dicts nested 100,000 levels deep"),
+    Hostile("bytes-claim.pkl", _bytes_claim, ws.FormatError, r"truncated",
+            "a bytes object claiming 8 GiB in a 21-byte file", measure=True),
+    # zstd
+    Hostile("declared.npz.zst", _zstd_declared, ws.LimitError, r"1,099,511,627,776 bytes "
+            "declared", "a frame declaring 1 TiB of content in 17 bytes", measure=True),
+    Hostile("expands-1gib.npz.zst", _zstd_stream(GiB), ws.LimitError, r"more than 268,435,456",
+            "1 GiB of zeros in 32 KiB, no size declared (default limits)", measure=True,
+            max_growth_mib=256 + 32),
+    Hostile("expands-64mib.npz.zst", _zstd_stream(64 * MiB), ws.LimitError,
+            r"at most 2,066,000 bytes from 2,066 compressed",
+            "64 MiB of zeros in 2 KiB (32,000-fold), Limits(expansion_free_bytes=1 MiB)",
+            measure=True, max_growth_mib=8, limits={"expansion_free_bytes": MiB}),
+    Hostile("cut.json.zst", _zstd_cut, ws.FormatError, r"truncated",
+            "a frame cut 10 bytes short"),
+    # npz
+    Hostile("absurd-shape.npz", _npz_member(_npy((1 << 40,), bytes(16))), ws.LimitError,
+            r"Limits\.max_tensor_bytes", "an .npy header claiming 2**40 float64", measure=True),
+    Hostile("shape-lies.npz", _npz_member(_npy((10**9,), bytes(80))), ws.FormatError,
+            r"8,000,000,128 bytes for shape", "8 GB claimed, 80 bytes held", measure=True),
+    Hostile("past-end.npz", _npz_past_end, ws.FormatError, r"file's .* bytes|offset",
+            "a directory entry whose data runs 2 GiB past the end", measure=True),
+    Hostile("overlapping.npz", _npz_overlapping, ws.FormatError, r"overlapping",
+            "200 entries sharing one deflated 16 MiB stream (zip bomb)", measure=True),
+    Hostile("npy-header-length.npz", _npy_header_length, ws.FormatError, r"header",
+            "an .npy header length of 4 GiB"),
+    # HDF5
+    Hostile("absurd-shape.h5", _h5_unwritten((1 << 40,)), ws.LimitError,
+            r"Limits\.max_tensor_bytes", "a dataset claiming 2**40 float64", measure=True),
+    Hostile("claims-1gib.h5", _h5_unwritten((GiB // 8,)), ws.FormatError,
+            r"Limits\.max_expansion", "1 GiB claimed, nothing stored", measure=True),
+    Hostile("cut.h5", _h5_cut, ws.FormatError, r"cut\.h5", "a 4 MiB file cut in half"),
+    Hostile("external.h5", _h5_external, ws.UnsafeFileError, r"external storage",
+            "a dataset whose data is another file"),
+    Hostile("heap-loop.h5", _h5_heap_loop, ws.FormatError, r"global heap",
+            "a global heap object whose size wraps (hangs the HDF5 library)"),
+    # JSON
+    Hostile("million-deep.json", _json(_JSON_HEAD + b'"tensors":' + b"[" * 1_000_000),
+            ws.FormatError, r"not valid JSON", "arrays nested a million levels", measure=True),
+    Hostile("million-deep-metadata.json", _json(_JSON_HEAD + b'"metadata":'
+                                                 + b'{"a":' * 1_000_000), ws.FormatError,
+            r"not valid JSON", "metadata objects nested a million levels", measure=True),
+    Hostile("absurd-shape.json", _json(_JSON_HEAD + b'"tensors":[{"name":"W","dtype":'
+                                       b'"float64","shape":[1099511627776],"data":[1]}]}'),
+            ws.LimitError, r"Limits\.max_tensor_bytes", "shape [2**40] holding one value"),
+    Hostile("overflowing-shape.json", _json(_JSON_HEAD + b'"tensors":[{"name":"W","dtype":'
+                                            b'"uint8","shape":[' + b",".join(
+                                                [b"4611686018427387904"] * 64)
+                                            + b'],"data":[1]}]}'),
+            ws.LimitError, r"Limits\.max_tensor_bytes", "64 dimensions of 2**62"),
+    # CSV
+    Hostile("million-columns.csv", _csv_columns, ws.LimitError, r"characters",
+            "a row of 3,000,001 fields", measure=True),
+    Hostile("1gib-field.csv", _csv_huge_field, ws.LimitError, r"characters",
+            "a quoted field of 1 GiB (sparse file)", measure=True),
+    Hostile("absurd-shape.csv", _json(b"tensor,dtype,shape,index,value\r\n"
+                                      b"W,float64,1099511627776x1099511627776,0,1\r\n"),
+            ws.LimitError, r"Limits\.max_tensor_bytes", "shape 2**40 x 2**40, one row"),
+    # wsc
+    Hostile("header-length.wsc", _wsc(None, length=1 << 40), ws.LimitError,
+            r"Limits\.max_header_bytes", "a header length of 1 TiB in a 26-byte file"),
+    Hostile("absurd-shape.wsc",
+            _wsc({"metadata": {}, "tensors": [{"name": "W", "dtype": "float64",
+                                               "shape": [1 << 40], "offset": 10, "crc32": 0,
+                                               "planes": [["raw", 1 << 40]] * 8}]}),
+            ws.LimitError, r"Limits\.max_tensor_bytes", "a tensor claiming 2**40 float64"),
+    Hostile("plane-bomb.wsc", _wsc_plane_bomb, ws.LimitError, r"Limits\.max_expansion",
+            "a 1 GiB plane from a 32 KiB zstd frame", measure=True),
+    # safetensors
+    Hostile("header-past-end.safetensors", _safetensors(b"{}", b"", length=1 << 40),
+            ws.FormatError, r"header length", "a header length of 1 TiB in 10 bytes"),
+    Hostile("offsets-past-end.safetensors",
+            _safetensors(b'{"W":{"dtype":"F32","shape":[1073741824],'
+                         b'"data_offsets":[0,4294967296]}}', bytes(8)),
+            ws.FormatError, r"data_offsets|buffer|bytes", "data offsets 4 GiB past the end",
+            measure=True),
+]
+
+
+_MEASURE = """
+import json, resource, sys, time
+import weightstore as ws
+path, limits = sys.argv[1], json.loads(sys.argv[2])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+try:
+    ws.load(path, limits=ws.Limits(**limits) if limits else None)
+    out = {"error": None, "message": "loaded"}
+except ws.WeightstoreError as e:
+    out = {"error": type(e).__name__, "message": str(e)}
+except BaseException as e:
+    out = {"error": "not a WeightstoreError: " + type(e).__name__, "message": str(e)}
+out["seconds"] = time.perf_counter() - started
+out["grew_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps(out))
+"""
+
+
+def load_measured(path: Path, h: Hostile, timeout: float) -> dict[str, Any]:
+    """Load *path* in a fresh interpreter that imports weightstore from this checkout.
+
+    Returns the error's class name and message, the seconds the load took, and how much
+    the peak resident memory grew while loading (``grew_kib``, KiB as Linux reports it).
+    """
+    import json
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _MEASURE, str(path), json.dumps(h.limits)],
+                          capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{h.file}: the loading process failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def build_all(folder: Path, marker: Path) -> dict[str, Path]:
+    """Write every hostile file into *folder*; their paths by file name."""
+    paths = {}
+    for h in HOSTILE:
+        path = folder / h.file
+        h.build(path, marker)
+        paths[h.file] = path
+    return paths
+
+
+def main() -> None:
+    """Build the corpus into a folder, load each file in a fresh process, print a table."""
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "hostile-files")
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / "MARKER-if-this-exists-something-ran"
+    built = build_all(out, marker)
+    print("| file | bytes | attack | outcome | time | peak memory growth |")
+    print("|---|---:|---|---|---:|---:|")
+    for h in HOSTILE:
+        got = load_measured(built[h.file], h, timeout=120)
+        message = got["message"].replace(str(out) + os.sep, "")
+        print(f"| {h.file} | {built[h.file].stat().st_size:,} | {h.what} | "
+              f"{got['error']}: {message} | {got['seconds']:.2f} s | "
+              f"{got['grew_kib'] / 1024:.1f} MiB |")
+    print(f"\nmarker present: {marker.exists() or marker.with_suffix('.npy').exists()}")
+
+
+if __name__ == "__main__":
+    main()

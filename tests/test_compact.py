@@ -1,0 +1,390 @@
+"""The wsc codec: layout pinned byte for byte, round trips, damage reported by name."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import weightstore
+from weightstore import ChecksumError, FormatError, LimitError, Limits, Weights
+from weightstore.codecs import compact
+from weightstore.codecs.compact import MAGIC, CompactCodec
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REFERENCE = DATA / "sample_weight.pkl"
+#: The issue's target for the reference weights: within 1% of the order-0 bound
+#: (152,450 bytes: sign and exponent entropy-coded, mantissa stored raw).
+REFERENCE_TARGET = 153_500
+
+
+def encode(weights: Weights | dict, **options) -> bytes:
+    buf = io.BytesIO()
+    CompactCodec(**options).write(weights if isinstance(weights, Weights) else Weights(weights),
+                                  buf, path="t.wsc")
+    return buf.getvalue()
+
+
+def decode(data: bytes, limits: Limits = weightstore.DEFAULT_LIMITS, **options) -> Weights:
+    return CompactCodec(**options).read(io.BytesIO(data), path="t.wsc", limits=limits)
+
+
+def split(data: bytes) -> tuple[bytes, dict, bytes]:
+    """(data section with prefix, header as a dict, trailer) of an encoded file."""
+    length, _, _ = struct.unpack("<QI4s", data[-16:])
+    header = data[-16 - length:-16]
+    return data[: -16 - length], orjson.loads(header), data[-16:]
+
+
+def join(front: bytes, header: dict) -> bytes:
+    """A file with *header* (its length and CRC in a fresh trailer)."""
+    h = orjson.dumps(header)
+    return front + h + struct.pack("<QI4s", len(h), zlib.crc32(h), b"WSC\x00")
+
+
+# -- the layout --------------------------------------------------------------------
+
+
+def test_golden_bytes_pin_the_layout():
+    w = Weights({"a": np.array([1.0, -2.0], np.float32), "g/n": np.array([1, 2, -3], np.int16)},
+                metadata={"k": "v"})
+    # 1.0f is 0x3F800000, rotated left by one 0x7F000000; -2.0f is 0xC0000000 -> 0x80000001.
+    # Planes go most significant byte first; tensors this small are stored raw.
+    a_planes = bytes([0x7F, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01])
+    # int16 1, 2, -3 (0xFFFD) are not rotated: high bytes, then low bytes.
+    n_planes = bytes([0x00, 0x00, 0xFF, 0x01, 0x02, 0xFD])
+    a_crc = zlib.crc32(np.array([1.0, -2.0], "<f4").tobytes())
+    n_crc = zlib.crc32(np.array([1, 2, -3], "<i2").tobytes())
+    assert (a_crc, n_crc) == (0xC3872656, 0x5C87CAF0)
+    header = (
+        b'{"metadata":{"k":"v"},"tensors":['
+        b'{"name":"a","dtype":"float32","shape":[2],"offset":10,"crc32":3280414294,'
+        b'"planes":[["raw",2],["raw",2],["raw",2],["raw",2]]},'
+        b'{"name":"g/n","dtype":"int16","shape":[3],"offset":18,"crc32":1552403184,'
+        b'"planes":[["raw",3],["raw",3]]}]}'
+    )
+    expected = (
+        b"\x89WSC\r\n\x1a\n" + b"\x01\x00" + a_planes + n_planes + header
+        + struct.pack("<Q", len(header)) + struct.pack("<I", zlib.crc32(header)) + b"WSC\x00"
+    )
+    assert encode(w) == expected
+    assert decode(expected).equal(w)
+    assert decode(expected).metadata == {"k": "v"}
+
+
+def test_exponent_plane_is_zstd_and_mantissa_raw():
+    x = np.random.default_rng(1).normal(0, 0.02, 300_000).astype(np.float32)
+    data = encode({"x": x})
+    _, header, _ = split(data)
+    methods = [m for m, _ in header["tensors"][0]["planes"]]
+    assert methods == ["zstd", "raw", "raw", "raw"]
+    assert decode(data).equal({"x": x})
+    assert len(data) < 0.86 * x.nbytes
+
+
+def test_registered_by_name_extension_and_content(tmp_path):
+    assert weightstore.get_codec("wsc") is CompactCodec
+    assert weightstore.get_codec(".wsc") is CompactCodec
+    assert CompactCodec.sniff(MAGIC + b"\x01\x00")
+    assert not CompactCodec.sniff(b"\x89PNG\r\n\x1a\n")
+    w = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    path = weightstore.save(w, tmp_path / "w.wsc")
+    misnamed = tmp_path / "w.bin"
+    misnamed.write_bytes(path.read_bytes())
+    assert weightstore.load(misnamed).equal(w)
+
+
+# -- round trips -------------------------------------------------------------------
+
+
+def _corpus() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    out: dict[str, np.ndarray] = {}
+    for name in ("bool", "int8", "int16", "int32", "int64",
+                 "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"):
+        dt = np.dtype(name)
+        if dt.kind == "b":
+            a = rng.integers(0, 2, 1000).astype(bool)
+        elif dt.kind in "iu":
+            info = np.iinfo(dt)
+            a = rng.integers(info.min, info.max, 1000, dtype=dt, endpoint=True)
+        else:
+            a = rng.normal(0, 0.05, 1000).astype(dt)
+        out[f"{name}/vec"] = a
+        out[f"{name}/scalar"] = a[:1].reshape(())
+        out[f"{name}/empty"] = a[:0].reshape(0, 3)
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 3.4e38, 1.0],
+                        np.float32)
+    nan_payload = np.array([0x7FC00001, 0xFFBFFFFF, 0x7F800001], np.uint32).view(np.float32)
+    out["special/f32"] = np.concatenate([specials, nan_payload])
+    out["special/f64"] = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, 1.7e308])
+    out["special/f16"] = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 6e-8, 65504], np.float16)
+    big = rng.normal(0, 0.02, (700, 300)).astype(np.float32)  # > one chunk, > the probe
+    out["layout/fortran"] = np.asfortranarray(big)
+    out["layout/strided"] = big[::3, ::2]
+    out["layout/big_endian"] = big[:50].astype(">f4")
+    out["layout/big_endian_i32"] = np.arange(-500, 500, dtype=">i4")
+    out["compressible/f64_from_f32"] = big[:200].astype(np.float64)  # low mantissa bytes zero
+    out["compressible/int_small"] = (rng.integers(-3, 4, 200_000)).astype(np.int32)
+    out["compressible/zeros"] = np.zeros(300_000, np.float32)
+    return out
+
+
+def test_every_dtype_and_layout_round_trips_bit_exact():
+    w = Weights(_corpus(), metadata={"source": "test", "ünï": "cödé"})
+    back = decode(encode(w))
+    assert back.equal(w)
+    assert back.metadata == w.metadata
+    for name, array in back.items():
+        assert array.shape == w[name].shape
+        assert array.flags.writeable, name
+
+
+_DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+           "float16", "float32", "float64"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(
+    st.sampled_from(_DTYPES).flatmap(lambda dt: hnp.arrays(
+        np.dtype(dt),
+        hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=9),
+        # any bit pattern: NaN payloads, infinities, subnormals, -0.0
+        elements=None if dt == "bool" else st.integers(0, 2 ** (8 * np.dtype(dt).itemsize) - 1)
+        .map(lambda v, dt=dt: np.array(v, f"<u{np.dtype(dt).itemsize}").view(dt)[()]),
+    )), min_size=1, max_size=4))
+def test_any_arrays_round_trip_bit_exact(arrays):
+    w = Weights({f"t{i}": a for i, a in enumerate(arrays)})
+    assert decode(encode(w)).equal(w)
+
+
+def test_bfloat16_round_trips():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = np.random.default_rng(3).normal(0, 0.02, 5000).astype(ml_dtypes.bfloat16)
+    w = Weights({"x": x, "s": x[:1].reshape(()), "nan": np.array([np.nan, -0.0], x.dtype)})
+    data = encode(w)
+    _, header, _ = split(data)
+    assert header["tensors"][0]["dtype"] == "bfloat16"
+    assert decode(data).equal(w)
+
+
+def test_callers_arrays_are_not_modified():
+    x = np.arange(-20, 20, dtype=">f4")
+    before = x.tobytes()
+    encode({"x": x})
+    assert x.tobytes() == before and x.dtype == np.dtype(">f4")
+
+
+def test_writes_to_an_output_that_cannot_seek():
+    class Pipe(io.RawIOBase):
+        def __init__(self):
+            self.chunks = []
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.chunks.append(bytes(b))
+            return len(memoryview(b).cast("B"))
+
+    x = np.random.default_rng(0).normal(0, 1, 200_000).astype(np.float32)
+    pipe = Pipe()
+    CompactCodec().write(Weights({"x": x}), pipe, path="-")
+    assert decode(b"".join(pipe.chunks)).equal({"x": x})
+
+
+def test_through_the_zstd_layer(tmp_path):
+    w = {"x": np.linspace(-1, 1, 1000, dtype=np.float32)}
+    weightstore.save(w, tmp_path / "w.wsc.zst")
+    assert weightstore.load(tmp_path / "w.wsc.zst").equal(w)
+
+
+# -- one tensor alone --------------------------------------------------------------
+
+
+def test_reads_one_tensor_without_decoding_the_others():
+    rng = np.random.default_rng(5)
+    w = Weights({"a": rng.normal(size=1000).astype(np.float32),
+                 "b": rng.normal(size=2000).astype(np.float32),
+                 "c": np.arange(10, dtype=np.int64)})
+    data = bytearray(encode(w))
+    _, header, _ = split(bytes(data))
+    a, b = header["tensors"][0], header["tensors"][1]
+    # Damage every plane of "a": reading "b" or "c" never touches them.
+    start, end = a["offset"], b["offset"]
+    data[start:end] = bytes(end - start)
+    codec = CompactCodec()
+    got = codec.read_tensor(io.BytesIO(bytes(data)), "b", path="t.wsc")
+    assert np.array_equal(got, w["b"])
+    some = codec.read_tensors(io.BytesIO(bytes(data)), ["c", "b"], path="t.wsc")
+    assert list(some) == ["b", "c"] and some.equal({"b": w["b"], "c": w["c"]})
+    with pytest.raises(FormatError, match="'zz'"):
+        codec.read_tensor(io.BytesIO(bytes(data)), "zz", path="t.wsc")
+    meta, entries = codec.read_index(io.BytesIO(bytes(data)), path="t.wsc")
+    assert [(e.name, e.dtype, e.shape) for e in entries] == [
+        ("a", "float32", (1000,)), ("b", "float32", (2000,)), ("c", "int64", (10,))]
+
+
+# -- damage ------------------------------------------------------------------------
+
+
+def _damaged(data: bytes, tensor: dict, plane: int, at: float = 0.5) -> bytes:
+    """*data* with one bit flipped inside *plane* of *tensor*."""
+    start = tensor["offset"] + sum(size for _, size in tensor["planes"][:plane])
+    size = tensor["planes"][plane][1]
+    pos = start + int(size * at)
+    out = bytearray(data)
+    out[pos] ^= 0x10
+    return bytes(out)
+
+
+@pytest.mark.parametrize("size", [50_000, 200_000])  # one chunk, and streamed in chunks
+@pytest.mark.parametrize("plane", [0, 1, 3])
+def test_corrupted_tensor_is_named(plane, size):
+    rng = np.random.default_rng(2)
+    w = {"first": rng.normal(0, 0.1, size).astype(np.float32),
+         "second": rng.normal(0, 0.1, size).astype(np.float32)}
+    data = encode(w)
+    _, header, _ = split(data)
+    bad = _damaged(data, header["tensors"][1], plane)
+    with pytest.raises(ChecksumError, match="tensor 'second'") as info:
+        decode(bad)
+    assert "t.wsc" in str(info.value)
+    # The intact tensor still reads alone.
+    got = CompactCodec().read_tensor(io.BytesIO(bad), "first", path="t.wsc")
+    assert np.array_equal(got, w["first"])
+
+
+def test_verify_false_skips_the_tensor_checksums():
+    w = {"x": np.random.default_rng(4).normal(size=1000).astype(np.float32),
+         "y": np.random.default_rng(4).normal(size=100_000).astype(np.float32)}
+    data = encode(w)
+    _, header, _ = split(data)
+    assert header["tensors"][0]["planes"][3][0] == "raw"
+    with pytest.raises(ChecksumError):
+        decode(_damaged(data, header["tensors"][1], 3))
+    assert not decode(_damaged(data, header["tensors"][1], 3), verify=False).equal(w)
+    bad = _damaged(data, header["tensors"][0], 3)
+    with pytest.raises(ChecksumError):
+        decode(bad)
+    assert not decode(bad, verify=False).equal(w)
+
+
+def test_corrupted_header_is_a_checksum_error():
+    data = bytearray(encode({"x": np.arange(10, dtype=np.float32)}))
+    pos = data.index(b'"dtype"') + 2
+    data[pos] ^= 0x01
+    with pytest.raises(ChecksumError, match="header"):
+        decode(bytes(data))
+
+
+@pytest.mark.parametrize("cut", [1, 16, 100, 200])
+def test_truncated_file_is_refused(cut):
+    data = encode({"x": np.arange(100, dtype=np.float32)})
+    with pytest.raises(FormatError):
+        decode(data[:-cut])
+
+
+def test_bad_magic_and_version_are_named():
+    data = encode({"x": np.arange(4, dtype=np.float32)})
+    with pytest.raises(FormatError, match="magic"):
+        decode(b"\x89WSX" + data[4:])
+    with pytest.raises(FormatError, match="version.*expected 1.0.*found 2.0"):
+        decode(data[:8] + b"\x02\x00" + data[10:])
+    with pytest.raises(FormatError, match="magic"):
+        decode(data.replace(b"\r\n", b"\n", 1))  # a text-mode transfer
+
+
+def test_header_length_is_capped_by_limits():
+    data = encode({"x": np.arange(4, dtype=np.float32)})
+    with pytest.raises(LimitError, match="max_header_bytes"):
+        decode(data, limits=Limits(max_header_bytes=50))
+    huge = data[:-16] + struct.pack("<QI4s", 1 << 60, 0, b"WSC\x00")
+    with pytest.raises(LimitError, match="header length"):
+        decode(huge)
+
+
+def test_tensor_size_is_checked_against_limits_before_decoding():
+    data = encode({"x": np.zeros(10_000, np.float32)})
+    with pytest.raises(LimitError, match="'x'"):
+        decode(data, limits=Limits(max_tensor_bytes=1000))
+    with pytest.raises(LimitError, match="max_expansion"):
+        decode(data, limits=Limits(expansion_free_bytes=0, max_expansion=2))
+
+
+def _rewrite(data: bytes, change) -> bytes:
+    front, header, _ = split(data)
+    change(header)
+    return join(front, header)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda h: h.update(extra=1), "header"),
+    (lambda h: h.update(metadata={"k": 1}), "metadata"),
+    (lambda h: h["tensors"][0].pop("crc32"), r"tensors\[0\]"),
+    (lambda h: h["tensors"][0].update(dtype="complex64"), "dtype"),
+    (lambda h: h["tensors"][0].update(shape=[-1]), "shape"),
+    (lambda h: h["tensors"][0].update(shape=[True]), "shape"),
+    (lambda h: h["tensors"][0].update(offset=11), "offset"),
+    (lambda h: h["tensors"][0].update(crc32=-1), "crc32"),
+    (lambda h: h["tensors"][0]["planes"].pop(), "planes"),
+    (lambda h: h["tensors"][0]["planes"].__setitem__(1, ["lz4", 10]), "plane 1"),
+    (lambda h: h["tensors"][0]["planes"].__setitem__(1, ["raw", 9]), "plane 1"),
+    (lambda h: h["tensors"][0].update(shape=[11]), "plane"),
+    (lambda h: h["tensors"].append(dict(h["tensors"][0], name="y")), "offset"),
+    (lambda h: h["tensors"].clear(), "data section"),
+])
+def test_each_header_field_is_validated(change, message):
+    data = encode({"x": np.arange(10, dtype=np.float32)})
+    with pytest.raises(FormatError, match=message):
+        decode(_rewrite(data, change))
+
+
+def test_duplicate_names_are_refused():
+    data = encode({"x": np.arange(4, dtype=np.float32), "y": np.arange(4, dtype=np.float32)})
+    with pytest.raises(FormatError, match="unique tensor names.*'x' twice"):
+        decode(_rewrite(data, lambda h: h["tensors"][1].update(name="x")))
+
+
+@pytest.mark.parametrize("size", [50_000, 100_000])
+def test_zstd_plane_must_declare_its_size(size):
+    x = np.random.default_rng(0).normal(0, 0.02, size).astype(np.float32)
+    data = encode({"x": x})
+    front, header, _ = split(data)
+    tensor = header["tensors"][0]
+    assert tensor["planes"][0][0] == "zstd"
+    # A frame claiming another size is refused before it is decompressed.
+    start, stored = tensor["offset"], tensor["planes"][0][1]
+    other = compact._plane_compressor().compress(bytes(50))
+    front = front[:start] + other + front[start + stored:]
+    tensor["planes"][0][1] = len(other)
+    with pytest.raises(FormatError, match=f"plane 0.*declaring {size:,} bytes"):
+        decode(join(front, header))
+
+
+def test_load_reports_a_bad_file_as_weightstore_error(tmp_path):
+    path = tmp_path / "w.wsc"
+    path.write_bytes(MAGIC + b"\x01\x00" + b"garbage")
+    with pytest.raises(FormatError, match="w.wsc"):
+        weightstore.load(path)
+
+
+# -- the reference weights ---------------------------------------------------------
+
+
+@pytest.mark.skipif(not REFERENCE.exists(), reason="shared/data is not present")
+def test_reference_weights_meet_the_size_target(tmp_path):
+    w = weightstore.load(REFERENCE)
+    path = weightstore.save(w, tmp_path / "sample.wsc")
+    size = path.stat().st_size
+    assert size <= REFERENCE_TARGET, f"{size:,} bytes"
+    back = weightstore.load(path)
+    assert back.equal(w)
