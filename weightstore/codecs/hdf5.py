@@ -42,6 +42,7 @@ from ..codec import (
     Option,
     TensorMeta,
     TensorSource,
+    read_all,
     warn_if_regrouped,
 )
 from ..errors import (
@@ -49,7 +50,6 @@ from ..errors import (
     FormatError,
     UnsafeFileError,
     UnsupportedError,
-    WeightsError,
     WeightstoreError,
 )
 from ..integrity import (
@@ -57,7 +57,6 @@ from ..integrity import (
     header_crc32,
     header_entries,
     tensor_crc32,
-    verify_header,
     verify_tensor,
 )
 from ..model import Weights, dtype_name, little_endian
@@ -146,32 +145,11 @@ class Hdf5Codec(Codec):
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True) -> Weights:
-        h5py = _h5py()
+        source = self.open(fileobj, path=path, limits=limits, verify=verify)
         try:
-            f = h5py.File(fileobj, "r")
-        except OSError as e:
-            raise _damage(e, "not a readable HDF5 file", path) from e
-        tensors: list[tuple[str, np.ndarray]] = []
-        with f:
-            try:
-                if any(h5py.check_vlen_dtype(f.attrs.get_id(k).dtype) is not None
-                       for k in f.attrs):
-                    _check_global_heaps(fileobj, path)
-                metadata = {k: _attr_text(v) for k, v in f.attrs.items() if k != HEADER_ATTR}
-                stored_header = _crc_attr(f, HEADER_ATTR, "root group", path)
-                self._walk(h5py, f, "", path, limits, tensors, 0, verify)
-            except WeightstoreError:
-                raise
-            except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
-                # h5py reports damaged metadata as any of these
-                raise _damage(e, "damaged HDF5 structure", path) from e
-        try:
-            weights = Weights(tensors, metadata=metadata)
-        except WeightsError as e:
-            raise FormatError(f"holds invalid weights: {e}", path=path) from e
-        if verify and stored_header is not None:
-            verify_header(path, stored_header, weights, metadata)
-        return weights
+            return read_all(source, path, limits)
+        finally:
+            source.close()
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True) -> TensorSource:
@@ -200,34 +178,6 @@ class Hdf5Codec(Codec):
             f.close()
             raise
 
-    def _walk(self, h5py: Any, group: Any, prefix: str, path: str, limits: Limits,
-              out: list[tuple[str, np.ndarray]], depth: int, verify: bool) -> None:
-        if depth > limits.max_depth:
-            raise FormatError(path=path, field=f"group {prefix!r}",
-                              expected=f"nesting within {limits.max_depth} levels")
-        for key in group:
-            name = f"{prefix}/{key}" if prefix else key
-            link = group.get(key, getlink=True)
-            if not isinstance(link, h5py.HardLink):
-                raise UnsafeFileError(path=path, field=f"link {name!r}",
-                                      expected="a hard link inside the file",
-                                      found=type(link).__name__)
-            try:
-                obj = group[key]
-            except (KeyError, OSError) as e:
-                raise _damage(e, "cannot open object", path, f"object {name!r}") from e
-            if isinstance(obj, h5py.Group):
-                self._walk(h5py, obj, name, path, limits, out, depth + 1, verify)
-            elif isinstance(obj, h5py.Dataset):
-                total = sum(a.nbytes for _, a in out)
-                if len(out) >= limits.max_tensors:
-                    raise FormatError(path=path, field="datasets",
-                                      expected=f"at most {limits.max_tensors}")
-                array = _read_dataset(h5py, obj, name, path, limits, total)
-                stored = _crc_attr(obj, CRC_ATTR, f"dataset {name!r}", path)
-                if verify and stored is not None:
-                    verify_tensor(path, name, array, stored)
-                out.append((name, array))
 
 
 class _Hdf5Source(TensorSource):
@@ -454,44 +404,3 @@ def _attr_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return str(value.tolist() if isinstance(value, np.ndarray | np.generic) else value)
-
-
-def _read_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
-                  total: int) -> np.ndarray:
-    where = f"dataset {name!r}"
-    if ds.is_virtual:
-        raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
-                              found="a virtual dataset")
-    if ds.id.get_create_plist().get_external_count() > 0:
-        raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
-                              found="external storage")
-    if ds.shape is None:
-        raise FormatError(path=path, field=where, expected="an array", found="an empty dataspace")
-    dtype = ds.dtype
-    if h5py.check_enum_dtype(dtype) is not None and dtype.itemsize == 1:
-        mapping = h5py.check_enum_dtype(dtype)
-        if set(mapping) == {"FALSE", "TRUE"}:
-            dtype = np.dtype(bool)
-    if dtype_name(dtype) is None:
-        raise FormatError(path=path, field=f"{where} dtype",
-                          expected="bool, (u)int8-64 or float16/32/64", found=str(ds.dtype))
-    count = math.prod(ds.shape)  # exact: a float product overflows on absurd claims
-    nbytes = count * dtype.itemsize
-    limits.check_tensor(path, name, nbytes, total)
-    stored = ds.id.get_storage_size()
-    if nbytes > limits.max_output(stored):
-        raise FormatError(
-            path=path, field=where,
-            expected=f"at most {limits.max_output(stored):,} bytes from {stored:,} stored "
-            "(Limits.max_expansion)",
-            found=f"{nbytes:,} bytes claimed",
-        )
-    try:
-        out = np.empty(ds.shape, dtype=little_endian(np.empty(0, dtype)).dtype)
-        if count and dtype.kind == "b":
-            out[...] = ds[()]
-        elif count:
-            ds.read_direct(out)
-    except (OSError, ValueError, TypeError) as e:
-        raise FormatError(f"cannot read data ({e})", path=path, field=where) from e
-    return out
