@@ -86,6 +86,7 @@ class ConvNet:
     Subclasses set :attr:`input_shape`, :attr:`conv_specs`, :attr:`hidden_sizes`,
     :attr:`output_size` and :attr:`dropout_ratio` (``None`` for no dropout). Parameters are
     numbered ``W1 b1`` for the first convolution up to ``Wn bn`` for the last affine layer.
+    There must be at least one conv stage.
     """
 
     input_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
@@ -159,6 +160,8 @@ class ConvNet:
     # ----------------------------------------------------------------- construction
     def __init__(self, weights: Mapping[str, Any]) -> None:
         """Build the network from the book's parameter dict; see :meth:`from_weights`."""
+        if not self.conv_specs:
+            raise TypeError(f"{type(self).__name__} defines no conv_specs; subclass ConvNet")
         problems = self.check_weights(weights)
         if problems:
             raise problems[0].error(type(self).__name__, problems[1:])
@@ -372,7 +375,9 @@ def check_weights(
         if found != shape:
             problems.append(WeightProblem("shape", name, f"shape {shape}", f"shape {found}"))
             continue
-        dtype = np.asarray(value).dtype
+        dtype = getattr(value, "dtype", None)  # no need to read the values of an array
+        if dtype is None:
+            dtype = np.asarray(value).dtype
         if not np.issubdtype(dtype, np.floating):
             problems.append(
                 WeightProblem("dtype", name, "a floating-point array", f"dtype {dtype}")

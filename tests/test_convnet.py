@@ -370,3 +370,22 @@ def test_float16_weights_keep_accuracy(name, mnist):
     acc16 = net16.accuracy(x[:n], t[:n])
     # the book's ch. 8 claim: half-precision weights do not change recognition accuracy
     assert abs(acc16 - acc64) <= 1 / n
+
+
+class _Unreadable:
+    """A lazily loaded tensor: shape and dtype known, values must not be needed."""
+
+    def __init__(self, shape):
+        self.shape = shape
+        self.dtype = np.dtype(np.float32)
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("detection read tensor values")
+
+
+def test_detection_reads_no_values():
+    lazy = {k: _Unreadable(s) for k, s in DeepConvNet.param_shapes().items()}
+    assert detect_model(lazy) == "deep_convnet"
+    lazy["W1"] = _Unreadable((30, 1, 5, 5))
+    with pytest.raises(ModelError, match="not deep_convnet: W1 has shape"):
+        detect_model(lazy)
