@@ -20,11 +20,8 @@ is printed (from ``/proc/stat``, Linux only), because it changes the times a lot
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import json
 import os
-import pickle
 import statistics
 import sys
 import time
@@ -34,7 +31,10 @@ from typing import Any
 
 import numpy as np
 
+import weightstore
 from net.convnet import ConvNet, DeepConvNet, SimpleConvNet
+from net.data import resolve
+from net.mnist import load_test_set
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NETS: dict[str, tuple[type[ConvNet], str]] = {
@@ -44,34 +44,15 @@ NETS: dict[str, tuple[type[ConvNet], str]] = {
 
 
 # --------------------------------------------------------------------------- reference data
-def _verified_bytes(data: Path, name: str) -> bytes:
-    """Contents of a reference file, checked against ``SHA256SUMS`` (before any unpickling)."""
-    sums = {}
-    for line in (data / "SHA256SUMS").read_text().splitlines():
-        if line.strip():
-            digest, fname = line.split(maxsplit=1)
-            sums[fname.strip()] = digest
-    raw = (data / name).read_bytes()
-    if hashlib.sha256(raw).hexdigest() != sums.get(name):
-        raise SystemExit(f"Error: {data / name} does not match SHA256SUMS")
-    return raw
+def load_params(data: Path | None, name: str) -> dict[str, np.ndarray]:
+    """A reference file through the project's resolver (SHA-256 checked) and safe loader."""
+    return dict(weightstore.load(resolve(name, data)))
 
 
-def load_params(data: Path, name: str) -> dict[str, np.ndarray]:
-    return pickle.loads(_verified_bytes(data, name))  # checksum verified: the book's own file
-
-
-# ---- temporary MNIST reader: to be replaced by net.mnist.load_test_set() ----
-def load_mnist_test(data: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_mnist_test(data: Path | None) -> tuple[np.ndarray, np.ndarray]:
     """MNIST test set: images (10000, 1, 28, 28) float32 in [0, 1], labels (10000,) uint8."""
-    images = gzip.decompress(_verified_bytes(data, "mnist/t10k-images-idx3-ubyte.gz"))
-    labels = gzip.decompress(_verified_bytes(data, "mnist/t10k-labels-idx1-ubyte.gz"))
-    x = np.frombuffer(images, np.uint8, offset=16).reshape(-1, 1, 28, 28)
-    t = np.frombuffer(labels, np.uint8, offset=8)
-    return (x / np.float32(255.0)).astype(np.float32), t
+    return load_test_set(data, flatten=False)
 
-
-# ---- end of temporary MNIST reader ----
 
 
 # --------------------------------------------------------------------------- the book's code

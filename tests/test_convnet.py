@@ -2,53 +2,34 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data_dir
 
 import net.convnet as convnet
+import weightstore
 from net.convnet import ConvNet, ConvSpec, DeepConvNet, SimpleConvNet
+from net.data import resolve
+from net.mnist import load_test_set
 from net.models import MODELS, build_model, detect_model, multiply_adds_per_image
 from weightstore.errors import ModelError, OptionError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = shared_data_dir() or Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(
     not DATA.is_dir(), reason=f"reference data not found at {DATA} (../shared/data)"
 )
 
 
-def _verified_bytes(name: str) -> bytes:
-    """Contents of a reference file, checked against SHA256SUMS before anyone unpickles it."""
-    sums = dict(
-        reversed(line.split(maxsplit=1))
-        for line in (DATA / "SHA256SUMS").read_text().splitlines()
-        if line.strip()
-    )
-    data = (DATA / name).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == sums[name], f"{name} fails SHA256SUMS"
-    return data
-
-
 def load_params(name: str) -> dict[str, np.ndarray]:
-    return pickle.loads(_verified_bytes(name))  # trusted: checksum verified above
+    """A reference file through the project's resolver (SHA-256 checked) and safe loader."""
+    return dict(weightstore.load(resolve(name, DATA)))
 
 
-# ---- temporary MNIST reader: to be replaced by net.mnist.load_test_set() ----
 def load_mnist_test() -> tuple[np.ndarray, np.ndarray]:
     """MNIST test set: images (10000, 1, 28, 28) float32 in [0, 1], labels (10000,) uint8."""
-    images = gzip.decompress(_verified_bytes("mnist/t10k-images-idx3-ubyte.gz"))
-    labels = gzip.decompress(_verified_bytes("mnist/t10k-labels-idx1-ubyte.gz"))
-    assert images[:4] == b"\x00\x00\x08\x03" and labels[:4] == b"\x00\x00\x08\x01"
-    x = np.frombuffer(images, np.uint8, offset=16).reshape(-1, 1, 28, 28)
-    t = np.frombuffer(labels, np.uint8, offset=8)
-    return (x / np.float32(255.0)).astype(np.float32), t
-
-
-# ---- end of temporary MNIST reader ----
+    return load_test_set(DATA, flatten=False, download=False)
 
 
 @pytest.fixture(scope="module")
