@@ -24,6 +24,7 @@ examples:
   weightstore report --format json --keep out/     keep the files it measured
   weightstore report --plot report.png             needs: pip install 'weightstore[plot]'
   weightstore report my_weights.npz --repeats 9
+  weightstore report --all-reference               the ch. 3, 7 and 8 networks, one section each
   weightstore report --pareto --plot front.png     only the smallest file at each accuracy
 
 Rows cover every format, every precision option (float16, bfloat16, int8/int4/int2
@@ -33,12 +34,19 @@ on both size and accuracy; the plot draws it.
 """
 
 
+REFERENCE_WEIGHTS = ("sample_weight.pkl", "simple_convnet_params.pkl",
+                     "deep_convnet_params.pkl")
+
+
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("report", help=HELP, description=HELP.capitalize() + ".",
                        parents=[common], epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="weight files to measure (default: the reference sample_weight.pkl)")
+    p.add_argument("--all-reference", action="store_true",
+                   help="add the book's three networks: sample_weight.pkl (ch. 3), "
+                   "simple_convnet_params.pkl (ch. 7), deep_convnet_params.pkl (ch. 8)")
     p.add_argument("--format", choices=list(rep.iter_formats()), default="text",
                    help="output format (default: text)")
     p.add_argument("--plot", metavar="FILE.png", help="also draw size against error/accuracy")
@@ -76,11 +84,12 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError(field="--repeats", expected="1 or more", found=args.repeats)
     if args.plot:
         rep.check_plot_available()
-    files = args.files
-    if not files:
+    files = list(args.files)
+    if args.all_reference or not files:
         from net.data import resolve
 
-        files = [resolve("sample_weight.pkl", args.data_dir)]
+        names = REFERENCE_WEIGHTS if args.all_reference else REFERENCE_WEIGHTS[:1]
+        files += [resolve(name, args.data_dir) for name in names]
     report = rep.build_report(files, repeats=args.repeats, data_dir=args.data_dir,
                               keep_dir=args.keep, progress=_progress(args.quiet))
     sys.stdout.write(rep.render(report, args.format, pareto_only=args.pareto))
