@@ -9,6 +9,7 @@ formats allow it, so memory stays bounded by the largest tensor.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import warnings
@@ -255,10 +256,7 @@ class TensorInfo:
     @property
     def count(self) -> int:
         """Number of values."""
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)

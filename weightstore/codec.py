@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ from typing import IO, Any, ClassVar
 
 import numpy as np
 
-from .errors import FormatError, LimitError, OptionError, WeightsError
-from .model import Weights
+from .errors import LimitError, OptionError
+from .model import Weights, weights_from_file
 
 __all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "warn_if_regrouped", "read_with",
            "TensorMeta", "TensorSource", "LoadedSource", "read_all"]
@@ -110,10 +111,7 @@ class TensorMeta:
     @property
     def count(self) -> int:
         """Number of values."""
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:
@@ -168,10 +166,7 @@ def read_all(source: TensorSource, path: str, limits: Limits) -> Weights:
         limits.check_tensor(path, meta.name, meta.nbytes, total)
         total += meta.nbytes
     tensors = [(meta.name, source.read(meta.name)) for meta in source.tensors]
-    try:
-        return Weights(tensors, metadata=source.metadata)
-    except WeightsError as e:
-        raise FormatError(f"holds invalid weights: {e}", path=path) from e
+    return weights_from_file(tensors, source.metadata, path)
 
 
 @dataclass(frozen=True)

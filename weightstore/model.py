@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import WeightsError
+from .errors import FormatError, WeightsError
 
 __all__ = ["Weights", "DTYPES", "canonical_dtype", "dtype_name", "as_weights"]
 
@@ -228,6 +228,19 @@ def _check_groups(flat: Mapping[str, np.ndarray]) -> None:
                     field=f"tensor name {name!r}",
                     expected=f"{prefix!r} to be a group, not also a tensor",
                 )
+
+
+def weights_from_file(
+    tensors: Mapping[str, Any] | Iterable[tuple[str, Any]],
+    metadata: Mapping[str, str] | None,
+    path: str,
+) -> Weights:
+    """:class:`Weights` read from *path*; invalid names or metadata are the file's fault,
+    so they raise :class:`~weightstore.errors.FormatError` naming it."""
+    try:
+        return Weights(tensors, metadata=metadata)
+    except WeightsError as e:
+        raise FormatError(f"holds invalid weights: {e}", path=path) from e
 
 
 def as_weights(obj: Mapping[str, Any] | Weights) -> Weights:

@@ -72,6 +72,7 @@ and :meth:`CompactCodec.read_tensors` (only the tensors named are decoded).
 
 from __future__ import annotations
 
+import math
 import struct
 import threading
 import zlib
@@ -83,8 +84,8 @@ import numpy as np
 import orjson
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
-from ..errors import ChecksumError, FormatError, LimitError, UnsupportedError, WeightsError
-from ..model import Weights, canonical_dtype, dtype_name
+from ..errors import ChecksumError, FormatError, LimitError, UnsupportedError
+from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
 from ..registry import register
 
 __all__ = ["CompactCodec", "TensorEntry", "MAGIC", "VERSION", "END_MARK"]
@@ -154,10 +155,7 @@ class TensorEntry:
     @property
     def count(self) -> int:
         """Number of values."""
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     @property
     def stored_size(self) -> int:
@@ -442,10 +440,7 @@ class CompactCodec(Codec):
         check = verify and self.verify  # type: ignore[attr-defined]
         tensors = {e.name: self._read_entry(fileobj, e, path, limits, dctx, check)
                    for e in entries}
-        try:
-            return Weights(tensors, metadata=metadata)
-        except WeightsError as e:
-            raise FormatError(f"holds invalid weights: {e}", path=path) from e
+        return weights_from_file(tensors, metadata, path)
 
     def read_tensor(self, fileobj: IO[bytes], name: str, *, path: str,
                     limits: Limits = DEFAULT_LIMITS) -> np.ndarray:

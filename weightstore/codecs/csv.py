@@ -39,7 +39,7 @@ import orjson
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits
 from ..errors import FormatError, LimitError, WeightsError
-from ..model import Weights, canonical_dtype, dtype_name
+from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
 from ..registry import register
 from ._text import cast_exact, parse_token, value_text
 
@@ -275,10 +275,7 @@ class _Rows:
                            self.limits, total)
             total += array.nbytes
             tensors.append((name, array))
-        try:
-            return Weights(tensors, metadata=self.metadata)
-        except WeightsError as e:
-            raise FormatError(f"holds invalid weights: {e}", path=self.path) from e
+        return weights_from_file(tensors, self.metadata, self.path)
 
 
 # --- the fast reader ------------------------------------------------------------------

@@ -61,7 +61,7 @@ from ..integrity import (
     verify_header,
     verify_tensor,
 )
-from ..model import Weights, canonical_dtype, dtype_name
+from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
 from ..registry import register
 from ._text import cast_exact, json_ready, json_text, parse_token
 
@@ -183,10 +183,7 @@ class JsonCodec(Codec):
             if verify and "crc32" in entry:
                 verify_tensor(path, name, array, parse_crc(entry["crc32"], path,
                                                             f"tensor {name!r} crc32"))
-        try:
-            weights = Weights(tensors, metadata=metadata)
-        except WeightsError as e:
-            raise FormatError(f"holds invalid weights: {e}", path=path) from e
+        weights = weights_from_file(tensors, metadata, path)
         if verify and stored_header is not None:
             verify_header(path, stored_header, weights, weights.metadata)
         return weights

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, warn_if_regrouped
 from ..errors import FormatError, LimitError, UnsafeFileError, WeightsError, WeightstoreError
-from ..model import Weights, canonical_dtype, to_storage
+from ..model import Weights, canonical_dtype, to_storage, weights_from_file
 from ..registry import register
 
 #: The key under which metadata is stored in the top-level dict.
@@ -346,7 +346,4 @@ class PickleCodec(Codec):
         for name, array in tensors.items():
             limits.check_tensor(path, name, array.nbytes, total)
             total += array.nbytes
-        try:
-            return Weights(tensors, metadata=meta)
-        except WeightsError as e:
-            raise FormatError(f"holds invalid weights: {e}", path=path) from e
+        return weights_from_file(tensors, meta, path)

@@ -50,7 +50,6 @@ from ..errors import (
     LimitError,
     MissingDependencyError,
     UnsupportedError,
-    WeightsError,
 )
 from ..integrity import (
     HINT,
@@ -61,7 +60,7 @@ from ..integrity import (
     tensor_crc32,
     verify_tensor,
 )
-from ..model import Weights, canonical_dtype, dtype_name, little_endian
+from ..model import Weights, canonical_dtype, dtype_name, little_endian, weights_from_file
 from ..rawio import RawFile, crc32
 from ..registry import register
 
@@ -196,12 +195,8 @@ class SafetensorsCodec(Codec):
         # The header checks (offsets tiling the buffer exactly, sizes matching dtype and
         # shape) are what safetensors.deserialize checks; each tensor is then read from its
         # offset straight into its array: one copy, where the library makes two.
-        try:
-            weights = Weights([(m.name, source.read(m.name)) for m in source.tensors],
-                              metadata=source.metadata)
-        except WeightsError as e:
-            raise FormatError(f"holds invalid weights: {e}", path=path) from e
-        return weights
+        return weights_from_file([(m.name, source.read(m.name)) for m in source.tensors],
+                                 source.metadata, path)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True) -> TensorSource:
