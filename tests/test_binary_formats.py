@@ -214,3 +214,20 @@ def test_zstd_truncated_frame_is_refused(tmp_path: Path) -> None:
         path.write_bytes(data[:cut])
         with pytest.raises(ws.FormatError, match="w.json.zst"):
             ws.load(path)
+
+
+def test_npz_header_numpy_cannot_tokenize_is_a_format_error(tmp_path: Path) -> None:
+    """numpy's .npy header parser raises tokenize.TokenError on an unclosed bracket
+    (found by scripts/fuzz.py); it must reach the user as our FormatError."""
+    import struct
+
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (3, "
+    header += b" " * (64 - 10 - len(header) - 1) + b"\n"
+    member = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + bytes(24)
+    path = tmp_path / "token.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.npy", member)
+    with pytest.raises(ws.FormatError, match="token.npz"):
+        ws.load(path)
+    with pytest.raises(ws.FormatError, match="token.npz"), ws.open(path) as lazy:
+        lazy["x"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tokenize
 import zipfile
 import zlib
 from typing import IO, NamedTuple
@@ -65,7 +66,7 @@ def _read_header(member: IO[bytes], path: str, name: str) -> tuple[tuple[int, ..
 
             impl = _format_impl._read_array_header
         return impl(member, version)
-    except (ValueError, EOFError, SyntaxError) as e:
+    except (ValueError, EOFError, SyntaxError, tokenize.TokenError) as e:  # numpy's header parse
         raise FormatError(f"bad .npy header ({e})", path=path, field=f"member {name!r}") from e
 
 
