@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 import warnings
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import IO, Any
 from . import precision as _precision
 from . import registry, remote, shard
 from .codec import DEFAULT_LIMITS, Codec, Limits, read_with
-from .errors import FormatError, LimitError, UnknownFormatError, WeightstoreError
+from .errors import FormatError, UnknownFormatError
 from .fileio import atomic_write, open_for_read
 from .lazy import LazyWeights, ProgressCallback, StreamingWarning, reading, reporting
 from .model import Weights, as_weights
@@ -120,13 +118,6 @@ def save(
     return out if remote.is_url(out) else Path(path)
 
 
-# Exceptions that a malformed file can provoke inside the libraries codecs use; a codec
-# should translate them itself, and this is the net below it so that a user never sees
-# a raw traceback for a bad file.
-_FILE_FAULTS = (ValueError, EOFError, KeyError, IndexError, TypeError, struct.error,
-                zipfile.BadZipFile, OSError, OverflowError, UnicodeError, RecursionError)
-
-
 def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
                        options: dict[str, Any]) -> Codec:
     head = f.read(registry.SNIFF_BYTES)
@@ -181,20 +172,10 @@ def load(
         return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
     with open_for_read(path, storage_options) as f:
         codec = _codec_for_reading(f, path, format, options)
-        try:
+        with reading(os.fspath(path), codec.name):
             stored = read_with(codec, f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS,
                                verify=verify)
             return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
-        except (FormatError, LimitError) as e:
-            if e.path is None:  # raised deep inside a codec: say which file
-                raise type(e)(e.message, path=path) from e
-            raise
-        except WeightstoreError:
-            raise
-        except _FILE_FAULTS as e:
-            raise FormatError(
-                f"not a valid {codec.name} file ({type(e).__name__}: {e})", path=path
-            ) from e
 
 
 def convert(

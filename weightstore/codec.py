@@ -35,7 +35,7 @@ from .errors import LimitError, OptionError
 from .model import Weights, weights_from_file
 
 __all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "warn_if_regrouped", "read_with",
-           "TensorMeta", "TensorSource", "LoadedSource", "read_all"]
+           "TensorMeta", "TensorSource", "LoadedSource", "read_all", "read_through_open"]
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -157,6 +157,17 @@ class LoadedSource(TensorSource):
 
     def close(self) -> None:
         self._weights = None
+
+
+def read_through_open(self: Codec, fileobj: IO[bytes], *, path: str,
+                      limits: Limits = DEFAULT_LIMITS, verify: bool = True) -> Weights:
+    """``Codec.read`` for codecs whose :meth:`~Codec.open` reads tensors one by one:
+    every tensor through the same source (``read = read_through_open`` in the class)."""
+    source = self.open(fileobj, path=path, limits=limits, verify=verify)
+    try:
+        return read_all(source, path, limits)
+    finally:
+        source.close()
 
 
 def read_all(source: TensorSource, path: str, limits: Limits) -> Weights:

@@ -33,7 +33,9 @@ class StreamingWarning(UserWarning):
 #: ``progress(done, total)``: bytes of tensor data handled so far, out of *total*.
 ProgressCallback = Callable[[int, int], None]
 
-# Exceptions a malformed file can provoke inside the libraries codecs use (as in api.load).
+# Exceptions a malformed file can provoke inside the libraries codecs use: a codec should
+# translate them itself, and this is the net below it, so that a user never sees a raw
+# traceback for a bad file.
 _FILE_FAULTS = (ValueError, EOFError, KeyError, IndexError, TypeError, struct.error,
                 zipfile.BadZipFile, OSError, OverflowError, UnicodeError, RecursionError)
 

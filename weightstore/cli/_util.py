@@ -56,3 +56,14 @@ def add_data_dir_arg(parser: argparse.ArgumentParser) -> None:
         help="folder with the reference files (sample_weight.pkl, mnist/t10k-*.gz); default: "
         "$WEIGHTSTORE_DATA, then ../shared/data beside the checkout, then the user cache",
     )
+
+
+def check_distinct(src: str, dst: str) -> None:
+    """Refuse a destination that is the source file itself."""
+    import os
+
+    from ..errors import FileAccessError
+
+    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
+        raise FileAccessError(path=dst, field="destination",
+                              expected="a different file from the source", found="the same file")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from .. import api
-from ..errors import FileAccessError
 from ..precision import FLOAT_DTYPES, Precision, Quantization
 from ._progress import progress_bar
-from ._util import add_option_arg, parse_options
+from ._util import add_option_arg, check_distinct, parse_options
 
 HELP = "convert a weight file to another format (chosen by DST's extension or --to)"
 EXAMPLES = """\
@@ -68,11 +66,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def run(args: argparse.Namespace) -> int:
-    if os.path.exists(args.dst) and os.path.exists(args.src) and os.path.samefile(
-        args.src, args.dst
-    ):
-        raise FileAccessError(path=args.dst, field="destination",
-                              expected="a different file from the source", found="the same file")
+    check_distinct(args.src, args.dst)
     options = parse_options(args.options)
     precision = None
     if args.dtype or args.quantize or args.digits is not None:

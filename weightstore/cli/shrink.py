@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from .. import shrink as sh
-from ..errors import FileAccessError
-from ._util import add_data_dir_arg, add_option_arg, parse_options, print_json
+from ._util import add_data_dir_arg, add_option_arg, check_distinct, parse_options, print_json
 
 HELP = "write the smallest quantized file whose network predicts as the original does"
 EXAMPLES = """\
@@ -49,11 +47,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def run(args: argparse.Namespace) -> int:
-    if os.path.exists(args.dst) and os.path.exists(args.src) and os.path.samefile(
-        args.src, args.dst
-    ):
-        raise FileAccessError(path=args.dst, field="destination",
-                              expected="a different file from the source", found="the same file")
+    check_distinct(args.src, args.dst)
     x = None if args.calibration == sh.CALIBRATION_IMAGES else \
         sh.calibration_images(args.data_dir, args.calibration)
 

@@ -42,7 +42,7 @@ from ..codec import (
     Option,
     TensorMeta,
     TensorSource,
-    read_all,
+    read_through_open,
     warn_if_regrouped,
 )
 from ..errors import (
@@ -143,13 +143,7 @@ class Hdf5Codec(Codec):
                 ds.attrs.create(CRC_ATTR, np.uint32(tensor_crc32(array)))
                 del array, ds  # from a lazy source: one tensor in memory at a time
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
-        source = self.open(fileobj, path=path, limits=limits, verify=verify)
-        try:
-            return read_all(source, path, limits)
-        finally:
-            source.close()
+    read = read_through_open
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True) -> TensorSource:

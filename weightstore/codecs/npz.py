@@ -32,7 +32,15 @@ from typing import IO, NamedTuple
 import numpy as np
 import orjson
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorMeta, TensorSource, read_all
+from ..codec import (
+    DEFAULT_LIMITS,
+    Codec,
+    Limits,
+    Option,
+    TensorMeta,
+    TensorSource,
+    read_through_open,
+)
 from ..errors import ChecksumError, FormatError, UnsupportedError
 from ..integrity import (
     HINT,
@@ -112,13 +120,7 @@ class NpzCodec(Codec):
                 del array  # from a lazy source: one tensor in memory at a time
             zf.comment = comment
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
-        source = self.open(fileobj, path=path, limits=limits, verify=verify)
-        try:
-            return read_all(source, path, limits)
-        finally:
-            source.close()
+    read = read_through_open
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True) -> TensorSource:
