@@ -22,6 +22,7 @@ from corpus import corpus
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from test_codecs import _usable
 
 import weightstore as ws
 from weightstore import testing
@@ -83,14 +84,6 @@ def weight_sets(draw: st.DrawFn, metadata: bool) -> ws.Weights:
         return ws.Weights(items, metadata=meta)
     except ws.WeightsError:  # a name that is also a group ("a" and "a/b")
         return ws.Weights([(k.replace("/", "|"), v) for k, v in items], metadata=meta)
-
-
-def _usable(cls: type[Codec]) -> type[Codec]:
-    try:
-        cls()
-    except ws.MissingDependencyError as e:  # pragma: no cover - depends on extras
-        pytest.skip(f"{cls.name}: {e}")
-    return cls
 
 
 @pytest.mark.parametrize("cls", CODECS, ids=IDS)
