@@ -4,8 +4,11 @@ Registration order is sniffing order. ``safetensors`` comes first: its test (a
 header length whose high bytes are zero, then ``{``) matches no other format,
 while a safetensors file whose length byte happens to be ``0x80`` or ``{``
 would satisfy the looser pickle or JSON tests. Its module imports the optional
-``safetensors`` package only when a file is read or written.
+``safetensors`` package only when a file is read or written. ``pytorch`` comes
+before ``npz`` and ``pickle``: its checkpoints are zips (like npz) or start with a
+pickle (like the book's files), told apart by what they hold.
 """
 
 from . import safetensors  # noqa: F401,I001  (first: see above)
+from . import pytorch  # noqa: F401,I001  (before npz and pickle: see above)
 from . import compact, csv, hdf5, json, npz, pickle, zstd  # noqa: F401  (registration on import)
