@@ -12,3 +12,4 @@ pickle (like the book's files), told apart by what they hold.
 from . import safetensors  # noqa: F401,I001  (first: see above)
 from . import pytorch  # noqa: F401,I001  (before npz and pickle: see above)
 from . import compact, csv, hdf5, json, npz, pickle, zstd  # noqa: F401  (registration on import)
+from . import gzip_codec, npy  # noqa: F401  (registration on import)

@@ -76,6 +76,7 @@ from ..errors import (
     FormatError,
     LimitError,
     LossyWarning,
+    UnknownFormatError,
     UnsafeFileError,
     UnsupportedError,
     WeightstoreError,
@@ -897,10 +898,15 @@ def open_checkpoint(fileobj: IO[bytes], path: str, limits: Limits = DEFAULT_LIMI
     fileobj.seek(0)
     if head == LEGACY_HEAD:
         return _open_legacy(fileobj, path, limits, verify)
-    if head.startswith(b"\x1f\x8b") or _is_tar(fileobj):
+    if _is_tar(fileobj):
         raise UnsupportedError(path=path, field="layout", expected="the zip or the legacy "
                                "pickle layout of torch.save", found="the tar layout of torch "
                                "before 0.4 (load and re-save it with torch)")
+    if not head.startswith(b"PK"):
+        # .bin names many things: say what this is not, rather than how a zip fails
+        raise UnknownFormatError(path=path, field="content",
+                                 expected="a PyTorch checkpoint (a zip, or the legacy pickle)",
+                                 found=f"first bytes {head[:8]!r}")
     return _open_zip(fileobj, path, limits, verify)
 
 

@@ -179,7 +179,7 @@ class ZstdCodec(Codec):
         super().__init__(**{k: v for k, v in options.items() if k in own})
         inner_cls = get_codec(self.inner or DEFAULT_INNER)  # type: ignore[attr-defined]
         if getattr(inner_cls, "layer", False):
-            raise UnknownFormatError(field="zstd option 'inner'",
+            raise UnknownFormatError(field=f"{self.name} option 'inner'",
                                      expected="a codec that is not itself a layer",
                                      found=self.inner)  # type: ignore[attr-defined]
         if self.inner is not None:  # type: ignore[attr-defined]
@@ -275,14 +275,15 @@ class ZstdCodec(Codec):
         content.seek(0)
         cls = sniff(head)
         if cls is not None and getattr(cls, "layer", False):
-            raise FormatError(path=path, field="zstd content",
-                              expected="another codec's file", found="zstd inside zstd")
+            raise FormatError(path=path, field=f"{self.name} content",
+                              expected="another codec's file",
+                              found=f"{cls.name} inside {self.name}")
         if cls is None:
             if self.inner is None:  # type: ignore[attr-defined]
                 raise UnknownFormatError(
-                    path=path, field="zstd content",
+                    path=path, field=f"{self.name} content",
                     expected="a file of a known format inside", found=f"first bytes {head[:16]!r}",
-                    hint="name it like w.json.zst or pass inner=FORMAT",
+                    hint=f"name it like w.json{self.extensions[0]} or pass inner=FORMAT",
                 )
             return self._inner_codec()
         return cls(**self.inner_options) if cls.name == self.inner else cls()  # type: ignore[attr-defined]
