@@ -135,11 +135,15 @@ def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
         elif found is not None:
             cls = found[0]
         else:
+            end = f.seek(0, os.SEEK_END)
+            f.seek(max(0, end - 8))
+            tail = f.read(8)
+            f.seek(0)
             raise UnknownFormatError(
                 path=path, field="format",
                 expected="content or an extension that a codec recognises",
                 found=f"first bytes {head[:16]!r}",
-                hint="pass a format (--from FORMAT); 'weightstore formats' lists them",
+                hint=registry.describe_unknown(head, tail, os.fspath(path)),
             )
     return cls(**_layer_options(cls, prefix, options))
 

@@ -100,3 +100,53 @@ def sniff(head: bytes) -> type[Codec] | None:
         if cls.sniff(head):
             return cls
     return None
+
+
+# --- saying what a file is, when no codec reads it ---------------------------------------
+
+#: The last 8 bytes of a TensorFlow checkpoint's ``.index`` file (a LevelDB table).
+TF_INDEX_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
+
+
+def describe_zip(names: list[str]) -> tuple[str, str]:
+    """What a zip archive holding members *names* is, and what to do with it:
+    ``(what, hint)``. Used when a zip is not the format it was read as (an npz that
+    holds other members), so the message names the archive, not the first odd member."""
+    tops = {n.split("/", 1)[0] + "/" for n in names if "/" in n}
+    for top in sorted(tops) + [""]:
+        if f"{top}data.pkl" in names:
+            if f"{top}constants.pkl" in names or any(n.startswith(f"{top}code/") for n in names):
+                return (f"a TorchScript archive ({top}code/, {top}constants.pkl)",
+                        "weightstore reads torch.save checkpoints, not scripted modules: "
+                        "load it with torch.jit.load and torch.save its state_dict()")
+            return (f"a PyTorch checkpoint ({top}data.pkl)",
+                    "read it as format 'pytorch' (--from pytorch), or name it .pt")
+    if "model.weights.h5" in names or "config.json" in names and "metadata.json" in names:
+        return ("a Keras archive (.keras: config.json, model.weights.h5)",
+                "read it as format 'keras' (--from keras), or name it .keras")
+    if any(n.endswith("saved_model.pb") for n in names):
+        return ("a zipped TensorFlow SavedModel (saved_model.pb)",
+                "weightstore does not read TensorFlow models: export the variables from "
+                "TensorFlow (tf.train.load_checkpoint) to .npz or .safetensors")
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return (f"a zip archive of {len(names)} members ({shown or 'none'})",
+            "'weightstore formats' lists the formats it reads")
+
+
+def describe_unknown(head: bytes, tail: bytes, path: str) -> str:
+    """A hint naming what a file no codec claims seems to be (*head*: its first bytes,
+    *tail*: its last 8), and what to do; a generic hint when it is nothing we know."""
+    name = os.path.basename(path).lower()
+    if tail == TF_INDEX_MAGIC or name.endswith(".index") or ".data-" in name and "-of-" in name:
+        return ("this looks like a TensorFlow checkpoint (model.ckpt.index + "
+                ".data-NNNNN-of-NNNNN), which weightstore does not read: load it with "
+                "tf.train.load_checkpoint and save the variables as .npz or .safetensors")
+    if head[4:8] == b"TFL3":
+        return ("this is a TensorFlow Lite model (.tflite), which weightstore does not read")
+    if name == "saved_model.pb" or name.endswith((".pb", ".pbtxt")):
+        return ("this looks like a TensorFlow graph (.pb), which weightstore does not read: "
+                "export the variables from TensorFlow as .npz or .safetensors")
+    if head[257:262] == b"ustar":
+        return ("this is a tar archive (a PyTorch checkpoint from before torch 0.4 is one): "
+                "unpack it, or load it with torch and save it again")
+    return "pass a format (--from FORMAT); 'weightstore formats' lists them"

@@ -84,7 +84,7 @@ from ..errors import (
 from ..lazy import describe_in
 from ..model import canonical_dtype, dtype_name, to_storage
 from ..rawio import CHUNK, RawFile, crc32
-from ..registry import register
+from ..registry import describe_zip, register
 
 __all__ = ["PytorchCodec", "open_checkpoint", "write_checkpoint", "LEGACY_MAGIC",
            "sniff_checkpoint"]
@@ -318,9 +318,9 @@ def _build_globals() -> dict[tuple[str, str], Any]:
         ("torch", "Size"): _Global("torch.Size", _size),
         ("collections", "OrderedDict"): _Global("collections.OrderedDict", _plain(OrderedDict)),
         ("_codecs", "encode"): _Global("_codecs.encode", _latin1_encode),
-        ("builtins", "set"): _Global("builtins.set", _plain(set)),
-        ("builtins", "bytearray"): _Global("builtins.bytearray", _plain(bytearray)),
-        ("builtins", "complex"): _Global("builtins.complex", _plain(complex)),
+        **{(module, kind.__name__): _Global(f"builtins.{kind.__name__}", _plain(kind))
+           for kind in (set, bytearray, complex)
+           for module in ("builtins", "__builtin__")},  # protocol 2 says __builtin__
         ("torch.storage", "UntypedStorage"): _UNTYPED,
     }
     for name, (dtype, size) in _STORAGE_TYPES.items():
@@ -724,12 +724,17 @@ def _stored_offset(raw: RawFile, info: zipfile.ZipInfo, path: str) -> int:
 
 
 def _archive_prefix(zf: zipfile.ZipFile, path: str) -> str:
-    pickles = [n for n in zf.namelist() if n == "data.pkl" or (
+    names = zf.namelist()
+    pickles = [n for n in names if n == "data.pkl" or (
         n.endswith("/data.pkl") and n.count("/") == 1)]
+    what, hint = describe_zip(names)
     if len(pickles) != 1:
         raise FormatError(path=path, field="zip members",
                           expected="one <archive>/data.pkl (a torch.save checkpoint)",
-                          found=f"{len(pickles)} among {zf.namelist()[:5]}")
+                          found=what if not pickles else f"{len(pickles)} of them", hint=hint)
+    if what.startswith("a TorchScript"):
+        raise UnsupportedError(path=path, field="zip members", expected="a torch.save "
+                               "checkpoint", found=what, hint=hint)
     return pickles[0][: -len("data.pkl")]
 
 
