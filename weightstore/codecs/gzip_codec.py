@@ -101,9 +101,9 @@ class GzipCodec(ZstdCodec):
                                     found=f"a mismatch ({e}; the file is damaged)") from e
             raise FormatError(f"not a valid gzip file ({e})", path=path) from e
         except EOFError as e:
-            raise FormatError(path=path, field="gzip content", expected="the end of the "
-                              "compressed stream", found=f"the end of the file ({e}; "
-                              "truncated)") from e
+            raise FormatError(f"cut short ({e})", path=path, field="gzip content",
+                              expected="the end of the compressed stream",
+                              found="the end of the file (truncated)") from e
         except (zlib.error, OSError) as e:
             raise FormatError(f"corrupted gzip data ({e})", path=path) from e
         out.seek(0)

@@ -615,6 +615,12 @@ class CheckpointSource(TensorSource):
                     f"{ref.shape}, stride {ref.stride}: element {ref.offset + reach - 1:,}")
             meta = TensorMeta(name, dtype, ref.shape)
             limits.check_tensor(path, name, meta.nbytes)
+            if meta.nbytes > limits.max_output(reach * itemsize):  # zero strides repeat
+                raise LimitError(path=path, field=f"tensor {name!r}",
+                                 expected=f"at most {limits.max_output(reach * itemsize):,} "
+                                 f"bytes from the {reach * itemsize:,} bytes its strides reach "
+                                 "(Limits.max_expansion)", found=f"{meta.nbytes:,} bytes, "
+                                 f"stride {ref.stride}")
             metas.append(meta)
             self._refs[name] = ref
         super().__init__(metas, metadata)
