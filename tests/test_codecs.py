@@ -154,7 +154,7 @@ def test_empty_file_is_refused(cls: type[Codec], tmp_path: Path) -> None:
 def test_truncated_file_is_refused(cls: type[Codec], tmp_path: Path, fraction: float) -> None:
     data = _valid_bytes(cls, tmp_path)
     cut = max(1, int(len(data) * fraction))
-    if not getattr(cls, "detects_cut_between_tensors", True):
+    if not cls.detects_cut_between_tensors:
         # A text format without a trailer cannot tell a cut between two tensors from a
         # file with fewer tensors: it must then give back exactly the tensors before it.
         try:
@@ -299,8 +299,9 @@ def test_third_party_codecs_register_through_the_entry_point_group(monkeypatch) 
 
     monkeypatch.setattr(metadata, "entry_points",
                         lambda group: [FakeEntryPoint()] if group == "weightstore.codecs" else [])
-    monkeypatch.setattr(registry, "_loaded", False)
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
+    monkeypatch.setattr(registry, "_CLASSES", dict(registry._CLASSES))
     assert registry.get_codec("thirdparty-raw") is RawCodec
     assert registry.codec_for_path("w.tpraw")[0] is RawCodec
 

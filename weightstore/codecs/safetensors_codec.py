@@ -43,7 +43,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorMeta, TensorSource
+from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorSource
 from ..errors import (
     ChecksumError,
     FormatError,
@@ -51,6 +51,7 @@ from ..errors import (
     MissingDependencyError,
     UnsupportedError,
 )
+from ..fileio import RawFile, crc32
 from ..integrity import (
     HINT,
     format_crc,
@@ -60,9 +61,15 @@ from ..integrity import (
     tensor_crc32,
     verify_tensor,
 )
-from ..model import Weights, canonical_dtype, dtype_name, little_endian, weights_from_file
-from ..rawio import RawFile, crc32
-from ..registry import register
+from ..model import (
+    TensorInfo,
+    Weights,
+    canonical_dtype,
+    dtype_name,
+    little_endian,
+    weights_from_file,
+)
+from ..sniffing import is_safetensors
 
 __all__ = ["SafetensorsCodec", "ORDER_KEY", "METADATA_KEY", "DTYPE_CODES"]
 
@@ -147,7 +154,6 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-@register
 class SafetensorsCodec(Codec):
     """safetensors: JSON header plus one flat buffer; read by the Hugging Face ecosystem."""
 
@@ -158,13 +164,7 @@ class SafetensorsCodec(Codec):
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        # A plausible header length (at least "{}", within the default header limit;
-        # the file's own size is checked on reading) and the header's opening brace.
-        # Bytes 4-7 of such a length are zero, which no text format starts with.
-        if len(head) < 9 or head[8:9] != b"{":
-            return False
-        (length,) = _LENGTH.unpack_from(head)
-        return 2 <= length <= DEFAULT_LIMITS.max_header_bytes
+        return is_safetensors(head)
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
         st = _safetensors()
@@ -344,7 +344,7 @@ class _LazySource(TensorSource):
 
     def __init__(self, entries: dict[str, _Entry], order: list[str], metadata: dict[str, str],
                  raw: RawFile, data_start: int, path: str, crcs: dict[str, int]) -> None:
-        super().__init__([TensorMeta(n, entries[n].dtype, entries[n].shape) for n in order],
+        super().__init__([TensorInfo(n, entries[n].dtype, entries[n].shape) for n in order],
                          metadata)
         self._entries, self._raw, self._start = entries, raw, data_start
         self._path, self._crcs = path, crcs
