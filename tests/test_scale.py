@@ -66,7 +66,7 @@ def test_open_gives_what_load_gives(cls: type[Codec], tmp_path: Path) -> None:
     assert lazy.closed
 
 
-@pytest.mark.parametrize("ext", [".npz", ".h5", ".safetensors"])
+@pytest.mark.parametrize("ext", [".npz", ".h5", ".safetensors", ".wsc"])
 def test_open_reads_the_header_alone(ext: str, tmp_path: Path) -> None:
     """Opening a file with 16 MiB of tensors reads a small part of it."""
     path = tmp_path / f"w{ext}"
@@ -94,6 +94,21 @@ def test_open_reads_the_header_alone(ext: str, tmp_path: Path) -> None:
             source.close()
     # zipfile reads the last 64 KiB to find the end record behind the archive comment
     assert Counting.read_bytes < 256 * 1024, Counting.read_bytes
+
+
+def test_every_format_with_a_header_opens_lazily(tmp_path: Path) -> None:
+    """``weightstore.open`` reads the header alone wherever the format has one: the codecs
+    that override ``Codec.open``, and at least the four binary formats with a header."""
+    lazy = set()
+    for cls in ws.formats():
+        if cls.open is Codec.open or cls.layer:
+            continue
+        path = tmp_path / f"w{cls.extensions[0]}"
+        _save({"a": np.ones(3, np.float32)}, path)
+        with ws.open(path) as opened:
+            assert opened.lazy, cls.name
+        lazy.add(cls.name)
+    assert {"npz", "hdf5", "safetensors", "wsc"} <= lazy
 
 
 @pytest.mark.parametrize("ext", [".npz", ".h5", ".safetensors"])

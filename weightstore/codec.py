@@ -264,6 +264,10 @@ class Codec:
     layer: ClassVar[bool] = False
     #: A layer's inner codec name (None: from the file's name or content).
     inner: str | None = None
+    #: The pip extra the codec needs beyond weightstore's own dependencies (its optional
+    #: package is imported on first use and a missing one raises MissingDependencyError
+    #: naming the extra), or None.
+    extra: ClassVar[str | None] = None
     #: Whether a file cut exactly between two tensors is detected as damaged (False for a
     #: format with no count or trailer, such as CSV: the cut file reads as fewer tensors).
     detects_cut_between_tensors: ClassVar[bool] = True
@@ -307,6 +311,12 @@ class Codec:
         the header's checksum on opening, each tensor's as it is read, unless *verify* is
         false)."""
         return LoadedSource(self.read(fileobj, path=path, limits=limits, verify=verify))
+
+    @classmethod
+    def opens_lazily(cls) -> bool:
+        """Whether :meth:`open` reads only the header (it is overridden), so that tensors are
+        read on access; a layer's answer depends on its inner codec."""
+        return cls.open is not Codec.open
 
     @property
     def label(self) -> str:

@@ -41,6 +41,7 @@ from ..codec import DEFAULT_LIMITS, Codec, Limits
 from ..errors import FormatError, LimitError, WeightsError
 from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import CSV_HEADER, is_csv
+from ._header import check_shape
 from ._text import cast_exact, parse_token, value_text
 
 HEADER = ("tensor", "dtype", "shape", "index", "value")
@@ -60,10 +61,10 @@ def parse_shape(text: str, where: str, path: str) -> tuple[int, ...]:
     if text == SCALAR:
         return ()
     parts = text.split("x")
-    if not all(p.isdigit() and p.isascii() for p in parts) or len(parts) > 64:
+    if not all(p.isdigit() and p.isascii() for p in parts):
         raise FormatError(path=path, field=f"{where} shape",
                           expected="dimensions joined by 'x' (784x50) or 'scalar'", found=text)
-    return tuple(int(p) for p in parts)
+    return check_shape([int(p) for p in parts], path=path, field=f"{where} shape")
 
 
 def max_line_chars() -> int:

@@ -63,6 +63,7 @@ from ..integrity import (
 )
 from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import is_json
+from ._header import check_shape
 from ._text import cast_exact, json_ready, json_text, parse_token
 
 FORMAT_ID = "weightstore.json"
@@ -209,12 +210,7 @@ class JsonCodec(Codec):
         except WeightsError as e:
             raise FormatError(path=path, field=f"{where} dtype", expected=e.expected,
                               found=dtype_text) from e
-        if (not isinstance(shape, list) or len(shape) > 64
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                           for d in shape)):
-            raise FormatError(path=path, field=f"{where} shape",
-                              expected="a list of at most 64 non-negative integers", found=shape)
-        shape_t = tuple(shape)
+        shape_t = check_shape(shape, path=path, field=f"{where} shape")
         count = math.prod(shape_t)  # exact: a float product overflows on absurd claims
         limits.check_tensor(path, name, count * dtype.itemsize, total)
         data = entry["data"]

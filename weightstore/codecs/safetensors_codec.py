@@ -70,6 +70,7 @@ from ..model import (
     weights_from_file,
 )
 from ..sniffing import is_safetensors
+from ._header import check_shape
 
 __all__ = ["SafetensorsCodec", "ORDER_KEY", "METADATA_KEY", "DTYPE_CODES"]
 
@@ -103,7 +104,6 @@ _NAMES = {code: name for name, code in DTYPE_CODES.items()}
 _UNSUPPORTED = ("F4", "F6_E2M3", "F6_E3M2", "F8_E5M2", "F8_E4M3", "F8_E8M0",
                 "F8_E4M3FNUZ", "F8_E5M2FNUZ", "C64")
 _LENGTH = struct.Struct("<Q")
-_MAX_NDIM = 64
 
 
 def _safetensors() -> Any:
@@ -161,6 +161,7 @@ class SafetensorsCodec(Codec):
     extensions = (".safetensors",)
     checksums = True
     description = "safetensors (Hugging Face): JSON header + raw little-endian buffer"
+    extra = "safetensors"
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
@@ -393,10 +394,7 @@ def _check_entry(name: str, entry: Any, path: str, buffer_size: int) -> _Entry:
         raise FormatError(path=path, field=f"{where} dtype",
                           expected=f"a safetensors dtype ({', '.join(_NAMES)})", found=code)
     dtype = canonical_dtype(_NAMES[code])  # MissingDependencyError for BF16 without ml_dtypes
-    if not isinstance(shape, list) or len(shape) > _MAX_NDIM or not all(map(_is_count, shape)):
-        raise FormatError(path=path, field=f"{where} shape",
-                          expected=f"a list of at most {_MAX_NDIM} non-negative integers",
-                          found=shape)
+    check_shape(shape, path=path, field=f"{where} shape")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets))
             or offsets[0] > offsets[1]):
         raise FormatError(path=path, field=f"{where} data_offsets",

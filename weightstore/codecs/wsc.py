@@ -84,10 +84,11 @@ import numpy as np
 import orjson
 import zstandard
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
+from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnsupportedError
-from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
+from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import WSC_MAGIC
+from ._header import check_shape
 
 __all__ = ["WscCodec", "TensorEntry", "MAGIC", "VERSION", "END_MARK"]
 
@@ -108,8 +109,6 @@ _DTYPE_NAMES = FLOAT_DTYPES | {"bool"} | {f"{s}int{b}" for s in ("", "u") for b 
 RAW, ZSTD = "raw", "zstd"
 _TENSOR_KEYS = frozenset({"name", "dtype", "shape", "offset", "crc32", "planes"})
 _HEADER_KEYS = frozenset({"metadata", "tensors"})
-#: numpy's own limit on dimensions.
-_MAX_NDIM = 64
 #: Values per step when splitting into or joining planes: small enough that the
 #: temporaries stay in the processor's cache, large enough that numpy's per-call
 #: overhead does not show.
@@ -398,6 +397,7 @@ class WscCodec(Codec):
         Option("verify", bool, True, "check each tensor's CRC-32 when reading"),
     )
     verify: bool
+    streams_writes = True  # one tensor at a time; the header is written last
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
@@ -433,6 +433,14 @@ class WscCodec(Codec):
         tensors = {e.name: self._read_entry(fileobj, e, path, limits, dctx, check)
                    for e in entries}
         return weights_from_file(tensors, metadata, path)
+
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> TensorSource:
+        """The header alone (its CRC-32 checked); each tensor is decoded when read, with its
+        CRC-32 checked unless *verify* or the ``verify`` option is false."""
+        metadata, entries = self.read_index(fileobj, path=path, limits=limits)
+        return _WscSource(self, fileobj, path, limits, metadata, entries,
+                          verify and self.verify)
 
     def read_tensor(self, fileobj: IO[bytes], name: str, *, path: str,
                     limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
@@ -536,6 +544,25 @@ class WscCodec(Codec):
             raise FormatError(path=path, field=field, expected="bool bytes 0 or 1",
                               found=int(words.max()))
         return words.view(dtype).reshape(entry.shape)
+
+
+class _WscSource(TensorSource):
+    """A ``.wsc`` file opened on its header: one tensor's planes decoded per read."""
+
+    lazy = True
+
+    def __init__(self, codec: WscCodec, fileobj: IO[bytes], path: str, limits: Limits,
+                 metadata: dict[str, str], entries: list[TensorEntry], verify: bool) -> None:
+        super().__init__([TensorInfo(e.name, canonical_dtype(e.dtype), e.shape)
+                          for e in entries], metadata)
+        self._codec, self._file, self._path, self._limits = codec, fileobj, path, limits
+        self._entries = {e.name: e for e in entries}
+        self._verify = verify
+        self._dctx = zstandard.ZstdDecompressor()
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        return self._codec._read_entry(self._file, self._entries[name], self._path,
+                                       self._limits, self._dctx, self._verify)
 
 
 def _read_small(fileobj: IO[bytes], entry: TensorEntry, word: np.dtype, rotate: bool,
@@ -663,11 +690,7 @@ def _parse_tensor(t: Any, where: str, path: str, limits: Limits, offset: int, da
                           expected="bool, (u)int8-64, float16/32/64 or bfloat16", found=dtype_str)
     itemsize = canonical_dtype(dtype_str).itemsize  # bfloat16 without ml_dtypes raises here
     shape = t["shape"]
-    if (not isinstance(shape, list) or len(shape) > _MAX_NDIM
-            or not all(_is_int(d) and d >= 0 for d in shape)):
-        raise FormatError(path=path, field=f"{where} shape",
-                          expected=f"a list of at most {_MAX_NDIM} non-negative integers",
-                          found=shape)
+    check_shape(shape, path=path, field=f"{where} shape")
     count = 1
     for d in shape:
         count *= d
