@@ -10,6 +10,7 @@ to what it is given and every codec writes from normalised copies or views.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -18,11 +19,6 @@ from typing import Any
 import numpy as np
 
 from .errors import FormatError, MissingDependencyError, WeightsError
-
-try:  # the optional bfloat16 dtype (extra 'bfloat16')
-    import ml_dtypes
-except ImportError:  # pragma: no cover - exercised where the extra is absent
-    ml_dtypes = None
 
 __all__ = ["Weights", "TensorInfo", "DTYPES", "canonical_dtype", "dtype_name", "as_weights",
            "grouped_names", "info_of", "arrays_identical", "MAX_NDIM"]
@@ -50,9 +46,13 @@ DTYPES: dict[str, np.dtype] = {
 }
 
 
+@functools.cache
 def _extension_dtypes() -> dict[str, np.dtype]:
-    """Dtypes from optional packages (bfloat16 through ml_dtypes) when installed."""
-    if ml_dtypes is None:
+    """Dtypes from optional packages (bfloat16 through ml_dtypes, extra 'bfloat16') when
+    installed. Imported on first need: ml_dtypes alone takes longer to import than numpy."""
+    try:
+        import ml_dtypes
+    except ImportError:
         return {}
     return {"bfloat16": np.dtype(ml_dtypes.bfloat16)}
 

@@ -17,7 +17,6 @@ import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any, TypeVar
 
 from . import sniffing
@@ -112,6 +111,10 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
+    # Imported here, not at the top: importlib.metadata costs ~20 ms (email, zipfile, csv),
+    # more than the rest of the registry, and most processes never need a plugin.
+    from importlib import metadata
+
     for ep in metadata.entry_points(group="weightstore.codecs"):
         found: Any = ep.load()
         if isinstance(found, CodecEntry):
