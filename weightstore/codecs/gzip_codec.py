@@ -27,16 +27,15 @@ from typing import IO
 from ..codec import Limits, Option
 from ..errors import ChecksumError, FormatError, LimitError
 from ..model import Weights
-from ..registry import register
+from ..sniffing import GZIP_MAGIC
 from .zstd import DEFAULT_INNER, ZstdCodec, _Unseekable
 
 __all__ = ["GzipCodec", "MAGIC"]
 
-MAGIC = b"\x1f\x8b\x08"
+MAGIC = GZIP_MAGIC
 _CHUNK = 1 << 20
 
 
-@register
 class GzipCodec(ZstdCodec):
     """gzip over another codec's file: ``.json.gz``, ``.csv.gz``, ``.npz.gz``, ...
 

@@ -21,16 +21,16 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorMeta, TensorSource, read_through_open
+from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorSource, read_through_open
 from ..errors import FormatError, LossyWarning, UnsupportedError
-from ..model import dtype_name, little_endian
-from ..rawio import RawFile
-from ..registry import register
+from ..fileio import RawFile
+from ..model import TensorInfo, dtype_name, little_endian
+from ..sniffing import NPY_MAGIC
 from .npz import _read_header
 
 __all__ = ["NpyCodec", "tensor_name", "MAGIC"]
 
-MAGIC = b"\x93NUMPY"
+MAGIC = NPY_MAGIC
 #: Layer extensions stripped before ``.npy`` when naming the tensor.
 _LAYERS = (".gz", ".zst", ".zstd")
 #: The name used when the file's stem gives none.
@@ -68,7 +68,7 @@ class NpySource(TensorSource):
             raise FormatError(path=path, field="header dtype",
                               expected="a numeric or bool dtype (object arrays need pickle, "
                               "which is never loaded)", found=str(dtype))
-        meta = TensorMeta(tensor_name(path), dtype, tuple(shape))
+        meta = TensorInfo(tensor_name(path), dtype, tuple(shape))
         limits.check_tensor(path, meta.name, meta.nbytes)
         if self._offset + meta.nbytes != self._raw.size:
             raise FormatError(path=path, field="array data",
@@ -115,7 +115,6 @@ def write_npy(weights: Any, fileobj: IO[bytes], path: str) -> None:
     np.lib.format.write_array(fileobj, little_endian(array), allow_pickle=False)
 
 
-@register
 class NpyCodec(Codec):
     """numpy ``.npy``: one array, named after the file."""
 

@@ -70,7 +70,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorMeta, TensorSource, read_through_open
+from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorSource, read_through_open
 from ..errors import (
     ChecksumError,
     FormatError,
@@ -81,18 +81,17 @@ from ..errors import (
     UnsupportedError,
     WeightstoreError,
 )
-from ..lazy import describe_in
-from ..model import canonical_dtype, dtype_name, to_storage
-from ..rawio import CHUNK, RawFile, crc32
-from ..registry import describe_zip, register
+from ..fileio import CHUNK, RawFile, crc32
+from ..model import TensorInfo, canonical_dtype, dtype_name, info_of, to_storage
+from ..sniffing import PYTORCH_LEGACY_HEAD, describe_zip, is_pytorch
 
 __all__ = ["PytorchCodec", "open_checkpoint", "write_checkpoint", "LEGACY_MAGIC",
-           "sniff_checkpoint"]
+           "LEGACY_HEAD"]
 
 #: The number the legacy format pickles first.
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 #: Its pickle (protocol 2, LONG1 of 10 bytes): how a legacy checkpoint starts.
-LEGACY_HEAD = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")
+LEGACY_HEAD = PYTORCH_LEGACY_HEAD
 _LEGACY_PROTOCOL = 1001
 #: The name a tensor saved alone (not in a container) gets.
 SINGLE_NAME = "tensor"
@@ -613,7 +612,7 @@ class CheckpointSource(TensorSource):
                     expected=f"offset and strides within its storage {ref.storage.key!r} of "
                     f"{available:,} elements", found=f"offset {ref.offset:,}, size "
                     f"{ref.shape}, stride {ref.stride}: element {ref.offset + reach - 1:,}")
-            meta = TensorMeta(name, dtype, ref.shape)
+            meta = TensorInfo(name, dtype, ref.shape)
             limits.check_tensor(path, name, meta.nbytes)
             if meta.nbytes > limits.max_output(reach * itemsize):  # zero strides repeat
                 raise LimitError(path=path, field=f"tensor {name!r}",
@@ -890,18 +889,6 @@ def _open_legacy(fileobj: IO[bytes], path: str, limits: Limits, verify: bool
     return CheckpointSource(raw, path, refs, metadata, places, big, limits, verify)
 
 
-def sniff_checkpoint(head: bytes) -> bool:
-    """Whether *head* starts a PyTorch checkpoint: a zip whose first member is
-    ``<archive>/data.pkl``, or the legacy format's magic number."""
-    if head.startswith(LEGACY_HEAD):
-        return True
-    if not head.startswith(b"PK\x03\x04") or len(head) < 30:
-        return False
-    name_len = int.from_bytes(head[26:28], "little")
-    name = head[30:30 + name_len]
-    return name == b"data.pkl" or (name.endswith(b"/data.pkl") and name.count(b"/") == 1)
-
-
 def open_checkpoint(fileobj: IO[bytes], path: str, limits: Limits = DEFAULT_LIMITS,
                     verify: bool = True) -> CheckpointSource:
     """Open a checkpoint of either layout: its tensors described, their bytes left on disk."""
@@ -1031,7 +1018,8 @@ def write_checkpoint(weights: Mapping[str, np.ndarray], fileobj: IO[bytes], path
     names = list(weights)
     specs = []
     for name in names:
-        dtype, shape = describe_in(weights, name)
+        info = info_of(weights, name)
+        dtype, shape = info.dtype_name, info.shape
         if dtype not in _WRITE_STORAGE:
             raise UnsupportedError(path=path, field=f"tensor {name!r} dtype",
                                    expected=f"one of {', '.join(_WRITE_STORAGE)}", found=dtype)
@@ -1072,7 +1060,6 @@ def write_checkpoint(weights: Mapping[str, np.ndarray], fileobj: IO[bytes], path
         record(zf, ".data/serialization_id", f"{digest:040d}".encode())
 
 
-@register
 class PytorchCodec(Codec):
     """PyTorch checkpoints (``torch.save``), read and written without torch."""
 
@@ -1086,7 +1073,7 @@ class PytorchCodec(Codec):
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        return sniff_checkpoint(head)
+        return is_pytorch(head)
 
     def write(self, weights: Any, fileobj: IO[bytes], *, path: str) -> None:
         write_checkpoint(weights, fileobj, path)
