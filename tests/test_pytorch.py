@@ -243,3 +243,19 @@ def test_unsafe_global_is_refused_before_it_runs(tmp_path: Path) -> None:
     with pytest.raises(ws.UnsafeFileError, match=r"global (posix|os)\.system"):
         ws.load(path)
     assert not marker.exists()
+
+
+def test_a_torchscript_archive_is_named_with_what_to_do() -> None:
+    """torch.jit.save writes a zip too: it is not a checkpoint, and the error says so
+    (however the file is read), never "expected only .npy members"."""
+    for fmt in (None, "pytorch", "npz"):
+        with pytest.raises(ws.WeightstoreError, match=r"TorchScript archive.*torch\.jit\.load"):
+            ws.load(DATA / "scripted.pt", fmt)
+
+
+def test_a_checkpoint_read_as_npz_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "model.npz"
+    shutil.copy(DATA / "checkpoint.pt", path)
+    with pytest.raises(ws.FormatError, match=r"a PyTorch checkpoint .*format 'pytorch'") as e:
+        ws.load(path, "npz")
+    assert "only .npy members in an npz" not in str(e.value)

@@ -24,6 +24,8 @@ need neither torch nor the script. ``expected.json`` lists the metadata each fil
   model state split over two torch.save files with a Hugging Face index.
 - ``uint16.pt``: a uint16 tensor (torch writes it as an untyped storage plus a dtype).
 - ``float8.pt``: a float8_e4m3fn tensor, which weightstore cannot hold (an error).
+- ``scripted.pt``: a TorchScript module (``torch.jit.save``), which is not a checkpoint
+  (an error that says what it is and what to do).
 """
 
 from __future__ import annotations
@@ -170,6 +172,8 @@ def main() -> None:
 
     f8 = {"ok": torch.ones(2), "w8": torch.zeros(3, dtype=torch.float8_e4m3fn)}
     torch.save(f8, HERE / "float8.pt")
+
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), HERE / "scripted.pt")
 
     meta["checkpoint"] = {"epoch": "3", "note": "made by make_pytorch.py"}
     (HERE / "expected.json").write_text(json.dumps(meta, indent=2) + "\n")
