@@ -25,7 +25,7 @@ import zlib
 from typing import IO
 
 from ..codec import Limits, Option
-from ..errors import ChecksumError, FormatError, LimitError
+from ..errors import ChecksumError, FormatError
 from ..model import Weights
 from ..sniffing import GZIP_MAGIC
 from .zstd import DEFAULT_INNER, ZstdCodec, _Unseekable
@@ -82,17 +82,7 @@ class GzipCodec(ZstdCodec):
             out = io.BytesIO()
         reader = gzip.GzipFile(fileobj=fileobj, mode="rb")
         try:
-            while True:
-                chunk = reader.read(min(_CHUNK, limit + 1 - out.tell()))
-                if not chunk:
-                    break
-                out.write(chunk)
-                if out.tell() > limit:
-                    raise LimitError(
-                        path=path, field="gzip content",
-                        expected=f"at most {limit:,} bytes from {size:,} compressed "
-                        "(Limits.max_expansion, Limits.max_total_bytes)",
-                        found=f"more than {limit:,} bytes")
+            self.copy_bounded(reader, out, limit, size, path)
         except gzip.BadGzipFile as e:
             if "CRC" in str(e) or "length" in str(e):
                 raise ChecksumError(path=path, field="gzip content",

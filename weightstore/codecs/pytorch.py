@@ -84,6 +84,7 @@ from ..errors import (
 from ..fileio import CHUNK, RawFile, crc32
 from ..model import TensorInfo, canonical_dtype, dtype_name, info_of, to_storage
 from ..sniffing import PYTORCH_LEGACY_HEAD, describe_zip, is_pytorch
+from ._unpickle import Frozen
 
 __all__ = ["PytorchCodec", "open_checkpoint", "write_checkpoint", "LEGACY_MAGIC",
            "LEGACY_HEAD"]
@@ -149,30 +150,7 @@ _SPECIAL_TENSORS = {
 # --- what the pickle builds ---------------------------------------------------------------
 
 
-class _Global:
-    """A global a checkpoint may name: calls *call*; the file cannot set attributes on it."""
-
-    __slots__ = ("_call", "_name")
-
-    def __init__(self, name: str, call: Any = None) -> None:
-        object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_call", call)
-
-    def __call__(self, *args: Any) -> Any:
-        if self._call is None:
-            raise UnsafeFileError(field=f"global {self._name}",
-                                  expected="use only as an argument", found="a call")
-        return self._call(*args)
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        raise UnsafeFileError(field=f"global {self._name}", expected="no state",
-                              found=f"an attribute {key!r}")
-
-    def __repr__(self) -> str:
-        return self._name
-
-
-class _StorageType(_Global):
+class _StorageType(Frozen):
     """``torch.FloatStorage`` and the like: names an element type."""
 
     __slots__ = ("dtype", "itemsize")
@@ -288,7 +266,7 @@ def _latin1_encode(text: Any, encoding: Any = "utf-8") -> bytes:
 
 def _plain(kind: type) -> Any:
     def build(*args: Any) -> Any:
-        if len(args) > 1 or any(isinstance(a, _Global | _TensorRef | _Storage) for a in args):
+        if len(args) > 1 or any(isinstance(a, Frozen | _TensorRef | _Storage) for a in args):
             raise FormatError(field=f"builtins.{kind.__name__}", expected="plain values",
                               found=args)
         return kind(*args)
@@ -304,20 +282,20 @@ def _special(name: str, what: str) -> Any:
 
 def _build_globals() -> dict[tuple[str, str], Any]:
     out: dict[tuple[str, str], Any] = {
-        ("torch._utils", "_rebuild_tensor"): _Global("torch._utils._rebuild_tensor",
+        ("torch._utils", "_rebuild_tensor"): Frozen("torch._utils._rebuild_tensor",
                                                      _rebuild_tensor),
-        ("torch._utils", "_rebuild_tensor_v2"): _Global("torch._utils._rebuild_tensor_v2",
+        ("torch._utils", "_rebuild_tensor_v2"): Frozen("torch._utils._rebuild_tensor_v2",
                                                         _rebuild_tensor),
-        ("torch._utils", "_rebuild_tensor_v3"): _Global("torch._utils._rebuild_tensor_v3",
+        ("torch._utils", "_rebuild_tensor_v3"): Frozen("torch._utils._rebuild_tensor_v3",
                                                         _rebuild_tensor_v3),
-        ("torch._utils", "_rebuild_parameter"): _Global("torch._utils._rebuild_parameter",
+        ("torch._utils", "_rebuild_parameter"): Frozen("torch._utils._rebuild_parameter",
                                                         _rebuild_parameter),
-        ("torch._utils", "_rebuild_parameter_with_state"): _Global(
+        ("torch._utils", "_rebuild_parameter_with_state"): Frozen(
             "torch._utils._rebuild_parameter_with_state", _rebuild_parameter),
-        ("torch", "Size"): _Global("torch.Size", _size),
-        ("collections", "OrderedDict"): _Global("collections.OrderedDict", _plain(OrderedDict)),
-        ("_codecs", "encode"): _Global("_codecs.encode", _latin1_encode),
-        **{(module, kind.__name__): _Global(f"builtins.{kind.__name__}", _plain(kind))
+        ("torch", "Size"): Frozen("torch.Size", _size),
+        ("collections", "OrderedDict"): Frozen("collections.OrderedDict", _plain(OrderedDict)),
+        ("_codecs", "encode"): Frozen("_codecs.encode", _latin1_encode),
+        **{(module, kind.__name__): Frozen(f"builtins.{kind.__name__}", _plain(kind))
            for kind in (set, bytearray, complex)
            for module in ("builtins", "__builtin__")},  # protocol 2 says __builtin__
         ("torch.storage", "UntypedStorage"): _UNTYPED,
@@ -327,7 +305,7 @@ def _build_globals() -> dict[tuple[str, str], Any]:
     for name, (dtype, size) in _TORCH_DTYPES.items():
         out[("torch", name)] = _TorchDtype(f"torch.{name}", dtype, size)
     for name, what in _SPECIAL_TENSORS.items():
-        out[("torch._utils", name)] = _Global(f"torch._utils.{name}", _special(name, what))
+        out[("torch._utils", name)] = Frozen(f"torch._utils.{name}", _special(name, what))
     return out
 
 
@@ -518,7 +496,7 @@ def _flatten(obj: Any, path: str, limits: Limits) -> tuple[list[tuple[str, _Tens
                                   expected="a tensor or a container of tensors",
                                   found=type(node).__name__)
             metadata[prefix] = str(node)
-        elif isinstance(node, _Storage | _Global):
+        elif isinstance(node, _Storage | Frozen):
             other.append(f"{where} ({node.label if isinstance(node, _Storage) else node!r})")
         else:
             other.append(f"{where} (a {type(node).__name__})")

@@ -239,18 +239,7 @@ class ZstdCodec(Codec):
         reader = zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True,
                                                        closefd=False)
         try:
-            while True:
-                chunk = reader.read(min(_CHUNK, limit + 1 - out.tell()))
-                if not chunk:
-                    break
-                out.write(chunk)
-                if out.tell() > limit:
-                    raise LimitError(
-                        path=path, field="zstd content",
-                        expected=f"at most {limit:,} bytes from {size:,} compressed "
-                        "(Limits.max_expansion, Limits.max_total_bytes)",
-                        found=f"more than {limit:,} bytes",
-                    )
+            self.copy_bounded(reader, out, limit, size, path)
         except zstandard.ZstdError as e:
             if "checksum" in str(e):
                 raise ChecksumError(path=path, field="zstd content",
@@ -263,6 +252,23 @@ class ZstdCodec(Codec):
                               found=f"{out.tell():,} bytes")
         out.seek(0)
         return out
+
+    def copy_bounded(self, reader: Any, out: IO[bytes], limit: int, size: int,
+                     path: str) -> None:
+        """Copy decompressed *reader* into *out* in pieces, refusing more than *limit*
+        bytes (from *size* compressed) after at most one piece beyond it."""
+        while True:
+            chunk = reader.read(min(_CHUNK, limit + 1 - out.tell()))
+            if not chunk:
+                return
+            out.write(chunk)
+            if out.tell() > limit:
+                raise LimitError(
+                    path=path, field=f"{self.name} content",
+                    expected=f"at most {limit:,} bytes from {size:,} compressed "
+                    "(Limits.max_expansion, Limits.max_total_bytes)",
+                    found=f"more than {limit:,} bytes",
+                )
 
     def inner_for(self, content: IO[bytes], path: str) -> Codec:
         """The codec for decompressed *content*: by its bytes, else by the name."""
