@@ -82,7 +82,7 @@ from ..errors import (
     WeightstoreError,
 )
 from ..fileio import CHUNK, RawFile, crc32
-from ..model import TensorInfo, canonical_dtype, dtype_name, info_of, to_storage
+from ..model import MAX_NDIM, TensorInfo, canonical_dtype, dtype_name, info_of, to_storage
 from ..sniffing import PYTORCH_LEGACY_HEAD, describe_zip, is_pytorch
 from ._unpickle import Frozen
 
@@ -100,7 +100,6 @@ SINGLE_NAME = "tensor"
 METADATA_KEY = "__metadata__"
 #: Records are aligned to this many bytes, as torch writes them.
 ALIGNMENT = 64
-_MAX_NDIM = 64
 
 # torch's legacy storage classes: their element type and size. None: no numpy dtype.
 _STORAGE_TYPES: dict[str, tuple[str | None, int]] = {
@@ -200,9 +199,9 @@ class _TensorRef:
 def _check_ints(value: Any, what: str) -> tuple[int, ...]:
     if isinstance(value, list):
         value = tuple(value)
-    if (not isinstance(value, tuple) or len(value) > _MAX_NDIM
+    if (not isinstance(value, tuple) or len(value) > MAX_NDIM
             or not all(type(v) is int and v >= 0 for v in value)):
-        raise FormatError(field=what, expected=f"a tuple of at most {_MAX_NDIM} "
+        raise FormatError(field=what, expected=f"a tuple of at most {MAX_NDIM} "
                           "non-negative integers", found=value)
     return value
 
@@ -577,8 +576,8 @@ class CheckpointSource(TensorSource):
             dtype = _numpy_dtype(ref.dtype, big)
             storage = ref.storage.root or ref.storage
             itemsize = dtype.itemsize
-            if (ref.storage.base + ref.offset * itemsize) % itemsize or \
-                    storage.nbytes % itemsize and ref.storage.kind is _UNTYPED:
+            whole = storage.nbytes % itemsize == 0 or ref.storage.kind is not _UNTYPED
+            if ref.storage.base % itemsize or not whole:
                 raise FormatError(path=path, field=f"tensor {name!r}",
                                   expected=f"a storage of whole {dtype.name} elements",
                                   found=f"{ref.storage.nbytes:,} bytes")
