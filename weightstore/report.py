@@ -94,7 +94,9 @@ def default_variants() -> list[Variant]:
     ]
     covered = {x.format for x in v} | {"zstd"}
     for cls in registry.codecs():  # codecs added later (safetensors, compact, ...) join here
-        if cls.name not in covered and not getattr(cls, "layer", False):
+        # (a layer is measured over its inner codecs below; a one-tensor format cannot hold
+        # the network)
+        if cls.name not in covered and not cls.layer and not cls.single_tensor:
             v.append(Variant(cls.name, cls.name, cls.extensions[0]))
     for level in (3, 19):
         for inner, ext in (("pickle", ".pkl"), ("npz", ".npz"), ("json", ".json"),
