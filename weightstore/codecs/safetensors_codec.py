@@ -477,10 +477,9 @@ def write_streaming(weights: Any, fileobj: IO[bytes], path: str) -> None:
                                    found=f"{array.dtype} {array.shape}")
         flat = memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
         value = 0
-        for at in range(0, len(flat), CHUNK):
-            piece = flat[at:at + CHUNK]
-            value = crc32(piece, value)
-            fileobj.write(piece)
+        for at in range(0, len(flat), CHUNK):  # no name kept: a slice would keep the array
+            value = crc32(flat[at:at + CHUNK], value)
+            fileobj.write(flat[at:at + CHUNK])
         crcs[name] = format_crc(value if array.dtype.kind != "b" else tensor_crc32(array))
         del array, flat
     end = fileobj.tell()
