@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import convert, eval, formats, inspect, interop, report, shrink
+from . import convert, eval_cmd, formats, inspect_cmd, interop, report, shrink
 
-ALL = [convert, inspect, eval, shrink, report, formats, interop]
+ALL = [convert, inspect_cmd, eval_cmd, shrink, report, formats, interop]

@@ -26,7 +26,7 @@ examples:
   weightstore convert s3://bucket/model.safetensors w.h5          (URLs: extra 'remote')
 
 --dtype, --quantize and --digits lose precision on purpose (a warning says so once);
-'weightstore load' of a quantized file gives floats, and 'weightstore eval' runs them.
+weightstore.load() of a quantized file gives floats, and 'weightstore eval' runs them.
 
 The destination is replaced atomically: if anything fails, no partial file is
 left and an existing file keeps its old content. Tensors move one at a time

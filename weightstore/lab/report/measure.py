@@ -1,134 +1,40 @@
-"""The storage report: for every format and option set, what storing the weights costs.
-
-For each variant (a codec with options) the weights are written to a real file
-and read back; a row records the file size, bytes per weight, size relative to
-the source file and after zip (deflate), whether the round trip is bit-exact and,
-where not, the largest absolute, relative and ULP error, the network's accuracy
-after the round trip, how many of the 10,000 predictions changed, and the median
-write and read times. Above the table stand the figures of the reader's notes
-(``../shared/docs/notes-analysis.md``), measured afresh: neurons, weights, the
-``str(network)`` text dump with its precision loss, and the zip sizes.
-
-Besides the formats at their options, rows cover each precision option
-(:mod:`weightstore.precision`: float16, bfloat16, int8/int4/int2 per column, 4 and 6
-significant digits in JSON and CSV) and the ``weightstore shrink`` result. The Pareto
-frontier (:func:`pareto`) is the smallest file at each accuracy: a row is on it when no
-other row is as small or smaller with an accuracy as high or higher (and one of the two
-strictly better).
-
-Nothing here is a stored figure: every number comes from files written in the run.
-"""
+"""The report's measurements: one pass writes every variant to a real file, reads it back
+and measures it (:func:`build_report`); :func:`compare`, :func:`zip_size` and :func:`pareto`
+are its parts."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import os
+import platform
 import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import api, registry
-from . import precision as precision_mod
-from .errors import LossyWarning, MissingDependencyError, UnsupportedError
-from .evaluate import Evaluation, evaluate
-from .model import Weights, arrays_identical
+from ... import api
+from ...errors import LossyWarning, MissingDependencyError, UnsupportedError
+from ...model import Weights, arrays_identical
+from ..evaluate import Evaluation, evaluate
+from ..shrink import shrink
+from .textdump import parse_text_dump, text_dump
+from .variants import SHRINK, Variant, default_variants
 
-__all__ = ["Variant", "Row", "Headline", "Report", "default_variants", "build_report",
-           "text_dump", "parse_text_dump", "compare", "zip_size", "pareto", "SHRINK"]
+__all__ = ["Progress", "Diff", "Row", "Headline", "Report", "build_report", "compare",
+           "zip_size", "pareto"]
 
 Progress = Callable[[int, int, str], None]
-
-
-#: The :attr:`Variant.precision` that stands for ``weightstore shrink``'s search.
-SHRINK = "shrink"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One way of storing the weights: a codec, its options, the file ending, and the
-    precision the values are written at (a :class:`~weightstore.precision.Precision`
-    mapping such as ``{"quantize": "4"}``, or :data:`SHRINK` for ``weightstore shrink``'s
-    result, written with its own codec; ``None``: the values as they are)."""
-
-    label: str
-    format: str
-    extension: str
-    options: dict[str, Any] = field(default_factory=dict)
-    precision: dict[str, Any] | str | None = None
-
-    @property
-    def precision_label(self) -> str:
-        """``exact``, ``float16``, ``int4/per-column``, ``digits 6``, ``shrink``."""
-        if self.precision is None:
-            return "as stored"
-        if self.precision == SHRINK:
-            return SHRINK
-        p = precision_mod.Precision.of(self.precision)  # type: ignore[arg-type]
-        return p.label if p is not None else "as stored"
-
-
-def default_variants() -> list[Variant]:
-    """Every registered codec at its defaults, plus the option sets worth comparing."""
-    v = [
-        Variant("pickle", "pickle", ".pkl"),
-        Variant("npz", "npz", ".npz"),
-        Variant("npz deflate", "npz", ".npz", {"compressed": True}),
-        Variant("json", "json", ".json"),
-        Variant("csv", "csv", ".csv"),
-        Variant("hdf5", "hdf5", ".h5"),
-        Variant("hdf5 gzip-9+shuffle", "hdf5", ".h5", {"compression": "gzip", "level": 9}),
-        Variant("hdf5 lzf+shuffle", "hdf5", ".h5", {"compression": "lzf"}),
-    ]
-    covered = {x.format for x in v} | {"zstd"}
-    for cls in registry.codecs():  # codecs added later (safetensors, compact, ...) join here
-        if cls.name not in covered and not getattr(cls, "layer", False):
-            v.append(Variant(cls.name, cls.name, cls.extensions[0]))
-    for level in (3, 19):
-        for inner, ext in (("pickle", ".pkl"), ("npz", ".npz"), ("json", ".json"),
-                           ("csv", ".csv"), ("hdf5", ".h5")):
-            v.append(Variant(f"zstd-{level} ({inner})", "zstd", f"{ext}.zst", {"level": level}))
-    v += precision_variants()
-    return v
-
-
-def precision_variants() -> list[Variant]:
-    """A row per precision option, and the shrink result (``weightstore shrink``)."""
-    z19 = {"level": 19}
-    v = [
-        Variant("float16 (npz)", "npz", ".npz", {}, {"dtype": "float16"}),
-        Variant("float16 (zstd-19 npz)", "zstd", ".npz.zst", z19, {"dtype": "float16"}),
-        Variant("bfloat16 (pickle)", "pickle", ".pkl", {}, {"dtype": "bfloat16"}),
-    ]
-    for bits in (8, 4, 2):
-        v.append(Variant(f"int{bits}/per-column (npz)", "npz", ".npz", {},
-                         {"quantize": f"{bits}/per-column"}))
-        v.append(Variant(f"int{bits}/per-column (zstd-19 npz)", "zstd", ".npz.zst", z19,
-                         {"quantize": f"{bits}/per-column"}))
-    for digits in (6, 4):
-        for fmt in ("json", "csv"):
-            v.append(Variant(f"{fmt} digits {digits}", fmt, f".{fmt}", {}, {"digits": digits}))
-    from .shrink import default_codec
-
-    codec, options = default_codec()
-    ext = {"zstd": ".npz.zst"}.get(codec, registry.get_codec(codec).extensions[0])
-    v.append(Variant(f"shrink ({codec})", codec, ext, options, SHRINK))
-    return v
-
-
-# --- measurements --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -201,33 +107,6 @@ def zip_size(data: bytes, name: str, workdir: Path) -> tuple[int, str]:
         size, tool = len(buf.getvalue()), "zipfile"
     src.unlink()
     return size, tool
-
-
-def text_dump(weights: Weights) -> str:
-    """``str(network)`` with numpy printing every element: what the notes wrote to a file."""
-    with np.printoptions(threshold=sys.maxsize):
-        return str({k: np.asarray(v) for k, v in weights.items()})
-
-
-_NUMBER = re.compile(rb"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf|nan)")
-
-
-def parse_text_dump(text: str, like: Weights) -> Weights:
-    """Read a :func:`text_dump` back into arrays shaped and typed like *like*: what a program
-    that had only the text file could recover."""
-    data = text.encode()
-    out: dict[str, np.ndarray] = {}
-    names = list(like)
-    for i, name in enumerate(names):
-        start = data.index(f"{name!r}: array(".encode())
-        end = data.index(f"{names[i + 1]!r}: array(".encode()) if i + 1 < len(names) else len(data)
-        body = data[start + len(f"{name!r}: array(".encode()):end]
-        body = body[: body.rfind(b")")]
-        body = re.sub(rb",\s*dtype=\w+\s*$", b"", body)
-        numbers = np.array(_NUMBER.findall(body), dtype=np.float64)
-        ref = like[name]
-        out[name] = numbers.astype(ref.dtype).reshape(ref.shape)
-    return Weights(out)
 
 
 @dataclass
@@ -369,7 +248,7 @@ def build_report(
             step += 1
             if progress:
                 progress(step, steps, f"{src.name}: evaluating the source")
-            base = evaluate(weights, data_dir=data_dir, source=src)
+            base = evaluate(weights, data_dir=data_dir)
             headline = _headline(src, weights, base, scratch, data_dir)
             again = reevaluate if reevaluate is not None else base.seconds < 1.0
             rows = []
@@ -384,8 +263,6 @@ def build_report(
             for r in pareto(rows):
                 r.pareto = True
             sections.append((headline, rows))
-    import platform
-
     env = {"python": platform.python_version(), "numpy": np.__version__,
            "machine": platform.machine(), "cpus": str(os.cpu_count())}
     return Report(sections, repeats, env)
@@ -427,8 +304,6 @@ def _measure(variant: Variant, weights: Weights, base: Evaluation, src: Path, fo
     if precision == SHRINK:
         if base.model != "mlp":
             return None
-        from .shrink import shrink
-
         values = shrink(weights, data_dir=data_dir, codec=variant.format,
                         codec_options=dict(variant.options)).weights
         precision = None
@@ -459,173 +334,3 @@ def _measure(variant: Variant, weights: Weights, base: Evaluation, src: Path, fo
         write_ms=write_ms, read_ms=read_ms, precision=variant.precision_label,
         evaluated=evaluated,
     )
-
-
-# --- rendering -----------------------------------------------------------------------
-
-COLUMNS = ["format", "precision", "bytes", "B/weight", "vs src", "zipped", "exact",
-           "max abs err", "max rel err", "max ULP", "accuracy", "changed", "frontier",
-           "write ms", "read ms"]
-
-
-def _cells(r: Row) -> list[str]:
-    def err(x: float) -> str:
-        return "0" if r.exact else f"{x:.3g}"
-
-    return [r.label, r.precision, f"{r.bytes:,}", f"{r.bytes_per_weight:.2f}",
-            f"{r.vs_source:.3f}x", f"{r.zipped_bytes:,}", "yes" if r.exact else "no",
-            err(r.max_abs_error), err(r.max_rel_error), err(r.max_ulp_error),
-            f"{r.accuracy:.4f}" + ("" if r.evaluated else "="), str(r.changed_predictions),
-            "*" if r.pareto else "",
-            f"{r.write_ms:.1f}", f"{r.read_ms:.1f}"]
-
-
-def frontier_only(report: Report) -> Report:
-    """*report* with only the rows on each section's Pareto frontier, smallest first."""
-    return Report([(h, pareto(rows)) for h, rows in report.sections], report.repeats,
-                  report.environment)
-
-
-def _headline_lines(h: Headline) -> list[str]:
-    lines = [f"source: {h.source} ({h.source_bytes:,} bytes, {h.tensors} tensors, "
-             f"network: {h.model})"]
-    if h.neurons:
-        lines.append(f"neurons: {h.neurons:,}; weights (biases included): {h.weights:,}; "
-                     f"{h.weights_per_neuron:.2f} per neuron")
-    else:
-        lines.append(f"weights (biases included): {h.weights:,}")
-    lines.append(f"accuracy on the 10,000 test images: {h.accuracy:.4f} "
-                 f"(batched, {h.eval_seconds * 1000:.0f} ms)")
-    verdict = "exact" if h.text_exact else (
-        f"lossy: max abs error {h.text_max_abs_error:.3g}, max rel error "
-        f"{h.text_max_rel_error:.3g}, max {h.text_max_ulp_error:.0f} ULP")
-    lines.append(f"str(network) text dump: {h.text_dump_bytes:,} bytes, "
-                 f"{h.text_chars_per_weight:.2f} characters per weight, "
-                 f"{h.text_vs_source:.2f}x the source; read back: {verdict}; accuracy "
-                 f"{h.text_accuracy:.4f}, {h.text_changed_predictions} predictions changed")
-    lines.append(f"zipped ({h.zip_tool}, deflate): source {h.source_zipped_bytes:,} bytes, "
-                 f"text dump {h.text_zipped_bytes:,} bytes")
-    return lines
-
-
-def render_text(report: Report) -> str:
-    """A readable terminal table per source."""
-    from .cli._util import table
-
-    parts = []
-    for h, rows in report.sections:
-        parts.append("\n".join(_headline_lines(h)))
-        parts.append(table([_cells(r) for r in rows], COLUMNS,
-                           right=set(range(2, len(COLUMNS))) - {6, 12}))
-    if any(not r.evaluated for _, rows in report.sections for r in rows):
-        parts.append("accuracy marked '=': a bit-exact round trip, whose predictions are the "
-                     "source's (identical weights); the network was not run again")
-    parts.append(f"times: median of {report.repeats} runs; errors against the source values, "
-                 "ULPs in the source dtype; 'changed': predictions that differ from the source's; "
-                 "frontier '*': the smallest file at its accuracy (no row is as small or smaller "
-                 "and as accurate or more)")
-    return "\n\n".join(parts) + "\n"
-
-
-def render_markdown(report: Report) -> str:
-    """Markdown: the headline as a list, the rows as a table."""
-    parts = []
-    for h, rows in report.sections:
-        parts.append("\n".join(f"- {line}" for line in _headline_lines(h)))
-        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts) + "\n"
-
-
-def render_csv(report: Report) -> str:
-    """One CSV row per measured row, with the source file as the first column."""
-    import csv
-
-    buf = io.StringIO()
-    fields = ["source", *Row.__dataclass_fields__]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for h, rows in report.sections:
-        for r in rows:
-            d = asdict(r)
-            d["options"] = ";".join(f"{k}={v}" for k, v in r.options.items())
-            writer.writerow({"source": h.source, **d})
-    return buf.getvalue()
-
-
-def render_json(report: Report) -> str:
-    """The whole report as JSON."""
-    import orjson
-
-    return orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
-
-
-def check_plot_available() -> None:
-    """Raise MissingDependencyError (naming the extra) when matplotlib is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec("matplotlib") is None:
-        from .errors import MissingDependencyError
-
-        raise MissingDependencyError("matplotlib", "plot", "--plot")
-
-
-def plot(report: Report, path: str | os.PathLike[str]) -> None:
-    """Size against error and against accuracy, one labelled point per row (matplotlib)."""
-    check_plot_available()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    n = len(report.sections)
-    fig, axes = plt.subplots(n, 2, figsize=(15, 6.5 * n), squeeze=False)
-    for (h, rows), (ax_err, ax_acc) in zip(report.sections, axes, strict=True):
-        floor = 1e-10
-        for r in rows:
-            err = max(r.max_rel_error, floor)
-            color = "tab:green" if r.exact else "tab:red"
-            ax_err.scatter(r.bytes, err, color=color)
-            ax_err.annotate(r.label, (r.bytes, err), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-            ax_acc.scatter(r.bytes, r.accuracy, color=color)
-            ax_acc.annotate(r.label, (r.bytes, r.accuracy), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-        front = pareto(rows)
-        if front:
-            xs = [r.bytes for r in front]
-            ys = [r.accuracy for r in front]
-            ax_acc.step(xs, ys, where="post", color="tab:blue", linewidth=1.2,
-                        label="Pareto frontier: smallest file at each accuracy")
-            ax_acc.scatter(xs, ys, s=90, facecolors="none", edgecolors="tab:blue", zorder=3)
-            ax_acc.legend(loc="lower right", fontsize=8)
-        text_err = max(h.text_max_rel_error, floor)
-        ax_err.scatter(h.text_dump_bytes, text_err, color="tab:orange", marker="s")
-        ax_err.annotate("str(network) text", (h.text_dump_bytes, text_err), fontsize=7)
-        ax_acc.scatter(h.text_dump_bytes, h.text_accuracy, color="tab:orange", marker="s")
-        ax_acc.annotate("str(network) text", (h.text_dump_bytes, h.text_accuracy), fontsize=7)
-        name = Path(h.source).name
-        ax_err.set(xscale="log", yscale="log", xlabel="file size (bytes)",
-                   ylabel=f"max relative error (exact shown at {floor:g})",
-                   title=f"{name}: size against precision lost")
-        ax_acc.set(xscale="log", xlabel="file size (bytes)", ylabel="test accuracy",
-                   title=f"{name}: size against accuracy kept")
-        for ax in (ax_err, ax_acc):
-            ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def iter_formats() -> Iterator[str]:
-    """The output formats :func:`render` knows."""
-    yield from ("text", "markdown", "json", "csv")
-
-
-def render(report: Report, fmt: str, *, pareto_only: bool = False) -> str:
-    """The report in *fmt* (``text``, ``markdown``, ``json`` or ``csv``); with
-    *pareto_only*, only the rows on the frontier, smallest first."""
-    if pareto_only:
-        report = frontier_only(report)
-    return {"text": render_text, "markdown": render_markdown, "json": render_json,
-            "csv": render_csv}[fmt](report)
