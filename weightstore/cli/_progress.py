@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from tqdm import tqdm
 
-from ..lazy import ProgressCallback
+from ..progress import ProgressCallback
 
 #: Seconds an operation runs before the bar appears.
 DELAY = 1.0

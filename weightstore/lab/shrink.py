@@ -73,7 +73,7 @@ def calibration_images(data_dir: str | os.PathLike[str] | None = None,
 
 def default_codec() -> tuple[str, dict[str, Any]]:
     """The compact codec ``wsc`` where it is registered, else zstd level 19 over npz."""
-    if "wsc" in {c.name for c in registry.codecs()}:
+    if "wsc" in registry.names():
         return "wsc", {}
     return "zstd", {"inner": "npz", "level": 19}
 

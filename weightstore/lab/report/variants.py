@@ -55,7 +55,7 @@ def default_variants() -> list[Variant]:
     ]
     covered = {x.format for x in v} | {"zstd"}
     for cls in registry.codecs():  # codecs added later (safetensors, wsc, ...) join here
-        if cls.name not in covered and not getattr(cls, "layer", False):
+        if cls.name not in covered and not cls.layer:
             v.append(Variant(cls.name, cls.name, cls.extensions[0]))
     for level in (3, 19):
         for inner, ext in (("pickle", ".pkl"), ("npz", ".npz"), ("json", ".json"),
