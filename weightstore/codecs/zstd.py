@@ -7,8 +7,14 @@ else it is ``npz``; on reading, the decompressed content decides (content beats
 the name), then the name. Options other than ``inner``, ``level`` and
 ``threads`` pass through to the inner codec (``compression=gzip`` for HDF5).
 
-Data above 32 MiB is compressed on every core (zstd's multi-threaded mode) unless
-``threads`` is given. :meth:`ZstdCodec.open` decompresses into an unnamed
+Files are written in the zstd *seekable format* (see :mod:`._seekable`):
+independent frames of ``frame_size`` bytes of content (256 KiB unless given) and a
+seek table in a skippable frame, which ``zstd -d`` passes over. Data above 32 MiB
+is compressed on every core (frames in parallel) unless ``threads`` is given;
+``frame_size=0`` writes one frame (zstd's own multi-threaded mode), as before.
+:meth:`ZstdCodec.open` on a seekable file whose inner codec reads by offset (npz
+with stored members, safetensors, wsc, npy) reads one tensor by decompressing only
+the frames spanning its bytes; on any other file it decompresses into an unnamed
 temporary file and opens the inner codec there, so memory stays bounded by what
 the inner codec holds.
 
@@ -34,12 +40,16 @@ from ..errors import ChecksumError, FormatError, LimitError, UnknownFormatError
 from ..model import Weights
 from ..registry import SNIFF_BYTES, get_codec, sniff
 from ..sniffing import ZSTD_MAGIC
+from ._seekable import MAX_FRAME_SIZE, SeekableReader, SeekableWriter, read_seek_table
 
 MAGIC = ZSTD_MAGIC
 DEFAULT_INNER = "npz"
 _CHUNK = 1 << 20
 #: Data above this size is compressed on every core unless ``threads`` says otherwise.
 _MT_BYTES = 32 << 20
+#: Content bytes per frame: small enough that reading one tensor decompresses little
+#: beyond it, large enough that the frames cost next to nothing in size.
+DEFAULT_FRAME_SIZE = 256 << 10
 
 
 class _Unseekable(io.RawIOBase):
@@ -166,9 +176,13 @@ class ZstdCodec(Codec):
                max=22),
         Option("threads", int, None, "worker threads (0 = single-threaded, -1 = all cores; "
                f"default: all cores above {_MT_BYTES >> 20} MiB of data)", min=-1, max=256),
+        Option("frame_size", int, DEFAULT_FRAME_SIZE,
+               "content bytes per independent frame of the seekable format "
+               "(0 = one frame, no seek table)", min=0, max=MAX_FRAME_SIZE),
     )
     level: int
     threads: int | None
+    frame_size: int
 
     def __init__(self, **options: Any) -> None:
         own = {o.name for o in self.options}
@@ -201,6 +215,9 @@ class ZstdCodec(Codec):
         if threads is None:
             size = int(getattr(weights, "nbytes", 0))  # Weights and LazyWeights know it
             threads = -1 if size > _MT_BYTES else 0
+        if self.frame_size:
+            self._write_seekable(inner, weights, fileobj, path, threads)
+            return
         cctx = zstandard.ZstdCompressor(level=self.level, threads=threads,
                                    write_checksum=True, write_content_size=True)
         if inner.needs_seekable_output:
@@ -212,6 +229,20 @@ class ZstdCodec(Codec):
         else:
             with cctx.stream_writer(fileobj, closefd=False) as writer:
                 inner.write(weights, _Unseekable(writer), path=path)
+
+    def _write_seekable(self, inner: Codec, weights: Weights, fileobj: IO[bytes], path: str,
+                        threads: int) -> None:
+        writer = SeekableWriter(fileobj, level=self.level, frame_size=self.frame_size,
+                                threads=threads)
+        if inner.needs_seekable_output:
+            with tempfile.TemporaryFile(dir=os.path.dirname(path) or None) as tmp:
+                inner.write(weights, tmp, path=path)
+                tmp.seek(0)
+                while chunk := tmp.read(_CHUNK * 8):
+                    writer.write(chunk)
+        else:
+            inner.write(weights, _Unseekable(writer), path=path)
+        writer.close()
 
     def decompress(self, fileobj: IO[bytes], path: str, limits: Limits,
                    out: IO[bytes] | None = None) -> IO[bytes]:
@@ -297,8 +328,24 @@ class ZstdCodec(Codec):
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True) -> TensorSource:
-        """Decompress into an unnamed temporary file (disk, not memory), then open the inner
+        """A seekable file whose inner codec reads by offset: that codec opened on a view
+        of the content that decompresses only the frames each read spans. Any other:
+        decompress into an unnamed temporary file (disk, not memory), then open the inner
         codec's file there: its tensors are read one at a time as the inner codec allows."""
+        size = fileobj.seek(0, io.SEEK_END)
+        table = read_seek_table(fileobj, size, path, limits)
+        if table is not None:
+            reader = SeekableReader(fileobj, table, path)
+            try:
+                inner = self.inner_for(reader, path)
+                if inner.opens_lazily():
+                    reader.seek(0)
+                    source = inner.open(reader, path=path, limits=limits, verify=verify)
+                    return _SpooledSource(source, reader)
+            except BaseException:
+                reader.close()
+                raise
+            reader.close()
         tmp = tempfile.TemporaryFile()  # noqa: SIM115  (closed with the source)
         try:
             content = self.decompress(fileobj, path, limits, out=tmp)
@@ -311,7 +358,8 @@ class ZstdCodec(Codec):
 
 
 class _SpooledSource(TensorSource):
-    """An inner codec's source over a temporary file that closes with it."""
+    """An inner codec's source over a file (a temporary one, or a view of the frames) that
+    closes with it."""
 
     def __init__(self, inner: TensorSource, tmp: IO[bytes]) -> None:
         super().__init__(inner.tensors, inner.metadata)

@@ -1,0 +1,370 @@
+"""The Zstandard seekable format: independent frames and a seek table, for random access.
+
+This is the layout of the zstd repository's ``contrib/seekable_format``
+(``zstd_seekable_compression_format.md``), written and read here with the
+``zstandard`` binding. The content is cut into pieces of ``frame_size`` bytes (the
+last one shorter), each compressed as an ordinary, independent zstd frame that
+declares its content size and carries its content checksum; after the last frame
+comes the seek table, inside a *skippable* frame, which every zstd decoder passes
+over: ``zstd -d`` restores the content byte for byte. All integers little-endian::
+
+    size        field
+    4           skippable frame magic 0x184D2A5E
+    4           frame size: 8 * N + 9 (without these first 8 bytes)
+    8 * N       one entry per frame, in order: compressed size (u32),
+                decompressed size (u32)
+    4           N, the number of frames
+    1           descriptor: bit 7 set when every entry carries a third u32, the low
+                32 bits of the frame content's XXH64 (this writer leaves it clear;
+                the reader accepts such tables and relies on each frame's own checksum);
+                bits 2-6 reserved (zero)
+    4           seekable magic 0x8F92EAB1
+
+A file read from the end finds the table in two small reads. Before anything is
+allocated, the reader checks that N entries fit in the file, that the frames tile
+the file exactly up to the table, that no frame decompresses to more than 1 GiB
+(the limit of the reference implementation) and that the whole content is within
+``Limits.max_output`` of the file's size. Each frame's header must then declare
+the size its entry gives, and decompressing it must give exactly that many bytes
+with a matching checksum.
+
+:class:`SeekableReader` is a read-only, seekable file over the decompressed
+content that decompresses only the frames a read spans (several at once on
+separate threads, as zstandard releases the GIL), so an inner codec that reads by
+offset (npz with stored members, safetensors, wsc, npy) reads one tensor by
+decompressing about that tensor's bytes. :class:`SeekableWriter` is the writing side:
+frames are compressed on a pool of threads while the inner codec keeps writing.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import struct
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, Any, NamedTuple
+
+import numpy as np
+import zstandard
+
+from ..codec import Limits
+from ..errors import ChecksumError, FormatError, LimitError
+from ..sniffing import ZSTD_MAGIC
+
+__all__ = ["SeekTable", "SeekableReader", "SeekableWriter", "read_seek_table",
+           "SEEKABLE_MAGIC", "SKIPPABLE_MAGIC", "MAX_FRAME_SIZE"]
+
+SKIPPABLE_MAGIC = 0x184D2A5E
+SEEKABLE_MAGIC = 0x8F92EAB1
+_FOOTER = struct.Struct("<IBI")
+_SKIP_HEADER = struct.Struct("<II")
+#: Largest decompressed frame (ZSTD_SEEKABLE_MAX_FRAME_DECOMPRESSED_SIZE).
+MAX_FRAME_SIZE = 1 << 30
+#: Most frames in one table (ZSTD_SEEKABLE_MAXFRAMES).
+MAX_FRAMES = 0x8000000
+_CHECKSUM_FLAG = 0x80
+_RESERVED_BITS = 0x7C
+#: Decompressed frames kept for the next read (small reads of headers hit the same frame).
+_CACHED_FRAMES = 4
+
+
+def _workers(threads: int | None) -> int:
+    """Worker threads for *threads* (None or -1: every core; 0: none, work inline)."""
+    if threads is None or threads < 0:
+        return os.cpu_count() or 1
+    return threads
+
+
+class SeekTable(NamedTuple):
+    """Where each frame lies: frame ``i`` is compressed in bytes ``cstarts[i] ..
+    cstarts[i + 1]`` of the file and decompresses to bytes ``dstarts[i] .. dstarts[i + 1]``
+    of the content."""
+
+    cstarts: np.ndarray
+    dstarts: np.ndarray
+
+    @property
+    def frames(self) -> int:
+        """Number of frames."""
+        return len(self.cstarts) - 1
+
+    @property
+    def content_size(self) -> int:
+        """Bytes of decompressed content."""
+        return int(self.dstarts[-1])
+
+
+def read_seek_table(fileobj: IO[bytes], size: int, path: str,
+                    limits: Limits) -> SeekTable | None:
+    """The seek table at the end of a zstd file of *size* bytes, or None when the file
+    does not end with one (a plain zstd file). A table that is there but wrong raises
+    :class:`FormatError` (or :class:`LimitError` for content beyond *limits*)."""
+    if size < _FOOTER.size + _SKIP_HEADER.size:
+        return None
+    fileobj.seek(size - _FOOTER.size)
+    footer = fileobj.read(_FOOTER.size)
+    if len(footer) != _FOOTER.size:
+        return None
+    count, descriptor, magic = _FOOTER.unpack(footer)
+    if magic != SEEKABLE_MAGIC:
+        return None
+    field = "zstd seek table"
+    if descriptor & _RESERVED_BITS:
+        raise FormatError(path=path, field=f"{field} descriptor",
+                          expected="reserved bits 2-6 clear", found=f"0x{descriptor:02x}")
+    entry = 12 if descriptor & _CHECKSUM_FLAG else 8
+    table = count * entry + _FOOTER.size
+    if count > MAX_FRAMES or count == 0 or table + _SKIP_HEADER.size > size:
+        raise FormatError(path=path, field=f"{field} frame count",
+                          expected=f"1 to {MAX_FRAMES:,} frames whose {entry}-byte entries fit "
+                          f"in the file's {size:,} bytes", found=f"{count:,}")
+    start = size - table - _SKIP_HEADER.size
+    fileobj.seek(start)
+    head = fileobj.read(_SKIP_HEADER.size + count * entry)
+    if len(head) != _SKIP_HEADER.size + count * entry:
+        raise FormatError(path=path, field=field, expected=f"{count * entry:,} bytes of entries",
+                          found=f"{len(head):,} bytes")
+    skip_magic, frame_size = _SKIP_HEADER.unpack_from(head)
+    if skip_magic != SKIPPABLE_MAGIC or frame_size != table:
+        raise FormatError(path=path, field=f"{field} frame header at byte {start:,}",
+                          expected=f"skippable magic 0x{SKIPPABLE_MAGIC:08x} and size {table:,}",
+                          found=f"0x{skip_magic:08x} and {frame_size:,}")
+    entries = np.frombuffer(head, "<u4", offset=_SKIP_HEADER.size).reshape(count, entry // 4)
+    csizes = entries[:, 0].astype(np.int64)
+    dsizes = entries[:, 1].astype(np.int64)
+    big = int(dsizes.max())
+    if big > MAX_FRAME_SIZE:
+        raise FormatError(path=path, field=f"{field} entry {int(dsizes.argmax())}",
+                          expected=f"a frame of at most {MAX_FRAME_SIZE:,} bytes",
+                          found=f"{big:,} bytes")
+    if int(csizes.min()) < 4:
+        raise FormatError(path=path, field=f"{field} entry {int(csizes.argmin())}",
+                          expected="a compressed frame of at least 4 bytes",
+                          found=f"{int(csizes.min())} bytes")
+    cstarts = np.zeros(count + 1, np.int64)
+    np.cumsum(csizes, out=cstarts[1:])
+    if int(cstarts[-1]) != start:
+        raise FormatError(path=path, field=field,
+                          expected=f"frames filling the file up to the table at byte {start:,}",
+                          found=f"frames of {int(cstarts[-1]):,} bytes in all")
+    dstarts = np.zeros(count + 1, np.int64)
+    np.cumsum(dsizes, out=dstarts[1:])
+    limit = limits.max_output(size)
+    if int(dstarts[-1]) > limit:
+        raise LimitError(path=path, field=f"{field} decompressed sizes",
+                         expected=f"at most {limit:,} bytes from {size:,} compressed "
+                         "(Limits.max_expansion, Limits.max_total_bytes)",
+                         found=f"{int(dstarts[-1]):,} bytes")
+    return SeekTable(cstarts, dstarts)
+
+
+_local = threading.local()
+
+
+def _decompressor() -> Any:
+    """This thread's decompressor (they are not thread-safe)."""
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    return dctx
+
+
+def decompress_frame(data: bytes, size: int, path: str, where: str) -> bytes:
+    """One frame's content, which must be exactly *size* bytes; its header's declared
+    size is checked before anything is allocated."""
+    if data[:4] != ZSTD_MAGIC:
+        raise FormatError(path=path, field=where, expected="a zstd frame (magic 28 b5 2f fd)",
+                          found=bytes(data[:4]).hex(" "))
+    try:
+        declared = zstandard.get_frame_parameters(data).content_size
+    except zstandard.ZstdError as e:
+        raise FormatError(f"bad zstd frame header ({e})", path=path, field=where) from e
+    if declared not in (size, zstandard.CONTENTSIZE_UNKNOWN):
+        raise FormatError(path=path, field=where, expected=f"a frame of {size:,} bytes "
+                          "as the seek table says", found=f"{declared:,} bytes declared")
+    try:
+        out = _decompressor().decompress(data, max_output_size=size, allow_extra_data=False)
+    except zstandard.ZstdError as e:
+        if "checksum" in str(e):
+            raise ChecksumError(path=path, field=where,
+                                expected="data matching the frame's checksum",
+                                found="a mismatch (the file is damaged)") from e
+        raise FormatError(f"corrupted zstd data ({e})", path=path, field=where) from e
+    if len(out) != size:
+        raise FormatError(path=path, field=where, expected=f"{size:,} bytes",
+                          found=f"{len(out):,} bytes")
+    return out
+
+
+class SeekableReader(io.RawIOBase):
+    """The decompressed content of a seekable zstd file as a read-only, seekable file:
+    a read decompresses only the frames it spans (a few recent ones are kept)."""
+
+    def __init__(self, fileobj: IO[bytes], table: SeekTable, path: str,
+                 threads: int | None = None) -> None:
+        super().__init__()
+        self._file, self._table, self._path = fileobj, table, path
+        self._pos = 0
+        self._size = table.content_size
+        self._cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self._workers = _workers(threads)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def _frames(self, indices: list[int]) -> list[bytes]:
+        """The content of frames *indices* (consecutive), from the cache or decompressed
+        (in parallel when there are several)."""
+        cstarts, dstarts = self._table.cstarts, self._table.dstarts
+        missing = [i for i in indices if i not in self._cache]
+        found: dict[int, bytes] = {i: self._cache[i] for i in indices if i in self._cache}
+        if missing:
+            lo, hi = int(cstarts[missing[0]]), int(cstarts[missing[-1] + 1])
+            self._file.seek(lo)
+            blob = memoryview(self._file.read(hi - lo))
+            if len(blob) != hi - lo:
+                raise FormatError(path=self._path, field=f"zstd frame {missing[0]}",
+                                  expected=f"{hi - lo:,} bytes at byte {lo:,}",
+                                  found=f"{len(blob):,} (the file ends there)")
+            jobs: list[Callable[[], bytes]] = []
+            for i in missing:
+                piece = blob[int(cstarts[i]) - lo:int(cstarts[i + 1]) - lo]
+                size = int(dstarts[i + 1] - dstarts[i])
+                where = f"zstd frame {i} at byte {int(cstarts[i]):,}"
+                jobs.append(lambda p=piece, s=size, w=where: decompress_frame(p, s, self._path,
+                                                                              w))
+            if len(jobs) > 1 and self._workers > 1:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self._workers)
+                results = list(self._pool.map(lambda job: job(), jobs))
+            else:
+                results = [job() for job in jobs]
+            found.update(zip(missing, results))
+        return [found[i] for i in indices]
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), self._size - self._pos)
+        if n <= 0:
+            return 0
+        dstarts = self._table.dstarts
+        first = int(np.searchsorted(dstarts, self._pos, "right")) - 1
+        last = int(np.searchsorted(dstarts, self._pos + n - 1, "right")) - 1
+        batch = max(1, 2 * self._workers)
+        done = 0
+        for lo in range(first, last + 1, batch):
+            indices = list(range(lo, min(last + 1, lo + batch)))
+            contents = self._frames(indices)
+            for i, content in zip(indices, contents):
+                start = self._pos + done - int(dstarts[i])
+                take = min(len(content) - start, n - done)
+                view[done:done + take] = content[start:start + take]
+                done += take
+            for i, content in ((indices[0], contents[0]), (indices[-1], contents[-1])):
+                self._cache[i] = content  # the frames a next small read may want again
+                self._cache.move_to_end(i)
+            while len(self._cache) > _CACHED_FRAMES:
+                self._cache.popitem(last=False)
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        self._cache.clear()
+        super().close()
+
+
+class SeekableWriter:
+    """Writes content given in any pieces as frames of *frame_size* bytes compressed at
+    *level* (on *threads* worker threads: 0 for none), then the seek table on
+    :meth:`close`. Only ``write``, ``flush`` and ``close``: it cannot seek."""
+
+    def __init__(self, fileobj: IO[bytes], *, level: int, frame_size: int,
+                 threads: int | None) -> None:
+        if not 1 <= frame_size <= MAX_FRAME_SIZE:
+            raise ValueError(f"frame_size {frame_size} outside 1 .. {MAX_FRAME_SIZE}")
+        self._file, self._level, self._frame_size = fileobj, level, frame_size
+        self._buf = bytearray()
+        self._entries: list[tuple[int, int]] = []
+        workers = _workers(threads)
+        self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
+        self._pending: collections.deque[tuple[Future[bytes], int]] = collections.deque()
+        self._max_pending = 2 * workers
+
+    def _compress(self, data: bytes) -> bytes:
+        cctx = getattr(_local, "cctx", None)
+        if cctx is None or _local.level != self._level:
+            cctx = _local.cctx = zstandard.ZstdCompressor(
+                level=self._level, write_checksum=True, write_content_size=True)
+            _local.level = self._level
+        return cctx.compress(data)
+
+    def _emit(self, frame: bytes, size: int) -> None:
+        self._file.write(frame)
+        self._entries.append((len(frame), size))
+
+    def _submit(self, data: bytes) -> None:
+        if self._pool is None:
+            self._emit(self._compress(data), len(data))
+            return
+        self._pending.append((self._pool.submit(self._compress, data), len(data)))
+        while len(self._pending) > self._max_pending:
+            self._drain_one()
+
+    def _drain_one(self) -> None:
+        future, size = self._pending.popleft()
+        self._emit(future.result(), size)
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        n, i = len(view), 0
+        fs = self._frame_size
+        if self._buf:
+            i = min(n, fs - len(self._buf))
+            self._buf += view[:i]
+            if len(self._buf) < fs:
+                return n
+            self._submit(bytes(self._buf))
+            self._buf = bytearray()
+        while n - i >= fs:
+            self._submit(bytes(view[i:i + fs]))
+            i += fs
+        self._buf += view[i:]
+        return n
+
+    def flush(self) -> None:
+        """Nothing to do: frames are written as they are compressed."""
+
+    def close(self) -> None:
+        """Compress what is left, write the seek table and stop the threads."""
+        try:
+            if self._buf or not self._entries and not self._pending:
+                self._submit(bytes(self._buf))
+                self._buf = bytearray()
+            while self._pending:
+                self._drain_one()
+            entries = np.array(self._entries, dtype="<u4").reshape(-1, 2)
+            body = entries.tobytes() + _FOOTER.pack(len(self._entries), 0, SEEKABLE_MAGIC)
+            self._file.write(_SKIP_HEADER.pack(SKIPPABLE_MAGIC, len(body)) + body)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
