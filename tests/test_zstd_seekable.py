@@ -141,7 +141,7 @@ def frame(content: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("case", ["count", "zero", "tiling", "size_field", "reserved",
-                                  "frame_too_big"])
+                                  "frame_too_big", "stored_beyond_bound"])
 def test_bad_seek_tables_are_refused_before_allocating(case: str) -> None:
     f1 = frame(b"a" * 100)
     data = {
@@ -151,6 +151,7 @@ def test_bad_seek_tables_are_refused_before_allocating(case: str) -> None:
         "size_field": table_file([(len(f1), 100)], f1, size_field=99),
         "reserved": table_file([(len(f1), 100)], f1, descriptor=0x04),
         "frame_too_big": table_file([(len(f1), (1 << 30) + 1)], f1),
+        "stored_beyond_bound": table_file([(len(f1) + 4000, 1)], f1 + bytes(4000)),
     }[case]
     with pytest.raises(FormatError):
         read_seek_table(io.BytesIO(data), len(data), "bad.zst", Limits())

@@ -23,7 +23,8 @@ over: ``zstd -d`` restores the content byte for byte. All integers little-endian
 A file read from the end finds the table in two small reads. Before anything is
 allocated, the reader checks that N entries fit in the file, that the frames tile
 the file exactly up to the table, that no frame decompresses to more than 1 GiB
-(the limit of the reference implementation) and that the whole content is within
+(the limit of the reference implementation), that no frame is stored in more than
+zstd's compress bound of its content (so a read loads about what it gives), and that the whole content is within
 ``Limits.max_output`` of the file's size. Each frame's header must then declare
 the size its entry gives, and decompressing it must give exactly that many bytes
 with a matching checksum.
@@ -43,7 +44,6 @@ import io
 import os
 import struct
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, NamedTuple
 
@@ -140,10 +140,16 @@ def read_seek_table(fileobj: IO[bytes], size: int, path: str,
         raise FormatError(path=path, field=f"{field} entry {int(dsizes.argmax())}",
                           expected=f"a frame of at most {MAX_FRAME_SIZE:,} bytes",
                           found=f"{big:,} bytes")
-    if int(csizes.min()) < 4:
-        raise FormatError(path=path, field=f"{field} entry {int(csizes.argmin())}",
-                          expected="a compressed frame of at least 4 bytes",
-                          found=f"{int(csizes.min())} bytes")
+    # a frame is at least its magic, and never larger than ZSTD_compressBound of its
+    # content plus slack for the header: a read then never loads much more than it gives
+    bound = dsizes + (dsizes >> 8) + np.maximum((128 << 10) - dsizes, 0) // 2048 + 64
+    bad = np.flatnonzero((csizes < 4) | (csizes > bound))
+    if bad.size:
+        i = int(bad[0])
+        raise FormatError(path=path, field=f"{field} entry {i}",
+                          expected=f"a compressed frame of 4 to {int(bound[i]):,} bytes for "
+                          f"{int(dsizes[i]):,} bytes of content",
+                          found=f"{int(csizes[i]):,} bytes")
     cstarts = np.zeros(count + 1, np.int64)
     np.cumsum(csizes, out=cstarts[1:])
     if int(cstarts[-1]) != start:
@@ -229,35 +235,46 @@ class SeekableReader(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
-    def _frames(self, indices: list[int]) -> list[bytes]:
-        """The content of frames *indices* (consecutive), from the cache or decompressed
-        (in parallel when there are several)."""
+    def _compressed(self, first: int, last: int) -> memoryview:
+        """The stored bytes of frames *first* .. *last* (inclusive), in one read."""
+        cstarts = self._table.cstarts
+        lo, hi = int(cstarts[first]), int(cstarts[last + 1])
+        self._file.seek(lo)
+        blob = memoryview(self._file.read(hi - lo))
+        if len(blob) != hi - lo:
+            raise FormatError(path=self._path, field=f"zstd frame {first}",
+                              expected=f"{hi - lo:,} bytes at byte {lo:,}",
+                              found=f"{len(blob):,} (the file ends there)")
+        return blob
+
+    def _frame(self, i: int, blob: memoryview, base: int) -> bytes:
+        """Frame *i* decompressed, from *blob* (stored bytes starting at file byte *base*)."""
         cstarts, dstarts = self._table.cstarts, self._table.dstarts
-        missing = [i for i in indices if i not in self._cache]
-        found: dict[int, bytes] = {i: self._cache[i] for i in indices if i in self._cache}
-        if missing:
-            lo, hi = int(cstarts[missing[0]]), int(cstarts[missing[-1] + 1])
-            self._file.seek(lo)
-            blob = memoryview(self._file.read(hi - lo))
-            if len(blob) != hi - lo:
-                raise FormatError(path=self._path, field=f"zstd frame {missing[0]}",
-                                  expected=f"{hi - lo:,} bytes at byte {lo:,}",
-                                  found=f"{len(blob):,} (the file ends there)")
-            jobs: list[Callable[[], bytes]] = []
-            for i in missing:
-                piece = blob[int(cstarts[i]) - lo:int(cstarts[i + 1]) - lo]
-                size = int(dstarts[i + 1] - dstarts[i])
-                where = f"zstd frame {i} at byte {int(cstarts[i]):,}"
-                jobs.append(lambda p=piece, s=size, w=where: decompress_frame(p, s, self._path,
-                                                                              w))
-            if len(jobs) > 1 and self._workers > 1:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self._workers)
-                results = list(self._pool.map(lambda job: job(), jobs))
-            else:
-                results = [job() for job in jobs]
-            found.update(zip(missing, results))
-        return [found[i] for i in indices]
+        piece = blob[int(cstarts[i]) - base:int(cstarts[i + 1]) - base]
+        return decompress_frame(piece, int(dstarts[i + 1] - dstarts[i]), self._path,
+                                f"zstd frame {i} at byte {int(cstarts[i]):,}")
+
+    def _cached(self, i: int) -> bytes:
+        """Frame *i*, from the cache or decompressed into it."""
+        content = self._cache.get(i)
+        if content is None:
+            content = self._frame(i, self._compressed(i, i), int(self._table.cstarts[i]))
+            self._cache[i] = content
+            while len(self._cache) > _CACHED_FRAMES:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(i)
+        return content
+
+    def _fill(self, view: memoryview, pos: int, blob: memoryview, base: int, first: int,
+              last: int) -> None:
+        """Content bytes from *pos* into *view*, from frames *first* .. *last*, which it
+        covers whole (their stored bytes in *blob*, from file byte *base*): each frame is
+        decompressed and copied into place. Safe on several threads at once."""
+        dstarts = self._table.dstarts
+        for i in range(first, last + 1):
+            content = self._frame(i, blob, base)
+            at = int(dstarts[i]) - pos
+            view[at:at + len(content)] = content
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -265,24 +282,32 @@ class SeekableReader(io.RawIOBase):
         if n <= 0:
             return 0
         dstarts = self._table.dstarts
-        first = int(np.searchsorted(dstarts, self._pos, "right")) - 1
-        last = int(np.searchsorted(dstarts, self._pos + n - 1, "right")) - 1
-        batch = max(1, 2 * self._workers)
-        done = 0
-        for lo in range(first, last + 1, batch):
-            indices = list(range(lo, min(last + 1, lo + batch)))
-            contents = self._frames(indices)
-            for i, content in zip(indices, contents):
-                start = self._pos + done - int(dstarts[i])
-                take = min(len(content) - start, n - done)
-                view[done:done + take] = content[start:start + take]
-                done += take
-            for i, content in ((indices[0], contents[0]), (indices[-1], contents[-1])):
-                self._cache[i] = content  # the frames a next small read may want again
-                self._cache.move_to_end(i)
-            while len(self._cache) > _CACHED_FRAMES:
-                self._cache.popitem(last=False)
-        self._pos += n
+        pos, end = self._pos, self._pos + n
+        first = int(np.searchsorted(dstarts, pos, "right")) - 1
+        last = int(np.searchsorted(dstarts, end - 1, "right")) - 1
+        # the frames at either end may be wanted in part: through the cache
+        head = self._cached(first)
+        take = min(len(head) - (pos - int(dstarts[first])), n)
+        view[:take] = head[pos - int(dstarts[first]):pos - int(dstarts[first]) + take]
+        if last > first:
+            tail = self._cached(last)
+            start = int(dstarts[last]) - pos
+            view[start:n] = tail[:n - start]
+        inner = list(range(first + 1, last))  # wanted whole: decompressed into place
+        if inner:
+            workers = max(1, min(self._workers, len(inner)))
+            groups = [g for g in np.array_split(np.array(inner), workers) if len(g)]
+            blob = self._compressed(inner[0], inner[-1])  # one read, on this thread
+            base = int(self._table.cstarts[inner[0]])
+            jobs = [(view[:n], pos, blob, base, int(g[0]), int(g[-1])) for g in groups]
+            if len(jobs) > 1:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self._workers)
+                for _ in self._pool.map(lambda job: self._fill(*job), jobs):
+                    pass
+            else:
+                self._fill(*jobs[0])
+        self._pos = end
         return n
 
     def close(self) -> None:
