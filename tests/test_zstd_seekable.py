@@ -101,8 +101,8 @@ def test_open_decompresses_only_the_frames_a_tensor_spans(tmp_path, monkeypatch)
         np.testing.assert_array_equal(lazy["layer3/W"], w["layer3/W"])
         one = sum(calls)
         assert same_content(lazy.load(), w)
-    total = _seekable.read_seek_table(open(path, "rb"), path.stat().st_size, str(path),
-                                      Limits()).content_size
+    with open(path, "rb") as f:
+        total = read_seek_table(f, path.stat().st_size, str(path), Limits()).content_size
     tensor = w["layer3/W"].nbytes
     assert one <= tensor + 2 * (16 << 10), (one, tensor)
     assert opened + one < total / 2, (opened, one, total)
