@@ -24,10 +24,10 @@ A file read from the end finds the table in two small reads. Before anything is
 allocated, the reader checks that N entries fit in the file, that the frames tile
 the file exactly up to the table, that no frame decompresses to more than 1 GiB
 (the limit of the reference implementation), that no frame is stored in more than
-zstd's compress bound of its content (so a read loads about what it gives), and that the whole content is within
-``Limits.max_output`` of the file's size. Each frame's header must then declare
-the size its entry gives, and decompressing it must give exactly that many bytes
-with a matching checksum.
+zstd's compress bound of its content (so a read loads about what it gives), and
+that the whole content is within ``Limits.max_output`` of the file's size. Each
+frame's header must then declare the size its entry gives, and decompressing it
+must give exactly that many bytes with a matching checksum.
 
 :class:`SeekableReader` is a read-only, seekable file over the decompressed
 content that decompresses only the frames a read spans (several at once on
