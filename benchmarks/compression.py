@@ -1,11 +1,17 @@
-"""Compare the wsc codec with general-purpose compressors on the same bytes, in one run.
+"""Compare the wsc codec with ZipNN and general-purpose compressors on the same bytes, in one run.
 
-For each data set (the reference weights, and a synthetic set of float32 drawn from
-normal(0, 0.02) with a fixed seed) it prints the stored size, encode and decode
-throughput (MB/s of raw tensor bytes, 1 MB = 10**6 bytes, median of runs) and both
-as ratios to zstd level 3 measured in the same run. The general-purpose compressors
-get the tensors' raw bytes (C order, little-endian, concatenated); wsc gets the
-weights and writes a complete file (header and checksums included) to memory.
+Data sets: the book's three weight files (``--reference``, the files in
+shared/data), and synthetic models with the statistics of trained weights (see
+:func:`trained_like`) in float32, bfloat16 and float16 of ``--synthetic-mib`` each.
+For each it prints the stored size, encode and decode throughput (MB/s of raw tensor
+bytes, 1 MB = 10**6 bytes, median of runs) and both as ratios to zstd level 3
+measured in the same run. The other compressors get the tensors' raw bytes (C
+order, little-endian, concatenated); wsc gets the weights and writes a complete file
+(header and checksums included) to memory. ``shuffle-zstd`` is byte grouping (plane
+``i`` = byte ``i`` of every value) then zstd -3 per plane. ``zipnn`` is IBM's ZipNN
+(byte grouping, Huffman-coded exponents), a benchmark-only dependency: it needs
+torch, so install it in a separate environment (``pip install torch==2.13.0 zipnn``
+then this package); without it the zipnn rows are left out with a note.
 
 Each operation is timed twice: by the process's CPU time (user + system, which
 includes the kernel's work on page faults) and by the wall clock. On a machine
@@ -28,6 +34,7 @@ import gc
 import io
 import json
 import lzma
+import os
 import random
 import statistics
 import sys
@@ -44,8 +51,18 @@ import zstandard
 import weightstore
 from weightstore import Weights
 from weightstore.codecs.wsc import WscCodec
+from weightstore.model import canonical_dtype
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sample_weight.pkl"
+try:
+    import zipnn
+except ImportError:  # a benchmark-only dependency (it needs torch)
+    zipnn = None
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REFERENCE = [DATA / "sample_weight.pkl", DATA / "simple_convnet_params.pkl",
+             DATA / "deep_convnet_params.pkl"]
+#: ZipNN's names of the dtypes it groups bytes for.
+ZIPNN_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 BASELINE = "zstd-3"
 #: Codecs slow enough (a few MB/s) that a 256 MiB set is compressed only --slow-runs times.
 SLOW = frozenset({"zstd-19", "xz-9e"})
@@ -86,6 +103,24 @@ def raw_bytes(weights: Weights) -> bytes:
                     for a in weights.values())
 
 
+def shuffle_codec(itemsize: int) -> tuple[Callable[[bytes], Any], Callable[[Any], bytes]]:
+    """Byte grouping then zstd -3 on each group: encode and decode."""
+    cctx, dctx = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
+
+    def enc(raw: bytes) -> list[bytes]:
+        planes = np.frombuffer(raw, np.uint8).reshape(-1, itemsize).T
+        return [cctx.compress(np.ascontiguousarray(p)) for p in planes]
+
+    def dec(parts: list[bytes]) -> bytes:
+        planes = [np.frombuffer(dctx.decompress(p), np.uint8) for p in parts]
+        out = np.empty((planes[0].size, itemsize), np.uint8)
+        for i, p in enumerate(planes):
+            out[:, i] = p
+        return out.tobytes()
+
+    return enc, dec
+
+
 def candidates(weights: Weights, raw: bytes, names: list[str]) -> list[Candidate]:
     """The codecs named, each set up on *weights* or their *raw* bytes."""
     def byte_codec(name: str, enc: Callable[[bytes], bytes],
@@ -115,7 +150,17 @@ def candidates(weights: Weights, raw: bytes, names: list[str]) -> list[Candidate
                             lzma.decompress),
         "zlib-9": byte_codec("zlib-9", lambda b: zlib.compress(b, 9), zlib.decompress),
     }
-    return [table[n] for n in names]
+    itemsize = next(iter(weights.values())).dtype.itemsize
+    enc, dec = shuffle_codec(itemsize)
+    table["shuffle-zstd"] = Candidate("shuffle-zstd", lambda: enc(raw), dec,
+                                      lambda parts: sum(map(len, parts)),
+                                      lambda out: out == raw)
+    if zipnn is not None:
+        dtype = str(next(iter(weights.values())).dtype)
+        z = zipnn.ZipNN(input_format="byte", bytearray_dtype=ZIPNN_DTYPES.get(dtype, "float32"))
+        table["zipnn"] = Candidate("zipnn", lambda: z.compress(raw), z.decompress, len,
+                                   lambda out: bytes(out) == raw)
+    return [table[n] for n in names if n in table]
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
@@ -165,13 +210,13 @@ def table(title: str, raw: int, results: dict[str, Result]) -> str:
     base = results.get(BASELINE)
     lines = [
         title,
-        f"{'':<8} {'':>13} {'':>7} {'':>8} | {'by CPU time':^34} | {'by wall clock':^34} |",
-        f"{'codec':<8} {'bytes':>13} {'of raw':>7} {'size/z3':>8} | {'enc MB/s':>9} "
+        f"{'':<12} {'':>13} {'':>7} {'':>8} | {'by CPU time':^34} | {'by wall clock':^34} |",
+        f"{'codec':<12} {'bytes':>13} {'of raw':>7} {'size/z3':>8} | {'enc MB/s':>9} "
         f"{'dec MB/s':>9} {'enc/z3':>6} {'dec/z3':>6} | {'enc MB/s':>9} {'dec MB/s':>9} "
         f"{'enc/z3':>6} {'dec/z3':>6} | runs",
     ]
     for res in results.values():
-        cells = [f"{res.name:<8} {res.size:>13,} {res.size / raw:7.4f} "
+        cells = [f"{res.name:<12} {res.size:>13,} {res.size / raw:7.4f} "
                  + (f"{res.size / base.size:8.4f}" if base else f"{'-':>8}")]
         for enc, dec in (("enc", "dec"), ("enc_wall", "dec_wall")):
             e, d = res.mbs(raw, enc), res.mbs(raw, dec)
@@ -182,6 +227,32 @@ def table(title: str, raw: int, results: dict[str, Result]) -> str:
             cells.append(f"{e:9.1f} {d:9.1f} {ratios}")
         lines.append(" | ".join(cells) + f" | {len(res.enc):>4}")
     return "\n".join(lines)
+
+
+def trained_like(mib: float, dtype: str, seed: int) -> Weights:
+    """A model of about *mib* MiB of *dtype* with the statistics of trained weights:
+    matrices of 1024 columns (at most 16 MiB of float32 each) whose values follow a
+    Student-t with 5 degrees of freedom (trained weights have heavier tails than a
+    normal) scaled to a per-matrix standard deviation drawn log-uniformly from 0.005 to
+    0.05 (layers differ), each followed by a norm weight near 1 and a bias near 0, as
+    in a transformer block. Values are rounded to *dtype* from float32."""
+    rng = np.random.default_rng(seed)
+    target = canonical_dtype(dtype)
+    total = int(mib * (1 << 20)) // target.itemsize
+    tensors: dict[str, np.ndarray] = {}
+    done, i = 0, 0
+    while done < total:
+        rows = min(4096, max(1, (total - done) // 1024))
+        std = float(np.exp(rng.uniform(np.log(0.005), np.log(0.05))))
+        m = rng.standard_t(5, (rows, 1024)).astype(np.float32) * np.float32(std / np.sqrt(5 / 3))
+        tensors[f"layer{i}/W"] = m.astype(target)
+        tensors[f"layer{i}/norm"] = (1 + 0.1 * rng.standard_normal(1024)).astype(np.float32) \
+            .astype(target)
+        tensors[f"layer{i}/b"] = (0.01 * rng.standard_normal(1024)).astype(np.float32) \
+            .astype(target)
+        done += rows * 1024 + 2048
+        i += 1
+    return Weights(tensors)
 
 
 def synthetic(mib: float, seed: int) -> Weights:
@@ -200,22 +271,26 @@ def main(argv: list[str] | None = None) -> int:
         description="Sizes and encode/decode throughput of wsc against zstd -3/-19, xz -9e "
                     "and zlib -9 on the same bytes, as ratios to zstd -3 measured in the same run.",
     )
-    parser.add_argument("--reference", type=Path, default=REFERENCE,
-                        help=f"reference weight file (default: {REFERENCE}); skipped if absent")
+    parser.add_argument("--reference", type=Path, nargs="*", default=REFERENCE,
+                        help="reference weight files (default: the book's three in "
+                        f"{DATA}); each skipped with a note if absent")
     parser.add_argument("--synthetic-mib", type=float, default=256.0,
-                        help="size of the synthetic float32 set in MiB (default 256; 0 skips it)")
+                        help="size of each synthetic set in MiB (default 256; 0 skips them)")
+    parser.add_argument("--dtypes", default="float32,bfloat16,float16",
+                        help="dtypes of the trained-like synthetic sets (default: "
+                        "float32,bfloat16,float16); 'normal' adds the old normal(0, 0.02) set")
     parser.add_argument("--seed", type=int, default=20240601, help="seed of the synthetic set")
     parser.add_argument("--runs", type=int, default=5, help="timed rounds per codec (default 5)")
     parser.add_argument("--slow-runs", type=int, default=1,
                         help="rounds of zstd-19 and xz-9e on sets over 64 MiB (default 1)")
-    parser.add_argument("--codecs", default="wsc,zstd-3,zstd-19,xz-9e,zlib-9",
+    parser.add_argument("--codecs", default="wsc,zipnn,zstd-3,zstd-19,shuffle-zstd,xz-9e,zlib-9",
                         help="comma-separated subset to run (default: all)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--quiet", action="store_true", help="no per-round progress on stderr")
     args = parser.parse_args(argv)
 
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-    known = {"wsc", "zstd-3", "zstd-19", "xz-9e", "zlib-9"}
+    known = {"wsc", "zipnn", "zstd-3", "zstd-19", "shuffle-zstd", "xz-9e", "zlib-9"}
     unknown = [n for n in names if n not in known]
     if unknown or not names or args.runs < 1 or args.slow_runs < 1:
         parser.error(f"--codecs takes some of {', '.join(sorted(known))}; runs must be >= 1")
@@ -224,22 +299,36 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
+    if "zipnn" in names and zipnn is None:
+        print("# note: zipnn is not installed here, so its rows are missing "
+              "(pip install torch==2.13.0 zipnn)")
     sets: list[tuple[str, Weights]] = []
-    if args.reference.exists():
-        w = weightstore.load(args.reference)
-        sets.append((f"reference: {args.reference.name}, {len(w)} tensors, "
+    for ref in args.reference:
+        if ref.exists():
+            w = weightstore.load(ref)
+            dtypes = sorted({str(a.dtype) for a in w.values()})
+            sets.append((f"reference: {ref.name}, {len(w)} tensors of {'/'.join(dtypes)}, "
+                         f"{w.total_values:,} values", w))
+        else:
+            print(f"# note: {ref} not found, that reference set is skipped")
+    for dtype in [d.strip() for d in args.dtypes.split(",") if d.strip()]:
+        if args.synthetic_mib <= 0:
+            break
+        if dtype == "normal":
+            w = synthetic(args.synthetic_mib, args.seed)
+            title = "synthetic: float32 normal(0, 0.02)"
+        else:
+            w = trained_like(args.synthetic_mib, dtype, args.seed)
+            title = f"synthetic: {dtype}, trained-like (Student-t 5, per-layer std)"
+        sets.append((f"{title}, seed {args.seed}, {args.synthetic_mib:g} MiB, {len(w)} tensors, "
                      f"{w.total_values:,} values", w))
-    else:
-        log(f"note: {args.reference} not found, reference set skipped")
-    if args.synthetic_mib > 0:
-        w = synthetic(args.synthetic_mib, args.seed)
-        sets.append((f"synthetic: float32 normal(0, 0.02), seed {args.seed}, "
-                     f"{args.synthetic_mib:g} MiB, {len(w)} tensors, {w.total_values:,} values", w))
 
     report = []
     print(f"# numpy {np.__version__}, zstandard {zstandard.__version__} "
           f"(libzstd {'.'.join(map(str, zstandard.ZSTD_VERSION))}), "
-          f"zlib {zlib.ZLIB_RUNTIME_VERSION}, python {sys.version.split()[0]}")
+          f"zlib {zlib.ZLIB_RUNTIME_VERSION}, python {sys.version.split()[0]}, "
+          f"zipnn {getattr(zipnn, '__version__', 'installed') if zipnn else 'absent'}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     for title, w in sets:
         raw = raw_bytes(w)
         log(f"{title}: {len(raw):,} raw bytes")
