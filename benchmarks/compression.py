@@ -9,7 +9,8 @@ measured in the same run. The other compressors get the tensors' raw bytes (C
 order, little-endian, concatenated); wsc gets the weights and writes a complete file
 (header and checksums included) to memory. ``shuffle-zstd`` is byte grouping (plane
 ``i`` = byte ``i`` of every value) then zstd -3 per plane. ``zipnn`` is IBM's ZipNN
-(byte grouping, Huffman-coded exponents), a benchmark-only dependency: it needs
+(byte grouping, Huffman-coded exponents; it takes float32, bfloat16 and float16
+only, so float64 is handed to it as float32 words), a benchmark-only dependency: it needs
 torch, so install it in a separate environment (``pip install torch==2.13.0 zipnn``
 then this package); without it the zipnn rows are left out with a note.
 
@@ -156,10 +157,19 @@ def candidates(weights: Weights, raw: bytes, names: list[str]) -> list[Candidate
                                       lambda parts: sum(map(len, parts)),
                                       lambda out: out == raw)
     if zipnn is not None:
-        dtype = str(next(iter(weights.values())).dtype)
-        z = zipnn.ZipNN(input_format="byte", bytearray_dtype=ZIPNN_DTYPES.get(dtype, "float32"))
-        table["zipnn"] = Candidate("zipnn", lambda: z.compress(raw), z.decompress, len,
-                                   lambda out: bytes(out) == raw)
+        # ZipNN 0.5.4's input_format="byte" gives float32 and bfloat16 back altered (its
+        # top byte differs), so it is given a torch tensor over the same bytes; and its
+        # compress rearranges that tensor in place, so each encode gets a fresh copy
+        # (the copy is in its encode time, at memcpy speed)
+        import torch
+
+        # (it takes float32, bfloat16 and float16 only: float64 is given as float32 words)
+        dtype = ZIPNN_DTYPES.get(str(next(iter(weights.values())).dtype), "float32")
+        tensor = torch.frombuffer(bytearray(raw), dtype=getattr(torch, dtype))
+        z = zipnn.ZipNN(input_format="torch", bytearray_dtype=dtype)
+        table["zipnn"] = Candidate(
+            "zipnn", lambda: z.compress(tensor.clone()), z.decompress, len,
+            lambda out: out.contiguous().view(torch.uint8).numpy().tobytes() == raw)
     return [table[n] for n in names if n in table]
 
 
