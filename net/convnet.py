@@ -43,7 +43,7 @@ constant and with ReLU, so the bias is added after pooling, on a quarter of the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -51,6 +51,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from net.layers import Affine, Convolution, Dropout, MaxPooling, Relu, conv_output_size
+from net.parallel import max_workers, run_groups
 from weightstore.errors import ModelError, OptionError
 
 __all__ = [
@@ -259,15 +260,24 @@ class ConvNet:
         size that keeps its buffers in the CPU caches (9 images for DeepConvNet in float64).
         """
         x = self._images(x)
-        step = min(_check_batch_size(batch_size), self.group_size())
+        batch_size = _check_batch_size(batch_size)
+        workers = min(max_workers(), batch_size)
+        step = min(batch_size // workers, self.group_size())
         n = x.shape[0]
         scores = np.empty((n, self.output_size), dtype=self.dtype)
-        engine: _Engine | None = None
-        for start in range(0, n, step):
-            xb = x[start : start + step]
-            if engine is None or engine.n != xb.shape[0]:
-                engine = _Engine(self, xb.shape[0])  # once, and once more for a last partial step
-            scores[start : start + xb.shape[0]] = engine.run(xb)
+
+        def make_worker() -> Callable[[int, int], None]:
+            engines: dict[int, _Engine] = {}  # this worker's buffers, by group size
+
+            def run(start: int, stop: int) -> None:
+                engine = engines.get(stop - start)
+                if engine is None:  # once, and once more for a last partial group
+                    engine = engines[stop - start] = _Engine(self, stop - start)
+                scores[start:stop] = engine.run(x[start:stop])
+
+            return run
+
+        run_groups(n, step, make_worker, workers)
         return scores
 
     def accuracy(self, x: Any, t: Any, batch_size: int = 100) -> float:

@@ -1,0 +1,138 @@
+"""How the networks use the CPUs: independent row groups on worker threads, one BLAS thread each.
+
+Evaluation is many matrix products of modest size (DeepConvNet runs groups of 9 images; the
+MLP batches of 1,000 rows) with copies and element-wise work between them. Left to itself,
+numpy's BLAS (OpenBLAS) splits *each product* over every core and makes the calling thread
+wait for all of its helpers at the end of it; its helpers spin while they wait for work. On an
+idle machine that buys little (the copies and element-wise work stay on one core), and on a
+busy one it is ruinous: a helper that the kernel has descheduled holds up every product, and
+the spinning burns CPU the other processes need. Measured on the 2-core reference machine with
+other jobs running, DeepConvNet took 286 s with default BLAS threads and 27.7 s with one.
+
+So :func:`run_groups` does the parallelism one level up. The rows (images) are cut into groups
+that are independent of each other; each worker thread takes the next group when it is done
+with its last one and runs the *whole* computation for it (copies, products, element-wise work;
+numpy releases the GIL in all of them), with BLAS limited to one thread for the duration of
+the call. Nothing ever waits on another thread mid-product, so a descheduled worker delays only
+its own group, and the copies and element-wise work use every core too.
+
+BLAS threads are set with ``threadpoolctl`` (a small, well-kept library that finds the BLAS
+numpy loaded and calls its own thread-count setter). Without it, net still works with numpy
+alone: groups then run one after another on the calling thread with numpy's default BLAS
+threads, the behaviour before this module existed. The BLAS thread count is process-wide; it
+is set on entry to the first concurrent :func:`run_groups` call and restored when the last one
+returns, so nested or concurrent calls from several threads leave it as they found it.
+
+Results do not depend on the number of workers: a group is computed the same way whichever
+thread runs it, and with one BLAS thread every product is computed in one fixed order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+try:
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # numpy alone: run_groups falls back to one worker, default BLAS threads
+    ThreadpoolController = None
+
+__all__ = ["available_cpus", "max_workers", "run_groups"]
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def max_workers() -> int:
+    """Worker threads :func:`run_groups` uses at most: the available CPUs, or 1 without
+    ``threadpoolctl`` (several threads each calling a multithreaded BLAS would oversubscribe)."""
+    return available_cpus() if ThreadpoolController is not None else 1
+
+
+class _SingleThreadedBlas:
+    """Reference-counted "BLAS uses one thread" for the process; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._controller: Any = None
+        self._limiter: Any = None
+
+    def __enter__(self) -> None:
+        if ThreadpoolController is None:
+            return
+        with self._lock:
+            if self._users == 0:
+                if self._controller is None:  # scans the loaded libraries once (a few ms)
+                    self._controller = ThreadpoolController()
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._users += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if ThreadpoolController is None:
+            return
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_single_threaded_blas = _SingleThreadedBlas()
+
+
+def run_groups(
+    n: int,
+    step: int,
+    make_worker: Callable[[], Callable[[int, int], None]],
+    workers: int | None = None,
+) -> None:
+    """Process rows ``0 .. n-1`` in groups ``[start, start + step)`` on worker threads.
+
+    ``make_worker()`` is called once in each worker thread and returns the function that
+    processes one group, ``fn(start, stop)``; a worker's buffers live in that closure, so
+    workers share nothing but what ``fn`` writes, which must be disjoint per group (the rows
+    ``start:stop`` of an output array). ``workers`` defaults to :func:`max_workers`, and is
+    never more than the number of groups; with one worker everything runs on the calling thread.
+    BLAS runs one thread per worker for the duration of the call. The first exception raised by
+    a worker is re-raised here, after the other workers have stopped.
+    """
+    if n <= 0:
+        return
+    groups = -(-n // step)
+    count = max(1, min(workers if workers is not None else max_workers(), groups))
+    with _single_threaded_blas:
+        if count == 1:
+            fn = make_worker()
+            for start in range(0, n, step):
+                fn(start, min(start + step, n))
+            return
+        lock = threading.Lock()
+        next_group = iter(range(0, n, step))
+        failed = threading.Event()
+
+        def worker() -> None:
+            fn = make_worker()
+            while not failed.is_set():
+                with lock:
+                    start = next(next_group, None)
+                if start is None:
+                    return
+                try:
+                    fn(start, min(start + step, n))
+                except BaseException:
+                    failed.set()
+                    raise
+
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="net-worker") as pool:
+            futures = [pool.submit(worker) for _ in range(count)]
+        for future in futures:
+            future.result()
