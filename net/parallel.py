@@ -23,8 +23,9 @@ threads, the behaviour before this module existed. The BLAS thread count is proc
 is set on entry to the first concurrent :func:`run_groups` call and restored when the last one
 returns, so nested or concurrent calls from several threads leave it as they found it.
 
-Results do not depend on the number of workers: a group is computed the same way whichever
-thread runs it, and with one BLAS thread every product is computed in one fixed order.
+A group is computed the same way whichever thread runs it, so results do not depend on the
+scheduling; callers that size their groups by the number of workers get results that depend on
+it only in the last bits (the shapes of the matrix products change).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ try:
 except ImportError:  # numpy alone: run_groups falls back to one worker, default BLAS threads
     ThreadpoolController = None
 
-__all__ = ["available_cpus", "max_workers", "run_groups"]
+__all__ = ["WORKERS", "available_cpus", "max_workers", "run_groups"]
 
 
 def available_cpus() -> int:
@@ -51,10 +52,20 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+WORKERS: int | None = None
+"""Cap on the worker threads, for callers that want fewer than one per CPU (``None``: no cap).
+
+Set it to 1 to keep evaluation on one core, e.g. ``net.parallel.WORKERS = 1``."""
+
+
 def max_workers() -> int:
-    """Worker threads :func:`run_groups` uses at most: the available CPUs, or 1 without
-    ``threadpoolctl`` (several threads each calling a multithreaded BLAS would oversubscribe)."""
-    return available_cpus() if ThreadpoolController is not None else 1
+    """Worker threads :func:`run_groups` uses at most: one per available CPU, capped by
+    :data:`WORKERS`; 1 without ``threadpoolctl`` (several threads each calling a multithreaded
+    BLAS would oversubscribe the CPUs)."""
+    if ThreadpoolController is None:
+        return 1
+    cpus = available_cpus()
+    return max(1, min(cpus, WORKERS)) if WORKERS is not None else cpus
 
 
 class _SingleThreadedBlas:
