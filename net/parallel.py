@@ -33,7 +33,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 try:
@@ -112,9 +111,10 @@ def run_groups(
     processes one group, ``fn(start, stop)``; a worker's buffers live in that closure, so
     workers share nothing but what ``fn`` writes, which must be disjoint per group (the rows
     ``start:stop`` of an output array). ``workers`` defaults to :func:`max_workers`, and is
-    never more than the number of groups; with one worker everything runs on the calling thread.
-    BLAS runs one thread per worker for the duration of the call. The first exception raised by
-    a worker is re-raised here, after the other workers have stopped.
+    never more than the number of groups; the calling thread is one of the workers, so with one
+    worker everything runs on it. BLAS runs one thread per worker for the duration of the call.
+    The first exception raised by a worker is re-raised here, once the other workers have
+    finished the group they were on.
     """
     if n <= 0:
         return
@@ -128,22 +128,28 @@ def run_groups(
             return
         lock = threading.Lock()
         next_group = iter(range(0, n, step))
-        failed = threading.Event()
+        errors: list[BaseException] = []
 
         def worker() -> None:
-            fn = make_worker()
-            while not failed.is_set():
-                with lock:
-                    start = next(next_group, None)
-                if start is None:
-                    return
-                try:
+            try:
+                fn = make_worker()
+                while not errors:
+                    with lock:
+                        start = next(next_group, None)
+                    if start is None:
+                        return
                     fn(start, min(start + step, n))
-                except BaseException:
-                    failed.set()
-                    raise
+            except BaseException as exc:  # re-raised on the calling thread below
+                errors.append(exc)
 
-        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="net-worker") as pool:
-            futures = [pool.submit(worker) for _ in range(count)]
-        for future in futures:
-            future.result()
+        threads = [
+            threading.Thread(target=worker, name=f"net-worker-{i}", daemon=True)
+            for i in range(count - 1)
+        ]
+        for thread in threads:
+            thread.start()
+        worker()  # the calling thread is a worker too
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
