@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -43,6 +44,38 @@ def test_every_row_once(n, step, workers):
     assert sorted(groups) == [(s, min(s + step, n)) for s in range(0, n, step)]
     expected_workers = 0 if n == 0 else min(workers or parallel.max_workers(), -(-n // step))
     assert len(made) == expected_workers
+
+
+def test_starved_workers_retire_but_every_row_is_done(monkeypatch):
+    monkeypatch.setattr(parallel._Starvation, "__call__", lambda self: True)
+    seen = np.zeros(50, dtype=int)
+    done_by: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def make_worker():
+        def run(start, stop):
+            seen[start:stop] += 1
+            with lock:
+                name = threading.current_thread().name
+                done_by[name] = done_by.get(name, 0) + 1
+
+        return run
+
+    parallel.run_groups(50, 1, make_worker, workers=3)
+    assert (seen == 1).all()
+    # Each retiring worker did one group; the last one left did all the rest.
+    assert sorted(done_by.values()) == [1, 1, 48]
+
+
+def test_starvation_reads_this_threads_schedstat():
+    probe = parallel._Starvation()
+    if probe._start is None:
+        pytest.skip("no /proc/thread-self/schedstat on this OS")
+    assert probe() is False  # a fresh window is too short to judge
+    end = time.perf_counter() + 0.06
+    while time.perf_counter() < end:
+        pass
+    assert probe._read()[0] > probe._start[0]  # run time counted
 
 
 def test_worker_error_is_raised_and_stops_the_rest():
