@@ -235,11 +235,11 @@ class ThreeLayerNet:
         """
         x = self._check_x(x)
         batch_size = _check_batch_size(batch_size)
+        params = self._params
+        if x.ndim == 1:
+            return predict(params, x)
         workers = min(max_workers(), batch_size)
         step = batch_size // workers
-        if x.ndim == 1 or len(x) <= step:
-            return predict(self._params, x)
-        params = self._params
         probe = predict(params, x[:1])  # the result dtype, by numpy's own promotion
         y = np.empty((len(x), probe.shape[1]), dtype=probe.dtype)
 
