@@ -14,6 +14,7 @@ average, as ``uptime`` prints it, right after the run.
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -24,7 +25,15 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Sample", "Series", "measure", "one_core_busy", "run_interleaved", "loadavg"]
+__all__ = [
+    "Sample",
+    "Series",
+    "add_busy_argument",
+    "measure",
+    "one_core_busy",
+    "run_interleaved",
+    "loadavg",
+]
 
 _BURN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 
@@ -47,6 +56,13 @@ def one_core_busy(max_seconds: float = 600.0) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def add_busy_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--no-busy`` option every benchmark that uses :func:`run_interleaved` offers."""
+    parser.add_argument(
+        "--no-busy", action="store_true", help="skip the runs beside a process burning one core"
+    )
 
 
 def loadavg() -> float | None:

@@ -37,7 +37,7 @@ import numpy as np
 
 import net.parallel
 import weightstore
-from benchmarks.busy import Series, run_interleaved
+from benchmarks.busy import Series, add_busy_argument, run_interleaved
 from net.convnet import ConvNet, DeepConvNet, SimpleConvNet
 from net.data import resolve
 from net.mnist import load_test_set
@@ -275,9 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         default=1000,
         help="images for the book's reference code, scaled to 10,000 (0: skip; default 1000)",
     )
-    parser.add_argument(
-        "--no-busy", action="store_true", help="skip the runs beside a process burning one core"
-    )
+    add_busy_argument(parser)
     parser.add_argument(
         "--compare",
         action="store_true",

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 import net.parallel
-from benchmarks.busy import run_interleaved
+from benchmarks.busy import add_busy_argument, run_interleaved
 from net.data import resolve
 from net.mlp import DEFAULT_BATCH_SIZE, MULTIPLY_ADDS_PER_IMAGE, ThreeLayerNet, predict
 from net.mnist import load_test_set
@@ -85,9 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-download", action="store_true", help="fail instead of downloading missing files"
     )
-    parser.add_argument(
-        "--no-busy", action="store_true", help="skip the runs beside a process burning one core"
-    )
+    add_busy_argument(parser)
     parser.add_argument(
         "--compare",
         action="store_true",

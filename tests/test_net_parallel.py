@@ -11,6 +11,7 @@ import pytest
 import net.parallel as parallel
 from net.convnet import DeepConvNet, SimpleConvNet
 from net.mlp import ThreeLayerNet
+from net.models import MLP_SHAPES
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
@@ -168,16 +169,8 @@ def test_convnet_scores_do_not_depend_on_workers(cls, monkeypatch):
 
 def test_mlp_rows_do_not_depend_on_workers(monkeypatch):
     rng = np.random.default_rng(21)
-    shapes = {
-        "W1": (784, 50),
-        "b1": (50,),
-        "W2": (50, 100),
-        "b2": (100,),
-        "W3": (100, 10),
-        "b3": (10,),
-    }
     net = ThreeLayerNet.from_weights(
-        {k: rng.normal(0, 0.1, s).astype(np.float32) for k, s in shapes.items()}
+        {k: rng.normal(0, 0.1, s).astype(np.float32) for k, s in MLP_SHAPES.items()}
     )
     x = rng.random((57, 784), dtype=np.float32)
     results = []
