@@ -1,13 +1,14 @@
 """How the networks use the CPUs: independent row groups on worker threads, one BLAS thread each.
 
-Evaluation is many matrix products of modest size (DeepConvNet runs groups of 9 images; the
-MLP batches of 1,000 rows) with copies and element-wise work between them. Left to itself,
+Evaluation is many matrix products of modest size (DeepConvNet runs groups of a few images,
+the MLP batches of hundreds of rows) with copies and element-wise work between them. Left to itself,
 numpy's BLAS (OpenBLAS) splits *each product* over every core and makes the calling thread
 wait for all of its helpers at the end of it; its helpers spin while they wait for work. On an
 idle machine that buys little (the copies and element-wise work stay on one core), and on a
 busy one it is ruinous: a helper that the kernel has descheduled holds up every product, and
 the spinning burns CPU the other processes need. Measured on the 2-core reference machine with
-other jobs running, DeepConvNet took 286 s with default BLAS threads and 27.7 s with one.
+other jobs running, DeepConvNet took 286 s with default BLAS threads and 27.7 s with one (issue
+20); the MLP's batched evaluation used 239 ms of CPU with default threads, 19 ms this way.
 
 So :func:`run_groups` does the parallelism one level up. The rows (images) are cut into groups
 that are independent of each other; each worker thread takes the next group when it is done
@@ -15,15 +16,16 @@ with its last one and runs the *whole* computation for it (copies, products, ele
 numpy releases the GIL in all of them), with BLAS limited to one thread for the duration of
 the call. Nothing ever waits on another thread mid-product, so a descheduled worker delays only
 its own group, and the copies and element-wise work use every core too. A worker that the
-machine cannot give a core (its thread waits on the run queue more than it runs) stops taking
-groups, down to one worker: see :class:`_Starvation`.
+machine cannot give a core (its thread waits on the run queue for more than 40% of the time)
+stops taking groups, down to one worker: see :class:`_Starvation`.
 
 BLAS threads are set with ``threadpoolctl`` (a small, well-kept library that finds the BLAS
-numpy loaded and calls its own thread-count setter). Without it, net still works with numpy
-alone: groups then run one after another on the calling thread with numpy's default BLAS
-threads, the behaviour before this module existed. The BLAS thread count is process-wide; it
-is set on entry to the first concurrent :func:`run_groups` call and restored when the last one
-returns, so nested or concurrent calls from several threads leave it as they found it.
+numpy loaded and calls its own thread-count setter). Without it, or with a BLAS it does not
+know, net still works with numpy alone: groups then run one after another on the calling thread
+with numpy's default BLAS threads, the behaviour before this module existed. The BLAS thread
+count is process-wide; it is set on entry to the first concurrent :func:`run_groups` call and
+restored when the last one returns, so nested or concurrent calls from several threads leave
+it as they found it.
 
 A group is computed the same way whichever thread runs it, so results do not depend on the
 scheduling; callers that size their groups by the number of workers get results that depend on
@@ -61,9 +63,10 @@ Set it to 1 to keep evaluation on one core, e.g. ``net.parallel.WORKERS = 1``.""
 
 def max_workers() -> int:
     """Worker threads :func:`run_groups` uses at most: one per available CPU, capped by
-    :data:`WORKERS`; 1 without ``threadpoolctl`` (several threads each calling a multithreaded
-    BLAS would oversubscribe the CPUs)."""
-    if ThreadpoolController is None:
+    :data:`WORKERS`; 1 when the BLAS thread count cannot be set (no ``threadpoolctl``, or a BLAS
+    it does not know), since several threads each calling a multithreaded BLAS would
+    oversubscribe the CPUs."""
+    if not _single_threaded_blas.available():
         return 1
     cpus = available_cpus()
     return max(1, min(cpus, WORKERS)) if WORKERS is not None else cpus
@@ -78,18 +81,26 @@ class _SingleThreadedBlas:
         self._controller: Any = None
         self._limiter: Any = None
 
-    def __enter__(self) -> None:
+    def available(self) -> bool:
+        """Whether the BLAS thread count can be set: ``threadpoolctl`` is installed and knows
+        the BLAS numpy loaded (it does not know every one, e.g. Apple's Accelerate)."""
         if ThreadpoolController is None:
+            return False
+        with self._lock:
+            if self._controller is None:  # scans the loaded libraries once (a few ms)
+                self._controller = ThreadpoolController().select(user_api="blas")
+            return bool(self._controller.lib_controllers)
+
+    def __enter__(self) -> None:
+        if not self.available():
             return
         with self._lock:
             if self._users == 0:
-                if self._controller is None:  # scans the loaded libraries once (a few ms)
-                    self._controller = ThreadpoolController()
-                self._limiter = self._controller.limit(limits=1, user_api="blas")
+                self._limiter = self._controller.limit(limits=1)
             self._users += 1
 
     def __exit__(self, *exc: object) -> None:
-        if ThreadpoolController is None:
+        if not self.available():
             return
         with self._lock:
             self._users -= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -132,6 +133,11 @@ def test_workers_cap_and_numpy_only_fallback(monkeypatch):
     assert parallel.max_workers() == 1
     monkeypatch.setattr(parallel, "WORKERS", None)
     assert parallel.max_workers() == parallel.available_cpus()
+    # A BLAS threadpoolctl does not know (e.g. Accelerate): one worker, threads untouched.
+    unknown = types.SimpleNamespace(lib_controllers=[])
+    monkeypatch.setattr(parallel._single_threaded_blas, "_controller", unknown)
+    assert parallel.max_workers() == 1
+    monkeypatch.undo()
     monkeypatch.setattr(parallel, "ThreadpoolController", None)
     assert parallel.max_workers() == 1
     before = _blas_threads()
