@@ -55,9 +55,9 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from net.errors import ModelError, OptionError
 from net.layers import Affine, Convolution, Dropout, MaxPooling, Relu, conv_output_size
 from net.parallel import max_workers, run_groups
-from weightstore.errors import ModelError, OptionError
 
 __all__ = [
     "ConvSpec",
