@@ -119,7 +119,7 @@ def save(
 
 
 def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
-                       options: dict[str, Any]) -> Codec:
+                       options: dict[str, Any], dequantize: bool | None = None) -> Codec:
     head = f.read(registry.SNIFF_BYTES)
     f.seek(0)
     if not head:
@@ -141,6 +141,8 @@ def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
                 found=f"first bytes {head[:16]!r}",
                 hint="pass a format (--from FORMAT); 'weightstore formats' lists them",
             )
+    if dequantize is not None and any(o.name == "dequantize" for o in cls.options):
+        options = {"dequantize": dequantize, **options}  # a format's own quantized types
     return cls(**_layer_options(cls, prefix, options))
 
 
@@ -171,7 +173,7 @@ def load(
             stored = lazy.load(limits=limits, progress=progress)
         return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
     with open_for_read(path, storage_options) as f:
-        codec = _codec_for_reading(f, path, format, options)
+        codec = _codec_for_reading(f, path, format, options, dequantize)
         with reading(os.fspath(path), codec.name):
             stored = read_with(codec, f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS,
                                verify=verify)
