@@ -319,6 +319,36 @@ def _wsc_plane_bomb(path: Path, marker: Path) -> None:
                                        "planes": [["zstd", len(frame)]]}]}, frame)(path, marker)
 
 
+# --- GGUF ---------------------------------------------------------------------------
+
+
+def _gs(text: str) -> bytes:
+    """A GGUF string: uint64 length, UTF-8 bytes."""
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def _gguf(n_tensors: int | None = None, kvs: bytes = b"", n_kv: int | None = None,
+          infos: list[tuple[str, list[int], int, int]] = (),  # type: ignore[assignment]
+          data: bytes = b"") -> Callable[[Path, Path], None]:
+    """A GGUF v3 file: counts (given, or true), key/values, tensor infos, aligned *data*."""
+    def build(path: Path, marker: Path) -> None:
+        head = b"GGUF" + struct.pack("<IQQ", 3, len(infos) if n_tensors is None else n_tensors,
+                                     (1 if kvs else 0) if n_kv is None else n_kv) + kvs
+        for name, dims, ggml_type, offset in infos:
+            head += _gs(name) + struct.pack("<I", len(dims)) + struct.pack(
+                f"<{len(dims)}Q", *dims) + struct.pack("<IQ", ggml_type, offset)
+        head += bytes(-len(head) % 32)
+        path.write_bytes(head + data)
+    return build
+
+
+def _gguf_deep_arrays(path: Path, marker: Path) -> None:
+    levels = 10_000
+    value = struct.pack("<I", 9) + (struct.pack("<IQ", 9, 1)) * levels + struct.pack("<IQ", 0, 0)
+    _gguf(kvs=_gs("deep") + value)(path, marker)
+
+
 def _numpy_testing_runstring() -> Any:
     from numpy.testing._private import utils
 
@@ -428,6 +458,26 @@ HOSTILE: list[Hostile] = [
             ws.LimitError, r"Limits\.max_tensor_bytes", "a tensor claiming 2**40 float64"),
     Hostile("plane-bomb.wsc", _wsc_plane_bomb, ws.LimitError, r"Limits\.max_expansion",
             "a 1 GiB plane from a 32 KiB zstd frame", measure=True),
+    # GGUF
+    Hostile("tensor-count.gguf", _gguf(n_tensors=1 << 40), ws.FormatError, r"tensor count",
+            "a tensor count of 2**40 in a 32-byte file", measure=True),
+    Hostile("kv-count.gguf", _gguf(n_kv=(1 << 64) - 1), ws.FormatError, r"key/value count",
+            "a key/value count of 2**64-1 in a 32-byte file", measure=True),
+    Hostile("string-length.gguf", _gguf(kvs=struct.pack("<Q", 1 << 62) + b"k"),
+            ws.FormatError, r"key length", "a key claiming 2**62 bytes", measure=True),
+    Hostile("array-count.gguf", _gguf(kvs=_gs("tokens") + struct.pack("<IIQ", 9, 8, 1 << 50)),
+            ws.FormatError, r"count", "an array of 2**50 strings in a few bytes",
+            measure=True),
+    Hostile("deep-arrays.gguf", _gguf_deep_arrays, ws.FormatError, r"nested within 64",
+            "arrays nested 10,000 levels deep"),
+    Hostile("data-past-end.gguf", _gguf(infos=[("W", [1 << 28], 0, 0)], data=bytes(64)),
+            ws.FormatError, r"the file ends there", "an F32 tensor of 1 GiB, 64 bytes held",
+            measure=True),
+    Hostile("absurd-shape.gguf", _gguf(infos=[("W", [1 << 40, 1 << 40], 0, 0)]),
+            ws.LimitError, r"Limits\.max_tensor_bytes", "dims 2**40 x 2**40", measure=True),
+    Hostile("overlapping.gguf", _gguf(infos=[("A", [1 << 20], 0, 0), ("B", [1 << 20], 0, 0)],
+                                      data=bytes(4 << 20)),
+            ws.FormatError, r"overlapping", "two tensors on the same bytes"),
     # safetensors
     Hostile("header-past-end.safetensors", _safetensors(b"{}", b"", length=1 << 40),
             ws.FormatError, r"header length", "a header length of 1 TiB in 10 bytes"),
