@@ -130,7 +130,10 @@ def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
         cls = registry.get_codec(format)
     else:
         sniffed = registry.sniff(head)
-        if sniffed is not None:
+        if sniffed is not None and found is not None and \
+                getattr(found[0], "refines", None) == sniffed.name:
+            cls = found[0]  # a layout of that format, named by the extension (.weights.h5)
+        elif sniffed is not None:
             cls = sniffed
         elif found is not None:
             cls = found[0]

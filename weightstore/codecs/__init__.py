@@ -9,4 +9,5 @@ would satisfy the looser pickle or JSON tests. Its module imports the optional
 
 from . import safetensors  # noqa: F401,I001  (first: see above)
 from . import gguf_codec  # noqa: F401  (sniffs 'GGUF', claimed by no other codec)
+from . import keras_codec  # noqa: F401  (before npz: a .keras zip is not an npz)
 from . import compact, csv, hdf5, json, npz, pickle, zstd  # noqa: F401  (registration on import)
