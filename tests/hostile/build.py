@@ -349,6 +349,26 @@ def _gguf_deep_arrays(path: Path, marker: Path) -> None:
     _gguf(kvs=_gs("deep") + value)(path, marker)
 
 
+# --- ONNX ---------------------------------------------------------------------------
+
+
+def _onnx_model(dims: list[int], location: str | None = None) -> Callable[[Path, Path], None]:
+    """A model with one FLOAT initializer of *dims*: 4 bytes inline, or external data."""
+    def build(path: Path, marker: Path) -> None:
+        from onnx import TensorProto, helper
+
+        t = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=dims, raw_data=bytes(4))
+        if location is not None:
+            t.ClearField("raw_data")
+            t.data_location = TensorProto.EXTERNAL
+            for key, value in (("location", location), ("offset", "0"), ("length", "4")):
+                entry = t.external_data.add()
+                entry.key, entry.value = key, value
+        graph = helper.make_graph([], "g", [], [], initializer=[t])
+        path.write_bytes(helper.make_model(graph).SerializeToString())
+    return build
+
+
 def _numpy_testing_runstring() -> Any:
     from numpy.testing._private import utils
 
@@ -478,6 +498,14 @@ HOSTILE: list[Hostile] = [
     Hostile("overlapping.gguf", _gguf(infos=[("A", [1 << 20], 0, 0), ("B", [1 << 20], 0, 0)],
                                       data=bytes(4 << 20)),
             ws.FormatError, r"overlapping", "two tensors on the same bytes"),
+    # ONNX
+    Hostile("escape.onnx", _onnx_model([1], "../../../../etc/passwd"), ws.UnsafeFileError,
+            r"inside the model's folder", "external data at ../../../../etc/passwd"),
+    Hostile("absolute.onnx", _onnx_model([1], "/etc/passwd"), ws.UnsafeFileError,
+            r"relative path inside", "external data at an absolute path"),
+    Hostile("absurd-dims.onnx", _onnx_model([1 << 40, 1 << 20]), ws.LimitError,
+            r"Limits\.max_tensor_bytes", "dims 2**40 x 2**20 with 4 bytes held",
+            measure=True),
     # safetensors
     Hostile("header-past-end.safetensors", _safetensors(b"{}", b"", length=1 << 40),
             ws.FormatError, r"header length", "a header length of 1 TiB in 10 bytes"),
