@@ -349,6 +349,21 @@ def _gguf_deep_arrays(path: Path, marker: Path) -> None:
     _gguf(kvs=_gs("deep") + value)(path, marker)
 
 
+# --- Keras --------------------------------------------------------------------------
+
+
+def _keras_bomb(path: Path, marker: Path) -> None:
+    # a .keras archive whose deflated weights member claims 2 GiB from a few bytes
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("metadata.json", b"{}")
+        zf.writestr("model.weights.h5", bytes(1000), compress_type=zipfile.ZIP_DEFLATED)
+    data = bytearray(buf.getvalue())
+    cd = data.rfind(b"PK\x01\x02")
+    struct.pack_into("<I", data, cd + 24, 0x7FFFFFFF)  # uncompressed size
+    path.write_bytes(bytes(data))
+
+
 # --- ONNX ---------------------------------------------------------------------------
 
 
@@ -498,6 +513,11 @@ HOSTILE: list[Hostile] = [
     Hostile("overlapping.gguf", _gguf(infos=[("A", [1 << 20], 0, 0), ("B", [1 << 20], 0, 0)],
                                       data=bytes(4 << 20)),
             ws.FormatError, r"overlapping", "two tensors on the same bytes"),
+    # Keras
+    Hostile("bomb.keras", _keras_bomb, ws.LimitError, r"Limits\.max_expansion",
+            "a weights member claiming 2 GiB from a few deflated bytes", measure=True),
+    Hostile("external.weights.h5", _h5_external, ws.UnsafeFileError, r"external storage",
+            "a Keras weights file whose dataset is another file"),
     # ONNX
     Hostile("escape.onnx", _onnx_model([1], "../../../../etc/passwd"), ws.UnsafeFileError,
             r"inside the model's folder", "external data at ../../../../etc/passwd"),
