@@ -239,7 +239,7 @@ def test_the_declared_codecs_carry_checksums_and_pickle_csv_do_not() -> None:
 
 
 def test_checksummed_round_trip_of_every_codec(tmp_path: Path) -> None:
-    for cls in ws.formats():
+    for cls in [c for c in ws.formats() if getattr(c, "writable", True)]:
         path = tmp_path / f"w{cls.extensions[0]}"
         ws.save(W, path, cls.name)
         expected = ws.Weights([(k, W[k]) for k in W.grouped_order()], W.metadata) \

@@ -24,7 +24,7 @@ from weightstore import api, shard
 from weightstore.codec import Codec
 from weightstore.lazy import LazyWeights
 
-CODECS = ws.formats()
+CODECS = [c for c in ws.formats() if getattr(c, "writable", True)]  # these tests write
 IDS = [c.name for c in CODECS]
 MiB = 1 << 20
 
