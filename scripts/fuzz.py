@@ -75,7 +75,7 @@ def _weights_for(cls: type[Codec], rng: random.Random, folder: Path,
                  stem: str) -> tuple[bytes, ws.Weights] | None:
     """Random weights the codec can hold, written: (file bytes, weights as read back).
     A read-only codec (``writable = False``) gives one of its sample files instead."""
-    if not getattr(cls, "writable", True):
+    if not cls.writable:
         samples = sorted(SAMPLES.rglob(f"*{cls.extensions[0]}"))
         if not samples:
             return None
@@ -106,7 +106,7 @@ def run_case(codec: str, seed: int, case: int, folder: Path,
     """
     cls = ws.get_codec(codec)
     rng = random.Random(f"{seed}/{codec}/{case}")
-    if rng.random() < ROUND_TRIP_SHARE and getattr(cls, "writable", True):
+    if rng.random() < ROUND_TRIP_SHARE and cls.writable:
         weights = random_weights(rng, metadata=cls.supports_metadata)
         path = folder / file_name(cls, f"rt{case}")
         try:

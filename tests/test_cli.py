@@ -40,7 +40,7 @@ def test_formats_lists_every_codec(capsys) -> None:
 
 
 @pytest.mark.parametrize("ext", sorted({c.extensions[0] for c in ws.formats()
-                                        if getattr(c, "writable", True)} | {".csv.zst"}))
+                                        if c.writable} | {".csv.zst"}))
 def test_eval_prints_the_books_accuracy_in_every_format(
     ext: str, tmp_path: Path, sample_weight_path: Path, data_dir: Path, capsys
 ) -> None:

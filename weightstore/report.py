@@ -95,7 +95,7 @@ def default_variants() -> list[Variant]:
     covered = {x.format for x in v} | {"zstd"}
     for cls in registry.codecs():  # codecs added later (safetensors, compact, ...) join here
         if (cls.name not in covered and not getattr(cls, "layer", False)
-                and getattr(cls, "writable", True)):  # read-only codecs have no row
+                and cls.writable):  # read-only codecs have no row
             v.append(Variant(cls.name, cls.name, cls.extensions[0]))
     for level in (3, 19):
         for inner, ext in (("pickle", ".pkl"), ("npz", ".npz"), ("json", ".json"),

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
                 "extensions": list(c.extensions),
                 "lossless": c.lossless,
                 "metadata": c.supports_metadata,
-                "writable": getattr(c, "writable", True),
+                "writable": c.writable,
                 "description": c.description,
                 "options": [o.describe() for o in c.options],
             }

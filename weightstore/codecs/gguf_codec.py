@@ -66,15 +66,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..codec import (
-    DEFAULT_LIMITS,
-    Codec,
-    Limits,
-    Option,
-    TensorMeta,
-    TensorSource,
-    read_through_open,
-)
+from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource, read_through_open
 from ..errors import (
     FormatError,
     LimitError,
@@ -83,15 +75,15 @@ from ..errors import (
     UnsupportedError,
     WeightstoreError,
 )
+from ..fileio import RawFile
 from ..integrity import header_entries
-from ..model import Weights, canonical_dtype, dtype_name, little_endian
-from ..rawio import RawFile
-from ..registry import register
+from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, little_endian
+from ..sniffing import GGUF_MAGIC
 
 __all__ = ["GgufCodec", "GgufHeader", "read_header", "write_gguf", "TYPES_KEY", "DTYPES_KEY",
            "QUANT_KEY", "PLAIN_TYPES"]
 
-MAGIC = b"GGUF"
+MAGIC = GGUF_MAGIC
 #: Metadata key: the GGUF type of each key/value that is not a STRING (JSON object).
 TYPES_KEY = "weightstore.gguf_types"
 #: Metadata key: tensors stored under a signed type GGUF has, with their own dtype (JSON).
@@ -201,7 +193,7 @@ class _Cursor:
 
 
 @dataclass(frozen=True)
-class TensorInfo:
+class GgufTensor:
     """One tensor as the GGUF header describes it."""
 
     name: str
@@ -219,7 +211,7 @@ class GgufHeader:
     version: int
     metadata: dict[str, str]
     types: dict[str, str]
-    tensors: list[TensorInfo]
+    tensors: list[GgufTensor]
     alignment: int
     data_start: int
 
@@ -310,7 +302,7 @@ def read_header(fileobj: IO[bytes], path: str, limits: Limits = DEFAULT_LIMITS,
                               expected="a UINT32 multiple of 8 up to 1,048,576",
                               found=metadata[ALIGNMENT_KEY])
     quant_sizes: dict[int, tuple[str, int, int]] | None = None
-    infos: list[TensorInfo] = []
+    infos: list[GgufTensor] = []
     names: set[str] = set()
     for i in range(n_tensors):
         name = cur.string(f"tensor {i} name")
@@ -349,7 +341,7 @@ def read_header(fileobj: IO[bytes], path: str, limits: Limits = DEFAULT_LIMITS,
             raise FormatError(path=path, field=f"{where} offset",
                               expected=f"a multiple of the alignment {alignment}", found=offset)
         limits.check_tensor(path, name, nbytes)
-        infos.append(TensorInfo(name, ggml_type, type_name, tuple(reversed(dims)), offset,
+        infos.append(GgufTensor(name, ggml_type, type_name, tuple(reversed(dims)), offset,
                                 nbytes))
     data_start = -(-cur.pos // alignment) * alignment
     data_size = size - data_start
@@ -412,21 +404,21 @@ class GgufSource(TensorSource):
         metadata = dict(header.metadata)
         if header.types:
             metadata[TYPES_KEY] = _json(header.types)
-        metas: list[TensorMeta] = []
+        metas: list[TensorInfo] = []
         quantized: dict[str, str] = {}
         for info in header.tensors:
             if info.ggml_type in PLAIN_TYPES:
                 dtype = canonical_dtype(PLAIN_TYPES[info.ggml_type][1])
-                metas.append(TensorMeta(info.name, dtype, info.shape))
+                metas.append(TensorInfo(info.name, dtype, info.shape))
             elif dequantize:
                 quantized[info.name] = info.type_name
-                meta = TensorMeta(info.name, np.dtype("<f4"), info.shape)
+                meta = TensorInfo(info.name, np.dtype("<f4"), info.shape)
                 limits.check_tensor(path, info.name, meta.nbytes)
                 metas.append(meta)
             else:
                 quantized[info.name] = info.type_name
                 row = info.nbytes // max(1, math.prod(info.shape[:-1]))
-                metas.append(TensorMeta(info.name, np.dtype(np.uint8), (*info.shape[:-1], row)))
+                metas.append(TensorInfo(info.name, np.dtype(np.uint8), (*info.shape[:-1], row)))
         if quantized and dequantize:
             kinds = ", ".join(sorted(set(quantized.values())))
             warnings.warn(f"{path}: {len(quantized)} quantized tensors ({kinds}) load "
@@ -444,7 +436,7 @@ class GgufSource(TensorSource):
                 raise FormatError(path=path, field=f"metadata {DTYPES_KEY!r}[{name!r}]",
                                   expected="a dtype stored under its signed stand-in",
                                   found=dtype)
-            new = TensorMeta(name, canonical_dtype(dtype), meta.shape)
+            new = TensorInfo(name, canonical_dtype(dtype), meta.shape)
             self._metas[name] = new
             self.tensors[self.tensors.index(meta)] = new
 
@@ -632,7 +624,6 @@ def _pad(fileobj: IO[bytes], n: int, alignment: int) -> None:
         fileobj.write(bytes(pad))
 
 
-@register
 class GgufCodec(Codec):
     """GGUF (llama.cpp): header parsed here, quantized types and writing through gguf."""
 
@@ -640,6 +631,7 @@ class GgufCodec(Codec):
     extensions = (".gguf",)
     description = "GGUF (llama.cpp): typed key/values + aligned tensors, quantized types"
     streams_writes = True
+    extra = "gguf"
     options = (
         Option("dequantize", bool, True, "quantized tensors as float32 (false: raw blocks)"),
         Option("quantize", str, "none", "store float matrices in a GGUF block type",

@@ -44,20 +44,19 @@ import json
 import re
 import struct
 import zipfile
-from typing import IO, Any, ClassVar
+from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorMeta, TensorSource, read_through_open
+from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorSource, read_through_open
 from ..errors import FormatError, LimitError, UnsupportedError
-from ..model import Weights
-from ..registry import register
+from ..model import TensorInfo, Weights
+from ..sniffing import is_keras_archive
 from .hdf5 import ATTRS_PREFIX, SIGNATURE, Hdf5Codec
 
 __all__ = ["KerasCodec", "keras_names"]
 
 WEIGHTS_MEMBER = "model.weights.h5"
-_ARCHIVE_MEMBERS = (b"metadata.json", b"config.json", WEIGHTS_MEMBER.encode())
 #: Variable names fixed by a layer's class, by how many variables it has.
 _VARIABLES: dict[str, dict[int, tuple[str, ...]]] = {
     **{cls: {1: ("kernel",), 2: ("kernel", "bias")} for cls in (
@@ -252,7 +251,7 @@ class KerasSource(TensorSource):
         metas = {m.name: m for m in inner.tensors}
         pairs = keras_names([m.name for m in inner.tensors], offsets, inner.metadata, path)
         self._stored = dict(pairs)
-        super().__init__([TensorMeta(new, metas[old].dtype, metas[old].shape)
+        super().__init__([TensorInfo(new, metas[old].dtype, metas[old].shape)
                           for new, old in pairs], {**inner.metadata, **metadata})
 
     def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
@@ -264,23 +263,18 @@ class KerasSource(TensorSource):
             thing.close()
 
 
-@register
 class KerasCodec(Codec):
     """Keras 3 .weights.h5 and .keras, and the legacy Keras 2 HDF5 layout; read only."""
 
     name = "keras"
     extensions = (".keras", ".weights.h5")
     description = "Keras weights (.weights.h5, .keras archive, legacy HDF5): read only"
-    writable: ClassVar[bool] = False
-    #: A file whose content is HDF5 is read as Keras when its name says so (.weights.h5).
-    refines: ClassVar[str] = "hdf5"
+    writable = False
+    refines = "hdf5"  # HDF5 content is read as Keras when the name says so (.weights.h5)
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        if not head.startswith(b"PK\x03\x04") or len(head) < 30:
-            return False
-        (name_len,) = struct.unpack_from("<H", head, 26)
-        return head[30:30 + name_len] in _ARCHIVE_MEMBERS
+        return is_keras_archive(head)
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
         raise UnsupportedError(path=path, field="format", expected="a format weightstore "

@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import IO, Any, ClassVar
+from typing import IO, Any
 
 import numpy as np
 
@@ -49,9 +49,9 @@ from ..errors import (
     UnsafeFileError,
     UnsupportedError,
 )
+from ..fileio import RawFile
 from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
-from ..rawio import RawFile
-from ..registry import register
+from ..sniffing import is_onnx
 
 __all__ = ["OnnxCodec", "read_onnx", "resolve_external"]
 
@@ -248,14 +248,14 @@ def read_onnx(data: bytes, path: str, limits: Limits = DEFAULT_LIMITS) -> Weight
     return weights_from_file(tensors, metadata, path)
 
 
-@register
 class OnnxCodec(Codec):
     """ONNX models: their initializers as tensors (read only, through onnx)."""
 
     name = "onnx"
     extensions = (".onnx",)
     description = "ONNX model initializers (read only; external data inside its folder)"
-    writable: ClassVar[bool] = False
+    writable = False
+    extra = "onnx"
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -263,10 +263,7 @@ class OnnxCodec(Codec):
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        # ModelProto as onnx serializes it: field 1 (ir_version, a small varint) first, then
-        # a field from 2 to 8 (producer_name ... opset_import). 0x08 starts no text format.
-        return (len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 64
-                and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42))
+        return is_onnx(head)
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
         raise UnsupportedError(path=path, field="format", expected="a format weightstore "
