@@ -77,7 +77,7 @@ from ..errors import (
 )
 from ..fileio import RawFile
 from ..integrity import header_entries
-from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, little_endian
+from ..model import MAX_NDIM, TensorInfo, Weights, canonical_dtype, dtype_name, little_endian
 from ..sniffing import GGUF_MAGIC
 
 __all__ = ["GgufCodec", "GgufHeader", "read_header", "write_gguf", "TYPES_KEY", "DTYPES_KEY",
@@ -93,7 +93,6 @@ QUANT_KEY = "weightstore.gguf_quantized"
 _RESERVED = (TYPES_KEY, DTYPES_KEY, QUANT_KEY)
 DEFAULT_ALIGNMENT = 32
 ALIGNMENT_KEY = "general.alignment"
-_MAX_NDIM = 64
 
 #: ggml types held exactly: type number -> (name, dtype name).
 PLAIN_TYPES: dict[int, tuple[str, str]] = {
@@ -312,9 +311,9 @@ def read_header(fileobj: IO[bytes], path: str, limits: Limits = DEFAULT_LIMITS,
                               found="twice")
         names.add(name)
         n_dims = cur.unpack("<I", f"{where} n_dims")
-        if n_dims > _MAX_NDIM:
+        if n_dims > MAX_NDIM:
             raise FormatError(path=path, field=f"{where} n_dims",
-                              expected=f"at most {_MAX_NDIM}", found=n_dims)
+                              expected=f"at most {MAX_NDIM} (numpy's limit)", found=n_dims)
         dims = struct.unpack(f"<{n_dims}Q", cur.take(8 * n_dims, f"{where} dims"))
         ggml_type = cur.unpack("<I", f"{where} type")
         offset = cur.unpack("<Q", f"{where} offset")

@@ -52,6 +52,7 @@ from ..errors import (
 from ..fileio import RawFile
 from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import is_onnx
+from ._header import check_shape
 
 __all__ = ["OnnxCodec", "read_onnx", "resolve_external"]
 
@@ -216,10 +217,7 @@ def read_onnx(data: bytes, path: str, limits: Limits = DEFAULT_LIMITS) -> Weight
         name = t.name[1:] if t.name.startswith("/") else t.name
         type_name, dtype_text = _TYPES.get(t.data_type, (str(t.data_type), None))
         dtype = _dtype(type_name, dtype_text, t.name, path)
-        shape = tuple(int(d) for d in t.dims)
-        if any(d < 0 for d in shape) or len(shape) > 64:
-            raise FormatError(path=path, field=f"tensor {t.name!r} dims",
-                              expected="at most 64 non-negative dims", found=list(shape))
+        shape = check_shape([int(d) for d in t.dims], path=path, field=f"tensor {t.name!r} dims")
         count = math.prod(shape)
         limits.check_tensor(path, t.name, count * dtype.itemsize, total)
         total += count * dtype.itemsize
