@@ -41,6 +41,7 @@ from ..codec import DEFAULT_LIMITS, Codec, Limits
 from ..errors import FormatError, LimitError, WeightsError
 from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import CSV_HEADER, is_csv
+from . import _fasttext
 from ._header import check_shape
 from ._text import cast_exact, parse_token, value_text
 
@@ -168,8 +169,9 @@ class CsvCodec(Codec):
                 continue
             flat = np.ascontiguousarray(array).reshape(-1)
             # In slices, so that memory stays bounded by one slice of text.
+            rows = _fasttext.csv_rows if _fasttext.enabled(flat.size) else _rows
             for start in range(0, flat.size, _WRITE_STEP):
-                fileobj.write(_rows(prefix, start, value_text(flat[start:start + _WRITE_STEP])))
+                fileobj.write(rows(prefix, start, value_text(flat[start:start + _WRITE_STEP])))
             del array, flat  # from a lazy source: one tensor in memory at a time
         for key, value in weights.metadata.items():
             fileobj.write(f"{_quote(key)},{METADATA_DTYPE},,,{_quote(value)}\r\n".encode())
@@ -183,7 +185,7 @@ class CsvCodec(Codec):
                               found="none (the file is truncated)")
         fileobj.seek(0)
         data = _read_text_bounded(fileobj)
-        fast = _read_fast(data, path, limits) if data is not None else None
+        fast = _read_blocks(data, path, limits) if data is not None else None
         del data
         if fast is not None:
             return fast
@@ -293,23 +295,34 @@ _NUMERIC = b"0123456789-.eE,"
 _MIN_RUN = 8
 
 
-def _read_text_bounded(fileobj: IO[bytes]) -> bytes | None:
-    """The whole file, or None as soon as a stretch of :func:`max_line_chars` bytes holds no
-    line break (a line too long: the general reader refuses it in bounded memory)."""
+def _read_text_bounded(fileobj: IO[bytes]) -> bytearray | None:
+    """The rest of the file, or None as soon as a stretch of :func:`max_line_chars` bytes
+    holds no line break (a line too long: the general reader refuses it in bounded memory).
+    Read straight into one buffer of the file's size (no copy to join pieces)."""
     size = max_line_chars()
-    parts = []
-    while True:
-        chunk = fileobj.read(size)
-        if not chunk:
-            return b"".join(parts)
-        if len(chunk) == size and b"\n" not in chunk:
+    start = fileobj.tell()
+    buf = bytearray(max(0, fileobj.seek(0, io.SEEK_END) - start))
+    fileobj.seek(start)
+    view, position = memoryview(buf), 0
+    while position < len(buf):
+        got = fileobj.readinto(view[position:position + size])
+        if not got:
+            break
+        if got == size and buf.find(b"\n", position, position + got) < 0:
             return None
-        parts.append(chunk)
+        position += got
+    del view
+    if position < len(buf):  # the file shrank while it was read
+        del buf[position:]
+    return buf
 
 
-def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
+def _read_fast(data: bytes, path: str, limits: Limits, rows: _Rows | None = None,
+               base: int = 0) -> Weights | None:
     """The weights in *data*, or None when the general reader must read the whole file
-    (a bare CR, text that is not UTF-8, a header that differs)."""
+    (a bare CR, text that is not UTF-8, a header that differs). With *rows*, they are
+    added to those already read, and *data* (header line first) is the rest of a file
+    whose first *base* lines were read: line numbers in messages count them."""
     if data.startswith(_BOM):
         data = data[len(_BOM):]
     if not data.isascii():
@@ -318,9 +331,9 @@ def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
         except UnicodeDecodeError:
             return None
     raw = np.frombuffer(data, np.uint8)
-    ends = np.flatnonzero(raw == 10)  # the file ends with a line break (checked)
-    if np.count_nonzero(raw == 13) != np.count_nonzero(raw[ends[ends > 0] - 1] == 13):
+    if data.count(b"\r") != data.count(b"\r\n"):
         return None  # a CR that does not end a line
+    ends = np.flatnonzero(raw == 10)  # the file ends with a line break (checked)
     if ends.size and int(np.max(np.diff(ends, prepend=-1))) > max_line_chars():
         return None  # the general reader refuses it (LimitError), or counts characters
     starts = np.empty_like(ends)
@@ -335,7 +348,7 @@ def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
         counts = np.bincount(quote_line, minlength=lines)
         special = (counts > 0) | ((np.cumsum(counts) - counts) % 2 == 1)
     special_lines = np.flatnonzero(special)
-    rows = _Rows(path, limits)
+    rows = _Rows(path, limits) if rows is None else rows
     k = 1
     while k < lines:
         if special[k]:
@@ -346,7 +359,7 @@ def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
             reader = csv.reader(io.StringIO(text, newline=""), strict=True)
             try:
                 for row in reader:
-                    rows.add_row(row, k + reader.line_num)
+                    rows.add_row(row, base + k + reader.line_num)
             except csv.Error as e:
                 raise FormatError(f"malformed CSV ({e})", path=path) from e
             k = j
@@ -354,13 +367,20 @@ def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
         line = data[starts[k]:ends[k]].rstrip(b"\r")
         fields = line.split(b",")
         if len(fields) != 5 or fields[1] == METADATA_DTYPE.encode() or fields[3:] == [b"", b""]:
-            rows.add_row([f.decode("utf-8") for f in fields] if line else [], k + 1)
+            rows.add_row([f.decode("utf-8") for f in fields] if line else [], base + k + 1)
             k += 1
             continue
         prefix = line[: len(line) - len(fields[3]) - len(fields[4]) - 1]
         nxt = special_lines[np.searchsorted(special_lines, k)] if special_lines.size and \
             special_lines[-1] > k else lines
         cap = min(_row_count(fields[2]), int(nxt) - k)
+        if _fasttext.enabled(cap):  # compiled: the run's lines parsed as they are
+            run = _run_length(data, starts, ends, k, prefix, cap)
+            chunk = _fast_run(data, starts, ends, k, run, fields[1].decode("ascii"))
+            if chunk is not None:
+                rows.add_chunk(*(f.decode("utf-8") for f in fields[:3]), chunk, base + k + 1)
+                k += run
+                continue
         tail = _strip_prefix(data, starts, ends, k, cap, prefix) if cap >= _MIN_RUN else None
         if tail is not None:  # the usual case: the tensor's rows all together
             run = cap
@@ -368,13 +388,91 @@ def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
             run = _run_length(data, starts, ends, k, prefix, cap)
             if run >= _MIN_RUN:
                 tail = _strip_prefix(data, starts, ends, k, run, prefix)
-        if tail is None or not _add_run(rows, tail, k, run, fields):
+        if tail is None or not _add_run(rows, tail, base + k, run, fields):
             for i in range(k, k + max(run, 1)):
                 text_line = data[starts[i]:ends[i]].rstrip(b"\r")
-                rows.add_row([f.decode("utf-8") for f in text_line.split(b",")], i + 1)
+                rows.add_row([f.decode("utf-8") for f in text_line.split(b",")], base + i + 1)
             run = max(run, 1)
         k += run
     return rows.finish()
+
+
+# --- the block reader ------------------------------------------------------------------
+#
+# The usual file, as the writer makes it: each tensor's rows together and in order. The
+# file is walked one tensor (block) at a time: its first line gives the prefix
+# "name,dtype,shape," and the row count; its last line is found by its index; one count
+# checks that every line between starts with the prefix; the block is then parsed in one
+# call (the compiled path for large tensors, orjson for small ones). The first line it
+# does not recognise (quotes, rows out of order...) hands the rest of the file to
+# _read_fast, which reads it exactly as the csv module would.
+
+
+def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
+    """The weights in *data*, or None when the general reader must read the whole file."""
+    p = len(_BOM) if data.startswith(_BOM) else 0
+    for end in (b"\r\n", b"\n"):
+        if data.startswith(HEADER_LINE + end, p):
+            p += len(HEADER_LINE + end)
+            break
+    else:
+        return _read_fast(data, path, limits)
+    rows = _Rows(path, limits)
+    line = 2  # the number of the line at p
+    size = len(data)
+    while p < size:
+        e = data.find(b"\n", p)
+        first = data[p:e - 1] if data[e - 1:e] == b"\r" else data[p:e]
+        if b'"' in first or b"\r" in first:
+            break
+        try:
+            fields = [f.decode("utf-8") for f in first.split(b",")]
+        except UnicodeDecodeError:
+            break
+        if len(fields) != 5 or fields[1] == METADATA_DTYPE or fields[3:] == ["", ""]:
+            rows.add_row(fields if first else [], line)
+            p, line = e + 1, line + 1
+            continue
+        count = _row_count(fields[2].encode())
+        end = _block_end(data, p, first[: len(first) - len(fields[3]) - len(fields[4]) - 1],
+                         count)
+        if end < 0 or not _add_block(rows, data, p, end, count, fields, line):
+            break
+        p, line = end, line + count
+    if p >= size:
+        return rows.finish()
+    return _read_fast(HEADER_LINE + b"\r\n" + data[p:], path, limits, rows, line - 2)
+
+
+def _block_end(data: bytes, p: int, prefix: bytes, count: int) -> int:
+    """Where the *count* rows from *p* end, if every one starts with *prefix* and the last
+    has index count - 1; else -1."""
+    last = data.find(b"\n" + prefix + b"%d," % (count - 1), p - 1)
+    if last < 0:
+        return -1
+    end = data.find(b"\n", last + 1) + 1
+    if data.count(b"\n" + prefix, p - 1, end - 1) != count:
+        return -1
+    return end
+
+
+def _add_block(rows: _Rows, data: bytes, p: int, end: int, count: int, fields: list[str],
+               line: int) -> bool:
+    """Add the *count* rows in data[p:end] (each starting with the same three *fields*);
+    False if they must be read row by row."""
+    name, dtype_text, shape_text = fields[:3]
+    if _fasttext.enabled(count):
+        parsed = _fasttext.csv_lines(memoryview(data)[p:end], dtype_text, count)
+        if parsed is None:
+            return False
+        indexes, values = parsed
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            return False  # NaN(0x..) and friends: read as text, which keeps a NaN's bits
+        rows.add_chunk(name, dtype_text, shape_text, _Chunk(indexes, values), line)
+        return True
+    prefix = ",".join(fields[:3]).encode("utf-8") + b","
+    tail = data[p + len(prefix):end].replace(b"\n" + prefix, b"\n")
+    return _add_run(rows, tail, line - 1, count, [f.encode("utf-8") for f in fields])
 
 
 def _row_count(shape_text: bytes) -> int:
@@ -412,6 +510,23 @@ def _run_length(data: bytes, starts: np.ndarray, ends: np.ndarray, k: int, prefi
     return low
 
 
+def _fast_run(data: bytes, starts: np.ndarray, ends: np.ndarray, k: int, run: int,
+              dtype_text: str) -> _Chunk | None:
+    """Lines k .. k+run-1 (which share their first three fields) parsed by the compiled
+    path, or None when it cannot give what the general reader gives (a value that is not
+    a plain finite number, a line with other than five fields)."""
+    if run < _MIN_RUN:
+        return None
+    view = memoryview(data)[int(starts[k]):int(ends[k + run - 1]) + 1]
+    parsed = _fasttext.csv_lines(view, dtype_text, run)
+    if parsed is None:
+        return None
+    indexes, values = parsed
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        return None  # NaN(0x..) and friends: read as text, which keeps a NaN's bits
+    return _Chunk(indexes, values)
+
+
 def _strip_prefix(data: bytes, starts: np.ndarray, ends: np.ndarray, k: int, run: int,
                   prefix: bytes) -> bytes | None:
     """Lines k .. k+run-1 without *prefix*, or None unless every one of them starts with it
@@ -424,6 +539,7 @@ def _strip_prefix(data: bytes, starts: np.ndarray, ends: np.ndarray, k: int, run
 def _add_run(rows: _Rows, tail: bytes, k: int, run: int, fields: list[bytes]) -> bool:
     """Add lines k .. k+run-1, given without their shared prefix (the first three *fields*);
     False if they must go row by row."""
+    name, dtype_text, shape_text = (f.decode("utf-8") for f in fields[:3])
     raw = np.frombuffer(tail, np.uint8)
     commas, breaks = np.flatnonzero(raw == 44), np.flatnonzero(raw == 10)
     if commas.size != run or breaks.size != run or not (commas < breaks).all() or not (
@@ -434,7 +550,6 @@ def _add_run(rows: _Rows, tail: bytes, k: int, run: int, fields: list[bytes]) ->
     flat = flat.replace(b"\r\n", b",")
     if b"\n" in flat:  # some lines end with LF alone
         flat = flat.replace(b"\n", b",")
-    name, dtype_text, shape_text = (f.decode("utf-8") for f in fields[:3])
     chunk = None
     if dtype_text != "bool" and not flat.translate(None, _NUMERIC) and not (
             flat.startswith(b"-0,") or b",-0," in flat or flat.endswith(b",-0")):
