@@ -25,7 +25,11 @@ Dtypes: ``BOOL U8 I8 U16 I16 U32 I32 U64 I64 F16 BF16 F32 F64`` (bfloat16 needs
 with :class:`~weightstore.errors.UnsupportedError`; unknown names are a
 :class:`~weightstore.errors.FormatError`.
 
-Writing goes through ``safetensors.numpy.save``. Reading checks the header
+Writing streams, following the format's specification: the header (whose offsets follow
+from the dtypes and shapes alone) first, laid out as the library lays it out (tensors
+sorted by dtype alignment, then name; padded with spaces to 8 bytes), then each tensor's
+bytes; the checksums, known once each tensor is written, are filled into the header in
+place (8 hex digits each, so its length does not change). Reading checks the header
 in layers (length, JSON, each entry, offsets tiling the buffer exactly, limits)
 before any tensor is built, then reads each tensor from its offset into its
 array (one copy; ``safetensors.deserialize`` makes two, and its numpy table has
@@ -66,6 +70,7 @@ from ..model import (
     Weights,
     canonical_dtype,
     dtype_name,
+    info_of,
     little_endian,
     weights_from_file,
 )
@@ -120,6 +125,34 @@ def _c_order(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else np.array(array, order="C")
 
 
+#: Placeholder checksum in the header until the tensor is written.
+_NO_CRC = "00000000"
+#: The safetensors library lays tensors out by dtype, widest alignment first, then by name
+#: (its Dtype order, descending); the writer below does the same.
+_ALIGNMENT_RANK = {name: rank for rank, name in enumerate(
+    ["bool", "uint8", "int8", "int16", "uint16", "float16", "bfloat16", "int32", "uint32",
+     "float32", "float64", "int64", "uint64"])}
+
+
+def _header(weights: Weights, infos: dict[str, TensorInfo], layout: list[str],
+            crcs: dict[str, str]) -> bytes:
+    """The header (padded with spaces to a multiple of 8 bytes, as the library pads it):
+    ``__metadata__`` first, then each tensor in *layout* order with its offsets."""
+    metadata = {**weights.metadata, ORDER_KEY: json.dumps(list(weights)),
+                CRC_KEY: json.dumps(crcs),
+                HEADER_CRC_KEY: format_crc(header_crc32(header_entries(weights),
+                                                        weights.metadata))}
+    doc: dict[str, Any] = {METADATA_KEY: metadata}
+    offset = 0
+    for name in layout:
+        info = infos[name]
+        doc[name] = {"dtype": DTYPE_CODES[info.dtype_name], "shape": list(info.shape),
+                     "data_offsets": [offset, offset + info.nbytes]}
+        offset += info.nbytes
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return text + b" " * (-len(text) % _LENGTH.size)
+
+
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -167,8 +200,13 @@ class SafetensorsCodec(Codec):
     def sniff(cls, head: bytes) -> bool:
         return is_safetensors(head)
 
+    #: The header is written first, with each tensor's checksum as "00000000", and the
+    #: checksums are filled in (same length) once the tensors are written.
+    needs_seekable_output = True
+    streams_writes = True
+
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
-        st = _safetensors()
+        _safetensors()  # the format's own package stays required, as for reading
         if METADATA_KEY in weights:
             raise UnsupportedError(path=path, field=f"tensor {METADATA_KEY!r}",
                                    expected="a tensor name other than the one safetensors "
@@ -179,15 +217,26 @@ class SafetensorsCodec(Codec):
                                        expected="a key unlike those weightstore reserves in "
                                        f"safetensors ({', '.join(_RESERVED)}: order and "
                                        "checksums)", found=key)
-        # C order, little-endian (the library copies the raw bytes from the array's pointer).
-        # Not np.ascontiguousarray, which turns a 0-d array into shape (1,).
-        tensors = {name: _c_order(little_endian(array)) for name, array in weights.items()}
-        crcs = {name: format_crc(tensor_crc32(array)) for name, array in weights.items()}
-        metadata = {**weights.metadata, ORDER_KEY: json.dumps(list(weights)),
-                    CRC_KEY: json.dumps(crcs),
-                    HEADER_CRC_KEY: format_crc(header_crc32(header_entries(weights),
-                                                            weights.metadata))}
-        fileobj.write(st.numpy.save(tensors, metadata=metadata))
+        # Streamed: the header (from each tensor's dtype and shape, known before any tensor
+        # is read), then each tensor's bytes, one tensor in memory at a time.
+        infos = {name: info_of(weights, name) for name in weights}
+        layout = sorted(infos, key=lambda n: (-_ALIGNMENT_RANK[infos[n].dtype_name], n))
+        crcs = dict.fromkeys(weights, _NO_CRC)
+        header = _header(weights, infos, layout, crcs)
+        start = fileobj.tell()
+        fileobj.write(_LENGTH.pack(len(header)) + header)
+        for name in layout:
+            array = _c_order(little_endian(np.asarray(weights[name])))
+            crcs[name] = format_crc(tensor_crc32(array))
+            fileobj.write(array.reshape(-1).view(np.uint8).data)
+            del array  # from a lazy source: one tensor in memory at a time
+        end = fileobj.tell()
+        final = _header(weights, infos, layout, crcs)
+        if len(final) != len(header):  # cannot happen: checksums are 8 hex digits
+            raise AssertionError("safetensors header changed length")
+        fileobj.seek(start + _LENGTH.size)
+        fileobj.write(final)
+        fileobj.seek(end)
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True) -> Weights:
