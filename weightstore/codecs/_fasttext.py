@@ -34,7 +34,7 @@ import orjson
 #: Values below which the general code is used (importing pyarrow costs ~0.2 s).
 MIN_VALUES = 1 << 16
 #: Bytes of JSON number text parsed per slice (bounds the temporaries of one tensor).
-JSON_SLICE_BYTES = 32 << 20
+JSON_SLICE_BYTES = 8 << 20
 
 
 @functools.cache

@@ -295,26 +295,15 @@ _NUMERIC = b"0123456789-.eE,"
 _MIN_RUN = 8
 
 
-def _read_text_bounded(fileobj: IO[bytes]) -> bytearray | None:
-    """The rest of the file, or None as soon as a stretch of :func:`max_line_chars` bytes
-    holds no line break (a line too long: the general reader refuses it in bounded memory).
-    Read straight into one buffer of the file's size (no copy to join pieces)."""
+def _read_text_bounded(fileobj: IO[bytes]) -> bytes | None:
+    """The rest of the file, or None when a stretch of :func:`max_line_chars` bytes holds
+    no line break (a line too long: the general reader refuses it in bounded memory)."""
     size = max_line_chars()
-    start = fileobj.tell()
-    buf = bytearray(max(0, fileobj.seek(0, io.SEEK_END) - start))
-    fileobj.seek(start)
-    view, position = memoryview(buf), 0
-    while position < len(buf):
-        got = fileobj.readinto(view[position:position + size])
-        if not got:
-            break
-        if got == size and buf.find(b"\n", position, position + got) < 0:
+    data = fileobj.read()  # one buffer, filled by the read itself (no zeroing, no join)
+    for position in range(0, len(data) - size + 1, size):
+        if data.find(b"\n", position, position + size) < 0:
             return None
-        position += got
-    del view
-    if position < len(buf):  # the file shrank while it was read
-        del buf[position:]
-    return buf
+    return data
 
 
 def _read_fast(data: bytes, path: str, limits: Limits, rows: _Rows | None = None,
