@@ -195,7 +195,7 @@ def test_inspect_uses_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.parametrize(("src", "dst"), [
     (".npz", ".h5"), (".h5", ".npz"), (".npz", ".csv"), (".h5", ".json"),
-    (".npz", ".npz.zst"), (".h5.zst", ".npz"),
+    (".npz", ".npz.zst"), (".h5.zst", ".npz"), (".json", ".npz"), (".npz", ".safetensors"),
 ])
 def test_convert_holds_one_tensor_at_a_time(src: str, dst: str, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,7 +226,7 @@ def test_convert_holds_one_tensor_at_a_time(src: str, dst: str, tmp_path: Path,
 
 @pytest.mark.parametrize(("src", "dst", "why"), [
     (".npz", ".pkl", "written one tensor at a time"),
-    (".json", ".npz", "read one tensor at a time"),
+    (".pkl", ".npz", "read one tensor at a time"),
     (".csv", ".h5", "read one tensor at a time"),
 ])
 def test_formats_that_cannot_stream_warn_above_the_threshold(
@@ -523,7 +523,7 @@ def test_the_benchmark_model_has_the_size_and_shapes_asked_for() -> None:
     help_text = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--help"],
                                capture_output=True, text=True, check=True,
                                cwd=Path(__file__).resolve().parents[1]).stdout
-    assert "--gib" in help_text and "--text-mib" in help_text
+    assert "--gib" in help_text and "--text-gib" in help_text
 
 
 @pytest.mark.parametrize("ext", [".npz", ".h5", ".safetensors"])

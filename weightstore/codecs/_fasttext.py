@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ..fileio import RawFile
+
 #: Values below which the general code is used (importing pyarrow costs ~0.2 s).
 MIN_VALUES = 1 << 16
 #: Bytes of JSON number text parsed per slice (bounds the temporaries of one tensor).
@@ -122,6 +124,45 @@ def csv_lines(text: memoryview, dtype_text: str,
 _NUMBER_TEXT = b"0123456789.eE+-"
 
 
+class MemoryText:
+    """A document held in memory, behind the interface :class:`FileText` gives a file."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+
+    def get(self, begin: int, end: int) -> bytes:
+        """The bytes from *begin* to *end* (fewer at the end)."""
+        return self.data[begin:end]
+
+    def find(self, needle: bytes, start: int) -> int:
+        """Where *needle* first occurs from *start* on, or -1."""
+        return self.data.find(needle, start)
+
+
+class FileText:
+    """A document on disk, searched and read a window at a time (never whole)."""
+
+    def __init__(self, raw: RawFile, window: int = 8 << 20) -> None:
+        self.raw, self.window, self.size = raw, window, raw.size
+
+    def get(self, begin: int, end: int) -> bytes:
+        return self.raw.pread(begin, max(0, min(end, self.size) - begin))
+
+    def find(self, needle: bytes, start: int) -> int:
+        position = start
+        while position < self.size:
+            chunk = self.get(position, position + self.window + len(needle) - 1)
+            found = chunk.find(needle)
+            if found >= 0:
+                return position + found
+            position += self.window
+        return -1
+
+
+Text = MemoryText | FileText
+
+
 @functools.cache
 def _skeleton(shape: tuple[int, ...]) -> bytes:
     """The brackets and commas of a JSON nesting of *shape* (no zero dimension)."""
@@ -131,10 +172,10 @@ def _skeleton(shape: tuple[int, ...]) -> bytes:
     return inner
 
 
-def json_numbers(raw: bytes, begin: int, end: int, shape: tuple[int, ...], dtype: np.dtype,
+def json_numbers(text: Text, begin: int, end: int, shape: tuple[int, ...], dtype: np.dtype,
                  convert: Callable[[np.ndarray], np.ndarray],
                  slice_bytes: int = JSON_SLICE_BYTES) -> np.ndarray | None:
-    """The numbers of a tensor's ``data`` text raw[begin:end] as an array of *dtype* and
+    """The numbers of a tensor's ``data`` text (bytes *begin* to *end*) as an array of *dtype* and
     *shape*, parsed by orjson one slice of about *slice_bytes* at a time and each slice
     turned into *dtype* by *convert* (given what ``np.array`` makes of orjson's numbers:
     float64, int64, or object for integers beyond 64 bits), or None when
@@ -147,18 +188,19 @@ def json_numbers(raw: bytes, begin: int, end: int, shape: tuple[int, ...], dtype
     parsed as one flat JSON list per slice, so that Python objects exist for one slice
     at a time, never for the whole tensor."""
     count = math.prod(shape)
-    if not shape or not count or not raw.startswith(b"[", begin):
+    if not shape or not count or text.get(begin, begin + 1) != b"[":
         return None
     skeleton = _skeleton(shape)
     out = np.empty(count, dtype)
     position, matched, done = begin, 0, 0
     while position < end:
-        stop = end
-        if end - position > slice_bytes:  # cut at a comma: no number is split
-            stop = raw.rfind(b",", position, position + slice_bytes)
-            if stop <= position:
+        piece = text.get(position, min(end, position + slice_bytes))
+        stop = position + len(piece)
+        if stop < end:  # cut at a comma: no number is split
+            cut = piece.rfind(b",")
+            if cut <= 0:
                 return None
-        piece = raw[position:stop]
+            piece, stop = piece[:cut], position + cut
         shape_text = piece.translate(None, _NUMBER_TEXT)
         if shape_text != skeleton[matched:matched + len(shape_text)]:
             return None  # other characters, or other nesting
@@ -177,4 +219,5 @@ def json_numbers(raw: bytes, begin: int, end: int, shape: tuple[int, ...], dtype
     return out.reshape(shape)
 
 
-__all__ = ["MIN_VALUES", "enabled", "csv_rows", "csv_lines", "json_numbers"]
+__all__ = ["MIN_VALUES", "enabled", "csv_rows", "csv_lines", "json_numbers", "MemoryText",
+           "FileText", "Text"]

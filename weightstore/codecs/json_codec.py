@@ -44,15 +44,18 @@ them still load, unverified. ``load(..., verify=False)`` skips the comparison.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import IO, Any
 
 import numpy as np
 import orjson
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
-from ..errors import FormatError, WeightsError
+from ..codec import DEFAULT_LIMITS, Codec, Limits, LoadedSource, Option, TensorSource
+from ..errors import ChecksumError, FormatError, WeightsError
+from ..fileio import RawFile
 from ..integrity import (
+    HINT,
     format_crc,
     header_crc32,
     header_entries,
@@ -61,7 +64,7 @@ from ..integrity import (
     verify_header,
     verify_tensor,
 )
-from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
+from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import is_json
 from . import _fasttext
 from ._header import check_shape
@@ -165,6 +168,25 @@ class JsonCodec(Codec):
             if "crc32" in entry:
                 crcs[name] = entry["crc32"]
         return _finish(tensors, crcs, metadata, stored_header, path, verify)
+
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> TensorSource:
+        """The tensors of a compact document (as the writer makes it without indent) from
+        its text outside the data arrays, each parsed from the file when read (its
+        checksum checked then; the header's on opening); any other document read whole."""
+        source = _open_compact(_fasttext.FileText(RawFile(fileobj, path)), path,
+                               dataclasses.replace(limits, max_total_bytes=1 << 62), verify)
+        if source is None:
+            fileobj.seek(0)
+            return LoadedSource(self.read(fileobj, path=path, limits=limits, verify=verify))
+        if verify and source.stored_header is not None:
+            actual = header_crc32([(t.name, t.dtype_name, t.shape) for t in source.tensors],
+                                  source.metadata)
+            if actual != source.stored_header:
+                raise ChecksumError(path=path, field="header (names, dtypes, shapes, metadata)",
+                                    expected=f"CRC-32 {format_crc(source.stored_header)}",
+                                    found=f"CRC-32 {format_crc(actual)}", hint=HINT)
+        return source
 
     @staticmethod
     def _read_tensor(entry: Any, where: str, path: str, limits: Limits,
@@ -306,75 +328,123 @@ _DATA_AT = b',"data":'
 
 def _read_compact(raw: bytes, path: str, limits: Limits, verify: bool) -> Weights | None:
     """The weights of a compact document, or None (the caller parses it whole)."""
-    at = raw.find(_TENSORS_AT)
+    source = _open_compact(_fasttext.MemoryText(raw), path, limits, verify)
+    if source is None:
+        return None
+    try:
+        tensors = [(info.name, source.read(info.name)) for info in source.tensors]
+    except _NotCompact:
+        return None
+    weights = weights_from_file(tensors, source.metadata, path)
+    if verify and source.stored_header is not None:
+        verify_header(path, source.stored_header, weights, weights.metadata)
+    return weights
+
+
+class _NotCompact(Exception):
+    """A data array that orjson cannot parse on its own: the whole document is parsed."""
+
+
+class _CompactSource(TensorSource):
+    """A compact document's tensors, each parsed from its data text when read."""
+
+    lazy = True
+
+    def __init__(self, text: _fasttext.Text, head: dict[str, Any], spans: list[_Span],
+                 path: str, limits: Limits, verify: bool) -> None:
+        metadata, self.stored_header = _check_document(head, path)
+        _check_entries(spans, path, limits)
+        infos, self._spans, self._crcs = [], {}, {}
+        total = 0
+        for i, (entry, begin, end) in enumerate(spans):
+            entry["data"] = None  # checked when read
+            name, dtype, shape_t = _tensor_header(entry, f"tensors[{i}]", path, limits, total)
+            total += math.prod(shape_t) * dtype.itemsize
+            infos.append(TensorInfo(name, dtype, shape_t))
+            self._spans[name] = (begin, end)
+            if verify and "crc32" in entry:
+                self._crcs[name] = parse_crc(entry["crc32"], path, f"tensor {name!r} crc32")
+        super().__init__(infos, metadata)
+        self._infos = {info.name: info for info in infos}
+        self._text, self._path = text, path
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        info, (begin, end), path = self._infos[name], self._spans[name], self._path
+        where = f"tensor {name!r} data"
+        try:
+            array = None if info.dtype.kind == "b" else _fasttext.json_numbers(
+                self._text, begin, end, info.shape, info.dtype,
+                lambda values: cast_exact(values, info.dtype, where, path))
+            if array is None:
+                array = _tensor_values(orjson.loads(self._text.get(begin, end)), name,
+                                       info.dtype, info.shape, path)
+        except orjson.JSONDecodeError as e:
+            if isinstance(self._text, _fasttext.MemoryText):
+                raise _NotCompact from e
+            raise FormatError(f"not valid JSON ({e})", path=path, field=where) from e
+        if name in self._crcs:
+            verify_tensor(path, name, array, self._crcs[name])
+        return array
+
+
+_Span = tuple[dict[str, Any], int, int]
+
+
+def _open_compact(text: _fasttext.Text, path: str, limits: Limits,
+                  verify: bool) -> _CompactSource | None:
+    """A compact document's tensors, described by its text outside the data arrays; None if
+    the document is not laid out so (the caller then parses it whole)."""
+    if text.get(0, 3) == b"\xef\xbb\xbf":
+        return None
+    at = text.find(_TENSORS_AT, 0)
     head = None
     while at >= 0 and head is None:  # the first place where it is the top level's key
         try:
-            head = orjson.loads(raw[:at] + b'"tensors":[]}')
+            head = orjson.loads(text.get(0, at) + b'"tensors":[]}')
         except orjson.JSONDecodeError:
-            at = raw.find(_TENSORS_AT, at + 1)
+            at = text.find(_TENSORS_AT, at + 1)
     if head is None or not isinstance(head, dict):
         return None
-    spans = _data_spans(raw, at + len(_TENSORS_AT))
+    spans = _data_spans(text, at + len(_TENSORS_AT))
     if spans is None:
         return None
-    metadata, stored_header = _check_document(head, path)
-    _check_entries(spans, path, limits)
-    tensors: list[tuple[str, np.ndarray]] = []
-    crcs: dict[str, Any] = {}
-    total = 0
-    for i, (entry, begin, end) in enumerate(spans):
-        entry["data"] = None  # checked below
-        name, dtype, shape_t = _tensor_header(entry, f"tensors[{i}]", path, limits, total)
-        try:
-            where = f"tensor {name!r} data"
-            array = None if dtype.kind == "b" else _fasttext.json_numbers(
-                raw, begin, end, shape_t, dtype,
-                lambda values: cast_exact(values, dtype, where, path))  # noqa: B023
-            if array is None:
-                array = _tensor_values(orjson.loads(memoryview(raw)[begin:end]), name, dtype,
-                                       shape_t, path)
-        except orjson.JSONDecodeError:
-            return None
-        total += array.nbytes
-        tensors.append((name, array))
-        if "crc32" in entry:
-            crcs[name] = entry["crc32"]
-    return _finish(tensors, crcs, metadata, stored_header, path, verify)
+    return _CompactSource(text, head, spans, path, limits, verify)
 
 
-def _data_spans(raw: bytes, p: int) -> list[tuple[dict[str, Any], int, int]] | None:
+def _data_spans(text: _fasttext.Text, p: int) -> list[_Span] | None:
     """Each tensor object's keys but data, and where its data text begins and ends, from
     *p* (just inside the tensors list) to the end of the document; None if the text is
     not laid out as the compact writer lays it out."""
-    spans: list[tuple[dict[str, Any], int, int]] = []
-    if raw.startswith(b"]", p):
+    spans: list[_Span] = []
+    if text.get(p, p + 1) == b"]":
         p += 1
     else:
         while True:
-            if not raw.startswith(b'{"name":', p):
+            if text.get(p, p + 8) != b'{"name":':
                 return None
-            at = raw.find(_DATA_AT, p)
+            at = text.find(_DATA_AT, p)
             if at < 0:
                 return None
             try:
-                entry = orjson.loads(raw[p:at] + b"}")
+                entry = orjson.loads(text.get(p, at) + b"}")
             except orjson.JSONDecodeError:
                 return None
             if not isinstance(entry, dict) or "data" in entry:
                 return None
             begin = at + len(_DATA_AT)
             # An array ends at the first "]}" (values never hold one); a bare value at "}".
-            end = raw.find(b"]}", begin) + 1 if raw.startswith(b"[", begin) else \
-                raw.find(b"}", begin)
+            end = text.find(b"]}", begin) + 1 if text.get(begin, begin + 1) == b"[" else \
+                text.find(b"}", begin)
             if end <= 0:
                 return None
             spans.append((entry, begin, end))
             p = end + 2  # past the "}" and the "," or "]" after it
-            if raw[end + 1:p] == b"]":
+            after = text.get(end + 1, p)
+            if after == b"]":
                 break
-            if raw[end + 1:p] != b",":
+            if after != b",":
                 return None
-    if raw[p:p + 1] != b"}" or raw[p + 1:].strip():
+    if text.get(p, p + 1) != b"}" or text.get(p + 1, p + 1 + 4096).strip() or \
+            text.size > p + 1 + 4096:
         return None
     return spans
