@@ -274,3 +274,61 @@ def test_safetensors_write_holds_one_tensor_at_a_time(tmp_path, monkeypatch) -> 
     monkeypatch.undo()
     assert len(alive) == 5 and most == 0
     assert ws.load(tmp_path / "b.safetensors").equal(weights)
+
+
+# --- lazy open of the text formats -------------------------------------------------------
+
+
+def _lazy_outcome(path):
+    try:
+        with ws.open(path) as lazy:
+            got = ws.Weights({k: np.array(lazy[k]) for k in lazy}, dict(lazy.metadata))
+    except ws.WeightstoreError as e:
+        return ("error", type(e).__name__)
+    return ("ok", list(got), [(got[k].dtype.str, got[k].shape, got[k].tobytes()) for k in got],
+            dict(got.metadata))
+
+
+def _load_outcome(path):
+    try:
+        got = ws.load(path)
+    except ws.WeightstoreError as e:
+        return ("error", type(e).__name__)
+    return ("ok", list(got), [(got[k].dtype.str, got[k].shape, got[k].tobytes()) for k in got],
+            dict(got.metadata))
+
+
+@pytest.mark.parametrize("ext", [".csv", ".json"])
+def test_lazy_open_reads_what_load_reads_on_damaged_files(ext: str, tmp_path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """open() reads each tensor from its own text (in slices: small ones here); it gives what
+    load gives, or an error of the same kind, on files with values, rows or shapes edited."""
+    from weightstore.codecs import csv_codec, json_codec
+
+    monkeypatch.setattr(csv_codec, "_SLICE_BYTES", 300)
+    monkeypatch.setattr(_fasttext, "JSON_SLICE_BYTES", 300)
+    monkeypatch.setattr(_fasttext, "MIN_VALUES", 0)
+    rng = np.random.default_rng(4)
+    weights = ws.Weights({"a": (rng.standard_normal((20, 30)) * 0.02).astype(np.float32),
+                          "i": np.arange(-50, 50, dtype=np.int8),
+                          "h": np.array([0.5, np.nan, 2.0], np.float16),
+                          "e": np.zeros((0, 3), np.float32)}, {"k": "v"})
+    path = tmp_path / f"w{ext}"
+    ws.save(weights, path)
+    data = path.read_bytes()
+    assert isinstance(ws.open(path)._source, (csv_codec._CsvSource, json_codec._CompactSource))
+    assert _lazy_outcome(path) == _load_outcome(path) == _load_outcome(path)
+    r = random.Random(11)
+    edits = [b"1.5", b"-0", b"x", b"NaN", b"300", b"99999999999999999999", b"", b"1e400",
+             b"7", b"0,1", b"2x2"]
+    for _ in range(60):
+        cut = r.choice([m for m in range(len(data)) if data[m:m + 1] == b","]) + 1
+        stop = cut
+        while data[stop:stop + 1] not in (b",", b"\r", b"]"):
+            stop += 1
+        path.write_bytes(data[:cut] + r.choice(edits) + data[stop:])
+        lazy, loaded = _lazy_outcome(path), _load_outcome(path)
+        if loaded[0] == "ok":
+            assert lazy == loaded
+        else:
+            assert lazy[0] == "error", (lazy, loaded)

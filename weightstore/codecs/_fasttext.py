@@ -139,6 +139,10 @@ class MemoryText:
         """Where *needle* first occurs from *start* on, or -1."""
         return self.data.find(needle, start)
 
+    def count(self, needle: bytes, start: int, end: int) -> int:
+        """How often *needle* occurs between *start* and *end* (not overlapping)."""
+        return self.data.count(needle, start, end)
+
 
 class FileText:
     """A document on disk, searched and read a window at a time (never whole)."""
@@ -158,6 +162,15 @@ class FileText:
                 return position + found
             position += self.window
         return -1
+
+    def count(self, needle: bytes, start: int, end: int) -> int:
+        """How often *needle* (which cannot overlap itself) occurs between *start* and
+        *end*: each window counts the occurrences that start in it."""
+        total = 0
+        for position in range(start, end, self.window):
+            total += self.get(position, min(end, position + self.window + len(needle) - 1)
+                              ).count(needle)
+        return total
 
 
 Text = MemoryText | FileText

@@ -37,9 +37,10 @@ from typing import IO, NamedTuple
 import numpy as np
 import orjson
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits
+from ..codec import DEFAULT_LIMITS, Codec, Limits, LoadedSource, TensorSource
 from ..errors import FormatError, LimitError, WeightsError
-from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
+from ..fileio import RawFile
+from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import CSV_HEADER, is_csv
 from . import _fasttext
 from ._header import check_shape
@@ -175,6 +176,20 @@ class CsvCodec(Codec):
             del array, flat  # from a lazy source: one tensor in memory at a time
         for key, value in weights.metadata.items():
             fileobj.write(f"{_quote(key)},{METADATA_DTYPE},,,{_quote(value)}\r\n".encode())
+
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> TensorSource:
+        """A file as the writer lays it out (each tensor's rows together and in order) is
+        scanned for where each tensor's rows are, a window at a time, and each tensor is
+        parsed from its rows when read; any other file is read whole."""
+        raw = RawFile(fileobj, path)
+        source = None
+        if raw.size and raw.pread(raw.size - 1, 1) == b"\n":
+            source = _open_blocks(_fasttext.FileText(raw), path, limits)
+        if source is None:
+            fileobj.seek(0)
+            return LoadedSource(self.read(fileobj, path=path, limits=limits, verify=verify))
+        return source
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True) -> Weights:
@@ -433,7 +448,7 @@ def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
     return _read_fast(HEADER_LINE + b"\r\n" + data[p:], path, limits, rows, line - 2)
 
 
-def _block_end(data: bytes, p: int, prefix: bytes, count: int) -> int:
+def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int) -> int:
     """Where the *count* rows from *p* end, if every one starts with *prefix* and the last
     has index count - 1; else -1."""
     last = data.find(b"\n" + prefix + b"%d," % (count - 1), p - 1)
@@ -462,6 +477,120 @@ def _add_block(rows: _Rows, data: bytes, p: int, end: int, count: int, fields: l
     prefix = ",".join(fields[:3]).encode("utf-8") + b","
     tail = data[p + len(prefix):end].replace(b"\n" + prefix, b"\n")
     return _add_run(rows, tail, line - 1, count, [f.encode("utf-8") for f in fields])
+
+
+# --- the lazy reader ---------------------------------------------------------------------
+#
+# open() scans a file laid out as the writer lays it out (each tensor's rows together, in
+# order, then metadata rows) for its blocks, a window at a time, and reads each tensor from
+# its block when asked, in slices, so that a conversion holds one tensor (and one slice of
+# its text). Any other file is read whole by read().
+
+#: Bytes of a block parsed at a time by the lazy reader.
+_SLICE_BYTES = 16 << 20
+
+
+class _Block(NamedTuple):
+    fields: list[str]  # tensor, dtype, shape
+    begin: int
+    end: int
+    rows: int
+    line: int
+    empty: bool
+
+
+def _open_blocks(text: _fasttext.FileText, path: str, limits: Limits) -> _CsvSource | None:
+    """The file's tensors as blocks of rows, or None when the file is not laid out so."""
+    p = len(_BOM) if text.get(0, len(_BOM)) == _BOM else 0
+    head = text.get(p, p + len(HEADER_LINE) + 2)
+    if head.startswith(HEADER_LINE + b"\r\n"):
+        p += len(HEADER_LINE) + 2
+    elif head.startswith(HEADER_LINE + b"\n"):
+        p += len(HEADER_LINE) + 1
+    else:
+        return None
+    blocks: dict[str, _Block] = {}
+    metadata: dict[str, str] = {}
+    line = 2
+    while p < text.size:
+        e = text.find(b"\n", p)
+        if e < 0 or e - p > max_line_chars():
+            return None
+        first = text.get(p, e)
+        first = first[:-1] if first.endswith(b"\r") else first
+        if b'"' in first or b"\r" in first:
+            return None
+        try:
+            fields = [f.decode("utf-8") for f in first.split(b",")]
+        except UnicodeDecodeError:
+            return None
+        if len(fields) != 5 or fields[0] in blocks or len(blocks) >= limits.max_tensors:
+            return None
+        if fields[1] == METADATA_DTYPE:
+            metadata[fields[0]] = fields[4]
+            p, line = e + 1, line + 1
+            continue
+        if fields[3:] == ["", ""]:
+            blocks[fields[0]] = _Block(fields[:3], p, p, 0, line, True)
+            p, line = e + 1, line + 1
+            continue
+        count = _row_count(fields[2].encode())
+        end = _block_end(text, p, first[: len(first) - len(fields[3]) - len(fields[4]) - 1],
+                         count)
+        if end < 0:
+            return None
+        blocks[fields[0]] = _Block(fields[:3], p, end, count, line, False)
+        p, line = end, line + count
+    return _CsvSource(text, blocks, metadata, path, limits)
+
+
+class _CsvSource(TensorSource):
+    """A CSV file's tensors, each read from its block of rows when asked."""
+
+    lazy = True
+
+    def __init__(self, text: _fasttext.FileText, blocks: dict[str, _Block],
+                 metadata: dict[str, str], path: str, limits: Limits) -> None:
+        infos = []
+        for name, block in blocks.items():
+            dtype, shape = _tensor_type(name, block.fields[1], block.fields[2], path)
+            count = math.prod(shape)
+            limits.check_tensor(path, name, count * dtype.itemsize)
+            _check_rows(name, count, block.rows, block.empty, block.fields[2], path)
+            infos.append(TensorInfo(name, dtype, shape))
+        super().__init__(infos, metadata)
+        self._infos = {info.name: info for info in infos}
+        self._text, self._blocks, self._path = text, blocks, path
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        info, block = self._infos[name], self._blocks[name]
+        if info.count == 0:
+            return np.zeros(info.shape, dtype=info.dtype)
+        placer = _Placer(name, info.dtype, info.shape, self._path)
+        position, line = block.begin, block.line
+        while position < block.end:
+            piece = self._text.get(position, min(block.end, position + _SLICE_BYTES))
+            if position + len(piece) < block.end:
+                piece = piece[:piece.rfind(b"\n") + 1]  # whole lines (one is < 1.3 MB)
+            rows = piece.count(b"\n")
+            for chunk in self._chunks(piece, rows, block.fields, line):
+                placer.values(chunk, placer.indexes(chunk))
+            position, line = position + len(piece), line + rows
+        placer.check_complete()
+        return placer.out.reshape(info.shape)
+
+    def _chunks(self, piece: bytes, rows: int, fields: list[str], line: int) -> list[_Chunk]:
+        """The rows in *piece* (all of one tensor), parsed as the block reader parses them."""
+        got = _Rows(self._path, DEFAULT_LIMITS)
+        if not _add_block(got, piece, 0, len(piece), rows, [*fields, "", ""], line):
+            try:
+                for i, text_line in enumerate(piece.split(b"\n")[:-1]):
+                    got.add_row([f.decode("utf-8") for f in text_line.rstrip(b"\r").split(b",")],
+                                line + i)
+            except UnicodeDecodeError as e:
+                raise FormatError(f"not UTF-8 text ({e.reason})", path=self._path,
+                                  field=f"line {line}") from e
+        return got.order[fields[0]][2] if fields[0] in got.order else []
 
 
 def _row_count(shape_text: bytes) -> int:
@@ -574,41 +703,76 @@ def _parse_run(flat: bytes, dtype_text: str) -> _Chunk | None:
 
 def _build(name: str, dtype_text: str, shape_text: str, chunks: list[_Chunk],
            marked_empty: bool, path: str, limits: Limits, total: int) -> np.ndarray:
+    dtype, shape = _tensor_type(name, dtype_text, shape_text, path)
+    count = math.prod(shape)  # exact: a float product overflows on absurd claims
+    limits.check_tensor(path, name, count * dtype.itemsize, total)
+    _check_rows(name, count, sum(len(c.values) for c in chunks), marked_empty, shape_text, path)
+    if count == 0:
+        return np.zeros(shape, dtype=dtype)
+    placer = _Placer(name, dtype, shape, path)
+    indexes = [placer.indexes(c) for c in chunks]
+    placer.check_complete()
+    for chunk, idx in zip(chunks, indexes, strict=True):
+        placer.values(chunk, idx)
+    return placer.out.reshape(shape)
+
+
+def _tensor_type(name: str, dtype_text: str, shape_text: str,
+                 path: str) -> tuple[np.dtype, tuple[int, ...]]:
+    """A tensor's dtype and shape from their fields, checked."""
     where = f"tensor {name!r}"
     try:
         dtype = canonical_dtype(dtype_text)
     except WeightsError as e:
         raise FormatError(path=path, field=f"{where} dtype", expected=e.expected,
                           found=dtype_text) from e
-    shape = parse_shape(shape_text, where, path)
-    count = math.prod(shape)  # exact: a float product overflows on absurd claims
-    limits.check_tensor(path, name, count * dtype.itemsize, total)
-    rows = sum(len(c.values) for c in chunks)
+    return dtype, parse_shape(shape_text, where, path)
+
+
+def _check_rows(name: str, count: int, rows: int, marked_empty: bool, shape_text: str,
+                path: str) -> None:
     if rows != count or (marked_empty and count):
-        raise FormatError(path=path, field=where,
+        raise FormatError(path=path, field=f"tensor {name!r}",
                           expected=f"{count:,} value rows for shape {shape_text}",
                           found=f"{rows:,}" + (" and an empty-tensor row"
                                                if marked_empty and count else ""))
-    if count == 0:
-        return np.zeros(shape, dtype=dtype)
-    try:
-        idx = np.concatenate([np.asarray(c.indexes, dtype=np.int64) for c in chunks])
-    except (ValueError, OverflowError) as e:
-        raise FormatError(path=path, field=f"{where} index", expected="integers") from e
-    if idx.min() < 0 or idx.max() >= count:
-        raise FormatError(path=path, field=f"{where} index", expected=f"0 to {count - 1}",
-                          found=int(idx.min() if idx.min() < 0 else idx.max()))
-    seen = np.zeros(count, dtype=bool)
-    seen[idx] = True
-    if not seen.all():
-        missing = int(np.argmin(seen))
-        raise FormatError(path=path, field=f"{where} index",
-                          expected="each index once", found=f"index {missing} missing")
-    parts = [_parse_values(c.values, dtype, where, path) if isinstance(c.values, list)
-             else cast_exact(c.values, dtype, f"{where} value", path) for c in chunks]
-    out = np.empty(count, dtype=dtype)
-    out[idx] = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    return out.reshape(shape)
+
+
+class _Placer:
+    """A tensor's values put in place chunk by chunk, each index checked."""
+
+    def __init__(self, name: str, dtype: np.dtype, shape: tuple[int, ...], path: str) -> None:
+        self.where, self.dtype, self.path = f"tensor {name!r}", dtype, path
+        self.count = math.prod(shape)
+        self.out = np.empty(self.count, dtype=dtype)
+        self.seen = np.zeros(self.count, dtype=bool)
+
+    def indexes(self, chunk: _Chunk) -> np.ndarray:
+        """The chunk's indexes, checked to be integers within the tensor, marked as seen."""
+        try:
+            idx = np.asarray(chunk.indexes, dtype=np.int64)
+        except (ValueError, OverflowError) as e:
+            raise FormatError(path=self.path, field=f"{self.where} index",
+                              expected="integers") from e
+        if idx.size and (idx.min() < 0 or idx.max() >= self.count):
+            raise FormatError(path=self.path, field=f"{self.where} index",
+                              expected=f"0 to {self.count - 1}",
+                              found=int(idx.min() if idx.min() < 0 else idx.max()))
+        self.seen[idx] = True
+        return idx
+
+    def check_complete(self) -> None:
+        if not self.seen.all():
+            missing = int(np.argmin(self.seen))
+            raise FormatError(path=self.path, field=f"{self.where} index",
+                              expected="each index once", found=f"index {missing} missing")
+
+    def values(self, chunk: _Chunk, idx: np.ndarray) -> None:
+        """The chunk's values parsed and put at *idx*."""
+        values = (_parse_values(chunk.values, self.dtype, self.where, self.path)
+                  if isinstance(chunk.values, list)
+                  else cast_exact(chunk.values, self.dtype, f"{self.where} value", self.path))
+        self.out[idx] = values
 
 
 def _parse_values(values: list[str], dtype: np.dtype, where: str, path: str) -> np.ndarray:
