@@ -59,28 +59,41 @@ def enabled(values: int) -> bool:
 # --- CSV writing ---------------------------------------------------------------------------
 
 
-def csv_rows(prefix: bytes, start: int, values: bytes) -> bytes:
+def _strings(text: bytes) -> tuple[int, np.ndarray, bytes]:
+    """Count, offsets and data of an Arrow string array of the comma-separated tokens in
+    *text* (none empty)."""
+    comma = np.flatnonzero(np.frombuffer(text, np.uint8) == 44)
+    count = comma.size + 1
+    offsets = np.empty(count + 1, np.int64)
+    offsets[0] = 0
+    offsets[1:-1] = comma - np.arange(comma.size)
+    offsets[-1] = len(text) - comma.size
+    return count, offsets, text.replace(b",", b"")
+
+
+#: 10, 100, ... 10**18: the number of digits of n >= 0 is searchsorted(_POWERS, n, "right") + 1.
+_POWERS = 10 ** np.arange(1, 19, dtype=np.int64)
+
+
+def csv_rows(prefix: bytes, start: int, values: bytes) -> memoryview:
     """``prefix + index + "," + value + CRLF`` for each comma-separated value in *values*
     (at least one, none empty), indexes counted from *start*: the same bytes as
     ``csv_codec._rows``. Needs pyarrow (check :func:`enabled` first)."""
     pa, pc, _ = _pyarrow()
-    raw = np.frombuffer(values, np.uint8)
-    comma = np.flatnonzero(raw == 44)
-    count = comma.size + 1
-    # The values as an Arrow string array: the text without its commas, and offsets.
-    offsets = np.empty(count + 1, np.int64)
-    offsets[0] = 0
-    offsets[1:-1] = comma - np.arange(comma.size)
-    offsets[-1] = len(values) - comma.size
-    texts = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets),
-                                             pa.py_buffer(values.replace(b",", b"")))
-    indexes = pc.cast(pa.array(np.arange(start, start + count, dtype=np.int64)),
-                      pa.large_string())
+    count, offsets, data = _strings(values)
+    texts = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
+    # The indexes' decimals from orjson, their lengths from their digit counts.
+    index = np.arange(start, start + count, dtype=np.int64)
+    ends = np.empty(count + 1, np.int64)
+    ends[0] = 0
+    np.cumsum(np.searchsorted(_POWERS, index, side="right") + 1, out=ends[1:])
+    digits = orjson.dumps(index, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b",", b"")
+    indexes = pa.LargeStringArray.from_buffers(count, pa.py_buffer(ends), pa.py_buffer(digits))
     text = functools.partial(pa.scalar, type=pa.large_string())
     rows = pc.binary_join_element_wise(text(prefix.decode("utf-8")), indexes, text(","), texts,
                                        text("\r\n"), text(""))
-    ends = np.frombuffer(rows.buffers()[1], np.int64, count + 1, rows.offset * 8)
-    return memoryview(rows.buffers()[2])[int(ends[0]):int(ends[-1])].tobytes()
+    bounds = np.frombuffer(rows.buffers()[1], np.int64, count + 1, rows.offset * 8)
+    return memoryview(rows.buffers()[2])[int(bounds[0]):int(bounds[-1])]
 
 
 # --- CSV reading ---------------------------------------------------------------------------
