@@ -11,7 +11,7 @@ import random
 import numpy as np
 import orjson
 import pytest
-from corpus import corpus
+from corpus import corpus, damaged_csv
 
 import weightstore as ws
 from weightstore.codec import DEFAULT_LIMITS
@@ -102,21 +102,7 @@ def test_csv_block_reader_agrees_with_the_run_reader_on_damaged_files(
              b"99999999999999999999", b"nan", b"-nan", b"inf", b"0x10", b"1e", b"01"]
     compared = 0
     for _ in range(150):
-        lines = r.choice(files).split(b"\r\n")[:-1]
-        i = r.randrange(1, len(lines))
-        op = r.randrange(6)
-        if op == 0:
-            j = r.randrange(1, len(lines))
-            lines[i], lines[j] = lines[j], lines[i]
-        elif op == 1:
-            lines[i] = lines[r.randrange(1, len(lines))]
-        elif op == 2:
-            lines.insert(i, b"")
-        elif op == 3:
-            lines[i] = lines[i].rsplit(b",", 1)[0] + b"," + r.choice(edits)
-        elif op == 4:
-            lines[i] = lines[i] + r.choice(edits)
-        data = b"".join(line + r.choice([b"\r\n", b"\r\n", b"\r\n", b"\n"]) for line in lines)
+        op, data = damaged_csv(files, r, edits, shuffle_all=False)
         fast, general = _both(data, lambda d: _read_blocks(d, "f", DEFAULT_LIMITS),
                               lambda d: _read_fast(d, "f", DEFAULT_LIMITS), monkeypatch)
         if fast is not None and general is not None:
@@ -247,33 +233,6 @@ def test_streamed_safetensors_is_read_by_the_library(tmp_path) -> None:
     lib_header = json.loads(lib_raw[8:8 + int.from_bytes(lib_raw[:8], "little")])
     assert {k: v["data_offsets"] for k, v in lib_header.items() if k != "__metadata__"} == \
         {k: v["data_offsets"] for k, v in header.items() if k != "__metadata__"}
-
-
-def test_safetensors_write_holds_one_tensor_at_a_time(tmp_path, monkeypatch) -> None:
-    import gc
-    import weakref
-
-    from weightstore.lazy import LazyWeights
-
-    weights = ws.Weights({f"t{i}": np.full((50, 40), i, np.float32) for i in range(5)})
-    ws.save(weights, tmp_path / "a.npz")
-    alive: list[weakref.ref] = []
-    most = 0
-    original = LazyWeights.__getitem__
-
-    def tracking(self, name):
-        nonlocal most
-        gc.collect()
-        most = max(most, sum(r() is not None for r in alive))
-        array = original(self, name)
-        alive.append(weakref.ref(array))
-        return array
-
-    monkeypatch.setattr(LazyWeights, "__getitem__", tracking)
-    ws.convert(tmp_path / "a.npz", tmp_path / "b.safetensors")
-    monkeypatch.undo()
-    assert len(alive) == 5 and most == 0
-    assert ws.load(tmp_path / "b.safetensors").equal(weights)
 
 
 # --- lazy open of the text formats -------------------------------------------------------

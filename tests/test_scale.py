@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from corpus import corpus
+from corpus import corpus, damaged_csv
 
 import weightstore as ws
 from weightstore import api, shard
@@ -450,22 +450,7 @@ def test_csv_fast_reader_agrees_with_the_csv_module_on_damaged_files() -> None:
              b"99999999999999999999"]
     compared = 0
     for _ in range(400):
-        lines = r.choice(files).split(b"\r\n")[:-1]
-        i = r.randrange(1, len(lines))
-        op = r.randrange(6)
-        if op == 0:
-            body = lines[1:]
-            r.shuffle(body)
-            lines = lines[:1] + body
-        elif op == 1:
-            lines[i] = lines[r.randrange(1, len(lines))]
-        elif op == 2:
-            lines.insert(i, b"")
-        elif op == 3:
-            lines[i] = lines[i].rsplit(b",", 1)[0] + b"," + r.choice(edits)
-        elif op == 4:
-            lines[i] = lines[i] + r.choice(edits)
-        data = b"".join(line + r.choice([b"\r\n", b"\r\n", b"\n"]) for line in lines)
+        op, data = damaged_csv(files, r, edits)
         fast = outcome(lambda d: _read_fast(d, "f", DEFAULT_LIMITS), data)
         if fast is not None:
             compared += 1

@@ -378,13 +378,6 @@ def _read_fast(data: bytes, path: str, limits: Limits, rows: _Rows | None = None
         nxt = special_lines[np.searchsorted(special_lines, k)] if special_lines.size and \
             special_lines[-1] > k else lines
         cap = min(_row_count(fields[2]), int(nxt) - k)
-        if _fasttext.enabled(cap):  # compiled: the run's lines parsed as they are
-            run = _run_length(data, starts, ends, k, prefix, cap)
-            chunk = _fast_run(data, starts, ends, k, run, fields[1].decode("ascii"))
-            if chunk is not None:
-                rows.add_chunk(*(f.decode("utf-8") for f in fields[:3]), chunk, base + k + 1)
-                k += run
-                continue
         tail = _strip_prefix(data, starts, ends, k, cap, prefix) if cap >= _MIN_RUN else None
         if tail is not None:  # the usual case: the tensor's rows all together
             run = cap
@@ -465,7 +458,9 @@ def _add_block(rows: _Rows, data: bytes, p: int, end: int, count: int, fields: l
     """Add the *count* rows in data[p:end] (each starting with the same three *fields*);
     False if they must be read row by row."""
     name, dtype_text, shape_text = fields[:3]
-    if _fasttext.enabled(count):
+    prefix = ",".join(fields[:3]).encode("utf-8") + b","
+    if _fasttext.enabled(count) and all(  # Arrow reads 0x10 as 16; the general reader refuses
+            data.count(x, p, end) == count * prefix.count(x) for x in (b"x", b"X")):
         parsed = _fasttext.csv_lines(memoryview(data)[p:end], dtype_text, count)
         if parsed is None:
             return False
@@ -474,7 +469,6 @@ def _add_block(rows: _Rows, data: bytes, p: int, end: int, count: int, fields: l
             return False  # NaN(0x..) and friends: read as text, which keeps a NaN's bits
         rows.add_chunk(name, dtype_text, shape_text, _Chunk(indexes, values), line)
         return True
-    prefix = ",".join(fields[:3]).encode("utf-8") + b","
     tail = data[p + len(prefix):end].replace(b"\n" + prefix, b"\n")
     return _add_run(rows, tail, line - 1, count, [f.encode("utf-8") for f in fields])
 
@@ -626,23 +620,6 @@ def _run_length(data: bytes, starts: np.ndarray, ends: np.ndarray, k: int, prefi
         else:
             high = mid
     return low
-
-
-def _fast_run(data: bytes, starts: np.ndarray, ends: np.ndarray, k: int, run: int,
-              dtype_text: str) -> _Chunk | None:
-    """Lines k .. k+run-1 (which share their first three fields) parsed by the compiled
-    path, or None when it cannot give what the general reader gives (a value that is not
-    a plain finite number, a line with other than five fields)."""
-    if run < _MIN_RUN:
-        return None
-    view = memoryview(data)[int(starts[k]):int(ends[k + run - 1]) + 1]
-    parsed = _fasttext.csv_lines(view, dtype_text, run)
-    if parsed is None:
-        return None
-    indexes, values = parsed
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        return None  # NaN(0x..) and friends: read as text, which keeps a NaN's bits
-    return _Chunk(indexes, values)
 
 
 def _strip_prefix(data: bytes, starts: np.ndarray, ends: np.ndarray, k: int, run: int,
