@@ -352,6 +352,23 @@ def _identical(got: Any, model: dict[str, np.ndarray]) -> bool:
         and got[k].tobytes() == v.tobytes() for k, v in model.items())
 
 
+def convert_text(path: Path, folder: Path) -> list[dict[str, Any]]:
+    """Peak memory of converting a JSON or CSV file to npz and to safetensors in a fresh
+    process (the bound: twice the largest tensor's values, plus 200 MiB)."""
+    rows = []
+    for ext in (".npz", ".safetensors"):
+        out = folder / f"converted{ext}"
+        warm(path)
+        got = run_child("convert", "weightstore", str(path), str(out))
+        rows.append({"from": path.suffix[1:], "to": ext[1:], "seconds": got.get("seconds"),
+                     "peak_extra": _extra(got), "error": got.get("error")})
+        print(f"  convert {path.name} -> {ext}: {got.get('seconds') or float('nan'):.1f} s, "
+              f"+{(_extra(got) or 0) / MiB:.0f} MiB", flush=True)
+        if out.exists():
+            out.unlink()
+    return rows
+
+
 def measure_text(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """JSON and CSV on a whole model (``--text-gib``, every tensor), beside numpy's and
     pandas' text I/O on the same values; medians of ``--runs`` runs, in this process."""
@@ -363,6 +380,7 @@ def measure_text(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     total = sum(a.nbytes for a in model.values())
     out: dict[str, Any] = {"values": int(sum(a.size for a in model.values())),
                            "bytes": int(total), "tensors": len(model), "runs": args.runs,
+                           "largest_bytes": max(a.nbytes for a in model.values()),
                            "compiled": _fasttext.enabled(1 << 62), "rows": {}}
     print(f"text: {len(model)} tensors, {total / MiB:.0f} MiB float32, {args.runs} runs each "
           f"(pyarrow {'installed' if out['compiled'] else 'not installed'})", flush=True)
@@ -397,6 +415,7 @@ def measure_text(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                               "read_peak_extra": _extra(child_read),
                               "child_read_s": child_read.get("seconds")}
         print(f"  {label}: write {write:.1f} s, read {read:.1f} s, exact {exact}", flush=True)
+        out["conversions"] = out.get("conversions", []) + convert_text(path, folder)
         path.unlink()
     txt = folder / "txt"
     txt.mkdir()
@@ -485,6 +504,17 @@ def report(binary: dict[str, Any] | None, text: dict[str, Any] | None) -> str:
         lines.append("x = how many times faster than the baseline (its time / this time). "
                      "* pandas.read_csv with default options on weightstore's CSV file. "
                      "Peak = a fresh process's load, above its memory after imports.")
+        if text.get("conversions"):
+            bound = 2 * text["largest_bytes"] + 200 * MiB
+            lines.append("")
+            lines.append(f"Converting the text files (fresh process; bound = 2 x the largest "
+                         f"tensor + 200 MiB = {bound / MiB:,.0f} MiB)")
+            rows = [[c["from"], c["to"], f"{c['seconds']:.1f}" if c["seconds"] else
+                     c.get("error") or "-", _mib(c["peak_extra"]),
+                     "-" if c["peak_extra"] is None else
+                     ("within" if c["peak_extra"] < bound else "OVER")]
+                    for c in text["conversions"]]
+            lines += _table(["from", "to", "seconds", "peak +MiB", "bound"], rows)
     return "\n".join(lines)
 
 
