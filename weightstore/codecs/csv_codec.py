@@ -311,14 +311,17 @@ _MIN_RUN = 8
 
 
 def _read_text_bounded(fileobj: IO[bytes]) -> bytes | None:
-    """The rest of the file, or None when a stretch of :func:`max_line_chars` bytes holds
-    no line break (a line too long: the general reader refuses it in bounded memory)."""
+    """The whole file, or None as soon as a stretch of :func:`max_line_chars` bytes holds no
+    line break (a line too long: the general reader refuses it in bounded memory)."""
     size = max_line_chars()
-    data = fileobj.read()  # one buffer, filled by the read itself (no zeroing, no join)
-    for position in range(0, len(data) - size + 1, size):
-        if data.find(b"\n", position, position + size) < 0:
+    parts = []
+    while True:
+        chunk = fileobj.read(size)
+        if not chunk:
+            return b"".join(parts)
+        if len(chunk) == size and b"\n" not in chunk:
             return None
-    return data
+        parts.append(chunk)
 
 
 def _read_fast(data: bytes, path: str, limits: Limits, rows: _Rows | None = None,
@@ -506,10 +509,11 @@ def _open_blocks(text: _fasttext.FileText, path: str, limits: Limits) -> _CsvSou
     metadata: dict[str, str] = {}
     line = 2
     while p < text.size:
-        e = text.find(b"\n", p)
-        if e < 0 or e - p > max_line_chars():
-            return None
-        first = text.get(p, e)
+        first = text.get(p, p + max_line_chars() + 1)  # a line is at most this long
+        e = first.find(b"\n")
+        if e < 0:
+            return None  # read() refuses the line
+        first, e = first[:e], p + e
         first = first[:-1] if first.endswith(b"\r") else first
         if b'"' in first or b"\r" in first:
             return None
