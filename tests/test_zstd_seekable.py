@@ -185,3 +185,21 @@ def test_tables_with_checksums_are_read() -> None:
     reader = SeekableReader(f, table, "c.zst")
     reader.seek(65)
     assert reader.read(10) == b"xxxxxyyyyy"
+
+
+def test_a_damaged_table_is_found_by_a_full_read_too(tmp_path) -> None:
+    w = model()
+    path = tmp_path / "m.npz.zst"
+    weightstore.save(w, path, frame_size=16 << 10)
+    data = bytearray(path.read_bytes())
+    count = int.from_bytes(data[-9:-5], "little")
+    entry = len(data) - 9 - 8 * count  # the first entry's compressed size
+    data[entry:entry + 4] = (int.from_bytes(data[entry:entry + 4], "little") + 1).to_bytes(
+        4, "little")
+    data[entry + 8:entry + 12] = (int.from_bytes(data[entry + 8:entry + 12], "little") - 1
+                                  ).to_bytes(4, "little")  # the frames still tile the file
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="seek table entry 0"):
+        weightstore.load(path)
+    with pytest.raises(FormatError), weightstore.open(path) as lazy:
+        lazy.load()

@@ -54,7 +54,7 @@ from ..codec import Limits
 from ..errors import ChecksumError, FormatError, LimitError
 from ..sniffing import ZSTD_MAGIC
 
-__all__ = ["SeekTable", "SeekableReader", "SeekableWriter", "read_seek_table",
+__all__ = ["SeekTable", "SeekableReader", "SeekableWriter", "read_seek_table", "check_table",
            "SEEKABLE_MAGIC", "SKIPPABLE_MAGIC", "MAX_FRAME_SIZE"]
 
 SKIPPABLE_MAGIC = 0x184D2A5E
@@ -165,6 +165,27 @@ def read_seek_table(fileobj: IO[bytes], size: int, path: str,
                          "(Limits.max_expansion, Limits.max_total_bytes)",
                          found=f"{int(dstarts[-1]):,} bytes")
     return SeekTable(cstarts, dstarts)
+
+
+def check_table(table: SeekTable, frames: list[tuple[int, int, int | None]],
+                path: str) -> None:
+    """Refuse a seek table that disagrees with the *frames* found by walking the file
+    (start, end, declared content size; the table's own skippable frame last)."""
+    data = frames[:-1]
+    stored = [(end - start, size) for start, end, size in data]
+    csizes = np.diff(table.cstarts).tolist()
+    dsizes = np.diff(table.dstarts).tolist()
+    listed = list(zip(csizes, dsizes, strict=True))
+    for i, ((c, d), (tc, td)) in enumerate(zip(stored, listed, strict=False)):
+        if c != tc or d not in (td, None):
+            raise FormatError(path=path, field=f"zstd seek table entry {i}",
+                              expected=f"the frame found there: {c:,} bytes stored, "
+                              f"{d if d is not None else 'undeclared'} of content",
+                              found=f"{tc:,} stored, {td:,} of content")
+    if len(stored) != len(listed):
+        raise FormatError(path=path, field="zstd seek table frame count",
+                          expected=f"{len(stored):,} (the frames in the file)",
+                          found=f"{len(listed):,}")
 
 
 _local = threading.local()

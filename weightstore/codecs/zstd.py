@@ -40,7 +40,13 @@ from ..errors import ChecksumError, FormatError, LimitError, UnknownFormatError
 from ..model import Weights
 from ..registry import SNIFF_BYTES, get_codec, sniff
 from ..sniffing import ZSTD_MAGIC
-from ._seekable import MAX_FRAME_SIZE, SeekableReader, SeekableWriter, read_seek_table
+from ._seekable import (
+    MAX_FRAME_SIZE,
+    SeekableReader,
+    SeekableWriter,
+    check_table,
+    read_seek_table,
+)
 
 MAGIC = ZSTD_MAGIC
 DEFAULT_INNER = "npz"
@@ -258,6 +264,9 @@ class ZstdCodec(Codec):
         size = fileobj.seek(0, io.SEEK_END)
         limit = limits.max_output(size)
         frames = walk_frames(fileobj, size, path)
+        table = read_seek_table(fileobj, size, path, limits)
+        if table is not None:  # damage to the table is found on a full read too
+            check_table(table, frames, path)
         declared = [f.content_size for f in frames if f.content_size is not None]
         if sum(declared) > limit:
             raise LimitError(path=path, field="zstd frame content size",
