@@ -388,3 +388,21 @@ def test_reference_weights_meet_the_size_target(tmp_path):
     assert size <= REFERENCE_TARGET, f"{size:,} bytes"
     back = weightstore.load(path)
     assert back.equal(w)
+
+
+def test_reading_on_several_threads_gives_the_same_tensors(monkeypatch):
+    rng = np.random.default_rng(5)
+    w = Weights({f"l{i}/W": (rng.standard_normal((300, 257)) * 0.02).astype(np.float32)
+                 for i in range(6)} | {"small/b": np.arange(7, dtype=np.int16)})
+    data = encode(w)
+    monkeypatch.setattr(compact, "_MT_BYTES", 0)  # every read takes the threaded path
+    got = decode(data)
+    assert list(got) == list(w)
+    for name in w:
+        np.testing.assert_array_equal(got[name], w[name])
+    _, header, _ = split(data)
+    entry = header["tensors"][3]
+    damaged = bytearray(data)
+    damaged[entry["offset"] + entry["planes"][0][1] + 5] ^= 0x10  # a mantissa byte
+    with pytest.raises(ChecksumError, match="l3/W"):
+        decode(bytes(damaged))

@@ -73,10 +73,12 @@ and :meth:`WscCodec.read_tensors` (only the tensors named are decoded).
 from __future__ import annotations
 
 import math
+import os
 import struct
 import threading
 import zlib
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -113,6 +115,8 @@ _HEADER_KEYS = frozenset({"metadata", "tensors"})
 #: temporaries stay in the processor's cache, large enough that numpy's per-call
 #: overhead does not show.
 _CHUNK = 1 << 16
+#: A read of more than this many bytes of tensors decodes them on every core.
+_MT_BYTES = 32 << 20
 
 
 _local = threading.local()
@@ -428,10 +432,23 @@ class WscCodec(Codec):
         """Every tensor; tensor CRC-32s checked unless *verify* or the ``verify`` option is
         false (``weightstore.load(path, verify=False)``). The header's is always checked."""
         metadata, entries = self.read_index(fileobj, path=path, limits=limits)
-        dctx = zstandard.ZstdDecompressor()
         check = verify and self.verify
-        tensors = {e.name: self._read_entry(fileobj, e, path, limits, dctx, check)
-                   for e in entries}
+        workers = min(os.cpu_count() or 1, len(entries))
+        big = sum(e.count * canonical_dtype(e.dtype).itemsize for e in entries) > _MT_BYTES
+        if workers > 1 and big:  # tensors decoded side by side: zstd, numpy, zlib free the GIL
+            lock = threading.Lock()
+
+            def one(entry: TensorEntry) -> np.ndarray:
+                return self._read_entry(_PositionalFile(fileobj, lock), entry, path, limits,
+                                        None, check)
+
+            with ThreadPoolExecutor(workers) as pool:
+                arrays = list(pool.map(one, entries))
+            tensors = {e.name: a for e, a in zip(entries, arrays, strict=True)}
+        else:
+            dctx = zstandard.ZstdDecompressor()
+            tensors = {e.name: self._read_entry(fileobj, e, path, limits, dctx, check)
+                       for e in entries}
         return weights_from_file(tensors, metadata, path)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
@@ -544,6 +561,39 @@ class WscCodec(Codec):
             raise FormatError(path=path, field=field, expected="bool bytes 0 or 1",
                               found=int(words.max()))
         return words.view(dtype).reshape(entry.shape)
+
+
+class _PositionalFile:
+    """One thread's view of a file shared by several: its own position, and each read
+    done under the shared lock (seek and read together)."""
+
+    def __init__(self, fileobj: IO[bytes], lock: threading.Lock) -> None:
+        self._file, self._lock, self._pos = fileobj, lock, 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0:
+            with self._lock:
+                self._pos = self._file.seek(offset, whence)
+        else:
+            self._pos = offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        with self._lock:
+            self._file.seek(self._pos)
+            data = self._file.read(n)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        with self._lock:
+            self._file.seek(self._pos)
+            n = self._file.readinto(buffer) or 0
+        self._pos += n
+        return n
 
 
 class _WscSource(TensorSource):
