@@ -247,3 +247,58 @@ def test_demo_names_a_damaged_file(page: Page, site: str) -> None:
     page.page.click("#load")
     page.page.wait_for_selector("#error:has-text('HTTP 404')")
     assert page.page.get_attribute("body", "data-weights") == ""
+
+
+# --- weightstore report --format html -----------------------------------------------------
+
+def test_html_report_renders_every_row_and_its_chart(page: Page, tmp_path: Path, data_dir: Path,
+                                                     sample_weight_path: Path) -> None:
+    from weightstore import report as rep
+    from weightstore.lab.report.html import render_html
+
+    # the reference report, measured once and rendered twice (text and html)
+    report = rep.build_report([sample_weight_path], repeats=1, data_dir=data_dir)
+    (headline, rows), = report.sections
+    text = rep.render(report, "text")
+    out = tmp_path / "report.html"
+    out.write_text(render_html(report), encoding="utf-8")
+
+    page.page.goto(out.as_uri())  # from file://: everything is inline
+    page.page.wait_for_selector("body[data-ready='yes']")
+    assert page.errors == []
+    points = page.page.locator("svg.chart .point")
+    assert points.count() == len(rows) == page.page.locator("table.rows tbody tr").count()
+    # every line of the text report's table, cell for cell
+    table = page.page.eval_on_selector_all(
+        "table.rows tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))")
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if set(line) == {"-", " "}) + 1
+    for line, cells in zip(lines[start:start + len(rows)], table, strict=True):
+        assert " ".join(line.split()) == " ".join(" ".join(cells).split())
+    shown = page.page.text_content("ul.headline") or ""
+    assert all(line in shown for line in rep._headline_lines(headline))
+    # the frontier drawn through the frontier rows; a histogram card per lossy row
+    assert page.page.locator("svg.chart .ring").count() == sum(r.pareto for r in rows)
+    assert page.page.locator("svg.chart path.frontier").count() == 1
+    assert page.page.locator(".hist").count() == sum(not r.exact for r in rows)
+
+    shot = tmp_path / "report-1280x800.png"
+    page.page.screenshot(path=str(shot))
+    # a tooltip per point: the one of the smallest file names it
+    smallest = min(range(len(rows)), key=lambda i: rows[i].bytes)
+    page.page.hover(f"svg.chart .point[data-row='{smallest}']", force=True)
+    assert rows[smallest].label in (page.page.text_content("#tooltip") or "")
+    assert page.page.is_visible("#tooltip")
+    # sortable by any column: bytes, ascending then descending
+    header = page.page.locator("table.rows th", has_text="bytes").first
+    for clicks, expected in ((1, sorted(r.bytes for r in rows)),
+                             (2, sorted((r.bytes for r in rows), reverse=True))):
+        header.click()
+        got = page.page.eval_on_selector_all(
+            "table.rows tbody tr", "trs => trs.map(tr => Number(tr.cells[2].dataset.sort))")
+        assert got == expected, clicks
+    page.page.locator(".hists").scroll_into_view_if_needed()
+    page.page.screenshot(path=str(tmp_path / "report-histograms.png"))
+    page.page.screenshot(path=str(tmp_path / "report-full.png"), full_page=True)
+    assert page.errors == []
+    print(f"\nscreenshots: {shot} and beside it")

@@ -180,6 +180,47 @@ def compare(source: Weights, got: Weights) -> Diff:
     return Diff(exact, max_abs, max_rel, max_ulp)
 
 
+#: Edges of the per-tensor error histograms (:func:`tensor_errors`): absolute errors from
+#: 1e-12 to 1, two bins per decade. Bin 0 counts the values read back exactly, bin 1 the
+#: errors below the first edge, then one bin per pair of edges, and the last those of 1 or
+#: more (or NaN against a number).
+ERROR_BIN_EDGES: tuple[float, ...] = tuple(10.0 ** (k / 2) for k in range(-24, 1))
+
+
+@dataclass(frozen=True)
+class TensorErrors:
+    """How one tensor's values moved in a lossy round trip: a histogram of the absolute
+    errors over :data:`ERROR_BIN_EDGES` (``len(edges) + 2`` counts, the first the exact ones)."""
+
+    name: str
+    values: int
+    max_abs_error: float
+    histogram: list[int]
+
+
+def tensor_errors(source: Weights, got: Weights) -> list[TensorErrors]:
+    """Per tensor of *source*, the histogram of ``|got - source|`` (both NaN: 0 error;
+    a tensor missing from *got* counts every value in the last bin)."""
+    edges = np.array(ERROR_BIN_EDGES)
+    out = []
+    for name, ref in source.items():
+        a = np.asarray(ref).astype(np.float64).ravel()
+        if name in got:
+            b = np.asarray(got[name]).astype(np.float64).ravel()
+            with np.errstate(invalid="ignore"):
+                err = np.where(np.isnan(a) & np.isnan(b), 0.0, np.abs(a - b))
+            err = np.where(np.isnan(err), np.inf, err)
+        else:
+            err = np.full(a.size, np.inf)
+        exact = int((err == 0).sum())
+        # searchsorted: 0 below the first edge, len(edges) at or above the last
+        bins = np.bincount(np.searchsorted(edges, err[err > 0], side="right"),
+                           minlength=len(edges) + 1)
+        out.append(TensorErrors(name, int(a.size), float(err.max()) if err.size else 0.0,
+                                [exact, *(int(c) for c in bins)]))
+    return out
+
+
 def zip_size(data: bytes, name: str, workdir: Path) -> tuple[int, str]:
     """Bytes of a zip archive holding *data* as *name*, and the tool that made it.
 
@@ -255,6 +296,9 @@ class Row:
     #: False when a bit-exact row took the source's predictions instead of running the network
     #: again (identical weights give identical predictions); see ``build_report(reevaluate=)``.
     evaluated: bool = True
+    #: Per tensor, a histogram of the absolute errors (:func:`tensor_errors`); empty when
+    #: the round trip is exact.
+    tensor_errors: list[TensorErrors] = field(default_factory=list)
 
 
 def pareto(rows: list[Row]) -> list[Row]:
@@ -310,6 +354,7 @@ class Report:
         """Plain data (for ``--format json``)."""
         return {
             "repeats": self.repeats,
+            "error_bin_edges": list(ERROR_BIN_EDGES),
             "environment": self.environment,
             "sections": [{"headline": asdict(h), "rows": [asdict(r) for r in rows]}
                          for h, rows in self.sections],
@@ -457,7 +502,7 @@ def _measure(variant: Variant, weights: Weights, base: Evaluation, src: Path, fo
         max_ulp_error=diff.max_ulp_error, accuracy=result.accuracy,
         changed_predictions=int((result.predictions != base.predictions).sum()),
         write_ms=write_ms, read_ms=read_ms, precision=variant.precision_label,
-        evaluated=evaluated,
+        evaluated=evaluated, tensor_errors=[] if diff.exact else tensor_errors(weights, got),
     )
 
 
@@ -508,6 +553,23 @@ def _headline_lines(h: Headline) -> list[str]:
     return lines
 
 
+#: The columns of :data:`COLUMNS` that hold numbers (aligned right).
+NUMERIC_COLUMNS = frozenset(range(2, len(COLUMNS))) - {6, 12}
+
+
+def notes(report: Report) -> list[str]:
+    """What the table's marks and columns mean, below the table."""
+    out = []
+    if any(not r.evaluated for _, rows in report.sections for r in rows):
+        out.append("accuracy marked '=': a bit-exact round trip, whose predictions are the "
+                   "source's (identical weights); the network was not run again")
+    out.append(f"times: median of {report.repeats} runs; errors against the source values, "
+               "ULPs in the source dtype; 'changed': predictions that differ from the source's; "
+               "frontier '*': the smallest file at its accuracy (no row is as small or smaller "
+               "and as accurate or more)")
+    return out
+
+
 def render_text(report: Report) -> str:
     """A readable terminal table per source."""
     from .cli._util import table
@@ -515,15 +577,8 @@ def render_text(report: Report) -> str:
     parts = []
     for h, rows in report.sections:
         parts.append("\n".join(_headline_lines(h)))
-        parts.append(table([_cells(r) for r in rows], COLUMNS,
-                           right=set(range(2, len(COLUMNS))) - {6, 12}))
-    if any(not r.evaluated for _, rows in report.sections for r in rows):
-        parts.append("accuracy marked '=': a bit-exact round trip, whose predictions are the "
-                     "source's (identical weights); the network was not run again")
-    parts.append(f"times: median of {report.repeats} runs; errors against the source values, "
-                 "ULPs in the source dtype; 'changed': predictions that differ from the source's; "
-                 "frontier '*': the smallest file at its accuracy (no row is as small or smaller "
-                 "and as accurate or more)")
+        parts.append(table([_cells(r) for r in rows], COLUMNS, right=set(NUMERIC_COLUMNS)))
+    parts += notes(report)
     return "\n\n".join(parts) + "\n"
 
 
@@ -543,12 +598,13 @@ def render_csv(report: Report) -> str:
     import csv
 
     buf = io.StringIO()
-    fields = ["source", *Row.__dataclass_fields__]
+    fields = ["source", *(f for f in Row.__dataclass_fields__ if f != "tensor_errors")]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for h, rows in report.sections:
         for r in rows:
             d = asdict(r)
+            del d["tensor_errors"]  # a list per tensor: in --format json and html
             d["options"] = ";".join(f"{k}={v}" for k, v in r.options.items())
             writer.writerow({"source": h.source, **d})
     return buf.getvalue()
