@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,79 @@ def test_node_reads_float64_and_indented_json(tmp_path: Path, sample_weight_path
                  str(data_dir / "mnist")])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "accuracy 0.9352 (9352/10000)"
+
+
+@needs_node
+def test_node_accuracy_from_our_safetensors(tmp_path: Path, sample_weight_path: Path,
+                                            data_dir: Path) -> None:
+    # the readers examples/web/ runs in the browser: safetensors through a DataView
+    weights = tmp_path / "book.safetensors"
+    weightstore.save(weightstore.load(sample_weight_path), weights)
+    done = _run([NODE, str(EXAMPLES / "js" / "accuracy.mjs"), str(weights),
+                 str(data_dir / "mnist")])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"accuracy {BOOK_ACCURACY:.4f} (9352/10000)"
+
+
+def _safetensors_bytes(header: dict, data: bytes) -> bytes:
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + data
+
+
+_READ_WEIGHTS = """
+import { readFileSync } from "node:fs";
+import { readWeights } from "%s";
+const path = process.argv[1];
+try {
+  const t = readWeights(readFileSync(path), path);
+  console.log(JSON.stringify([...t].map(([k, v]) => [k, v.dtype, v.shape, Array.from(v.values)])));
+} catch (e) { console.log("error: " + e.message); }
+"""
+
+
+@needs_node
+@pytest.mark.parametrize(("header", "data", "expected"), [
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+     np.array([1.5, -2], "<f4").tobytes(), [["a", "float32", [2], [1.5, -2]]]),
+    ({"h": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]}},  # -inf: null in JSON
+     np.array([0.5, -np.inf, 6e-8], "<f2").tobytes(), [["h", "float16", [3], [0.5, None, 2**-24]]]),
+    ({"b": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}},
+     np.array([0x3F80, 0xC0A0], "<u2").tobytes(), [["b", "bfloat16", [2], [1.0, -5.0]]]),
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 12,
+     "error: {path}: data buffer: expected 8 bytes, found 12"),
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12,
+     "error: {path}: tensor a data_offsets: expected to begin at byte 0, found 4"),
+    ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8,
+     "error: {path}: tensor a data_offsets: expected [begin, begin + 12] within the 8-byte "
+     "buffer, found [0,8]"),
+    ({"a": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}}, b"\0",
+     "error: {path}: tensor a dtype: expected one of F64 F32 F16 BF16 I64 U64 I32 U32 I16 U16 "
+     'I8 U8 BOOL, found "F8_E4M3"'),
+    ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 0]}}, b"",
+     "error: {path}: tensor a shape: expected a list of at most 64 non-negative integers, "
+     "found [-1]"),
+])
+def test_web_readers_check_safetensors(tmp_path: Path, header: dict, data: bytes,
+                                       expected: str | list) -> None:
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(_safetensors_bytes(header, data))
+    script = _READ_WEIGHTS % (EXAMPLES / "web" / "weightfiles.mjs").as_uri()
+    done = _run([NODE, "--input-type=module", "-e", script, str(path)])
+    assert done.returncode == 0, done.stderr
+    if isinstance(expected, list):
+        assert json.loads(done.stdout) == expected
+    else:
+        assert done.stdout.strip() == expected.format(path=path)
+
+
+@needs_node
+def test_web_readers_refuse_a_header_longer_than_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    path.write_bytes((1000).to_bytes(8, "little") + b'{"a": 1}')
+    script = _READ_WEIGHTS % (EXAMPLES / "web" / "weightfiles.mjs").as_uri()
+    done = _run([NODE, "--input-type=module", "-e", script, str(path)])
+    assert done.stdout.strip() == (f"error: {path}: header length: expected at most 8 bytes, "
+                                   "found 1000")
 
 
 @needs_node
