@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from weightstore.codecs.json import JsonCodec
+from weightstore.codecs.json_codec import JsonCodec
 
 pytest_plugins = ["pytester"]
 
