@@ -83,13 +83,21 @@ def _safetensors_bytes(header: dict, data: bytes) -> bytes:
 
 _READ_WEIGHTS = """
 import { readFileSync } from "node:fs";
-import { readWeights } from "%s";
+import { readWeights } from "MODULE";
 const path = process.argv[1];
 try {
   const t = readWeights(readFileSync(path), path);
-  console.log(JSON.stringify([...t].map(([k, v]) => [k, v.dtype, v.shape, Array.from(v.values)])));
+  console.log(JSON.stringify(process.argv[2] === "unchecked" ? t.unchecked
+    : [...t].map(([k, v]) => [k, v.dtype, v.shape, Array.from(v.values)])));
 } catch (e) { console.log("error: " + e.message); }
-"""
+""".replace("MODULE", (EXAMPLES / "web" / "weightfiles.mjs").as_uri())
+
+
+def _node_read(path: Path, what: str = "tensors") -> str:
+    """What examples/web/weightfiles.mjs reads from *path*, as JSON, or its error."""
+    done = _run([NODE, "--input-type=module", "-e", _READ_WEIGHTS, str(path), what])
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 @needs_node
@@ -118,23 +126,34 @@ def test_web_readers_check_safetensors(tmp_path: Path, header: dict, data: bytes
                                        expected: str | list) -> None:
     path = tmp_path / "w.safetensors"
     path.write_bytes(_safetensors_bytes(header, data))
-    script = _READ_WEIGHTS % (EXAMPLES / "web" / "weightfiles.mjs").as_uri()
-    done = _run([NODE, "--input-type=module", "-e", script, str(path)])
-    assert done.returncode == 0, done.stderr
+    got = _node_read(path)
     if isinstance(expected, list):
-        assert json.loads(done.stdout) == expected
+        assert json.loads(got) == expected
     else:
-        assert done.stdout.strip() == expected.format(path=path)
+        assert got == expected.format(path=path)
 
 
 @needs_node
 def test_web_readers_refuse_a_header_longer_than_the_file(tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
     path.write_bytes((1000).to_bytes(8, "little") + b'{"a": 1}')
-    script = _READ_WEIGHTS % (EXAMPLES / "web" / "weightfiles.mjs").as_uri()
-    done = _run([NODE, "--input-type=module", "-e", script, str(path)])
-    assert done.stdout.strip() == (f"error: {path}: header length: expected at most 8 bytes, "
+    assert _node_read(path) == (f"error: {path}: header length: expected at most 8 bytes, "
                                    "found 1000")
+
+
+@needs_node
+def test_web_readers_verify_json_checksums(tmp_path: Path) -> None:
+    nan_payload = np.array([0x7FC00001], np.uint32).view(np.float32)[0]
+    w = Weights({"a": np.array([1, np.nan, nan_payload], np.float32),
+                 "b": np.array([0.1, np.nan], np.float64), "c": np.array([1, 2], np.int8)})
+    path = tmp_path / "w.json"
+    weightstore.save(w, path)
+    # a NaN payload cannot be rebuilt in JavaScript, int8 is not rebuilt: both unchecked
+    assert json.loads(_node_read(path, "unchecked")) == ["a", "c"]
+    path.write_text(path.read_text().replace("0.1,", "0.2,"))
+    got = _node_read(path, "unchecked")
+    assert got.startswith(f"error: {path}: tensor b crc32: expected ")
+    assert "(the file is damaged), found " in got
 
 
 @needs_node
