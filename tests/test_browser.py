@@ -29,6 +29,11 @@ import numpy as np
 import pytest
 
 import weightstore
+from net.mlp import predict
+from net.mnist import load_test_set
+from weightstore.lab import report as rep
+from weightstore.lab.report.html import render_html
+from weightstore.lab.report.render import headline_lines
 
 pytestmark = pytest.mark.browser
 
@@ -149,9 +154,6 @@ def _evaluate(page: Page) -> tuple[str, int, int]:
 @functools.cache
 def _python_predictions(data_dir: Path, weights_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """numpy's class scores and the labels: the figures the page must agree with."""
-    from net.mlp import predict
-    from net.mnist import load_test_set
-
     x, labels = load_test_set(data_dir, download=False)
     return predict(dict(weightstore.load(weights_path)), x), labels
 
@@ -253,9 +255,6 @@ def test_demo_names_a_damaged_file(page: Page, site: str) -> None:
 
 def test_html_report_renders_every_row_and_its_chart(page: Page, tmp_path: Path, data_dir: Path,
                                                      sample_weight_path: Path) -> None:
-    from weightstore import report as rep
-    from weightstore.lab.report.html import render_html
-
     # the reference report, measured once and rendered twice (text and html)
     report = rep.build_report([sample_weight_path], repeats=1, data_dir=data_dir)
     (headline, rows), = report.sections
@@ -276,7 +275,7 @@ def test_html_report_renders_every_row_and_its_chart(page: Page, tmp_path: Path,
     for line, cells in zip(lines[start:start + len(rows)], table, strict=True):
         assert " ".join(line.split()) == " ".join(" ".join(cells).split())
     shown = page.page.text_content("ul.headline") or ""
-    assert all(line in shown for line in rep._headline_lines(headline))
+    assert all(line in shown for line in headline_lines(headline))
     # the frontier drawn through the frontier rows; a histogram card per lossy row
     assert page.page.locator("svg.chart .ring").count() == sum(r.pareto for r in rows)
     assert page.page.locator("svg.chart path.frontier").count() == 1

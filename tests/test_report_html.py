@@ -15,9 +15,10 @@ import pytest
 
 import weightstore as ws
 from weightstore import Weights
-from weightstore import report as rep
 from weightstore.cli.main import main
+from weightstore.lab import report as rep
 from weightstore.lab.report.html import SORT_FIELDS, render_html
+from weightstore.lab.report.render import cells, headline_lines
 
 #: Few variants, of each kind the page draws: exact, lossy on the frontier, lossy far below.
 VARIANTS = [rep.Variant("npz", "npz", ".npz"),
@@ -116,13 +117,13 @@ def test_html_shows_the_text_reports_figures(small_report: rep.Report) -> None:
     (headline, rows), = small_report.sections
     header, *body = parser.rows
     assert header == rep.COLUMNS
-    assert body == [rep._cells(r) for r in rows]  # the text report's own strings
+    assert body == [cells(r) for r in rows]  # the text report's own strings
     text = rep.render(small_report, "text")
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if set(line) == {"-", " "}) + 1
     for line, row in zip(lines[start:start + len(body)], body, strict=True):  # the table
         assert " ".join(line.split()) == " ".join(" ".join(row).split())
-    for line in rep._headline_lines(headline):
+    for line in headline_lines(headline):
         assert line in parser.items and line in text
     # self-contained: nothing to fetch (anchors within the page only)
     assert all(link.startswith("#") for link in parser.links), parser.links

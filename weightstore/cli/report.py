@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import report as rep
 from ..errors import FileAccessError, OptionError
 from ..fileio import atomic_write
-from ..lab.report.html import render_html
+from ..lab import report as rep
+from ..lab.data import REFERENCE_WEIGHTS, resolve
 from ._util import add_data_dir_arg
 
 HELP = "measure size, precision lost, accuracy kept and time for every format"
@@ -37,10 +37,6 @@ per column, 4 and 6 significant digits in JSON and CSV) and the 'weightstore shr
 result. The 'frontier' column marks the Pareto frontier: rows that no other row beats
 on both size and accuracy; the plot draws it.
 """
-
-
-REFERENCE_WEIGHTS = ("sample_weight.pkl", "simple_convnet_params.pkl",
-                     "deep_convnet_params.pkl")
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -86,7 +82,6 @@ def _progress(quiet: bool) -> rep.Progress | None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     if args.repeats < 1:
         raise OptionError(field="--repeats", expected="1 or more", found=args.repeats)
     if args.plot:
@@ -105,15 +100,13 @@ def run(args: argparse.Namespace) -> int:
             raise FileAccessError(path=output, field="destination folder",
                                   expected="an existing folder", found=f"no folder {str(folder)!r}")
     if args.all_reference or not files:
-        from net.data import resolve
-
         names = REFERENCE_WEIGHTS if args.all_reference else REFERENCE_WEIGHTS[:1]
         files += [resolve(name, args.data_dir) for name in names]
     report = rep.build_report(files, repeats=args.repeats, data_dir=args.data_dir,
                               keep_dir=args.keep, progress=_progress(args.quiet))
     if args.format == "html":
         shown = rep.frontier_only(report) if args.pareto else report
-        text = render_html(shown)
+        text = rep.render_html(shown)
     else:
         text = rep.render(report, args.format, pareto_only=args.pareto)
     if output is None:

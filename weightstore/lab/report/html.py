@@ -1,11 +1,12 @@
 """``weightstore report --format html``: the report as one self-contained web page.
 
-The page is a renderer of the same :class:`Report` as the text, markdown, JSON and CSV
-outputs (one measuring pass, several renderers): the headline lines and every table cell are
-the text report's own strings. On top of them it draws, in the browser, an interactive
+The page is a renderer of the same :class:`~.measure.Report` as the text, markdown, JSON and
+CSV outputs of :mod:`.render` (one measuring pass, several renderers): the headline lines and
+every table cell are the text report's own strings (:func:`~.render.headline_lines`,
+:func:`~.render.cells`). On top of them it draws, in the browser, an interactive
 size-against-accuracy chart (log size axis, the Pareto frontier as steps, a tooltip per
 point, one point per row), makes the table sortable by any column, and shows for each lossy
-row a histogram of each tensor's absolute errors (:attr:`Row.tensor_errors`).
+row a histogram of each tensor's absolute errors (:attr:`~.measure.Row.tensor_errors`).
 
 Everything is inline: the styles and script (``assets/report.css`` and ``assets/report.js``
 beside this module) and the report's data (a ``<script type="application/json">`` block),
@@ -23,17 +24,8 @@ from typing import Any
 
 import orjson
 
-from ...report import (
-    COLUMNS,
-    ERROR_BIN_EDGES,
-    NUMERIC_COLUMNS,
-    Headline,
-    Report,
-    Row,
-    _cells,
-    _headline_lines,
-    notes,
-)
+from .measure import ERROR_BIN_EDGES, Headline, Report, Row
+from .render import COLUMNS, NUMERIC_COLUMNS, cells, headline_lines, notes
 
 __all__ = ["render_html", "SORT_FIELDS", "ZOOM_POINTS"]
 
@@ -93,7 +85,7 @@ def _table(section: int, rows: list[Row]) -> str:
     body = []
     for index, r in enumerate(rows):
         cells = []
-        for i, text in enumerate(_cells(r)):
+        for i, text in enumerate(cells(r)):
             classes = ["num"] if i in NUMERIC_COLUMNS else []
             if SORT_FIELDS[i] == "exact" and not r.exact:
                 classes.append("no")
@@ -108,7 +100,7 @@ def _table(section: int, rows: list[Row]) -> str:
 
 def _section(index: int, h: Headline, rows: list[Row], footnotes: str) -> str:
     name = html.escape(Path(h.source).name)
-    lines = "".join(f"<li>{html.escape(line)}</li>" for line in _headline_lines(h))
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in headline_lines(h))
     below = sum(r.accuracy < h.accuracy - ZOOM_POINTS for r in rows)
     zoom = (f'<label><input type="checkbox" class="full-range" data-section="{index}"> full '
             f"accuracy range ({below} row{'s' if below != 1 else ''} more than {ZOOM_POINTS:g} "
@@ -154,7 +146,7 @@ def _data(report: Report) -> dict[str, Any]:
             "name": Path(h.source).name,
             "headline": asdict(h),
             "zoom_points": ZOOM_POINTS,
-            "rows": [{**asdict(r), "cells": _cells(r)} for r in rows],
+            "rows": [{**asdict(r), "cells": cells(r)} for r in rows],
         })
     return {"columns": COLUMNS, "error_bin_edges": list(ERROR_BIN_EDGES), "sections": sections}
 
