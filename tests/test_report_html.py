@@ -17,6 +17,7 @@ import weightstore as ws
 from weightstore import Weights
 from weightstore.cli.main import main
 from weightstore.lab import report as rep
+from weightstore.lab.report import measure
 from weightstore.lab.report.html import SORT_FIELDS, render_html
 from weightstore.lab.report.render import cells, headline_lines
 
@@ -155,7 +156,7 @@ def _cli(argv: list[str]) -> tuple[int, str, str]:
 
 def test_cli_writes_the_html_page(tmp_path: Path, sample_weight_path: Path, data_dir: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rep, "default_variants", lambda: VARIANTS[:3])
+    monkeypatch.setattr(measure, "default_variants", lambda: VARIANTS[:3])
     common = ["--repeats", "1", "--data-dir", str(data_dir), "-q"]
     code, out, err = _cli(["report", "--format", "html", str(sample_weight_path),
                            str(tmp_path / "r.html"), *common])

@@ -84,16 +84,16 @@ def _table(section: int, rows: list[Row]) -> str:
         head.append(f'<th{cls}{kind} title="sort by {html.escape(name)}">{html.escape(name)}</th>')
     body = []
     for index, r in enumerate(rows):
-        cells = []
+        tds = []
         for i, text in enumerate(cells(r)):
             classes = ["num"] if i in NUMERIC_COLUMNS else []
             if SORT_FIELDS[i] == "exact" and not r.exact:
                 classes.append("no")
             cls = f' class="{" ".join(classes)}"' if classes else ""
-            cells.append(f'<td{cls} data-sort="{html.escape(_sort_value(r, i))}">'
+            tds.append(f'<td{cls} data-sort="{html.escape(_sort_value(r, i))}">'
                          f"{html.escape(text)}</td>")
         front = ' class="front"' if r.pareto else ""
-        body.append(f'<tr{front} data-section="{section}" data-row="{index}">{"".join(cells)}</tr>')
+        body.append(f'<tr{front} data-section="{section}" data-row="{index}">{"".join(tds)}</tr>')
     return (f'<div class="table-wrap"><table class="rows" data-section="{section}">'
             f'<thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
