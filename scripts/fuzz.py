@@ -54,6 +54,7 @@ from weightstore.testing import (
     as_stored,
     classify,
     file_name,
+    for_codec,
     random_mutation,
     random_weights,
     same_content,
@@ -71,7 +72,7 @@ def _weights_for(cls: type[Codec], rng: random.Random, folder: Path,
                  stem: str) -> tuple[bytes, ws.Weights] | None:
     """Random weights the codec can hold, written: (file bytes, weights as read back)."""
     for attempt in range(20):
-        weights = random_weights(rng, metadata=cls.supports_metadata)
+        weights = for_codec(cls, random_weights(rng, metadata=cls.supports_metadata))
         path = folder / file_name(cls, f"{stem}-{attempt}")
         try:
             ws.save(weights, path, cls.name)
@@ -96,7 +97,7 @@ def run_case(codec: str, seed: int, case: int, folder: Path,
     cls = ws.get_codec(codec)
     rng = random.Random(f"{seed}/{codec}/{case}")
     if rng.random() < ROUND_TRIP_SHARE:
-        weights = random_weights(rng, metadata=cls.supports_metadata)
+        weights = for_codec(cls, random_weights(rng, metadata=cls.supports_metadata))
         path = folder / file_name(cls, f"rt{case}")
         try:
             ws.save(weights, path, cls.name)
@@ -106,7 +107,7 @@ def run_case(codec: str, seed: int, case: int, folder: Path,
             got = ws.load(path, cls.name)
         finally:
             path.unlink(missing_ok=True)
-        if cls.lossless and not same_content(as_stored(cls, weights), got):
+        if cls.lossless and not same_content(as_stored(cls, weights, path), got):
             return Outcome.CRASH.value, "round trip", f"not identical: {weights!r} -> {got!r}"
         return "round trip", "round trip", ""
     index = rng.randrange(BASE_FILES)

@@ -94,6 +94,7 @@ def test_random_weights_round_trip_exactly(cls: type[Codec]) -> None:
     @fuzz_settings(ROUND_TRIPS)
     @given(weights=weight_sets(metadata=cls.supports_metadata))
     def check(weights: ws.Weights) -> None:
+        weights = testing.for_codec(cls, weights)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / testing.file_name(cls, "w")
             with warnings.catch_warnings():
@@ -106,7 +107,7 @@ def test_random_weights_round_trip_exactly(cls: type[Codec]) -> None:
                     return
             with testing.time_limit(30):
                 got = ws.load(path, cls.name)
-        expected = testing.as_stored(cls, weights)
+        expected = testing.as_stored(cls, weights, path)
         if cls.lossless:
             assert testing.same_content(expected, got), f"{expected!r} -> {got!r}"
         else:
@@ -124,6 +125,7 @@ def _bases(cls: type[Codec], folder: Path) -> list[tuple[bytes, ws.Weights]]:
     sets.append(testing.random_weights(random.Random(f"fuzz-{cls.name}"),
                                        dtypes=["float32", "int8", "bool", "float64"],
                                        metadata=cls.supports_metadata))
+    sets = [testing.for_codec(cls, w) for w in sets]
     out = []
     for i, weights in enumerate(sets):
         path = folder / testing.file_name(cls, f"base{i}")

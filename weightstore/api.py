@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import precision as _precision
-from . import registry, remote, shard
+from . import registry, remote, shard, sniffing
 from .codec import DEFAULT_LIMITS, Codec, Limits
 from .errors import FormatError, UnknownFormatError, translating_faults
 from .fileio import atomic_write, open_for_read
@@ -196,11 +196,15 @@ def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
         elif found is not None:
             cls = found[0]
         else:
+            end = f.seek(0, os.SEEK_END)
+            f.seek(max(0, end - 8))
+            tail = f.read(8)
+            f.seek(0)
             raise UnknownFormatError(
                 path=path, field="format",
                 expected="content or an extension that a codec recognises",
                 found=f"first bytes {head[:16]!r}",
-                hint="pass format=NAME; weightstore.formats() lists them",
+                hint=sniffing.describe_unknown(head, tail, os.fspath(path)),
             )
     return cls(**_layer_options(cls, prefix, options))
 

@@ -255,6 +255,9 @@ class Codec:
     needs_seekable_output: ClassVar[bool] = False
     #: The options it takes.
     options: ClassVar[tuple[Option, ...]] = ()
+    #: Whether a file holds exactly one tensor, named after the file's stem (``.npy``):
+    #: :meth:`write` refuses several, and the name it is given is not stored.
+    single_tensor: ClassVar[bool] = False
     #: Whether :meth:`write` takes one tensor at a time from the mapping it is given, so
     #: that writing from a lazy mapping holds one tensor in memory (False: all of them).
     #: A layer sets it per instance, from the codec inside it.

@@ -63,9 +63,13 @@ class CodecEntry:
 #: test (a header length whose high bytes are zero, then ``{``) matches no other format,
 #: while a safetensors file whose length byte happens to be ``0x80`` or ``{`` would
 #: satisfy the looser pickle or JSON tests.
+#: ``pytorch`` comes before ``npz`` and ``pickle``: its checkpoints are zips (like npz) or
+#: start with a pickle (like the book's files), told apart by what they hold.
 BUILTIN: tuple[CodecEntry, ...] = (
     CodecEntry("safetensors", "weightstore.codecs.safetensors_codec:SafetensorsCodec",
                (".safetensors",), test=sniffing.is_safetensors),
+    CodecEntry("pytorch", "weightstore.codecs.pytorch:PytorchCodec", (".pt", ".pth", ".bin"),
+               test=sniffing.is_pytorch),
     CodecEntry("wsc", "weightstore.codecs.wsc:WscCodec", (".wsc",), (sniffing.WSC_MAGIC,)),
     CodecEntry("csv", "weightstore.codecs.csv_codec:CsvCodec", (".csv",), test=sniffing.is_csv),
     CodecEntry("hdf5", "weightstore.codecs.hdf5:Hdf5Codec", (".h5", ".hdf5"),
@@ -77,6 +81,9 @@ BUILTIN: tuple[CodecEntry, ...] = (
                test=sniffing.is_pickle),
     CodecEntry("zstd", "weightstore.codecs.zstd:ZstdCodec", (".zst", ".zstd"),
                (sniffing.ZSTD_MAGIC,)),
+    CodecEntry("gzip", "weightstore.codecs.gzip_codec:GzipCodec", (".gz",),
+               (sniffing.GZIP_MAGIC,)),
+    CodecEntry("npy", "weightstore.codecs.npy:NpyCodec", (".npy",), (sniffing.NPY_MAGIC,)),
 )
 
 _ENTRIES: dict[str, CodecEntry] = {e.name: e for e in BUILTIN}
