@@ -193,6 +193,8 @@
     for (let k = lo; k <= hi; k++) bins.push(k);
     const names = [...new Set(lossy.flatMap(([r]) => r.tensor_errors.map((t) => t.name)))];
     const color = (name) => PALETTE[names.indexOf(name) % PALETTE.length];
+    // past the palette's ten colours, dashed lines tell the tensors apart
+    const dashed = (name) => Math.floor(names.indexOf(name) / PALETTE.length) % 2 === 1;
 
     for (const [r, i] of lossy) {
       const card = document.createElement("div");
@@ -232,7 +234,8 @@
         const shares = bins.map((k) => t.values ? t.histogram[k] / t.values : 0);
         const d = shares.map((s, j) => `${j ? "L" : "M"} ${X(j).toFixed(1)} ${Y(s).toFixed(1)}`).join(" ");
         el("path", { d, fill: "none", stroke: color(t.name), "stroke-width": 1.7,
-                     "stroke-linejoin": "round" }, svg);
+                     "stroke-linejoin": "round", "stroke-dasharray": dashed(t.name) ? "5 3" : "none" },
+           svg);
         shares.forEach((s, j) => {
           if (!t.histogram[bins[j]]) return;
           el("circle", { cx: X(j), cy: Y(s), r: 2.4, fill: color(t.name) }, svg);
@@ -246,7 +249,8 @@
       }
       const keys = document.createElement("div");
       keys.className = "keys";
-      keys.innerHTML = r.tensor_errors.map((t) => `<span><i style="background:${color(t.name)}"></i>` +
+      keys.innerHTML = r.tensor_errors.map((t) => `<span><i style="${dashed(t.name)
+        ? `border-top:3px dashed ${color(t.name)};height:0` : `background:${color(t.name)}`}"></i>` +
         `${escape(t.name)} ≤ ${(t.max_abs_error ?? Infinity).toPrecision(2)}</span>`).join("");
       card.append(keys);
       container.append(card);
