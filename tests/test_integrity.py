@@ -230,7 +230,7 @@ def test_the_declared_codecs_carry_checksums_and_pickle_csv_do_not() -> None:
 
 
 def test_checksummed_round_trip_of_every_codec(tmp_path: Path) -> None:
-    for cls in ws.formats():
+    for cls in [c for c in ws.formats() if c.writable]:
         path = tmp_path / f"w{cls.extensions[0]}"
         weights = for_codec(cls, W)  # a one-tensor format: the first tensor
         ws.save(weights, path, cls.name)

@@ -74,6 +74,13 @@ BUILTIN: tuple[CodecEntry, ...] = (
     CodecEntry("csv", "weightstore.codecs.csv_codec:CsvCodec", (".csv",), test=sniffing.is_csv),
     CodecEntry("hdf5", "weightstore.codecs.hdf5:Hdf5Codec", (".h5", ".hdf5"),
                (sniffing.HDF5_SIGNATURE,)),
+    CodecEntry("gguf", "weightstore.codecs.gguf_codec:GgufCodec", (".gguf",),
+               (sniffing.GGUF_MAGIC,)),
+    # before npz: a .keras archive is a zip too, and must never be taken for an npz
+    CodecEntry("keras", "weightstore.codecs.keras_codec:KerasCodec", (".keras", ".weights.h5"),
+               test=sniffing.is_keras_archive),
+    CodecEntry("onnx", "weightstore.codecs.onnx_codec:OnnxCodec", (".onnx",),
+               test=sniffing.is_onnx),
     CodecEntry("json", "weightstore.codecs.json_codec:JsonCodec", (".json",),
                test=sniffing.is_json),
     CodecEntry("npz", "weightstore.codecs.npz:NpzCodec", (".npz",), sniffing.ZIP_MAGICS),

@@ -12,8 +12,9 @@ from __future__ import annotations
 import struct
 
 __all__ = ["SNIFF_BYTES", "HDF5_SIGNATURE", "WSC_MAGIC", "ZSTD_MAGIC", "ZIP_MAGICS", "CSV_HEADER",
-           "UTF8_BOM", "MAX_SAFETENSORS_HEADER", "is_safetensors", "is_csv", "is_json",
-           "is_pickle", "is_pytorch", "PYTORCH_LEGACY_HEAD", "GZIP_MAGIC", "NPY_MAGIC",
+           "UTF8_BOM", "MAX_SAFETENSORS_HEADER", "GGUF_MAGIC", "KERAS_MEMBERS",
+           "is_safetensors", "is_csv", "is_json", "is_pickle", "is_keras_archive", "is_onnx",
+           "is_pytorch", "PYTORCH_LEGACY_HEAD", "GZIP_MAGIC", "NPY_MAGIC",
            "describe_zip", "describe_unknown", "TF_INDEX_MAGIC"]
 
 #: How many leading bytes a content test is given.
@@ -42,6 +43,10 @@ UTF8_BOM = b"\xef\xbb\xbf"
 #: The largest safetensors header length the content test believes (the default
 #: ``Limits.max_header_bytes``; the file's own size is checked on reading).
 MAX_SAFETENSORS_HEADER = 100 << 20
+#: GGUF's magic (llama.cpp's format, weightstore/codecs/gguf_codec.py).
+GGUF_MAGIC = b"GGUF"
+#: The members a Keras archive (.keras) starts with, in the order Keras writes them.
+KERAS_MEMBERS = (b"metadata.json", b"config.json", b"model.weights.h5")
 _LENGTH = struct.Struct("<Q")
 
 
@@ -67,6 +72,23 @@ def is_json(head: bytes) -> bool:
 def is_pickle(head: bytes) -> bool:
     """The PROTO opcode of pickle protocols 2 to 5."""
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def is_keras_archive(head: bytes) -> bool:
+    """A zip whose first member is one of a Keras archive's (a ``.keras`` file, never to be
+    taken for an npz)."""
+    if not head.startswith(b"PK\x03\x04") or len(head) < 30:
+        return False
+    (name_len,) = struct.unpack_from("<H", head, 26)
+    return head[30:30 + name_len] in KERAS_MEMBERS
+
+
+def is_onnx(head: bytes) -> bool:
+    """An ONNX ModelProto as onnx serializes it: field 1 (``ir_version``, a small varint)
+    first, then a field from 2 to 8 (``producer_name`` ... ``opset_import``). 0x08 starts
+    no text format, and no other format's magic."""
+    return (len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 64
+            and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42))
 
 
 def is_pytorch(head: bytes) -> bool:

@@ -411,6 +411,69 @@ def _torch_memo(marker: Path) -> bytes:
 def _torch_bytes_claim(marker: Path) -> bytes:
     # BINBYTES claiming 4 GiB - 1 in a few bytes (protocol 3 opcode in data.pkl)
     return b"\x80\x03B\xff\xff\xff\xff" + bytes(8)
+# --- GGUF ---------------------------------------------------------------------------
+
+
+def _gs(text: str) -> bytes:
+    """A GGUF string: uint64 length, UTF-8 bytes."""
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def _gguf(n_tensors: int | None = None, kvs: bytes = b"", n_kv: int | None = None,
+          infos: list[tuple[str, list[int], int, int]] = (),  # type: ignore[assignment]
+          data: bytes = b"") -> Callable[[Path, Path], None]:
+    """A GGUF v3 file: counts (given, or true), key/values, tensor infos, aligned *data*."""
+    def build(path: Path, marker: Path) -> None:
+        head = b"GGUF" + struct.pack("<IQQ", 3, len(infos) if n_tensors is None else n_tensors,
+                                     (1 if kvs else 0) if n_kv is None else n_kv) + kvs
+        for name, dims, ggml_type, offset in infos:
+            head += _gs(name) + struct.pack("<I", len(dims)) + struct.pack(
+                f"<{len(dims)}Q", *dims) + struct.pack("<IQ", ggml_type, offset)
+        head += bytes(-len(head) % 32)
+        path.write_bytes(head + data)
+    return build
+
+
+def _gguf_deep_arrays(path: Path, marker: Path) -> None:
+    levels = 10_000
+    value = struct.pack("<I", 9) + (struct.pack("<IQ", 9, 1)) * levels + struct.pack("<IQ", 0, 0)
+    _gguf(kvs=_gs("deep") + value)(path, marker)
+
+
+# --- Keras --------------------------------------------------------------------------
+
+
+def _keras_bomb(path: Path, marker: Path) -> None:
+    # a .keras archive whose deflated weights member claims 2 GiB from a few bytes
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("metadata.json", b"{}")
+        zf.writestr("model.weights.h5", bytes(1000), compress_type=zipfile.ZIP_DEFLATED)
+    data = bytearray(buf.getvalue())
+    cd = data.rfind(b"PK\x01\x02")
+    struct.pack_into("<I", data, cd + 24, 0x7FFFFFFF)  # uncompressed size
+    path.write_bytes(bytes(data))
+
+
+# --- ONNX ---------------------------------------------------------------------------
+
+
+def _onnx_model(dims: list[int], location: str | None = None) -> Callable[[Path, Path], None]:
+    """A model with one FLOAT initializer of *dims*: 4 bytes inline, or external data."""
+    def build(path: Path, marker: Path) -> None:
+        from onnx import TensorProto, helper
+
+        t = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=dims, raw_data=bytes(4))
+        if location is not None:
+            t.ClearField("raw_data")
+            t.data_location = TensorProto.EXTERNAL
+            for key, value in (("location", location), ("offset", "0"), ("length", "4")):
+                entry = t.external_data.add()
+                entry.key, entry.value = key, value
+        graph = helper.make_graph([], "g", [], [], initializer=[t])
+        path.write_bytes(helper.make_model(graph).SerializeToString())
+    return build
 
 
 def _numpy_testing_runstring() -> Any:
@@ -568,6 +631,39 @@ HOSTILE: list[Hostile] = [
             max_growth_mib=32, limits={"expansion_free_bytes": MiB, "max_expansion": 100}),
     Hostile("cut.csv.gz", _gzip_cut, ws.FormatError, r"truncated", "a gzip stream cut short"),
     Hostile("crc.json.gz", _gzip_bad_crc, ws.ChecksumError, r"CRC", "a wrong CRC-32 trailer"),
+    # GGUF
+    Hostile("tensor-count.gguf", _gguf(n_tensors=1 << 40), ws.FormatError, r"tensor count",
+            "a tensor count of 2**40 in a 32-byte file", measure=True),
+    Hostile("kv-count.gguf", _gguf(n_kv=(1 << 64) - 1), ws.FormatError, r"key/value count",
+            "a key/value count of 2**64-1 in a 32-byte file", measure=True),
+    Hostile("string-length.gguf", _gguf(kvs=struct.pack("<Q", 1 << 62) + b"k"),
+            ws.FormatError, r"key length", "a key claiming 2**62 bytes", measure=True),
+    Hostile("array-count.gguf", _gguf(kvs=_gs("tokens") + struct.pack("<IIQ", 9, 8, 1 << 50)),
+            ws.FormatError, r"count", "an array of 2**50 strings in a few bytes",
+            measure=True),
+    Hostile("deep-arrays.gguf", _gguf_deep_arrays, ws.FormatError, r"nested within 64",
+            "arrays nested 10,000 levels deep"),
+    Hostile("data-past-end.gguf", _gguf(infos=[("W", [1 << 28], 0, 0)], data=bytes(64)),
+            ws.FormatError, r"the file ends there", "an F32 tensor of 1 GiB, 64 bytes held",
+            measure=True),
+    Hostile("absurd-shape.gguf", _gguf(infos=[("W", [1 << 40, 1 << 40], 0, 0)]),
+            ws.LimitError, r"Limits\.max_tensor_bytes", "dims 2**40 x 2**40", measure=True),
+    Hostile("overlapping.gguf", _gguf(infos=[("A", [1 << 20], 0, 0), ("B", [1 << 20], 0, 0)],
+                                      data=bytes(4 << 20)),
+            ws.FormatError, r"overlapping", "two tensors on the same bytes"),
+    # Keras
+    Hostile("bomb.keras", _keras_bomb, ws.LimitError, r"Limits\.max_expansion",
+            "a weights member claiming 2 GiB from a few deflated bytes", measure=True),
+    Hostile("external.weights.h5", _h5_external, ws.UnsafeFileError, r"external storage",
+            "a Keras weights file whose dataset is another file"),
+    # ONNX
+    Hostile("escape.onnx", _onnx_model([1], "../../../../etc/passwd"), ws.UnsafeFileError,
+            r"inside the model's folder", "external data at ../../../../etc/passwd"),
+    Hostile("absolute.onnx", _onnx_model([1], "/etc/passwd"), ws.UnsafeFileError,
+            r"relative path inside", "external data at an absolute path"),
+    Hostile("absurd-dims.onnx", _onnx_model([1 << 40, 1 << 20]), ws.LimitError,
+            r"Limits\.max_tensor_bytes", "dims 2**40 x 2**20 with 4 bytes held",
+            measure=True),
     # safetensors
     Hostile("header-past-end.safetensors", _safetensors(b"{}", b"", length=1 << 40),
             ws.FormatError, r"header length", "a header length of 1 TiB in 10 bytes"),

@@ -56,8 +56,9 @@ def default_variants() -> list[Variant]:
     covered = {x.format for x in v} | {"zstd", "gzip"}
     for cls in registry.codecs():  # codecs added later (safetensors, wsc, ...) join here
         # (a layer is measured over its inner codecs below; a one-tensor format cannot hold
-        # the network)
-        if cls.name not in covered and not cls.layer and not cls.single_tensor:
+        # the network; a read-only one cannot be written)
+        if (cls.name not in covered and not cls.layer and not cls.single_tensor
+                and cls.writable):
             v.append(Variant(cls.name, cls.name, cls.extensions[0]))
     for level in (3, 19):
         for inner, ext in (("pickle", ".pkl"), ("npz", ".npz"), ("json", ".json"),
