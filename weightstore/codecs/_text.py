@@ -96,7 +96,7 @@ def json_ready(array: np.ndarray, *, big_ints_as_strings: bool = True) -> Any:
     if not needs_tokens(flat, big_ints_as_strings):
         if flat.dtype.itemsize == 2 and flat.dtype.kind not in "iu":
             flat = _as_f64_shortest(flat)
-        return flat.reshape(array.shape) if array.ndim else flat[0].item()
+        return flat.reshape(array.shape) if array.ndim else flat[0]  # a numpy scalar: shortest
     items: list[Any] = []
     kind = flat.dtype.kind
     if kind in "iu":
@@ -124,9 +124,9 @@ def json_text(array: np.ndarray, *, big_ints_as_strings: bool = True,
     Python loop per value: orjson serialises the array and the few non-finite values,
     which it writes as ``null``, are replaced by their tokens (quoted unless
     *quote_tokens* is false). Identical bytes to ``orjson.dumps(json_ready(array))``."""
-    if array.ndim == 0:
-        return orjson.dumps(json_ready(array, big_ints_as_strings=big_ints_as_strings),
-                            option=_ORJSON_OPTS)
+    if array.ndim == 0:  # as a one-value list, so a float32 is its shortest decimal too
+        return json_text(array.reshape(1), big_ints_as_strings=big_ints_as_strings,
+                         quote_tokens=quote_tokens)[1:-1]
     arr = np.ascontiguousarray(array)
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
