@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 
 __all__ = ["SNIFF_BYTES", "HDF5_SIGNATURE", "WSC_MAGIC", "ZSTD_MAGIC", "ZIP_MAGICS", "CSV_HEADER",
+           "MATRIX_MANIFEST",
            "UTF8_BOM", "MAX_SAFETENSORS_HEADER", "is_safetensors", "is_csv", "is_json",
            "is_pickle"]
 
@@ -28,6 +29,8 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 #: The header row of our CSV layout (weightstore/codecs/csv_codec.py).
 CSV_HEADER = b"tensor,dtype,shape,index,value"
+#: The first member of the CSV codec's matrix layout, a zip (weightstore/codecs/_matrix.py).
+MATRIX_MANIFEST = b"weightstore-matrix.json"
 UTF8_BOM = b"\xef\xbb\xbf"
 #: The largest safetensors header length the content test believes (the default
 #: ``Limits.max_header_bytes``; the file's own size is checked on reading).
@@ -45,7 +48,12 @@ def is_safetensors(head: bytes) -> bool:
 
 
 def is_csv(head: bytes) -> bool:
-    """Our CSV layout's header row, after an optional UTF-8 byte order mark."""
+    """Our CSV layout's header row, after an optional UTF-8 byte order mark; or a zip whose
+    first member is the matrix layout's manifest (its name at offset 30 of the local
+    header, after the 2-byte name length at offset 26)."""
+    if head.startswith(ZIP_MAGICS[0]) and len(head) >= 30:
+        (length,) = struct.unpack_from("<H", head, 26)
+        return head[30:30 + length] == MATRIX_MANIFEST
     return head.removeprefix(UTF8_BOM).startswith(CSV_HEADER)
 
 
