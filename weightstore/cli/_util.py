@@ -67,6 +67,7 @@ CLI_WORDS: tuple[tuple[str, str], ...] = (
     ("or pass inner=FORMAT", "or pass -o inner=FORMAT"),
     ("precision quantize:", "--quantize:"),
     ("precision dtype ", "--dtype "),
+    (": data_dir: expected an existing folder", ": --data-dir: expected an existing folder"),
 )
 
 

@@ -17,7 +17,7 @@ import time
 import warnings
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,9 @@ class Headline:
     zip_tool: str
     source_zipped_bytes: int
     text_zipped_bytes: int
+    #: Rows that could not be measured here, each with why: ``"bfloat16 (npz): needs ...;
+    #: install it with: pip install 'weightstore[bfloat16]'"``.
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -256,8 +259,12 @@ def build_report(
                 step += 1
                 if progress:
                     progress(step, steps, f"{src.name}: {variant.label}")
-                row = _measure(variant, weights, base, src, folder, scratch, repeats, data_dir,
-                               again)
+                try:
+                    row = _measure(variant, weights, base, src, folder, scratch, repeats,
+                                   data_dir, again)
+                except MissingDependencyError as e:
+                    headline.skipped.append(f"{variant.label}: {e}")
+                    continue
                 if row is not None:
                     rows.append(row)
             for r in pareto(rows):
@@ -295,8 +302,9 @@ def _headline(src: Path, weights: Weights, base: Evaluation, scratch: Path,
 def _measure(variant: Variant, weights: Weights, base: Evaluation, src: Path, folder: Path,
              scratch: Path, repeats: int, data_dir: str | os.PathLike[str] | None,
              reevaluate: bool = True) -> Row | None:
-    """The row for *variant*, or None when it does not apply (a missing optional package,
-    a codec that cannot hold the precision, shrink on another network)."""
+    """The row for *variant*, or None when it does not apply (a codec that cannot hold the
+    precision, shrink on another network). A missing optional package raises
+    :class:`MissingDependencyError`: the caller lists the row as skipped."""
     slug = re.sub(r"[^a-z0-9]+", "-", variant.label.lower()).strip("-")
     path = folder / f"{src.stem}.{slug}{variant.extension}"
     values: Weights = weights
@@ -313,7 +321,7 @@ def _measure(variant: Variant, weights: Weights, base: Evaluation, src: Path, fo
             write_ms, _ = _median_ms(lambda: api.save(values, path, variant.format,
                                                       precision=precision, **variant.options),
                                      repeats)
-    except (MissingDependencyError, UnsupportedError):
+    except UnsupportedError:
         return None
     read_ms, got = _median_ms(lambda: api.load(path), repeats)
     size = path.stat().st_size

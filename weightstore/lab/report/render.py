@@ -58,6 +58,7 @@ def _headline_lines(h: Headline) -> list[str]:
                  f"{h.text_accuracy:.4f}, {h.text_changed_predictions} predictions changed")
     lines.append(f"zipped ({h.zip_tool}, deflate): source {h.source_zipped_bytes:,} bytes, "
                  f"text dump {h.text_zipped_bytes:,} bytes")
+    lines += [f"skipped {reason}" for reason in h.skipped]
     return lines
 
 
