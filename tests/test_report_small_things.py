@@ -39,3 +39,38 @@ def test_rows_needing_a_missing_extra_are_listed_as_skipped(
     for fmt in ("text", "markdown"):
         assert "skipped bfloat16 (npz): " in rep.render(report, fmt)
     assert "weightstore[bfloat16]" in rep.render(report, "json")
+
+
+def _row(label: str, size: int, accuracy: float, exact: bool, err: float) -> rep.Row:
+    return rep.Row(label=label, format="npz", options={}, file="x", bytes=size,
+                   bytes_per_weight=1.0, vs_source=1.0, zipped_bytes=size, exact=exact,
+                   max_abs_error=err, max_rel_error=err, max_ulp_error=err, accuracy=accuracy,
+                   changed_predictions=0, write_ms=1.0, read_ms=1.0)
+
+
+def test_plot_labels_do_not_overlap_and_near_exact_rows_stay_apart(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from weightstore.lab.report.plot import _overlaps
+
+    h = rep.Headline(source="w.pkl", source_bytes=180_000, model="mlp", tensors=6,
+                     weights=45_360, neurons=160, weights_per_neuron=283.5, accuracy=0.9352,
+                     eval_seconds=0.1, text_dump_bytes=900_000, text_chars_per_weight=20.0,
+                     text_vs_source=5.0, text_exact=False, text_max_abs_error=1e-6,
+                     text_max_rel_error=1e-6, text_max_ulp_error=3.0, text_accuracy=0.9352,
+                     text_changed_predictions=0, zip_tool="zipfile", source_zipped_bytes=1,
+                     text_zipped_bytes=1)
+    rows = [_row(f"exact {i}", 170_000 + 1_000 * i, 0.9352, True, 0.0) for i in range(20)]
+    rows += [_row("one image lost", 90_000, 0.9351, False, 1e-3),
+             _row("two images lost", 91_000, 0.9350, False, 1e-3),
+             _row("int2", 5_000, 0.45, False, 1.0)]
+    report = rep.Report([(h, rows)], 1, {})
+    out = tmp_path / "p.png"
+    boxes = rep.plot(report, out)
+    assert out.stat().st_size > 0
+    for axis in boxes:
+        assert len(axis) == len(rows) + 1
+        assert not any(_overlaps(a, b) for i, a in enumerate(axis) for b in axis[i + 1:])
+    # on the accuracy axis, 0, 1 and 2 images lost are at clearly different heights
+    acc = boxes[1]
+    ys = [acc[i].y0 for i in (0, 20, 21)]
+    assert min(abs(ys[0] - ys[1]), abs(ys[1] - ys[2])) > 15
