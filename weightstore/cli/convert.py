@@ -71,8 +71,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="replace the name prefix OLD with NEW, or with re:PATTERN=REPL a "
                    "name PATTERN matches in full (repeatable; the first that applies wins)")
     p.add_argument("--max-shard-size", metavar="SIZE",
-                   help="split into numbered shards of at most SIZE (2GB, 500MiB) plus "
-                   "DST.index.json")
+                   help="split into numbered shards plus DST.index.json, each holding at most "
+                   "SIZE bytes of tensor values (2GB = 10**9, 500MiB = 500*2**20); a tensor "
+                   "larger than SIZE gets a shard of its own")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="read SRC without checking its checksums (to salvage a damaged file)")
     p.add_argument("-n", "--no-clobber", action="store_true",

@@ -17,6 +17,7 @@ over tens of millions of random float32 values).
 from __future__ import annotations
 
 import functools
+import math
 import re
 from typing import Any
 
@@ -225,9 +226,27 @@ def cast_exact(values: np.ndarray, dtype: np.dtype, where: str, path: str) -> np
         out = np.empty(values.shape, dtype=dtype)
         flat_out = out.reshape(-1)
         for i, v in enumerate(values.reshape(-1).tolist()):
-            flat_out[i] = v if isinstance(v, np.ndarray | np.generic) else np.float64(v)
+            if isinstance(v, np.ndarray | np.generic):  # a token, already of the dtype
+                flat_out[i] = v
+                continue
+            with np.errstate(over="ignore"):
+                flat_out[i] = np.float64(v)
+            if math.isfinite(v) and not np.isfinite(flat_out[i:i + 1].astype(np.float64))[0]:
+                raise FormatError(path=path, field=where,
+                                  expected=f"finite values within {dtype.name}'s range",
+                                  found=float(v))
         return out
     if values.dtype.kind not in "iuf":
         raise FormatError(path=path, field=where, expected=f"numbers for {dtype.name}",
                           found=str(values.dtype))
-    return values.astype(np.float64).astype(dtype)
+    wide = values.astype(np.float64)
+    with np.errstate(over="ignore"):
+        out = wide.astype(dtype)
+    # Rounding once to the dtype is the rule; a finite decimal that rounds to infinity (a
+    # float32 1e39) is out of the dtype's range: an error (infinity is written "Infinity").
+    overflow = np.isinf(out.astype(np.float64)) & np.isfinite(wide)
+    if overflow.any():
+        raise FormatError(path=path, field=where,
+                          expected=f"finite values within {dtype.name}'s range",
+                          found=float(wide.reshape(-1)[np.flatnonzero(overflow.reshape(-1))[0]]))
+    return out
