@@ -3,9 +3,12 @@ missing extra are listed as skipped, naming the extra."""
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import weightstore as ws
@@ -74,3 +77,38 @@ def test_plot_labels_do_not_overlap_and_near_exact_rows_stay_apart(tmp_path: Pat
     acc = boxes[1]
     ys = [acc[i].y0 for i in (0, 20, 21)]
     assert min(abs(ys[0] - ys[1]), abs(ys[1] - ys[2])) > 15
+
+
+def test_report_works_on_any_weights_with_only_and_new_columns(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    w = {"enc/W": rng.standard_normal((64, 32)).astype(np.float32),
+         "enc/b": rng.standard_normal(32).astype(np.float32)}
+    src = tmp_path / "any.npz"
+    ws.save(w, src)
+    assert main(["report", str(src), "--only", "pickle", "--only", "int8*", "--repeats", "1",
+                 "-q", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    section = data["sections"][0]
+    assert "none of the book's networks" in section["headline"]["not_evaluated"]
+    rows = {r["label"]: r for r in section["rows"]}
+    assert set(rows) == {"pickle", "bfloat16 (pickle)", "int8/per-column (npz)",
+                         "int8/per-column (zstd-19 npz)"}  # label or format matches
+    exact, q = rows["pickle"], rows["int8/per-column (npz)"]
+    assert exact["exact"] and exact["rms_error"] == 0 and exact["cosine"] == 1
+    back = ws.load(q["file"]) if Path(q["file"]).exists() else None
+    assert back is None  # the measured files are temporary without --keep
+    # RMS error and cosine recomputed here from a kept file
+    keep = tmp_path / "keep"
+    report = rep.build_report([src], variants=[rep.Variant("int8", "npz", ".npz", {},
+                                                           {"quantize": "8"})],
+                              repeats=1, keep_dir=keep)
+    row = report.sections[0][1][0]
+    got = ws.load(row.file)
+    a = np.concatenate([w[k].ravel() for k in w]).astype(np.float64)
+    b = np.concatenate([got[k].ravel() for k in w]).astype(np.float64)
+    assert row.rms_error == pytest.approx(np.sqrt(np.mean((a - b) ** 2)), rel=1e-12)
+    assert row.cosine == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), rel=1e-12)
+    assert math.isnan(row.accuracy) and not row.pareto
+    text = rep.render(report, "text")
+    assert "accuracy not measured" in text and "marked '='" not in text
+    assert main(["report", str(src), "--only", "nothing*", "-q"]) == 1

@@ -117,24 +117,30 @@ def plot(report: Report, path: str | os.PathLike[str]) -> list[list[Any]]:
         floor = 1e-10
         total = 10_000
         front = {id(r) for r in pareto(rows)}
+        evaluated = not h.not_evaluated
         err_points, acc_points = [], []
         for i, r in enumerate(rows, 1):
             err = max(r.max_rel_error, floor)
-            lost = _lost(r, total, h.accuracy)
             color = "tab:green" if r.exact else "tab:red"
             ax_err.scatter(r.bytes, err, color=color, s=14, zorder=2)
-            ax_acc.scatter(r.bytes, lost, color=color, s=14, zorder=2)
-            if id(r) in front:
-                ax_acc.scatter(r.bytes, lost, s=80, facecolors="none", edgecolors="tab:blue",
-                               zorder=3)
             err_points.append((r.bytes, err, str(i)))
-            acc_points.append((r.bytes, lost, str(i)))
+            if evaluated:
+                lost = _lost(r, total, h.accuracy)
+                ax_acc.scatter(r.bytes, lost, color=color, s=14, zorder=2)
+                if id(r) in front:
+                    ax_acc.scatter(r.bytes, lost, s=80, facecolors="none",
+                                   edgecolors="tab:blue", zorder=3)
+                acc_points.append((r.bytes, lost, str(i)))
         text_err = max(h.text_max_rel_error, floor)
-        text_lost = round((h.accuracy - h.text_accuracy) * total)
         ax_err.scatter(h.text_dump_bytes, text_err, color="tab:orange", marker="s")
-        ax_acc.scatter(h.text_dump_bytes, text_lost, color="tab:orange", marker="s")
         err_points.append((h.text_dump_bytes, text_err, "T"))
-        acc_points.append((h.text_dump_bytes, text_lost, "T"))
+        if evaluated:
+            text_lost = round((h.accuracy - h.text_accuracy) * total)
+            ax_acc.scatter(h.text_dump_bytes, text_lost, color="tab:orange", marker="s")
+            acc_points.append((h.text_dump_bytes, text_lost, "T"))
+        else:
+            ax_acc.text(0.5, 0.5, "accuracy not measured:\nthe weights are none of the "
+                        "book's networks", ha="center", va="center", transform=ax_acc.transAxes)
         fr = [r for r in rows if id(r) in front]
         if fr:
             fr.sort(key=lambda r: r.bytes)
@@ -163,7 +169,8 @@ def plot(report: Report, path: str | os.PathLike[str]) -> list[list[Any]]:
         ax_key.text(0, 1, "\n".join(key), va="top", ha="left", family="monospace", fontsize=7,
                     transform=ax_key.transAxes)
         ax_key.set_title("key (green: exact, red: lossy)", fontsize=9, loc="left")
-        jobs += [(ax_err, err_points), (ax_acc, acc_points)]
+        jobs += [(ax_err, err_points), (ax_acc, acc_points)] if evaluated else \
+            [(ax_err, err_points)]
     fig.tight_layout()
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
