@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ... import api
+from ...compare import ordered_ints
 from ...errors import LossyWarning, MissingDependencyError, ModelError, UnsupportedError
 from ...model import Weights, arrays_identical
 from ..evaluate import Evaluation, evaluate
@@ -50,14 +51,6 @@ class Diff:
     rms_error: float = 0.0
     #: sum(a*b) / (|a| |b|) over every value, the tensors joined into one vector.
     cosine: float = 1.0
-
-
-def _ordered_ints(a: np.ndarray) -> np.ndarray:
-    """Float bits mapped to numbers whose differences count units in the last place
-    (+0.0 and -0.0 both map to 0)."""
-    bits = a.view(f"i{a.dtype.itemsize}").astype(np.int64)
-    magnitude = bits & ((1 << (8 * a.dtype.itemsize - 1)) - 1)
-    return np.where(bits < 0, -magnitude, magnitude).astype(np.float64)
 
 
 def compare(source: Weights, got: Weights) -> Diff:
@@ -92,8 +85,8 @@ def compare(source: Weights, got: Weights) -> Diff:
             if a.dtype.kind == "f":
                 with np.errstate(over="ignore", invalid="ignore"):
                     b_in_a = b.astype(a.dtype)
-                ulps = np.abs(_ordered_ints(np.ascontiguousarray(a).ravel()) -
-                              _ordered_ints(np.ascontiguousarray(b_in_a).ravel()))
+                ulps = np.abs(ordered_ints(np.ascontiguousarray(a).ravel()) -
+                              ordered_ints(np.ascontiguousarray(b_in_a).ravel()))
                 max_ulp = max(max_ulp, float(np.where(both_nan, 0, ulps).max()))
             else:
                 max_ulp = max(max_ulp, float(err.max()))
