@@ -113,3 +113,24 @@ def test_a_member_larger_than_its_values_allow_is_refused_before_reading(tmp_pat
     _rewrite(good, bad, lambda n, d: d + b"0" * 10_000 if n == "x.csv" else d)
     with pytest.raises(ws.FormatError, match="at most"):
         ws.load(bad)
+
+
+def test_numpys_parser_and_the_careful_one_read_the_same(tmp_path: Path, monkeypatch) -> None:
+    w = _weights()
+    p = tmp_path / "m.csv"
+    ws.save(w, p, layout="matrix")
+    calls: list[bool] = []
+    fast = _matrix._parse_fast
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        out = fast(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(_matrix, "_parse_fast", spy)
+    quick = ws.load(p)
+    assert any(calls)  # numpy's parser read most tensors
+    monkeypatch.setattr(_matrix, "_parse_fast", lambda *a: None)
+    careful = ws.load(p)
+    assert all(arrays_identical(quick[k], careful[k]) and arrays_identical(quick[k], w[k])
+               for k in w)
