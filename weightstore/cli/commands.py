@@ -35,6 +35,9 @@ HELP: dict[str, str] = {
     "convert": "convert a weight file to another format (chosen by DST's extension or --to)",
     "inspect": "list a weight file's tensors (name, dtype, shape, count), its format and size",
     "eval": "run the book's network from a weight file on the 10,000 MNIST test images",
+    "diff": "compare two weight files tensor by tensor; exit 0 when they match, else 1",
+    "stats": "per-tensor min, max, mean, std, zeros, NaN/Inf counts and a histogram",
+    "verify": "read every tensor of each FILE and check every checksum; exit 1 if any fails",
     "shrink": "write the smallest quantized file whose network predicts as the original does",
     "report": "measure size, precision lost, accuracy kept and time for every format",
     "formats": "list the formats (codecs), their file extensions, whether exact, and their "
