@@ -106,6 +106,7 @@ def test_missing_data_says_where_it_looked(tmp_path: Path, monkeypatch, capsys,
     from weightstore.lab import evaluate
 
     evaluate._cached_test_set.cache_clear()
+    (tmp_path / "empty").mkdir()  # an explicit --data-dir must exist (issue 15)
     try:
         assert main(["eval", str(sample_weight_path), "--data-dir", str(tmp_path / "empty")]) == 1
     finally:

@@ -164,8 +164,12 @@ class StagedFiles:
     failure before the commit, or :meth:`discard`, leaves no file behind.
     """
 
-    def __init__(self, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, storage_options: dict[str, Any] | None = None, *,
+                 replace: bool = True) -> None:
         self.storage_options = storage_options
+        #: False: :meth:`commit` refuses a destination that exists (checked atomically for
+        #: local files: the temporary is linked, never renamed, over it).
+        self.replace = replace
         self.pending: list[tuple[str, str]] = []  # (temporary, destination)
 
     @contextlib.contextmanager
@@ -214,11 +218,18 @@ class StagedFiles:
         try:
             for tmp, dest in self.pending:
                 if remote.is_url(dest):
+                    if not self.replace and remote.url_exists(dest, self.storage_options):
+                        raise FileAccessError(path=dest, field="destination",
+                                              expected="no existing file", found="a file",
+                                              hint="it was kept as it is")
                     remote.upload(tmp, dest, self.storage_options)
                     os.unlink(tmp)
                 else:
-                    os.chmod(tmp, 0o666 & ~_umask())
-                    os.replace(tmp, dest)
+                    os.chmod(tmp, _mode_for(dest))
+                    if self.replace:
+                        os.replace(tmp, dest)
+                    else:
+                        _link_new(tmp, dest)
                 done.append(dest)
         except BaseException:
             for dest in done:  # all or nothing: take back what this commit put in place
@@ -242,16 +253,43 @@ class StagedFiles:
             _remove_stale_temporaries(Path(dest))
 
 
+def _mode_for(dest: str) -> int:
+    """The permissions a new file at *dest* gets: an existing file's (an overwrite keeps
+    them), else the default for new files (0o666 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(dest).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _link_new(tmp: str, dest: str) -> None:
+    """Put *tmp* at *dest* only if nothing is there (``replace=False``)."""
+    try:
+        os.link(tmp, dest)
+    except FileExistsError as e:
+        raise FileAccessError(path=dest, field="destination", expected="no existing file",
+                              found="a file", hint="it was kept as it is") from e
+    except OSError:  # no hard links here (FAT, some network shares): check, then rename
+        if os.path.lexists(dest):
+            raise FileAccessError(path=dest, field="destination", expected="no existing file",
+                                  found="a file", hint="it was kept as it is") from None
+        os.replace(tmp, dest)
+        return
+    os.unlink(tmp)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str],
-                 storage_options: dict[str, Any] | None = None) -> Iterator[IO[bytes]]:
+                 storage_options: dict[str, Any] | None = None, *,
+                 replace: bool = True) -> Iterator[IO[bytes]]:
     """Yield a binary, seekable file that replaces *path* only if the block succeeds
-    (:class:`StagedFiles` with one file).
+    (:class:`StagedFiles` with one file). An existing file keeps its permissions; with
+    *replace* false it is not replaced at all (:class:`FileAccessError`).
 
     After the replacement, temporary files that killed writers left for *path* are
     removed (those of live writers are kept).
     """
-    staged = StagedFiles(storage_options)
+    staged = StagedFiles(storage_options, replace=replace)
     try:
         with staged.file(path) as f:
             yield f

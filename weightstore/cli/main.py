@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import WeightstoreError
 from . import commands
+from ._util import in_cli_words
 
 EPILOG = """\
 examples:
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WeightstoreError as e:
         if debug:
             raise
-        print(f"weightstore: error: {e}", file=sys.stderr)
+        print(f"weightstore: error: {in_cli_words(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         if debug:

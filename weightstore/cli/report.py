@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import sys
 from pathlib import Path
 
@@ -31,6 +32,11 @@ examples:
   weightstore report my_weights.npz --repeats 9
   weightstore report --all-reference               the ch. 3, 7 and 8 networks, one section each
   weightstore report --pareto --plot front.png     only the smallest file at each accuracy
+  weightstore report model.safetensors --only 'zstd*' --only float16   some rows only
+
+Any weights can be measured: accuracy columns need one of the book's networks (a line
+says why they are missing otherwise); size, precision lost (max and RMS error, cosine
+similarity) and times are given for every file.
 
 Rows cover every format, every precision option (float16, bfloat16, int8/int4/int2
 per column, 4 and 6 significant digits in JSON and CSV) and the 'weightstore shrink'
@@ -58,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="list only the rows on the size/accuracy frontier, smallest first")
     p.add_argument("--repeats", type=int, default=5, metavar="N",
                    help="timed runs per write and read; the median is shown (default: 5)")
+    p.add_argument("--only", action="append", default=[], metavar="GLOB",
+                   help="measure only rows whose label or format matches GLOB (repeatable; "
+                   "e.g. 'zstd*', npz, 'int*')")
     p.add_argument("--keep", metavar="DIR", help="keep the files written in DIR")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     add_data_dir_arg(p)
@@ -102,7 +111,17 @@ def run(args: argparse.Namespace) -> int:
     if args.all_reference or not files:
         names = REFERENCE_WEIGHTS if args.all_reference else REFERENCE_WEIGHTS[:1]
         files += [resolve(name, args.data_dir) for name in names]
-    report = rep.build_report(files, repeats=args.repeats, data_dir=args.data_dir,
+    variants = None
+    if args.only:
+        variants = [v for v in rep.default_variants()
+                    if any(fnmatch.fnmatchcase(v.label, g) or fnmatch.fnmatchcase(v.format, g)
+                           for g in args.only)]
+        if not variants:
+            raise OptionError(field="--only", expected="a pattern matching some row",
+                              found=" ".join(args.only),
+                              hint="rows: " + ", ".join(v.label for v in rep.default_variants()))
+    report = rep.build_report(files, variants=variants, repeats=args.repeats,
+                              data_dir=args.data_dir,
                               keep_dir=args.keep, progress=_progress(args.quiet))
     if args.format == "html":
         shown = rep.frontier_only(report) if args.pareto else report

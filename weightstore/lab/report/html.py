@@ -32,7 +32,8 @@ __all__ = ["render_html", "SORT_FIELDS", "ZOOM_POINTS"]
 #: The :class:`Row` field each column of :data:`COLUMNS` sorts by.
 SORT_FIELDS: tuple[str, ...] = (
     "label", "precision", "bytes", "bytes_per_weight", "vs_source", "zipped_bytes", "exact",
-    "max_abs_error", "max_rel_error", "max_ulp_error", "accuracy", "changed_predictions",
+    "max_abs_error", "max_rel_error", "max_ulp_error", "rms_error", "cosine", "accuracy",
+    "changed_predictions",
     "pareto", "write_ms", "read_ms")
 #: The chart's accuracy axis starts zoomed on accuracies at most this far below the source's
 #: (rows further below sit on a band at the bottom; a checkbox shows the full range).

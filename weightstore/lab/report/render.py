@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterator
 from dataclasses import asdict
 
@@ -18,10 +19,10 @@ __all__ = ["COLUMNS", "NUMERIC_COLUMNS", "render", "render_text", "render_markdo
 
 
 COLUMNS = ["format", "precision", "bytes", "B/weight", "vs src", "zipped", "exact",
-           "max abs err", "max rel err", "max ULP", "accuracy", "changed", "frontier",
-           "write ms", "read ms"]
+           "max abs err", "max rel err", "max ULP", "RMS err", "cosine", "accuracy", "changed",
+           "frontier", "write ms", "read ms"]
 #: The columns of :data:`COLUMNS` that hold numbers (aligned right).
-NUMERIC_COLUMNS = frozenset(range(2, len(COLUMNS))) - {6, 12}
+NUMERIC_COLUMNS = frozenset(range(2, len(COLUMNS))) - {6, 14}
 
 
 def cells(r: Row) -> list[str]:
@@ -29,10 +30,13 @@ def cells(r: Row) -> list[str]:
     def err(x: float) -> str:
         return "0" if r.exact else f"{x:.3g}"
 
+    measured = not math.isnan(r.accuracy)
     return [r.label, r.precision, f"{r.bytes:,}", f"{r.bytes_per_weight:.2f}",
             f"{r.vs_source:.3f}x", f"{r.zipped_bytes:,}", "yes" if r.exact else "no",
             err(r.max_abs_error), err(r.max_rel_error), err(r.max_ulp_error),
-            f"{r.accuracy:.4f}" + ("" if r.evaluated else "="), str(r.changed_predictions),
+            err(r.rms_error), "1" if r.exact else f"{r.cosine:.9f}",
+            (f"{r.accuracy:.4f}" + ("" if r.evaluated else "=")) if measured else "-",
+            str(r.changed_predictions) if measured else "-",
             "*" if r.pareto else "",
             f"{r.write_ms:.1f}", f"{r.read_ms:.1f}"]
 
@@ -52,24 +56,31 @@ def headline_lines(h: Headline) -> list[str]:
                      f"{h.weights_per_neuron:.2f} per neuron")
     else:
         lines.append(f"weights (biases included): {h.weights:,}")
-    lines.append(f"accuracy on the 10,000 test images: {h.accuracy:.4f} "
-                 f"(batched, {h.eval_seconds * 1000:.0f} ms)")
+    if h.not_evaluated:
+        lines.append(f"accuracy not measured: {h.not_evaluated}; sizes, precision lost and "
+                     "times are")
+    else:
+        lines.append(f"accuracy on the 10,000 test images: {h.accuracy:.4f} "
+                     f"(batched, {h.eval_seconds * 1000:.0f} ms)")
     verdict = "exact" if h.text_exact else (
         f"lossy: max abs error {h.text_max_abs_error:.3g}, max rel error "
         f"{h.text_max_rel_error:.3g}, max {h.text_max_ulp_error:.0f} ULP")
+    kept = "" if h.not_evaluated else (f"; accuracy {h.text_accuracy:.4f}, "
+                                       f"{h.text_changed_predictions} predictions changed")
     lines.append(f"str(network) text dump: {h.text_dump_bytes:,} bytes, "
                  f"{h.text_chars_per_weight:.2f} characters per weight, "
-                 f"{h.text_vs_source:.2f}x the source; read back: {verdict}; accuracy "
-                 f"{h.text_accuracy:.4f}, {h.text_changed_predictions} predictions changed")
+                 f"{h.text_vs_source:.2f}x the source; read back: {verdict}{kept}")
     lines.append(f"zipped ({h.zip_tool}, deflate): source {h.source_zipped_bytes:,} bytes, "
                  f"text dump {h.text_zipped_bytes:,} bytes")
+    lines += [f"skipped {reason}" for reason in h.skipped]
     return lines
 
 
 def notes(report: Report) -> list[str]:
     """What the table's marks and columns mean, below the table."""
     out = []
-    if any(not r.evaluated for _, rows in report.sections for r in rows):
+    if any(not r.evaluated and not math.isnan(r.accuracy)
+           for _, rows in report.sections for r in rows):
         out.append("accuracy marked '=': a bit-exact round trip, whose predictions are the "
                    "source's (identical weights); the network was not run again")
     out.append(f"times: median of {report.repeats} runs; errors against the source values, "
