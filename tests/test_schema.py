@@ -189,12 +189,21 @@ INVALID = {
     "rows of wrong length": (_set("tensors.0.data", [[0, 1], [2, 3], [4, 5]]),
                              "tensors[0].data", True),
     "integer written as 1.0": (_set("tensors.1.data", [1.0, 2]), "tensors[1].data", True),
+    # Stricter than the reader: a bare number JavaScript would round (the codec writes a
+    # decimal string beyond +-(2**53 - 1)).
+    "int64 beyond -(2**53 - 1) as a number": (_set("tensors.2.data.0", -(2**53)),
+                                              "tensors[2].data[0]", False),
+    "int64 beyond 2**53 - 1 as a number": (_set("tensors.2.data.0", 2**60),
+                                           "tensors[2].data[0]", False),
     # Stricter than the reader: the layout puts decimal strings only in 64-bit data.
     "int32 as string": (_set("tensors.1.data.0", "1"), "tensors[1].data[0]", False),
 }
 INVALID["uint64 negative string"] = (
     lambda d: (_set("tensors.2.dtype", "uint64")(d), _set("tensors.2.data", ["-5"])(d)),
     "tensors[2].data[0]", True)
+INVALID["uint64 beyond 2**53 - 1 as a number"] = (
+    lambda d: (_set("tensors.2.dtype", "uint64")(d), _set("tensors.2.data", [2**64 - 1])(d)),
+    "tensors[2].data[0]", False)
 
 
 @pytest.mark.parametrize("change, field, reader_refuses", INVALID.values(), ids=INVALID.keys())

@@ -114,6 +114,30 @@ def test_json_is_plain_json_for_a_standard_parser(tmp_path: Path) -> None:
     assert np.array_equal(rebuilt.view(np.uint32), weights["x"].view(np.uint32))
 
 
+SAFE = 2**53 - 1  # the largest integer every JavaScript number holds exactly
+
+
+@pytest.mark.parametrize(("dtype", "values"), [
+    ("int64", [-(2**53), -(2**63), -SAFE, 0, SAFE]),  # only negative ones beyond
+    ("int64", [2**53, -(2**53) - 7, 5]),
+    ("int64", [2**63 - 1, SAFE + 1, -SAFE]),  # only positive ones beyond
+    ("uint64", [2**64 - 1, SAFE + 1, SAFE, 0]),
+])
+def test_64_bit_integers_beyond_2_53_are_strings(tmp_path: Path, dtype: str,
+                                                 values: list[int]) -> None:
+    """What JavaScript's JSON.parse would round is written as a decimal string: negative
+    values too; the others, and every value of a smaller type, as bare numbers."""
+    path = tmp_path / "w.json"
+    weights = ws.Weights({"x": np.array(values, dtype), "s": np.array(values[0], dtype),
+                          "small": np.array([-(2**31), 2**31 - 1], np.int32)})
+    ws.save(weights, path)
+    doc = json.loads(path.read_text())
+    expected = [str(v) if abs(v) > SAFE else v for v in values]
+    data = {t["name"]: t["data"] for t in doc["tensors"]}
+    assert data == {"x": expected, "s": expected[0], "small": [-(2**31), 2**31 - 1]}
+    assert ws.load(path).equal(weights)
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_floats_are_the_shortest_exact_decimals(dtype: str) -> None:
     from weightstore.codecs._text import value_strings
