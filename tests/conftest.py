@@ -1,5 +1,9 @@
 """Shared fixtures: the reference data folder and the book's weights; suite-wide hooks.
 
+In CI (``CI=true`` in the environment) a skipped test is a failed test unless its node
+id is listed in ``tests/skip_allowlist.txt`` with a reason: a missing extra, system tool
+or the reference data must not turn into a green run that tested less.
+
 Every JSON document a test writes through the JSON codec is validated against the
 shipped JSON Schema (``weightstore.schema.validate_json_bytes``, the check behind
 ``validate_json_file``), so the schema is checked on whatever the suite produces, not
@@ -9,11 +13,14 @@ the file afterwards; a mismatch fails the test at teardown, naming the file.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import io
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +29,65 @@ from weightstore.codecs.json import JsonCodec
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
+SKIP_ALLOWLIST = Path(__file__).with_name("skip_allowlist.txt")
+
+
+def _read_allowlist(path: Path = SKIP_ALLOWLIST) -> list[tuple[str, str]]:
+    """(node id pattern, reason) pairs from *path*: ``PATTERN | REASON`` per line, ``#``
+    comments; a line without a reason is refused, so every allowed skip says why."""
+    entries = []
+    if not path.is_file():
+        return entries
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        pattern, _, reason = (part.strip() for part in line.partition("|"))
+        if not pattern or not reason:
+            raise pytest.UsageError(f"{path}:{number}: expected 'NODE-ID-PATTERN | REASON', "
+                                    f"found {line!r}")
+        entries.append((pattern, reason))
+    return entries
+
+
+def skip_allowed(nodeid: str, entries: list[tuple[str, str]]) -> bool:
+    """Whether *nodeid* matches a pattern of the allow-list (fnmatch, ``*`` wildcards)."""
+    return any(fnmatch.fnmatchcase(nodeid, pattern) for pattern, _ in entries)
+
+
+def _fail_unlisted_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if not (IN_CI and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    if skip_allowed(report.nodeid, _read_allowlist()):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = (f"skipped in CI: {reason}\n(CI=true: a skip fails unless its node id "
+                       f"is in {SKIP_ALLOWLIST.relative_to(REPO)} with a reason)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    report = yield
+    _fail_unlisted_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    report = yield
+    _fail_unlisted_skip(report)
+    return report
+
+
+def require_tool(name: str) -> str:
+    """The path of the command-line tool *name*; skips without it (a failure in CI,
+    where .ci/run installs it)."""
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"the {name!r} command-line tool is not on PATH (.ci/run installs it)")
+    return found
 
 
 def shared_data_dir() -> Path | None:
@@ -37,8 +103,9 @@ def shared_data_dir() -> Path | None:
 def data_dir() -> Path:
     d = shared_data_dir()
     if d is None:
-        pytest.skip("reference data not found: ../shared/data beside the checkout "
-                    "or $WEIGHTSTORE_DATA holds the book's files")
+        missing = pytest.fail if IN_CI else pytest.skip  # CI always has ../shared/data
+        missing("reference data not found: ../shared/data beside the checkout "
+                "or $WEIGHTSTORE_DATA holds the book's files")
     return d
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zstandard
+from conftest import require_tool
 
 import weightstore as ws
 from weightstore.codec import Limits
@@ -82,9 +82,15 @@ def test_hdf5_layout_for_other_tools(tmp_path: Path) -> None:
         # metadata is a fixed-length UTF-8 string: h5py gives it back as bytes
         assert f["W1"].compression == "gzip" and f.attrs["source"] == b"t"
         np.testing.assert_array_equal(f["W1"][()], W["W1"])
-    if shutil.which("h5dump"):
-        out = subprocess.run(["h5dump", "-H", str(path)], capture_output=True, text=True)
-        assert 'DATASET "W1"' in out.stdout
+
+
+def test_hdf5_tools_read_our_file(tmp_path: Path) -> None:
+    h5dump = require_tool("h5dump")  # Debian's hdf5-tools; .ci/run installs it
+    path = tmp_path / "w.h5"
+    ws.save(W, path, compression="gzip", level=9)
+    out = subprocess.run([h5dump, "-H", str(path)], capture_output=True, text=True, check=True)
+    assert 'DATASET "W1"' in out.stdout and 'GROUP "g"' in out.stdout
+    assert 'DATASET "b"' in out.stdout
 
 
 def test_hdf5_written_by_h5py_in_name_order_loads(tmp_path: Path) -> None:
@@ -140,11 +146,10 @@ def test_bfloat16_is_refused_where_the_format_cannot_hold_it(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("inner", ["json", "csv", "npz", "pkl", "h5"])
 def test_zstd_command_line_restores_the_inner_file(tmp_path: Path, inner: str) -> None:
-    if not shutil.which("zstd"):
-        pytest.skip("the zstd command-line tool is not installed")
+    zstd = require_tool("zstd")
     path = tmp_path / f"w.{inner}.zst"
     ws.save(W, path, level=19)
-    subprocess.run(["zstd", "-q", "-d", str(path)], check=True)
+    subprocess.run([zstd, "-q", "-d", str(path)], check=True)
     assert W.equal(ws.load(tmp_path / f"w.{inner}"))
 
 

@@ -179,14 +179,28 @@ def test_wrong_magic_is_refused(cls: type[Codec], tmp_path: Path) -> None:
     assert "bad" in str(e.value)
 
 
-@pytest.mark.parametrize("cls", CODECS, ids=IDS)
-def test_unrecognisable_content_without_format_names_the_problem(
-    cls: type[Codec], tmp_path: Path
-) -> None:
+def test_unrecognisable_content_without_format_names_the_problem(tmp_path: Path) -> None:
     path = tmp_path / "noise.bin"
     path.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(ws.UnknownFormatError, match="noise.bin"):
         ws.load(path)
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_noise_named_as_the_codecs_file_is_its_format_error(cls: type[Codec],
+                                                            tmp_path: Path) -> None:
+    """By extension or by explicit format, the codec itself refuses the bytes (not the
+    registry's 'unknown format'), naming the file."""
+    _usable(cls)
+    noise = bytes(range(256)) * 4
+    by_extension = _path(tmp_path, cls, "noise")
+    by_extension.write_bytes(noise)
+    plain = tmp_path / "noise.bin"
+    plain.write_bytes(noise)
+    for path, fmt in ((by_extension, None), (plain, cls.name)):
+        with pytest.raises(ws.FormatError) as e:  # UnknownFormatError is not one
+            ws.load(path, fmt)
+        assert str(path) in str(e.value)
 
 
 @pytest.mark.parametrize("cls", CODECS, ids=IDS)

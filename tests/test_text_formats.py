@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from conftest import require_tool
 
 import weightstore as ws
 
@@ -241,23 +241,24 @@ def test_csv_imports_into_sqlite_with_default_options(tmp_path: Path, sample_wei
     path = tmp_path / "w.csv"
     ws.convert(sample_weight_path, path)
     weights = ws.load(sample_weight_path)
-    if shutil.which("sqlite3"):
-        db = tmp_path / "w.db"
-        subprocess.run(["sqlite3", str(db), f".import --csv {path} w"], check=True)
-        con = sqlite3.connect(db)
-    else:  # the same import done with the standard library
-        con = sqlite3.connect(":memory:")
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-        con.execute(f"create table w ({', '.join(rows[0])})")
-        con.executemany("insert into w values (?,?,?,?,?)", rows[1:])
-    count, tensors = con.execute("select count(*), count(distinct tensor) from w").fetchone()
-    assert (count, tensors) == (45_360, 6)
-    # W1[3, 7] by SQL integer arithmetic on the flat row-major index
-    (value,) = con.execute(
-        "select cast(value as real) from w where tensor='W1' and cast(\"index\" as integer)=3*50+7"
-    ).fetchone()
-    assert np.float32(value) == weights["W1"][3, 7]
+    db = tmp_path / "w.db"
+    subprocess.run([require_tool("sqlite3"), str(db), f".import --csv {path} w"], check=True)
+    memory = sqlite3.connect(":memory:")  # the same import done with the standard library
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    columns = ", ".join('"' + c + '"' for c in rows[0])  # "index" is an SQL keyword
+    memory.execute(f"create table w ({columns})")
+    memory.executemany("insert into w values (?,?,?,?,?)", rows[1:])
+    for con in (sqlite3.connect(db), memory):
+        count, tensors = con.execute("select count(*), count(distinct tensor) from w").fetchone()
+        assert (count, tensors) == (45_360, 6)
+        # W1[3, 7] by SQL integer arithmetic on the flat row-major index
+        (value,) = con.execute(
+            "select cast(value as real) from w where tensor='W1' "
+            "and cast(\"index\" as integer)=3*50+7"
+        ).fetchone()
+        assert np.float32(value) == weights["W1"][3, 7]
+        con.close()
 
 
 def test_csv_reads_with_pandas_defaults(tmp_path: Path) -> None:
