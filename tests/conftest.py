@@ -18,13 +18,15 @@ import importlib.util
 import io
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import weightstore as ws
 from weightstore.codecs.json import JsonCodec
+from weightstore.evaluate import Evaluation, evaluate
 
 pytest_plugins = ["pytester"]
 
@@ -112,6 +114,22 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def sample_weight_path(data_dir: Path) -> Path:
     return data_dir / "sample_weight.pkl"
+
+
+@pytest.fixture(scope="session")
+def full_test_set_evaluation(data_dir: Path) -> Callable[[str], Evaluation]:
+    """``get(name)``: the reference file *name* (``deep_convnet_params.pkl``, ...) evaluated
+    on all 10,000 MNIST test images, computed once per session and shared by every test
+    (DeepConvNet takes tens of seconds). Tests of other paths compare with its predictions
+    on a few hundred images, or prove their weights bit-identical to the reference."""
+    done: dict[str, Evaluation] = {}
+
+    def get(name: str) -> Evaluation:
+        if name not in done:
+            done[name] = evaluate(ws.load(data_dir / name), data_dir=data_dir)
+        return done[name]
+
+    return get
 
 
 @pytest.fixture(autouse=True)
