@@ -43,7 +43,7 @@ import zstandard
 
 import weightstore
 from weightstore import Weights
-from weightstore.codecs.compact import CompactCodec
+from weightstore.codecs.wsc import WscCodec
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sample_weight.pkl"
 BASELINE = "zstd-3"
@@ -92,7 +92,7 @@ def candidates(weights: Weights, raw: bytes, names: list[str]) -> list[Candidate
                    dec: Callable[[bytes], bytes]) -> Candidate:
         return Candidate(name, lambda: enc(raw), dec, len, lambda out: out == raw)
 
-    wsc = CompactCodec()
+    wsc = WscCodec()
 
     def wsc_encode() -> io.BytesIO:
         buf = io.BytesIO()

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import weightstore as ws
-from weightstore.codecs.json import JsonCodec
+from weightstore.codecs.json_codec import JsonCodec
 from weightstore.evaluate import Evaluation, evaluate
 
 pytest_plugins = ["pytester"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import pytest
 from corpus import corpus
 
 import weightstore as ws
+from weightstore import registry
 from weightstore.codec import Codec
 from weightstore.model import arrays_identical
 from weightstore.testing import same_content
@@ -154,7 +157,7 @@ def test_empty_file_is_refused(cls: type[Codec], tmp_path: Path) -> None:
 def test_truncated_file_is_refused(cls: type[Codec], tmp_path: Path, fraction: float) -> None:
     data = _valid_bytes(cls, tmp_path)
     cut = max(1, int(len(data) * fraction))
-    if not getattr(cls, "detects_cut_between_tensors", True):
+    if not cls.detects_cut_between_tensors:
         # A text format without a trailer cannot tell a cut between two tensors from a
         # file with fewer tensors: it must then give back exactly the tensors before it.
         try:
@@ -313,8 +316,9 @@ def test_third_party_codecs_register_through_the_entry_point_group(monkeypatch) 
 
     monkeypatch.setattr(metadata, "entry_points",
                         lambda group: [FakeEntryPoint()] if group == "weightstore.codecs" else [])
-    monkeypatch.setattr(registry, "_loaded", False)
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
+    monkeypatch.setattr(registry, "_CLASSES", dict(registry._CLASSES))
     assert registry.get_codec("thirdparty-raw") is RawCodec
     assert registry.codec_for_path("w.tpraw")[0] is RawCodec
 
@@ -332,3 +336,45 @@ def test_npz_member_pointing_past_the_end_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ws.FormatError, match="cut.npz"):
         ws.load(cut)
     assert local_len > 200
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_config_round_trips(cls: type[Codec]) -> None:
+    """``from_config(get_config())`` rebuilds an equal codec, from the class and by id."""
+    codec = cls()
+    config = codec.get_config()
+    assert config["id"] == cls.name
+    assert cls.from_config(config) == codec
+    assert registry.codec_from_config(config) == codec
+    with pytest.raises(ws.OptionError):
+        cls.from_config({**config, "id": "not-" + cls.name})
+
+
+@pytest.mark.parametrize("cls", CODECS, ids=IDS)
+def test_the_registry_entry_tells_the_format_as_the_codec_does(cls: type[Codec],
+                                                               tmp_path: Path) -> None:
+    """The registry tells a file's format without importing its codec: its content test
+    must agree with the codec's own, on the codec's files and on every other codec's."""
+    head = _valid_bytes(cls, tmp_path)[: registry.SNIFF_BYTES]
+    entry = registry._ENTRIES[cls.name]
+    assert entry.claims(head) and cls.sniff(head)
+    assert registry.sniff(head) is cls
+    for other in CODECS:
+        if other is not cls:
+            assert registry._ENTRIES[other.name].claims(head) == other.sniff(head)
+
+
+def test_import_weightstore_imports_no_codec(tmp_path: Path) -> None:
+    """``import weightstore`` loads no codec module and none of their libraries; opening a
+    pickle imports the pickle codec alone."""
+    path = tmp_path / "w.pkl"
+    path.write_bytes(pickle.dumps({"W": np.zeros(3, np.float32)}, protocol=4))
+    code = ("import sys, weightstore as ws\n"
+            "before = sorted(m for m in sys.modules if m.startswith('weightstore.codecs.')"
+            " or m in ('h5py', 'safetensors', 'zstandard'))\n"
+            f"ws.load({str(path)!r})\n"
+            "after = sorted(m for m in sys.modules if m.startswith('weightstore.codecs.'))\n"
+            "print(before, after)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[] ['weightstore.codecs.pickle_codec']", out

@@ -8,6 +8,7 @@ change to a file goes unnoticed (tests/test_codecs.py, tests/test_fuzz.py).
 
 from __future__ import annotations
 
+import inspect
 import struct
 import zipfile
 from pathlib import Path
@@ -17,7 +18,6 @@ import pytest
 import zstandard
 
 import weightstore as ws
-from weightstore.codec import Codec, read_with
 from weightstore.integrity import format_crc, header_crc32, tensor_crc32
 from weightstore.testing import same_content
 
@@ -222,20 +222,11 @@ def test_tensor_checksum_is_of_the_canonical_bytes() -> None:
     assert header_crc32([], {}) == header_crc32([], {}) != header_crc32([("a", "bool", ())], {})
 
 
-def test_a_codec_whose_read_predates_verify_still_loads(tmp_path: Path) -> None:
-    """Third-party codecs written against the old signature keep working."""
-
-    class OldCodec(Codec):
-        name = "old-style"
-
-        def read(self, fileobj, *, path, limits=ws.DEFAULT_LIMITS):  # type: ignore[override]
-            return ws.Weights({"x": np.frombuffer(fileobj.read(), dtype=np.uint8)})
-
-    path = tmp_path / "w.bin"
-    path.write_bytes(b"\x01\x02")
-    with open(path, "rb") as f:
-        got = read_with(OldCodec(), f, path=str(path), verify=False)
-    assert got["x"].tolist() == [1, 2]
+def test_every_codec_reads_with_the_one_signature() -> None:
+    """One read signature for every codec: ``read(fileobj, *, path, limits, verify)``."""
+    for cls in ws.formats():
+        params = inspect.signature(cls.read).parameters
+        assert [p for p in params if p != "self"] == ["fileobj", "path", "limits", "verify"], cls
 
 
 def test_the_declared_codecs_carry_checksums_and_pickle_csv_do_not() -> None:

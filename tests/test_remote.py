@@ -57,8 +57,8 @@ def test_memory_urls_shard_convert_and_stream(mem: str, tmp_path: Path) -> None:
     weights = ws.Weights(tensors, metadata={"k": "v"})
     local = tmp_path / "w.h5"
     ws.save(weights, local)
-    index = ws.convert(local, f"{mem}/model.npz", max_shard_size=40_000)
-    assert index.closed
+    written = ws.convert(local, f"{mem}/model.npz", max_shard_size=40_000)
+    assert written.path == f"{mem}/model.npz.index.json" and len(written.files) == 3
     fs = fsspec.filesystem("memory")
     names = sorted(p.rsplit("/", 1)[1] for p in fs.ls(mem, detail=False))
     assert names == ["model-00001-of-00002.npz", "model-00002-of-00002.npz",

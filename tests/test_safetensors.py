@@ -14,7 +14,7 @@ import pytest
 
 import weightstore
 from weightstore import Limits, Weights
-from weightstore.codecs.safetensors import ORDER_KEY, SafetensorsCodec
+from weightstore.codecs.safetensors_codec import ORDER_KEY, SafetensorsCodec
 from weightstore.errors import (
     FormatError,
     LimitError,

@@ -66,7 +66,7 @@ def test_open_gives_what_load_gives(cls: type[Codec], tmp_path: Path) -> None:
     assert lazy.closed
 
 
-@pytest.mark.parametrize("ext", [".npz", ".h5", ".safetensors"])
+@pytest.mark.parametrize("ext", [".npz", ".h5", ".safetensors", ".wsc"])
 def test_open_reads_the_header_alone(ext: str, tmp_path: Path) -> None:
     """Opening a file with 16 MiB of tensors reads a small part of it."""
     path = tmp_path / f"w{ext}"
@@ -94,6 +94,21 @@ def test_open_reads_the_header_alone(ext: str, tmp_path: Path) -> None:
             source.close()
     # zipfile reads the last 64 KiB to find the end record behind the archive comment
     assert Counting.read_bytes < 256 * 1024, Counting.read_bytes
+
+
+def test_every_format_with_a_header_opens_lazily(tmp_path: Path) -> None:
+    """``weightstore.open`` reads the header alone wherever the format has one: the codecs
+    that override ``Codec.open``, and at least the four binary formats with a header."""
+    lazy = set()
+    for cls in ws.formats():
+        if cls.open is Codec.open or cls.layer:
+            continue
+        path = tmp_path / f"w{cls.extensions[0]}"
+        _save({"a": np.ones(3, np.float32)}, path)
+        with ws.open(path) as opened:
+            assert opened.lazy, cls.name
+        lazy.add(cls.name)
+    assert {"npz", "hdf5", "safetensors", "wsc"} <= lazy
 
 
 @pytest.mark.parametrize("ext", [".npz", ".h5", ".safetensors"])
@@ -138,7 +153,7 @@ def test_damaged_npz_data_is_caught_by_the_zip_crc(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_crc: bool, size: int) -> None:
     import zlib
 
-    from weightstore import rawio
+    from weightstore import fileio as rawio
 
     if fast_crc and not rawio._FAST_CRC:
         pytest.skip("the 'fast' extra (isal) is not installed")
@@ -168,8 +183,8 @@ def test_inspect_uses_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     def no_data(*args, **kwargs):
         raise AssertionError("inspect read tensor data")
 
-    monkeypatch.setattr("weightstore.rawio.RawFile.read_array", no_data)
-    monkeypatch.setattr("weightstore.rawio.RawFile.map_array", no_data)
+    monkeypatch.setattr("weightstore.fileio.RawFile.read_array", no_data)
+    monkeypatch.setattr("weightstore.fileio.RawFile.map_array", no_data)
     info = ws.inspect(path)
     assert [t.name for t in info.tensors][:2] == ["layer0/W", "layer1/W"]
     assert info.metadata == {"source": "test_scale"} and info.file_size == path.stat().st_size
@@ -238,11 +253,16 @@ def test_progress_reports_every_byte_in_order(tmp_path: Path) -> None:
     assert calls[-1] == (weights.nbytes, weights.nbytes)
 
 
-def test_convert_returns_the_source_description(tmp_path: Path) -> None:
+def test_convert_returns_a_record_of_what_it_wrote(tmp_path: Path) -> None:
     weights = _model()
     _save(weights, tmp_path / "a.h5")
-    got = ws.convert(tmp_path / "a.h5", tmp_path / "b.npz")
-    assert got.closed and list(got) == list(weights) and got.total_values == weights.total_values
+    got = ws.convert(tmp_path / "a.h5", tmp_path / "b.npz", compressed=True)
+    assert list(got) == list(weights) and got.total_values == weights.total_values
+    assert got.path == str(tmp_path / "b.npz") and got.files == (got.path,)
+    assert got.format == "npz" and got.config["compressed"] is True
+    assert got.file_size == (tmp_path / "b.npz").stat().st_size
+    assert [t.shape for t in got.tensors] == [a.shape for a in weights.values()]
+    assert ws.get_codec("npz").from_config(got.config) == ws.get_codec("npz")(compressed=True)
 
 
 # --- sharding -------------------------------------------------------------------------
@@ -396,7 +416,7 @@ def test_csv_fast_reader_agrees_with_the_csv_module_on_damaged_files() -> None:
     import random
 
     from weightstore.codec import DEFAULT_LIMITS
-    from weightstore.codecs.csv import CsvCodec, _read_fast
+    from weightstore.codecs.csv_codec import CsvCodec, _read_fast
 
     def general(data: bytes):
         text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")

@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 import weightstore
 from weightstore import FormatError, Weights
-from weightstore.codecs.json import JsonCodec
+from weightstore.codecs.json_codec import JsonCodec
 from weightstore.schema import (
     json_schema,
     validate_json_bytes,
@@ -247,7 +247,7 @@ def test_the_suite_hook_fails_a_test_whose_json_breaks_the_schema(
     pytester.makepyfile(test_it="""
         import numpy as np
         import weightstore
-        import weightstore.codecs.json as codec
+        import weightstore.codecs.json_codec as codec
 
         def test_writes_bad_json(tmp_path, monkeypatch):
             monkeypatch.setattr(codec, "FORMAT_ID", "not-weightstore")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from .api import (
     STREAMING_WARN_BYTES,
     FileInfo,
-    TensorInfo,
+    Written,
     codec_for_writing,
     convert,
     inspect,
@@ -44,7 +44,7 @@ from .errors import (
     WeightstoreError,
 )
 from .lazy import LazyWeights, StreamingWarning
-from .model import Weights
+from .model import TensorInfo, Weights
 from .registry import codecs as formats
 from .registry import get_codec, register
 
@@ -56,7 +56,7 @@ __version__ = "0.1.0"
 __all__ = [
     "load", "save", "convert", "inspect", "formats", "get_codec", "register", "codec_for_writing",
     "open", "open_weights", "LazyWeights", "StreamingWarning", "STREAMING_WARN_BYTES",
-    "Weights", "Codec", "Option", "Limits", "DEFAULT_LIMITS", "FileInfo", "TensorInfo",
+    "Weights", "Codec", "Option", "Limits", "DEFAULT_LIMITS", "FileInfo", "TensorInfo", "Written",
     "WeightstoreError", "FormatError", "UnsafeFileError", "ChecksumError", "LimitError",
     "UnknownFormatError", "UnsupportedError", "OptionError", "WeightsError", "FileAccessError",
     "DataError", "ModelError", "MissingDependencyError", "LossyWarning", "__version__",

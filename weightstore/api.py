@@ -9,25 +9,25 @@ formats allow it, so memory stays bounded by the largest tensor.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from . import precision as _precision
 from . import registry, remote, shard
-from .codec import DEFAULT_LIMITS, Codec, Limits, read_with
-from .errors import FormatError, UnknownFormatError
+from .codec import DEFAULT_LIMITS, Codec, Limits
+from .errors import FormatError, UnknownFormatError, translating_faults
 from .fileio import atomic_write, open_for_read
-from .lazy import LazyWeights, ProgressCallback, StreamingWarning, reading, reporting
-from .model import Weights, as_weights
+from .lazy import LazyWeights, StreamingWarning
+from .model import TensorInfo, Weights, as_weights, info_of
+from .progress import ProgressCallback, reporting
 
 __all__ = ["load", "save", "convert", "inspect", "open_weights", "codec_for_writing",
            "written_path", "stored_size",
-           "TensorInfo", "FileInfo", "STREAMING_WARN_BYTES"]
+           "TensorInfo", "FileInfo", "Written", "STREAMING_WARN_BYTES"]
 
 #: Above this many bytes of tensors, a conversion or save that must hold the whole model
 #: in memory (a format that cannot stream) warns with :class:`StreamingWarning`.
@@ -38,7 +38,7 @@ PathLike = str | os.PathLike[str]
 
 def _layer_options(cls: type[Codec], prefix: list[str], options: dict[str, Any]) -> dict[str, Any]:
     """For a layer codec (zstd) named like ``w.json.zst``, the inner format from the name."""
-    if getattr(cls, "layer", False) and options.get("inner") is None and prefix:
+    if cls.layer and options.get("inner") is None and prefix:
         found = registry.codec_for_path("x" + "".join(prefix))
         if found is not None:
             options = {**options, "inner": found[0].name}
@@ -51,15 +51,15 @@ def codec_for_writing(path: PathLike, format: str | None = None, **options: Any)
     if format is not None:
         cls = registry.get_codec(format)
         prefix = found[1] if found is not None and found[0] is cls else []
-        if found is not None and getattr(cls, "layer", False) and found[0] is not cls:
-            prefix = registry._suffixes(path)
+        if found is not None and cls.layer and found[0] is not cls:
+            prefix = registry.suffixes(path)
     elif found is not None:
         cls, prefix = found
     else:
-        ext = "".join(registry._suffixes(path)) or "(none)"
+        ext = "".join(registry.suffixes(path)) or "(none)"
         raise UnknownFormatError(
             path=path, field="extension", expected="one a codec claims", found=ext,
-            hint="pass a format (--to FORMAT); 'weightstore formats' lists them",
+            hint="pass format=NAME; weightstore.formats() lists them",
         )
     return cls(**_layer_options(cls, prefix, options))
 
@@ -91,6 +91,63 @@ def save(
     *progress* is called as ``progress(done_bytes, total_bytes)``.
     Returns the path written (the index for a sharded model); a URL stays a string.
     """
+    written = _write(weights, path, format, precision=precision, max_shard_size=max_shard_size,
+                     progress=progress, storage_options=storage_options, options=options)
+    return written.path if remote.is_url(written.path) else Path(written.path)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What :func:`convert` wrote: the file, its format and size, and the tensors in it.
+
+    Iterating gives the tensor names, ``len()`` their number.
+    """
+
+    #: The file written: the index of a sharded model.
+    path: str
+    #: The codec, as shown to people (``"npz"``, ``"zstd(json)"``).
+    format: str
+    #: The writing codec's :meth:`~weightstore.Codec.get_config`.
+    config: dict[str, Any]
+    #: Each tensor written, in the file's order.
+    tensors: tuple[TensorInfo, ...]
+    #: The string metadata written.
+    metadata: dict[str, str]
+    #: Every file written (shards, then the index).
+    files: tuple[str, ...]
+    #: Bytes all those files take in storage.
+    file_size: int
+
+    def __iter__(self) -> Iterator[str]:
+        return (t.name for t in self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    @property
+    def total_values(self) -> int:
+        """Number of values across all tensors."""
+        return sum(t.count for t in self.tensors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {"path": self.path, "format": self.format, "config": self.config,
+                "files": list(self.files), "file_size": self.file_size,
+                "tensor_count": len(self.tensors), "total_values": self.total_values,
+                "metadata": self.metadata, "tensors": [t.to_dict() for t in self.tensors]}
+
+
+def _write(
+    weights: Weights | LazyWeights | Mapping[str, Any],
+    path: PathLike,
+    format: str | None,
+    *,
+    precision: _precision.Precision | dict[str, Any] | None,
+    max_shard_size: int | str | None,
+    progress: ProgressCallback | None,
+    storage_options: dict[str, Any] | None,
+    options: dict[str, Any],
+) -> Written:
     w: Any = weights if isinstance(weights, LazyWeights) else as_weights(weights)
     codec = codec_for_writing(path, format, **options)
     shard_size = shard.parse_size(max_shard_size) if max_shard_size is not None else None
@@ -100,22 +157,26 @@ def save(
             why = (f"{codec.name} cannot be written one tensor at a time" if p is None
                    else "a precision option changes the whole model at once")
             warnings.warn(f"{why}: writing {_gib(w.nbytes)} holds the whole model in memory",
-                          StreamingWarning, stacklevel=2)
+                          StreamingWarning, stacklevel=3)
         w = w.load()
     if p is not None:
         w = _precision.apply(w, p)
+    tensors = tuple(info_of(w, name) for name in w)
     out = os.fspath(path)
     if shard_size is not None:
-        sizes = {n: (w.tensor_nbytes(n) if isinstance(w, LazyWeights) else int(w[n].nbytes))
-                 for n in w}
-        index = shard.write_sharded(
-            reporting(w, progress), out, codec, shard_size, sizes=sizes, metadata=w.metadata,
-            write=lambda part, f, p: codec.write(part, f, path=p),  # type: ignore[arg-type]
+        files = shard.write_sharded(
+            reporting(w, progress), out, codec, shard_size,
+            sizes={t.name: t.nbytes for t in tensors}, metadata=w.metadata,
+            write=lambda part, f, p: codec.write(part, f, path=p),
             storage_options=storage_options)
-        return index if remote.is_url(index) else Path(index)
-    with atomic_write(path, storage_options) as f:
-        codec.write(reporting(w, progress), f, path=out)  # type: ignore[arg-type]
-    return out if remote.is_url(out) else Path(path)
+    else:
+        with atomic_write(path, storage_options) as f:
+            codec.write(reporting(w, progress), f, path=out)
+        files = [out]
+    size = sum(_file_size(f, storage_options) for f in files)
+    return Written(path=files[-1], format=codec.label, config=codec.get_config(),
+                   tensors=tensors, metadata=dict(w.metadata), files=tuple(files),
+                   file_size=size)
 
 
 def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
@@ -139,7 +200,7 @@ def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
                 path=path, field="format",
                 expected="content or an extension that a codec recognises",
                 found=f"first bytes {head[:16]!r}",
-                hint="pass a format (--from FORMAT); 'weightstore formats' lists them",
+                hint="pass format=NAME; weightstore.formats() lists them",
             )
     return cls(**_layer_options(cls, prefix, options))
 
@@ -172,9 +233,9 @@ def load(
         return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
     with open_for_read(path, storage_options) as f:
         codec = _codec_for_reading(f, path, format, options)
-        with reading(os.fspath(path), codec.name):
-            stored = read_with(codec, f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS,
-                               verify=verify)
+        with translating_faults(os.fspath(path), codec.name):
+            stored = codec.read(f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS,
+                                verify=verify)
             return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
 
 
@@ -192,7 +253,7 @@ def convert(
     progress: ProgressCallback | None = None,
     storage_options: dict[str, Any] | None = None,
     **options: Any,
-) -> LazyWeights | Weights:
+) -> Written:
     """Read *src* and write it to *dst* (format *to* or *dst*'s extension). *options* go
     to the writing codec; *verify* as for :func:`load`; *precision*, *max_shard_size* and
     *progress* as for :func:`save`. A quantized source is copied as stored (codes and
@@ -202,9 +263,9 @@ def convert(
     Tensors move one at a time when *src*'s format can be read tensor by tensor and
     *dst*'s written so (``weightstore formats``; docs/formats.md), so memory stays
     bounded by the largest tensor; otherwise the model is held whole, with a
-    :class:`StreamingWarning` above :data:`STREAMING_WARN_BYTES`. Returns what was
-    written: the source, closed (its names, :meth:`~LazyWeights.info` and metadata, not
-    its tensors) when the tensors went through unchanged, else the :class:`Weights`.
+    :class:`StreamingWarning` above :data:`STREAMING_WARN_BYTES`. Returns a
+    :class:`Written` record: the file written (a sharded model's index), its format, the
+    tensors and metadata written, every file and their size in storage.
     """
     codec_for_writing(dst, to, **options)  # fail on bad options before reading
     if max_shard_size is not None:
@@ -221,23 +282,8 @@ def convert(
         if p is not None or (dequantize and _precision.is_quantized(source)):  # type: ignore[arg-type]
             weights = _precision.apply(
                 _precision.dequantize(source.load(limits=limits), path=os.fspath(src)), p)
-        save(weights, dst, to, max_shard_size=max_shard_size, progress=progress,
-             storage_options=storage_options, **options)
-    return weights
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One tensor as :func:`inspect` reports it."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-
-    @property
-    def count(self) -> int:
-        """Number of values."""
-        return math.prod(self.shape)
+        return _write(weights, dst, to, precision=None, max_shard_size=max_shard_size,
+                      progress=progress, storage_options=storage_options, options=options)
 
 
 @dataclass(frozen=True)
@@ -264,10 +310,7 @@ class FileInfo:
             "tensor_count": len(self.tensors),
             "total_values": self.total_values,
             "metadata": self.metadata,
-            "tensors": [
-                {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "count": t.count}
-                for t in self.tensors
-            ],
+            "tensors": [t.to_dict() for t in self.tensors],
         }
 
 
@@ -311,11 +354,6 @@ def _file_size(path: PathLike, storage_options: dict[str, Any] | None) -> int:
     return os.path.getsize(remote.local_path(path))
 
 
-def _format_name(codec: Codec) -> str:
-    inner = getattr(codec, "inner", None)
-    return f"{codec.name}({inner})" if inner else codec.name
-
-
 def open_weights(
     path: PathLike,
     format: str | None = None,
@@ -342,10 +380,10 @@ def open_weights(
     f = open_for_read(path, storage_options)
     try:
         codec = _codec_for_reading(f, path, format, options)
-        with reading(where, codec.name):
+        with translating_faults(where, codec.name):
             source = codec.open(f, path=where, limits=limits, verify=verify)
         try:
-            return LazyWeights(source, path=where, format=_format_name(codec), mmap=mmap,
+            return LazyWeights(source, path=where, format=codec.label, mmap=mmap,
                                closers=[f.close], files=[where])
         except BaseException:
             source.close()

@@ -1,10 +1,14 @@
 """The codec interface: one small class per format.
 
 A codec has a ``name``, the file ``extensions`` it claims, a ``sniff`` test on a
-file's first bytes, and two methods: ``write(weights, fileobj)`` and
-``read(fileobj)``. Options are constructor keywords declared as :class:`Option`
+file's first bytes, and two methods: ``write(weights, fileobj, *, path)`` and
+``read(fileobj, *, path, limits, verify)``. Everything else a caller may ask of a
+codec is a class attribute declared on :class:`Codec` with its default (``layer``,
+``inner``, ``streams_writes``, ``detects_cut_between_tensors``, ...), never probed
+with ``getattr``. Options are constructor keywords declared as :class:`Option`
 (name, type, default, help); they are validated once here and kept as public
-attributes, so ``repr``, equality and :meth:`Codec.get_config` are written once.
+attributes (each codec class annotates its own), so ``repr``, equality,
+:meth:`Codec.get_config` and :meth:`Codec.from_config` are written once.
 
 Two optional extensions serve large models. ``open(fileobj)`` returns a
 :class:`TensorSource` that knows every tensor's name, dtype and shape from the
@@ -13,29 +17,28 @@ whole file with ``read``, so every codec supports it. ``streams_writes = True``
 declares that ``write`` takes the tensors one at a time from the mapping it is
 given (a lazy mapping then keeps one tensor in memory, not the model).
 
-A new codec is one module with a class decorated by
-:func:`weightstore.registry.register`, or a third-party class announced under the
-``weightstore.codecs`` entry-point group.
+A new built-in codec is one module in :mod:`weightstore.codecs` plus one line in
+:data:`weightstore.registry.BUILTIN` (its name, class, extensions and content test, so
+that the module is imported only when a file of its format is met). A third-party
+codec is a class announced under the ``weightstore.codecs`` entry-point group, or
+passed to :func:`weightstore.registry.register`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
-import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
 import numpy as np
 
 from .errors import LimitError, OptionError
-from .model import Weights, weights_from_file
+from .model import TensorInfo, Weights, grouped_names, weights_from_file
 
-__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "warn_if_regrouped", "read_with",
-           "TensorMeta", "TensorSource", "LoadedSource", "read_all", "read_through_open"]
+__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "warn_if_regrouped",
+           "TensorSource", "LoadedSource", "read_all", "read_through_open"]
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -91,32 +94,13 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def warn_if_regrouped(weights: Weights, path: str, codec: str) -> None:
+def warn_if_regrouped(weights: Mapping[str, Any], path: str, codec: str) -> None:
     """Warn that a nesting format will give *weights* back in their grouped order."""
-    if list(weights) != weights.grouped_order():
+    if list(weights) != grouped_names(weights):
         warnings.warn(
             f"{path}: {codec} stores each group's tensors together, so they will read back "
             "in grouped order, not the order given", stacklevel=4,
         )
-
-
-@dataclass(frozen=True)
-class TensorMeta:
-    """One tensor as a file's header describes it: what reading it will give."""
-
-    name: str
-    dtype: np.dtype
-    shape: tuple[int, ...]
-
-    @property
-    def count(self) -> int:
-        """Number of values."""
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes the tensor takes in memory."""
-        return self.count * self.dtype.itemsize
 
 
 class TensorSource:
@@ -125,11 +109,11 @@ class TensorSource:
     """
 
     #: True when opening read only the header, so that tensors are read on access.
-    lazy: ClassVar[bool] = False
+    lazy: bool = False
 
-    def __init__(self, tensors: Sequence[TensorMeta], metadata: dict[str, str]) -> None:
+    def __init__(self, tensors: Sequence[TensorInfo], metadata: dict[str, str]) -> None:
         #: The tensors in the file's order.
-        self.tensors: list[TensorMeta] = list(tensors)
+        self.tensors: list[TensorInfo] = list(tensors)
         #: The file's string metadata.
         self.metadata: dict[str, str] = dict(metadata)
 
@@ -146,7 +130,7 @@ class LoadedSource(TensorSource):
     """The default source: a file read whole with :meth:`Codec.read`."""
 
     def __init__(self, weights: Weights) -> None:
-        super().__init__([TensorMeta(k, v.dtype, tuple(v.shape)) for k, v in weights.items()],
+        super().__init__([TensorInfo.of(k, v) for k, v in weights.items()],
                          weights.metadata)
         self._weights: Weights | None = weights
 
@@ -273,7 +257,20 @@ class Codec:
     options: ClassVar[tuple[Option, ...]] = ()
     #: Whether :meth:`write` takes one tensor at a time from the mapping it is given, so
     #: that writing from a lazy mapping holds one tensor in memory (False: all of them).
-    streams_writes: ClassVar[bool] = False
+    #: A layer sets it per instance, from the codec inside it.
+    streams_writes: bool = False
+    #: Whether the codec wraps another codec's file (zstd: ``w.json.zst``); the inner
+    #: codec's name is then :attr:`inner`, taken from the file name when not given.
+    layer: ClassVar[bool] = False
+    #: A layer's inner codec name (None: from the file's name or content).
+    inner: str | None = None
+    #: The pip extra the codec needs beyond weightstore's own dependencies (its optional
+    #: package is imported on first use and a missing one raises MissingDependencyError
+    #: naming the extra), or None.
+    extra: ClassVar[str | None] = None
+    #: Whether a file cut exactly between two tensors is detected as damaged (False for a
+    #: format with no count or trailer, such as CSV: the cut file reads as fewer tensors).
+    detects_cut_between_tensors: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
         known = {opt.name: opt for opt in self.options}
@@ -301,9 +298,8 @@ class Codec:
              verify: bool = True) -> Weights:
         """Read a file object positioned at the start. *path* is for messages only.
 
-        A codec that stores checksums verifies them unless *verify* is false. Codecs
-        written before ``verify`` existed may leave it out: :func:`read_with` calls
-        ``read`` with it only when the signature takes it.
+        A codec that stores checksums verifies them unless *verify* is false; one that
+        stores none ignores it.
         """
         raise NotImplementedError
 
@@ -314,32 +310,42 @@ class Codec:
         header tells where each tensor lies override it to read only the header (checking
         the header's checksum on opening, each tensor's as it is read, unless *verify* is
         false)."""
-        return LoadedSource(read_with(self, fileobj, path=path, limits=limits, verify=verify))
+        return LoadedSource(self.read(fileobj, path=path, limits=limits, verify=verify))
+
+    @classmethod
+    def opens_lazily(cls) -> bool:
+        """Whether :meth:`open` reads only the header (it is overridden), so that tensors are
+        read on access; a layer's answer depends on its inner codec."""
+        return cls.open is not Codec.open
+
+    @property
+    def label(self) -> str:
+        """The name shown to people: ``"npz"``, or a layer with its inner codec
+        ``"zstd(json)"``."""
+        return f"{self.name}({self.inner})" if self.layer and self.inner else self.name
 
     def get_config(self) -> dict[str, Any]:
-        """The codec's name and option values: ``Codec`` ``(**config)`` rebuilds it."""
+        """The codec's name under ``"id"`` and its option values, as plain data:
+        :meth:`from_config` rebuilds an equal codec from it."""
         return {"id": self.name, **{opt.name: getattr(self, opt.name) for opt in self.options}}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Codec:
+        """The codec :meth:`get_config` described (``config["id"]`` must be this codec's
+        name; :func:`weightstore.registry.codec_from_config` finds the class by it)."""
+        options = dict(config)
+        found = options.pop("id", cls.name)
+        if found != cls.name:
+            raise OptionError(field="codec config 'id'", expected=repr(cls.name), found=found)
+        return cls(**options)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{opt.name}={getattr(self, opt.name)!r}" for opt in self.options)
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
+        return isinstance(other, Codec) and type(other) is type(self) \
+            and self.get_config() == other.get_config()
 
     def __hash__(self) -> int:
         return hash(tuple(sorted(self.get_config().items())))
-
-
-@functools.cache
-def _read_takes_verify(cls: type[Codec]) -> bool:
-    params = inspect.signature(cls.read).parameters
-    return "verify" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def read_with(codec: Codec, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-              verify: bool = True) -> Weights:
-    """``codec.read(fileobj, ...)``, passing *verify* only to a ``read`` that takes it."""
-    if _read_takes_verify(type(codec)):
-        return codec.read(fileobj, path=path, limits=limits, verify=verify)  # type: ignore[call-arg]
-    return codec.read(fileobj, path=path, limits=limits)

@@ -31,7 +31,11 @@ already catches those keeps working.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import struct
+import zipfile
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "ModelError",
     "MissingDependencyError",
     "LossyWarning",
+    "translating_faults",
 ]
 
 
@@ -165,3 +170,27 @@ class LossyWarning(UserWarning):
 
     Issued once per write. Silence it with ``warnings.simplefilter("ignore", LossyWarning)``.
     """
+
+
+# Exceptions a malformed file can provoke inside the libraries codecs use: a codec should
+# translate them itself, and this is the net below it, so that a user never sees a raw
+# traceback for a bad file.
+_FILE_FAULTS = (ValueError, EOFError, KeyError, IndexError, TypeError, struct.error,
+                zipfile.BadZipFile, OSError, OverflowError, UnicodeError, RecursionError)
+
+
+@contextlib.contextmanager
+def translating_faults(path: str, codec_name: str) -> Iterator[None]:
+    """Within the block, what a bad file provokes becomes :class:`FormatError` naming *path*,
+    and a :class:`FormatError` or :class:`LimitError` raised without a path gets *path*."""
+    try:
+        yield
+    except (FormatError, LimitError) as e:
+        if e.path is None:  # raised deep inside a codec: say which file
+            raise type(e)(e.message, path=path) from e
+        raise
+    except WeightstoreError:
+        raise
+    except _FILE_FAULTS as e:
+        raise FormatError(f"not a valid {codec_name} file ({type(e).__name__}: {e})",
+                          path=path) from e

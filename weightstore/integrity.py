@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ChecksumError, FormatError
-from .model import to_storage
+from .model import info_of, to_storage
 
 __all__ = ["tensor_crc32", "header_crc32", "format_crc", "parse_crc", "verify_tensor",
            "verify_header", "header_entries"]
@@ -50,13 +50,9 @@ def _netstring(text: str) -> bytes:
 
 
 def header_entries(weights: Mapping[str, np.ndarray]) -> list[tuple[str, str, tuple[int, ...]]]:
-    """(name, dtype name, shape) of each tensor, for :func:`header_crc32`."""
-    from .model import dtype_name
-
-    describe = getattr(weights, "describe", None)  # a lazy mapping: without reading tensors
-    if describe is not None:
-        return [(k, *describe(k)) for k in weights]
-    return [(k, dtype_name(v.dtype) or str(v.dtype), tuple(v.shape)) for k, v in weights.items()]
+    """(name, dtype name, shape) of each tensor, for :func:`header_crc32` (from a lazy
+    mapping's header, without reading its tensors)."""
+    return [(k, info.dtype_name, info.shape) for k in weights for info in [info_of(weights, k)]]
 
 
 def header_crc32(tensors: Iterable[tuple[str, str, tuple[int, ...]]],

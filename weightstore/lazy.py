@@ -11,49 +11,21 @@ whole on opening (:attr:`LazyWeights.lazy` is then False).
 from __future__ import annotations
 
 import contextlib
-import struct
-import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .codec import DEFAULT_LIMITS, Limits, TensorMeta, TensorSource
-from .errors import FileAccessError, FormatError, LimitError, WeightsError, WeightstoreError
-from .model import Weights, _check_groups, _check_name, dtype_name
+from .codec import DEFAULT_LIMITS, Limits, TensorSource
+from .errors import FileAccessError, FormatError, WeightsError, translating_faults
+from .model import TensorInfo, Weights, _check_groups, _check_name, grouped_names
+from .progress import ProgressCallback
 
-__all__ = ["LazyWeights", "ProgressCallback", "StreamingWarning", "reading"]
+__all__ = ["LazyWeights", "StreamingWarning"]
 
 
 class StreamingWarning(UserWarning):
     """A large model is about to be held in memory whole: a format on one side of the
     operation cannot read or write one tensor at a time."""
-
-
-#: ``progress(done, total)``: bytes of tensor data handled so far, out of *total*.
-ProgressCallback = Callable[[int, int], None]
-
-# Exceptions a malformed file can provoke inside the libraries codecs use: a codec should
-# translate them itself, and this is the net below it, so that a user never sees a raw
-# traceback for a bad file.
-_FILE_FAULTS = (ValueError, EOFError, KeyError, IndexError, TypeError, struct.error,
-                zipfile.BadZipFile, OSError, OverflowError, UnicodeError, RecursionError)
-
-
-@contextlib.contextmanager
-def reading(path: str, codec_name: str) -> Iterator[None]:
-    """Turn what a bad file provokes into :class:`FormatError` naming *path*."""
-    try:
-        yield
-    except (FormatError, LimitError) as e:
-        if e.path is None:  # raised deep inside a codec: say which file
-            raise type(e)(e.message, path=path) from e
-        raise
-    except WeightstoreError:
-        raise
-    except _FILE_FAULTS as e:
-        raise FormatError(f"not a valid {codec_name} file ({type(e).__name__}: {e})",
-                          path=path) from e
 
 
 class LazyWeights(Mapping[str, np.ndarray]):
@@ -70,7 +42,7 @@ class LazyWeights(Mapping[str, np.ndarray]):
                  closers: Sequence[Callable[[], None]] = (),
                  files: Sequence[str] = ()) -> None:
         self._source = source
-        self._metas: dict[str, TensorMeta] = {}
+        self._metas: dict[str, TensorInfo] = {}
         for meta in source.tensors:
             try:
                 _check_name(meta.name)
@@ -81,7 +53,7 @@ class LazyWeights(Mapping[str, np.ndarray]):
                                   expected="unique names", found="twice")
             self._metas[meta.name] = meta
         try:
-            _check_groups(self._metas)  # type: ignore[arg-type]
+            _check_groups(self._metas)
         except WeightsError as e:
             raise FormatError(f"holds invalid weights: {e}", path=path) from e
         #: The file's string metadata.
@@ -105,7 +77,7 @@ class LazyWeights(Mapping[str, np.ndarray]):
             raise FileAccessError(path=self.path, field=f"tensor {name!r}",
                                   expected="an open file", found="it closed",
                                   hint="weightstore.open it again")
-        with reading(self.path, self.format):
+        with translating_faults(self.path, self.format):
             return self._source.read(name, mmap=self._mmap)
 
     def __iter__(self) -> Iterator[str]:
@@ -129,18 +101,10 @@ class LazyWeights(Mapping[str, np.ndarray]):
         """True when opening read only the header (tensors are read on access)."""
         return self._source.lazy
 
-    def info(self, name: str) -> Any:
-        """:class:`weightstore.TensorInfo` (name, dtype, shape, count) of tensor *name*,
+    def info(self, name: str) -> TensorInfo:
+        """:class:`~weightstore.TensorInfo` (name, dtype, shape, count) of tensor *name*,
         from the header alone."""
-        from .api import TensorInfo
-
-        meta = self._metas[name]
-        return TensorInfo(name, dtype_name(meta.dtype) or str(meta.dtype), meta.shape)
-
-    def describe(self, name: str) -> tuple[str, tuple[int, ...]]:
-        """Tensor *name*'s dtype name and shape, from the header (for checksums of it)."""
-        meta = self._metas[name]
-        return dtype_name(meta.dtype) or str(meta.dtype), meta.shape
+        return self._metas[name]
 
     def grouped_order(self) -> list[str]:
         """The names as nesting formats give them back (:meth:`Weights.grouped_order`)."""
@@ -218,81 +182,3 @@ class LazyWeights(Mapping[str, np.ndarray]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def grouped_names(names: Iterable[str]) -> list[str]:
-    """*names* with each group's together, groups where their first name is: the order of
-    :meth:`Weights.grouped_order`, from the names alone."""
-    root: dict[str, Any] = {}
-    for name in names:
-        *groups, leaf = name.split("/")
-        node = root
-        for group in groups:
-            node = node.setdefault(group, {})
-        node[leaf] = name
-    out: list[str] = []
-
-    def walk(node: dict[str, Any]) -> None:
-        for value in node.values():
-            if isinstance(value, dict):
-                walk(value)
-            else:
-                out.append(value)
-
-    walk(root)
-    return out
-
-
-def describe_in(weights: Mapping[str, Any], name: str) -> tuple[str, tuple[int, ...]]:
-    """Dtype name and shape of tensor *name* of *weights*, lazily where it can tell."""
-    describe = getattr(weights, "describe", None)
-    if describe is not None:
-        return describe(name)  # type: ignore[no-any-return]
-    array = weights[name]
-    return dtype_name(array.dtype) or str(array.dtype), tuple(array.shape)
-
-
-class _Reporting(Mapping[str, np.ndarray]):
-    """A mapping that reports the bytes of each tensor handed out, for writers."""
-
-    def __init__(self, weights: Mapping[str, np.ndarray], total: int,
-                 progress: ProgressCallback) -> None:
-        self._weights, self._total, self._progress = weights, total, progress
-        self.metadata = getattr(weights, "metadata", {})
-        self.nbytes = total
-        self._done = 0
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        array = self._weights[name]
-        self._done += int(array.nbytes)
-        self._progress(min(self._done, self._total), self._total)
-        return array
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._weights)
-
-    def __len__(self) -> int:
-        return len(self._weights)
-
-    def describe(self, name: str) -> tuple[str, tuple[int, ...]]:
-        """Dtype name and shape of tensor *name*, without reporting it as written."""
-        return describe_in(self._weights, name)
-
-    def grouped_order(self) -> list[str]:
-        """As :meth:`Weights.grouped_order`."""
-        return grouped_names(self)
-
-
-def reporting(weights: Mapping[str, np.ndarray],
-              progress: ProgressCallback | None) -> Mapping[str, np.ndarray]:
-    """*weights* itself, or wrapped to call *progress* as a writer takes each tensor."""
-    if progress is None:
-        return weights
-    return _Reporting(weights, nbytes_of(weights), progress)
-
-
-def nbytes_of(weights: Mapping[str, Any]) -> int:
-    """Bytes of tensor data in *weights*, without reading a lazy mapping's tensors."""
-    if isinstance(weights, LazyWeights | Weights):
-        return int(weights.nbytes)
-    return sum(int(np.asarray(v).nbytes) for v in weights.values())

@@ -10,14 +10,21 @@ to what it is given and every codec writes from normalised copies or views.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .errors import FormatError, WeightsError
+from .errors import FormatError, MissingDependencyError, WeightsError
 
-__all__ = ["Weights", "DTYPES", "canonical_dtype", "dtype_name", "as_weights"]
+__all__ = ["Weights", "TensorInfo", "DTYPES", "canonical_dtype", "dtype_name", "as_weights",
+           "grouped_names", "info_of", "arrays_identical", "MAX_NDIM"]
+
+#: numpy's own limit on dimensions; every reader refuses a header claiming more.
+MAX_NDIM = 64
 
 #: Every dtype the core supports, by canonical name. Stored little-endian.
 DTYPES: dict[str, np.dtype] = {
@@ -39,8 +46,10 @@ DTYPES: dict[str, np.dtype] = {
 }
 
 
+@functools.cache
 def _extension_dtypes() -> dict[str, np.dtype]:
-    """Dtypes from optional packages (bfloat16 through ml_dtypes) when installed."""
+    """Dtypes from optional packages (bfloat16 through ml_dtypes, extra 'bfloat16') when
+    installed. Imported on first need: ml_dtypes alone takes longer to import than numpy."""
     try:
         import ml_dtypes
     except ImportError:
@@ -68,12 +77,84 @@ def canonical_dtype(name: str) -> np.dtype:
     if name in extra:
         return extra[name]
     if name == "bfloat16":
-        from .errors import MissingDependencyError
-
         raise MissingDependencyError("ml_dtypes", "bfloat16", "the bfloat16 dtype")
     raise WeightsError(
         field="dtype", expected=f"one of {', '.join(DTYPES)}", found=name
     )
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor as a header describes it, without its values: what reading it gives.
+
+    The one header type of the library: codecs' :class:`~weightstore.codec.TensorSource`
+    lists them, :meth:`weightstore.LazyWeights.info` and :func:`weightstore.inspect` return
+    them. ``dtype`` is a numpy dtype (it compares equal to its name: ``info.dtype ==
+    "float32"``); :attr:`dtype_name` is the canonical name.
+    """
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        """Number of values."""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tensor takes in memory."""
+        return self.count * self.dtype.itemsize
+
+    @property
+    def dtype_name(self) -> str:
+        """The canonical dtype name (``"float32"``, ``"bfloat16"``)."""
+        return dtype_name(self.dtype) or str(self.dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for ``--json`` output."""
+        return {"name": self.name, "dtype": self.dtype_name, "shape": list(self.shape),
+                "count": self.count}
+
+    @classmethod
+    def of(cls, name: str, array: np.ndarray) -> TensorInfo:
+        """The header of *array* held as *name*."""
+        return cls(name, array.dtype, tuple(array.shape))
+
+
+def info_of(weights: Mapping[str, Any], name: str) -> TensorInfo:
+    """:class:`TensorInfo` of tensor *name* of *weights*, from a lazy mapping's header
+    where it has one (``weights.info``), else from the array."""
+    info = getattr(weights, "info", None)
+    if callable(info):
+        found = info(name)
+        if isinstance(found, TensorInfo):
+            return found
+    return TensorInfo.of(name, np.asarray(weights[name]))
+
+
+def grouped_names(names: Iterable[str]) -> list[str]:
+    """*names* with each group's together, groups where their first name is: the order in
+    which nesting formats (a dict of dicts, HDF5 groups) give tensors back."""
+    root: dict[str, Any] = {}
+    for name in names:
+        *groups, leaf = name.split("/")
+        node = root
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = name
+    out: list[str] = []
+    stack = [iter(root.values())]
+    while stack:  # iterative: a name of many '/' parts must not exhaust the recursion limit
+        for value in stack[-1]:
+            if isinstance(value, dict):
+                stack.append(iter(value.values()))
+                break
+            out.append(value)
+        else:
+            stack.pop()
+    return out
 
 
 def _check_name(name: Any) -> str:
@@ -157,18 +238,11 @@ class Weights(Mapping[str, np.ndarray]):
     def grouped_order(self) -> list[str]:
         """The names in the order nested formats give them back: each group's tensors
         together, groups where their first tensor is (the order of :meth:`to_nested`)."""
-        out: list[str] = []
+        return grouped_names(self._tensors)
 
-        def walk(node: dict[str, Any], prefix: str) -> None:
-            for key, value in node.items():
-                name = f"{prefix}/{key}" if prefix else key
-                if isinstance(value, dict):
-                    walk(value, name)
-                else:
-                    out.append(name)
-
-        walk(self.to_nested(), "")
-        return out
+    def info(self, name: str) -> TensorInfo:
+        """:class:`TensorInfo` of tensor *name*."""
+        return TensorInfo.of(name, self._tensors[name])
 
     def equal(self, other: Mapping[str, np.ndarray]) -> bool:
         """True if *other* holds the same names, in order, with bit-identical arrays."""

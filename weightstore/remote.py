@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -138,14 +137,3 @@ def join(base: str, name: str) -> str:
     if is_url(base):
         return base.rsplit("/", 1)[0] + "/" + name
     return os.path.join(os.path.dirname(os.fspath(base)), name)
-
-
-@contextlib.contextmanager
-def spooled_upload(url: str, storage_options: dict[str, Any] | None = None
-                   ) -> Iterator[IO[bytes]]:
-    """A local, seekable temporary file that is uploaded to *url* if the block succeeds."""
-    filesystem(url, storage_options)  # fail early when fsspec or the protocol is missing
-    with tempfile.NamedTemporaryFile(prefix=".weightstore-upload-", suffix=".tmp") as tmp:
-        yield tmp  # type: ignore[misc]
-        tmp.flush()
-        upload(tmp.name, url, storage_options)

@@ -4,7 +4,7 @@ The schema ships inside the package as ``weightstore/schemas/weightstore.json.sc
 so that other languages' validators can use it as is (``json_schema()`` returns it as a dict;
 the file is ``importlib.resources.files("weightstore") / "schemas" / SCHEMA_FILE``).
 
-It states the layout of :mod:`weightstore.codecs.json`: the required keys, ``format`` and
+It states the layout of :mod:`weightstore.codecs.json_codec`: the required keys, ``format`` and
 ``version`` constants, the dtype names, shapes of non-negative integers, tensor names,
 and for each dtype the values ``data`` may hold (integers within the dtype's range, with
 decimal strings for 64-bit ones; numbers or the ``NaN``/``Infinity``/``-Infinity``/

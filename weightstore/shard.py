@@ -32,18 +32,17 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import orjson
 
-from . import remote
-from .codec import Codec, Limits, TensorMeta, TensorSource
+from . import registry, remote
+from .codec import Codec, Limits, TensorSource
 from .errors import FileAccessError, FormatError, LimitError, OptionError, UnsupportedError
-from .fileio import open_for_read, remove_stale_temporaries, temporary_beside
+from .fileio import StagedFiles, open_for_read
+from .model import TensorInfo, info_of
 
 __all__ = ["INDEX_SUFFIX", "is_index", "parse_size", "plan_shards", "shard_names", "index_path",
            "write_sharded", "read_index", "ShardedSource"]
@@ -105,9 +104,7 @@ def split_name(path: str, codec: Codec) -> tuple[str, str]:
     ext = next((e for e in sorted(codec.extensions, key=len, reverse=True)
                 if lower.endswith(e)), "")
     rest = base[: len(base) - len(ext)]
-    if getattr(codec, "layer", False):
-        from . import registry
-
+    if codec.layer:
         inner = registry.codec_for_path("x" + rest[rest.rfind("."):]) if "." in rest else None
         if inner is not None:
             ext = rest[rest.rfind("."):] + ext
@@ -134,92 +131,20 @@ def _basename(path: str) -> str:
     return path.rsplit("/", 1)[-1] if remote.is_url(path) else os.path.basename(path)
 
 
-class _Staged:
-    """Files written under temporary names, renamed (or uploaded) together on commit."""
-
-    def __init__(self, storage_options: dict[str, Any] | None) -> None:
-        self.storage_options = storage_options
-        self.pending: list[tuple[str, str]] = []  # (temporary, destination)
-
-    @contextlib.contextmanager
-    def file(self, dest: str) -> Any:
-        """A new temporary file for *dest*, kept if the block succeeds."""
-        if remote.is_url(dest):
-            fd, tmp = tempfile.mkstemp(prefix=".weightstore-upload-", suffix=".tmp")
-        else:
-            folder = Path(dest).parent
-            if not folder.is_dir():
-                raise FileAccessError(path=dest, field="destination folder",
-                                      expected="an existing folder",
-                                      found=f"no folder {str(folder)!r}")
-            if Path(dest).is_dir():
-                raise FileAccessError(path=dest, field="destination", expected="a file path",
-                                      found="a directory")
-            try:
-                fd, tmp = temporary_beside(Path(dest))  # named after its writer
-            except OSError as e:
-                raise FileAccessError(f"cannot write there: {e.strerror}", path=dest) from e
-        self.pending.append((tmp, dest))
-        with os.fdopen(fd, "w+b") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-
-    def discard(self) -> None:
-        for tmp, _ in self.pending:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        self.pending = []
-
-    def commit(self) -> None:
-        """Move every file into place in the order staged (the index last)."""
-        done: list[str] = []
-        try:
-            for tmp, dest in self.pending:
-                if remote.is_url(dest):
-                    remote.upload(tmp, dest, self.storage_options)
-                    os.unlink(tmp)
-                else:
-                    mask = os.umask(0)
-                    os.umask(mask)
-                    os.chmod(tmp, 0o666 & ~mask)
-                    os.replace(tmp, dest)
-                done.append(dest)
-        except BaseException:
-            for dest in done:
-                with contextlib.suppress(OSError):
-                    if remote.is_url(dest):
-                        remote.remove_url(dest, self.storage_options)
-                    else:
-                        os.unlink(dest)
-            self.discard()
-            raise
-        for dest in done:
-            if not remote.is_url(dest):
-                remove_stale_temporaries(dest)
-        for dest in {os.path.dirname(d) or "." for d in done if not remote.is_url(d)}:
-            with contextlib.suppress(OSError):
-                fd = os.open(dest, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-
-
 def write_sharded(weights: Mapping[str, np.ndarray], path: str, codec: Codec,
                   max_shard_size: int, *, sizes: Mapping[str, int],
                   metadata: Mapping[str, str],
                   write: Callable[[Mapping[str, np.ndarray], IO[bytes], str], None],
-                  storage_options: dict[str, Any] | None = None) -> str:
-    """Write *weights* as shards plus an index; returns the index path. *write* writes one
-    shard's mapping to a file."""
+                  storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Write *weights* as shards plus an index; returns the files written, the shards in
+    order and the index last. *write* writes one shard's mapping to a file."""
     groups = plan_shards(sizes, max_shard_size)
     if "total_size" in metadata:
         raise UnsupportedError(path=path, field="metadata key 'total_size'",
                                expected="a key the shard index does not use for the size "
                                "of the tensors", found="total_size")
     shard_paths, index_path = shard_names(path, codec, len(groups))
-    staged = _Staged(storage_options)
+    staged = StagedFiles(storage_options)
     weight_map: dict[str, str] = {}
     try:
         for names, shard in zip(groups, shard_paths, strict=True):
@@ -245,7 +170,7 @@ def write_sharded(weights: Mapping[str, np.ndarray], path: str, codec: Codec,
                 remote.remove_url(stale, storage_options)
             else:
                 os.unlink(stale)
-    return index_path
+    return [*shard_paths, index_path]
 
 
 def _old_shards(index_path: str, storage_options: dict[str, Any] | None) -> set[str]:
@@ -275,27 +200,20 @@ class _Part(Mapping[str, np.ndarray]):
 
     @property
     def nbytes(self) -> int:
-        sizes = getattr(self._weights, "tensor_nbytes", None)
-        if sizes is not None:
-            return sum(sizes(n) for n in self._names)
-        return sum(int(self._weights[n].nbytes) for n in self._names)
+        """Bytes of this shard's tensors."""
+        return sum(info_of(self._weights, n).nbytes for n in self._names)
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._names:
             raise KeyError(name)
         return self._weights[name]
 
-    def describe(self, name: str) -> tuple[str, tuple[int, ...]]:
-        """Dtype name and shape of tensor *name*, without reading it where it can tell."""
-        from .lazy import describe_in
-
-        return describe_in(self._weights, name)
-
-    def grouped_order(self) -> list[str]:
-        """As :meth:`Weights.grouped_order`."""
-        from .lazy import grouped_names
-
-        return grouped_names(self._names)
+    def info(self, name: str) -> TensorInfo:
+        """Tensor *name*'s header, without reading it where the whole model's mapping can
+        tell."""
+        if name not in self._names:
+            raise KeyError(name)
+        return info_of(self._weights, name)
 
     def __iter__(self) -> Any:
         return iter(self._names)
@@ -348,7 +266,7 @@ class ShardedSource(TensorSource):
     def __init__(self, path: str, weight_map: dict[str, str], metadata: dict[str, str],
                  sources: dict[str, TensorSource], limits: Limits) -> None:
         self._owner: dict[str, TensorSource] = {}
-        metas_by_name: dict[str, TensorMeta] = {}
+        metas_by_name: dict[str, TensorInfo] = {}
         merged: dict[str, str] = {}
         for shard, source in sources.items():
             merged.update(source.metadata)
@@ -373,7 +291,7 @@ class ShardedSource(TensorSource):
                               found=len(weight_map))
         merged.update(metadata)
         super().__init__([metas_by_name[n] for n in weight_map], merged)
-        self.lazy = all(s.lazy for s in sources.values())  # type: ignore[misc]
+        self.lazy = all(s.lazy for s in sources.values())
 
     def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
         return self._owner[name].read(name, mmap=mmap)

@@ -34,7 +34,7 @@ import numpy as np
 from .api import load
 from .codec import Codec
 from .errors import WeightstoreError
-from .model import DTYPES, Weights, arrays_identical, canonical_dtype
+from .model import DTYPES, Weights, arrays_identical, canonical_dtype, grouped_names
 
 __all__ = [
     "random_weights", "random_name_parts", "same_content", "as_stored",
@@ -139,7 +139,7 @@ def as_stored(cls: type[Codec], weights: Weights) -> Weights:
     """*weights* as *cls* gives them back: reordered by group where it groups them."""
     if not cls.groups_together:
         return weights
-    return Weights([(k, weights[k]) for k in weights.grouped_order()], weights.metadata)
+    return Weights([(k, weights[k]) for k in grouped_names(weights)], weights.metadata)
 
 
 def same_content(a: Weights, b: Weights) -> bool:

@@ -10,7 +10,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-from ..lazy import ProgressCallback
+from ..progress import ProgressCallback
 
 #: Seconds an operation runs before the bar appears.
 DELAY = 1.0

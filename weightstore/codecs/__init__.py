@@ -1,11 +1,8 @@
-"""The built-in codecs, one module each. Importing this package registers them.
+"""The built-in codecs, one module each.
 
-Registration order is sniffing order. ``safetensors`` comes first: its test (a
-header length whose high bytes are zero, then ``{``) matches no other format,
-while a safetensors file whose length byte happens to be ``0x80`` or ``{``
-would satisfy the looser pickle or JSON tests. Its module imports the optional
-``safetensors`` package only when a file is read or written.
+Nothing here is imported until a file needs it: :data:`weightstore.registry.BUILTIN`
+lists every module by name, extensions and content test, and a lookup imports only the
+codec it finds. A new codec is a module here plus its line in ``BUILTIN``. Modules that
+would share a name with the library they wrap or with the standard library carry a
+``_codec`` suffix (``json_codec``, ``csv_codec``, ``pickle_codec``, ``safetensors_codec``).
 """
-
-from . import safetensors  # noqa: F401,I001  (first: see above)
-from . import compact, csv, hdf5, json, npz, pickle, zstd  # noqa: F401  (registration on import)

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from ..errors import FormatError
+from ..model import canonical_dtype
 
 _ORJSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 NAN, POS_INF, NEG_INF = "NaN", "Infinity", "-Infinity"
@@ -38,7 +39,6 @@ def _half_table(name: str) -> np.ndarray:
     Built once (65,536 entries) by trying 1, 2, ... significant digits until the
     decimal reads back to the same 16-bit value.
     """
-    from ..model import canonical_dtype
 
     dtype = canonical_dtype(name)
     values = np.arange(65536, dtype=np.uint16).view(dtype)

@@ -33,6 +33,7 @@ import os
 import struct
 from typing import IO, Any
 
+import h5py
 import numpy as np
 
 from ..codec import (
@@ -40,7 +41,6 @@ from ..codec import (
     Codec,
     Limits,
     Option,
-    TensorMeta,
     TensorSource,
     read_through_open,
     warn_if_regrouped,
@@ -52,6 +52,7 @@ from ..errors import (
     UnsupportedError,
     WeightstoreError,
 )
+from ..fileio import RawFile, crc32
 from ..integrity import (
     HINT,
     header_crc32,
@@ -59,11 +60,11 @@ from ..integrity import (
     tensor_crc32,
     verify_tensor,
 )
-from ..model import Weights, dtype_name, little_endian
-from ..rawio import RawFile, crc32
-from ..registry import register
+from ..model import TensorInfo, Weights, dtype_name, grouped_names, little_endian
+from ..sniffing import HDF5_SIGNATURE
 
-SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: HDF5's format signature.
+SIGNATURE = HDF5_SIGNATURE
 #: Attribute of each dataset: the tensor checksum (uint32).
 CRC_ATTR = "weightstore.crc32"
 #: Attribute of the root group: the header checksum (uint32); not metadata.
@@ -76,13 +77,6 @@ _GCOL_HEADER = 16  # signature, version, reserved, 8-byte collection size
 _GCOL_OBJECT_HEADER = 16  # index (2), reference count (2), reserved (4), size (8)
 
 
-def _h5py() -> Any:
-    import h5py
-
-    return h5py
-
-
-@register
 class Hdf5Codec(Codec):
     """HDF5: datasets in groups, written and read with h5py."""
 
@@ -98,15 +92,17 @@ class Hdf5Codec(Codec):
         Option("level", int, 4, "gzip level (0-9)", min=0, max=9),
         Option("shuffle", bool, True, "byte-shuffle before compressing (ignored when none)"),
     )
+    compression: str
+    level: int
+    shuffle: bool
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
         return head.startswith(SIGNATURE)
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
-        h5py = _h5py()
         warn_if_regrouped(weights, path, self.name)
-        compression = None if self.compression == "none" else self.compression  # type: ignore[attr-defined]
+        compression = None if self.compression == "none" else self.compression
         if HEADER_ATTR in weights.metadata:
             raise UnsupportedError(path=path, field=f"metadata key {HEADER_ATTR!r}",
                                    expected="a key weightstore does not reserve in HDF5",
@@ -118,7 +114,7 @@ class Hdf5Codec(Codec):
             # reading them (header_entries asks it for dtypes and shapes alone).
             entries = {entry[0]: entry for entry in header_entries(weights)}
             f.attrs.create(HEADER_ATTR, np.uint32(header_crc32(
-                [entries[k] for k in weights.grouped_order()], weights.metadata)))
+                [entries[k] for k in grouped_names(weights)], weights.metadata)))
             for name, array in weights.items():
                 if array.dtype.name == "bfloat16":
                     raise UnsupportedError(path=path, field=f"tensor {name!r}",
@@ -137,8 +133,8 @@ class Hdf5Codec(Codec):
                 if compression and array.ndim and array.size:
                     kwargs["compression"] = compression
                     if compression == "gzip":
-                        kwargs["compression_opts"] = self.level  # type: ignore[attr-defined]
-                    kwargs["shuffle"] = self.shuffle  # type: ignore[attr-defined]
+                        kwargs["compression_opts"] = self.level
+                    kwargs["shuffle"] = self.shuffle
                 ds = group.create_dataset(leaf, data=little_endian(array), **kwargs)
                 ds.attrs.create(CRC_ATTR, np.uint32(tensor_crc32(array)))
                 del array, ds  # from a lazy source: one tensor in memory at a time
@@ -150,7 +146,6 @@ class Hdf5Codec(Codec):
         """The file's structure only (and its header checksum); datasets are read on
         access: contiguous ones straight from their offset (``dset.id.get_offset()``) or
         memory-mapped, others through h5py, each checked against its checksum."""
-        h5py = _h5py()
         raw = RawFile(fileobj, path)
         # A local file is opened by name: HDF5's own driver reads the structure several
         # times faster than through a Python file object.
@@ -173,7 +168,6 @@ class Hdf5Codec(Codec):
             raise
 
 
-
 class _Hdf5Source(TensorSource):
     """An open HDF5 file: every dataset checked, the data left on disk."""
 
@@ -187,7 +181,7 @@ class _Hdf5Source(TensorSource):
         self._offsets: dict[str, int] = {}
         #: dataset name -> its stored tensor checksum, when it has one
         self._crcs: dict[str, int] = {}
-        metas: list[TensorMeta] = []
+        metas: list[TensorInfo] = []
         try:
             if any(h5py.check_vlen_dtype(f.attrs.get_id(k).dtype) is not None
                    for k in f.attrs):
@@ -210,7 +204,7 @@ class _Hdf5Source(TensorSource):
                                     expected=f"CRC-32 {stored_header:08x}",
                                     found=f"CRC-32 {actual:08x}", hint=HINT)
 
-    def _walk(self, group: Any, prefix: str, limits: Limits, out: list[TensorMeta],
+    def _walk(self, group: Any, prefix: str, limits: Limits, out: list[TensorInfo],
               depth: int) -> None:
         h5py, path = self._h5py, self._path
         if depth > limits.max_depth:
@@ -272,7 +266,7 @@ class _Hdf5Source(TensorSource):
 
 
 def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
-                   file_size: int) -> tuple[TensorMeta, int]:
+                   file_size: int) -> tuple[TensorInfo, int]:
     """The dataset's meta after the checks, and the offset of its raw bytes (-1 when it
     must be read through h5py: chunked, filtered, compact, big-endian or bool)."""
     where = f"dataset {name!r}"
@@ -294,7 +288,7 @@ def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
         raise FormatError(path=path, field=f"{where} dtype",
                           expected="bool, (u)int8-64 or float16/32/64", found=str(ds.dtype))
     math.prod(ds.shape)  # exact (a float product would overflow on absurd claims)
-    meta = TensorMeta(name, little_endian(np.empty(0, dtype)).dtype, tuple(ds.shape))
+    meta = TensorInfo(name, little_endian(np.empty(0, dtype)).dtype, tuple(ds.shape))
     limits.check_tensor(path, name, meta.nbytes)
     stored = ds.id.get_storage_size()
     if meta.nbytes > limits.max_output(stored):

@@ -37,11 +37,11 @@ from ..codec import (
     Codec,
     Limits,
     Option,
-    TensorMeta,
     TensorSource,
     read_through_open,
 )
 from ..errors import ChecksumError, FormatError, UnsupportedError
+from ..fileio import RawFile, crc32
 from ..integrity import (
     HINT,
     format_crc,
@@ -49,9 +49,8 @@ from ..integrity import (
     header_entries,
     parse_crc,
 )
-from ..model import Weights, dtype_name, little_endian
-from ..rawio import RawFile, crc32
-from ..registry import register
+from ..model import TensorInfo, Weights, dtype_name, little_endian
+from ..sniffing import ZIP_MAGICS
 
 COMMENT_PREFIX = b"weightstore:"
 #: What weightstore 0.1 wrote: the metadata object alone, no checksum.
@@ -78,7 +77,6 @@ def _read_header(member: IO[bytes], path: str, name: str) -> tuple[tuple[int, ..
         raise FormatError(f"bad .npy header ({e})", path=path, field=f"member {name!r}") from e
 
 
-@register
 class NpzCodec(Codec):
     """numpy ``.npz``: a zip of ``.npy`` files, one per tensor."""
 
@@ -92,13 +90,15 @@ class NpzCodec(Codec):
         Option("level", int, 6, "deflate level when compressed (1 fastest .. 9 smallest)",
                min=1, max=9),
     )
+    compressed: bool
+    level: int
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        return head.startswith((b"PK\x03\x04", b"PK\x05\x06"))
+        return head.startswith(ZIP_MAGICS)
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
-        method = zipfile.ZIP_DEFLATED if self.compressed else zipfile.ZIP_STORED  # type: ignore[attr-defined]
+        method = zipfile.ZIP_DEFLATED if self.compressed else zipfile.ZIP_STORED
         header = format_crc(header_crc32(header_entries(weights), weights.metadata))
         comment = COMMENT_PREFIX + orjson.dumps({"metadata": weights.metadata,
                                                  "header_crc32": header})
@@ -109,7 +109,7 @@ class NpzCodec(Codec):
                 found=f"{len(comment):,} bytes",
             )
         with zipfile.ZipFile(fileobj, "w", compression=method,
-                             compresslevel=self.level if self.compressed else None) as zf:  # type: ignore[attr-defined]
+                             compresslevel=self.level if self.compressed else None) as zf:
             for name, array in weights.items():
                 if array.dtype.name == "bfloat16":
                     raise UnsupportedError(path=path, field=f"tensor {name!r}",
@@ -192,7 +192,6 @@ class NpzCodec(Codec):
             raise FormatError(f"uses a zip feature this reader lacks ({e})", path=path,
                               field=f"member {info.filename!r}") from e
         except Exception as e:
-            import zlib
 
             if isinstance(e, zlib.error):
                 raise FormatError(f"corrupted compressed data ({e})", path=path,
@@ -320,7 +319,7 @@ class _NpzSource(TensorSource):
             raise FormatError(path=path, field="members",
                               expected=f"at most {limits.max_tensors}", found=len(infos))
         NpzCodec._check_extents(infos, getattr(zf, "start_dir", raw.size), path)
-        metas: list[TensorMeta] = []
+        metas: list[TensorInfo] = []
         self._members: dict[str, _Member] = {}
         for info in infos:
             if info.header_offset + info.compress_size > raw.size:
@@ -364,7 +363,7 @@ class _NpzSource(TensorSource):
         return f"member {info.filename!r}"
 
     def _header(self, info: zipfile.ZipInfo, name: str,
-                limits: Limits) -> tuple[TensorMeta, _Member]:
+                limits: Limits) -> tuple[TensorInfo, _Member]:
         path, where = self._path, self._where(info)
         data_offset = -1
         try:
@@ -393,7 +392,7 @@ class _NpzSource(TensorSource):
         if dtype_name(dtype) is None:
             raise FormatError(path=path, field=f"{where} dtype",
                               expected="a numeric or bool dtype", found=str(dtype))
-        meta = TensorMeta(name, dtype, tuple(shape))
+        meta = TensorInfo(name, dtype, tuple(shape))
         limits.check_tensor(path, name, meta.nbytes)
         if header_len + meta.nbytes != info.file_size:
             raise FormatError(

@@ -27,23 +27,19 @@ import tempfile
 from typing import IO, Any, NamedTuple
 
 import numpy as np
+import zstandard
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource, read_with
+from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnknownFormatError
 from ..model import Weights
-from ..registry import SNIFF_BYTES, get_codec, register, sniff
+from ..registry import SNIFF_BYTES, get_codec, sniff
+from ..sniffing import ZSTD_MAGIC
 
-MAGIC = b"\x28\xb5\x2f\xfd"
+MAGIC = ZSTD_MAGIC
 DEFAULT_INNER = "npz"
 _CHUNK = 1 << 20
 #: Data above this size is compressed on every core unless ``threads`` says otherwise.
 _MT_BYTES = 32 << 20
-
-
-def _zstd() -> Any:
-    import zstandard
-
-    return zstandard
 
 
 class _Unseekable(io.RawIOBase):
@@ -154,7 +150,6 @@ def walk_frames(fileobj: IO[bytes], size: int, path: str) -> list[Frame]:
     return frames
 
 
-@register
 class ZstdCodec(Codec):
     """Zstandard over another codec's file: ``.json.zst``, ``.csv.zst``, ``.npz.zst``, ..."""
 
@@ -172,17 +167,19 @@ class ZstdCodec(Codec):
         Option("threads", int, None, "worker threads (0 = single-threaded, -1 = all cores; "
                f"default: all cores above {_MT_BYTES >> 20} MiB of data)", min=-1, max=256),
     )
+    level: int
+    threads: int | None
 
     def __init__(self, **options: Any) -> None:
         own = {o.name for o in self.options}
         self.inner_options = {k: v for k, v in options.items() if k not in own}
         super().__init__(**{k: v for k, v in options.items() if k in own})
-        inner_cls = get_codec(self.inner or DEFAULT_INNER)  # type: ignore[attr-defined]
-        if getattr(inner_cls, "layer", False):
+        inner_cls = get_codec(self.inner or DEFAULT_INNER)
+        if inner_cls.layer:
             raise UnknownFormatError(field="zstd option 'inner'",
                                      expected="a codec that is not itself a layer",
-                                     found=self.inner)  # type: ignore[attr-defined]
-        if self.inner is not None:  # type: ignore[attr-defined]
+                                     found=self.inner)
+        if self.inner is not None:
             self.inner = inner_cls.name
         inner = inner_cls(**self.inner_options)  # validate the pass-through options now
         #: A layer streams when its inner codec does (an inner needing seeks spools to disk).
@@ -196,16 +193,15 @@ class ZstdCodec(Codec):
         return head.startswith(MAGIC)
 
     def _inner_codec(self) -> Codec:
-        return get_codec(self.inner or DEFAULT_INNER)(**self.inner_options)  # type: ignore[attr-defined]
+        return get_codec(self.inner or DEFAULT_INNER)(**self.inner_options)
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
-        zstd = _zstd()
         inner = self._inner_codec()
-        threads = self.threads  # type: ignore[attr-defined]
+        threads = self.threads
         if threads is None:
             size = int(getattr(weights, "nbytes", 0))  # Weights and LazyWeights know it
             threads = -1 if size > _MT_BYTES else 0
-        cctx = zstd.ZstdCompressor(level=self.level, threads=threads,  # type: ignore[attr-defined]
+        cctx = zstandard.ZstdCompressor(level=self.level, threads=threads,
                                    write_checksum=True, write_content_size=True)
         if inner.needs_seekable_output:
             with tempfile.TemporaryFile(dir=os.path.dirname(path) or None) as tmp:
@@ -228,7 +224,6 @@ class ZstdCodec(Codec):
         content is read in bounded pieces: at most the limit plus one piece is ever
         held, however well the data compresses (a 4-byte block can stand for 128 KiB).
         """
-        zstd = _zstd()
         size = fileobj.seek(0, io.SEEK_END)
         limit = limits.max_output(size)
         frames = walk_frames(fileobj, size, path)
@@ -241,7 +236,7 @@ class ZstdCodec(Codec):
         if out is None:
             out = io.BytesIO()
         fileobj.seek(0)
-        reader = zstd.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True,
+        reader = zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True,
                                                        closefd=False)
         try:
             while True:
@@ -256,7 +251,7 @@ class ZstdCodec(Codec):
                         "(Limits.max_expansion, Limits.max_total_bytes)",
                         found=f"more than {limit:,} bytes",
                     )
-        except zstd.ZstdError as e:
+        except zstandard.ZstdError as e:
             if "checksum" in str(e):
                 raise ChecksumError(path=path, field="zstd content",
                                     expected="data matching the frame's checksum",
@@ -274,24 +269,24 @@ class ZstdCodec(Codec):
         head = content.read(SNIFF_BYTES)
         content.seek(0)
         cls = sniff(head)
-        if cls is not None and getattr(cls, "layer", False):
+        if cls is not None and cls.layer:
             raise FormatError(path=path, field="zstd content",
                               expected="another codec's file", found="zstd inside zstd")
         if cls is None:
-            if self.inner is None:  # type: ignore[attr-defined]
+            if self.inner is None:
                 raise UnknownFormatError(
                     path=path, field="zstd content",
                     expected="a file of a known format inside", found=f"first bytes {head[:16]!r}",
                     hint="name it like w.json.zst or pass inner=FORMAT",
                 )
             return self._inner_codec()
-        return cls(**self.inner_options) if cls.name == self.inner else cls()  # type: ignore[attr-defined]
+        return cls(**self.inner_options) if cls.name == self.inner else cls()
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True) -> Weights:
         content = self.decompress(fileobj, path, limits)
-        return read_with(self.inner_for(content, path), content, path=path, limits=limits,
-                         verify=verify)
+        return self.inner_for(content, path).read(content, path=path, limits=limits,
+                                                  verify=verify)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True) -> TensorSource:
@@ -313,7 +308,7 @@ class _SpooledSource(TensorSource):
 
     def __init__(self, inner: TensorSource, tmp: IO[bytes]) -> None:
         super().__init__(inner.tensors, inner.metadata)
-        self.lazy = inner.lazy  # type: ignore[misc]
+        self.lazy = inner.lazy
         self._inner, self._tmp = inner, tmp
 
     def read(self, name: str, *, mmap: bool = False) -> np.ndarray:

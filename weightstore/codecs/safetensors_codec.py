@@ -43,7 +43,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorMeta, TensorSource
+from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorSource
 from ..errors import (
     ChecksumError,
     FormatError,
@@ -51,6 +51,7 @@ from ..errors import (
     MissingDependencyError,
     UnsupportedError,
 )
+from ..fileio import RawFile, crc32
 from ..integrity import (
     HINT,
     format_crc,
@@ -60,9 +61,16 @@ from ..integrity import (
     tensor_crc32,
     verify_tensor,
 )
-from ..model import Weights, canonical_dtype, dtype_name, little_endian, weights_from_file
-from ..rawio import RawFile, crc32
-from ..registry import register
+from ..model import (
+    TensorInfo,
+    Weights,
+    canonical_dtype,
+    dtype_name,
+    little_endian,
+    weights_from_file,
+)
+from ..sniffing import is_safetensors
+from ._header import check_shape
 
 __all__ = ["SafetensorsCodec", "ORDER_KEY", "METADATA_KEY", "DTYPE_CODES"]
 
@@ -96,7 +104,6 @@ _NAMES = {code: name for name, code in DTYPE_CODES.items()}
 _UNSUPPORTED = ("F4", "F6_E2M3", "F6_E3M2", "F8_E5M2", "F8_E4M3", "F8_E8M0",
                 "F8_E4M3FNUZ", "F8_E5M2FNUZ", "C64")
 _LENGTH = struct.Struct("<Q")
-_MAX_NDIM = 64
 
 
 def _safetensors() -> Any:
@@ -147,7 +154,6 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-@register
 class SafetensorsCodec(Codec):
     """safetensors: JSON header plus one flat buffer; read by the Hugging Face ecosystem."""
 
@@ -155,16 +161,11 @@ class SafetensorsCodec(Codec):
     extensions = (".safetensors",)
     checksums = True
     description = "safetensors (Hugging Face): JSON header + raw little-endian buffer"
+    extra = "safetensors"
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        # A plausible header length (at least "{}", within the default header limit;
-        # the file's own size is checked on reading) and the header's opening brace.
-        # Bytes 4-7 of such a length are zero, which no text format starts with.
-        if len(head) < 9 or head[8:9] != b"{":
-            return False
-        (length,) = _LENGTH.unpack_from(head)
-        return 2 <= length <= DEFAULT_LIMITS.max_header_bytes
+        return is_safetensors(head)
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
         st = _safetensors()
@@ -344,7 +345,7 @@ class _LazySource(TensorSource):
 
     def __init__(self, entries: dict[str, _Entry], order: list[str], metadata: dict[str, str],
                  raw: RawFile, data_start: int, path: str, crcs: dict[str, int]) -> None:
-        super().__init__([TensorMeta(n, entries[n].dtype, entries[n].shape) for n in order],
+        super().__init__([TensorInfo(n, entries[n].dtype, entries[n].shape) for n in order],
                          metadata)
         self._entries, self._raw, self._start = entries, raw, data_start
         self._path, self._crcs = path, crcs
@@ -393,10 +394,7 @@ def _check_entry(name: str, entry: Any, path: str, buffer_size: int) -> _Entry:
         raise FormatError(path=path, field=f"{where} dtype",
                           expected=f"a safetensors dtype ({', '.join(_NAMES)})", found=code)
     dtype = canonical_dtype(_NAMES[code])  # MissingDependencyError for BF16 without ml_dtypes
-    if not isinstance(shape, list) or len(shape) > _MAX_NDIM or not all(map(_is_count, shape)):
-        raise FormatError(path=path, field=f"{where} shape",
-                          expected=f"a list of at most {_MAX_NDIM} non-negative integers",
-                          found=shape)
+    check_shape(shape, path=path, field=f"{where} shape")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets))
             or offsets[0] > offsets[1]):
         raise FormatError(path=path, field=f"{where} data_offsets",

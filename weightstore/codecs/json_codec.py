@@ -62,7 +62,8 @@ from ..integrity import (
     verify_tensor,
 )
 from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
-from ..registry import register
+from ..sniffing import is_json
+from ._header import check_shape
 from ._text import cast_exact, json_ready, json_text, parse_token
 
 FORMAT_ID = "weightstore.json"
@@ -79,7 +80,6 @@ def _empty_nesting(shape: tuple[int, ...]) -> Any:
     return [_empty_nesting(shape[1:]) for _ in range(shape[0])]
 
 
-@register
 class JsonCodec(Codec):
     """Our JSON layout: tensors as nested lists of exact shortest decimals."""
 
@@ -88,15 +88,16 @@ class JsonCodec(Codec):
     checksums = True
     description = "JSON document (weightstore.json v1): name, dtype, shape, nested values"
     options = (Option("indent", bool, False, "indent the document by 2 spaces for reading"),)
+    indent: bool
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
+        return is_json(head)
 
     streams_writes = True
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
-        if self.indent:  # type: ignore[attr-defined]
+        if self.indent:
             self._write_indented(weights, fileobj)
             return
         # The same bytes as one orjson.dumps of the whole document, written one tensor at
@@ -209,12 +210,7 @@ class JsonCodec(Codec):
         except WeightsError as e:
             raise FormatError(path=path, field=f"{where} dtype", expected=e.expected,
                               found=dtype_text) from e
-        if (not isinstance(shape, list) or len(shape) > 64
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                           for d in shape)):
-            raise FormatError(path=path, field=f"{where} shape",
-                              expected="a list of at most 64 non-negative integers", found=shape)
-        shape_t = tuple(shape)
+        shape_t = check_shape(shape, path=path, field=f"{where} shape")
         count = math.prod(shape_t)  # exact: a float product overflows on absurd claims
         limits.check_tensor(path, name, count * dtype.itemsize, total)
         data = entry["data"]

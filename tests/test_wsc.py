@@ -15,8 +15,8 @@ from hypothesis.extra import numpy as hnp
 
 import weightstore
 from weightstore import ChecksumError, FormatError, LimitError, Limits, Weights
-from weightstore.codecs import compact
-from weightstore.codecs.compact import MAGIC, CompactCodec
+from weightstore.codecs import wsc as compact
+from weightstore.codecs.wsc import MAGIC, WscCodec
 
 #: The issue's target for the reference weights: within 1% of the order-0 bound
 #: (152,450 bytes: sign and exponent entropy-coded, mantissa stored raw).
@@ -25,13 +25,13 @@ REFERENCE_TARGET = 153_500
 
 def encode(weights: Weights | dict, **options) -> bytes:
     buf = io.BytesIO()
-    CompactCodec(**options).write(weights if isinstance(weights, Weights) else Weights(weights),
+    WscCodec(**options).write(weights if isinstance(weights, Weights) else Weights(weights),
                                   buf, path="t.wsc")
     return buf.getvalue()
 
 
 def decode(data: bytes, limits: Limits = weightstore.DEFAULT_LIMITS, **options) -> Weights:
-    return CompactCodec(**options).read(io.BytesIO(data), path="t.wsc", limits=limits)
+    return WscCodec(**options).read(io.BytesIO(data), path="t.wsc", limits=limits)
 
 
 def split(data: bytes) -> tuple[bytes, dict, bytes]:
@@ -88,10 +88,10 @@ def test_exponent_plane_is_zstd_and_mantissa_raw():
 
 
 def test_registered_by_name_extension_and_content(tmp_path):
-    assert weightstore.get_codec("wsc") is CompactCodec
-    assert weightstore.get_codec(".wsc") is CompactCodec
-    assert CompactCodec.sniff(MAGIC + b"\x01\x00")
-    assert not CompactCodec.sniff(b"\x89PNG\r\n\x1a\n")
+    assert weightstore.get_codec("wsc") is WscCodec
+    assert weightstore.get_codec(".wsc") is WscCodec
+    assert WscCodec.sniff(MAGIC + b"\x01\x00")
+    assert not WscCodec.sniff(b"\x89PNG\r\n\x1a\n")
     w = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
     path = weightstore.save(w, tmp_path / "w.wsc")
     misnamed = tmp_path / "w.bin"
@@ -194,7 +194,7 @@ def test_writes_to_an_output_that_cannot_seek():
 
     x = np.random.default_rng(0).normal(0, 1, 200_000).astype(np.float32)
     pipe = Pipe()
-    CompactCodec().write(Weights({"x": x}), pipe, path="-")
+    WscCodec().write(Weights({"x": x}), pipe, path="-")
     assert decode(b"".join(pipe.chunks)).equal({"x": x})
 
 
@@ -218,7 +218,7 @@ def test_reads_one_tensor_without_decoding_the_others():
     # Damage every plane of "a": reading "b" or "c" never touches them.
     start, end = a["offset"], b["offset"]
     data[start:end] = bytes(end - start)
-    codec = CompactCodec()
+    codec = WscCodec()
     got = codec.read_tensor(io.BytesIO(bytes(data)), "b", path="t.wsc")
     assert np.array_equal(got, w["b"])
     some = codec.read_tensors(io.BytesIO(bytes(data)), ["c", "b"], path="t.wsc")
@@ -256,7 +256,7 @@ def test_corrupted_tensor_is_named(plane, size):
         decode(bad)
     assert "t.wsc" in str(info.value)
     # The intact tensor still reads alone.
-    got = CompactCodec().read_tensor(io.BytesIO(bad), "first", path="t.wsc")
+    got = WscCodec().read_tensor(io.BytesIO(bad), "first", path="t.wsc")
     assert np.array_equal(got, w["first"])
 
 
@@ -379,7 +379,7 @@ def test_bool_bytes_other_than_0_and_1_are_refused(count, bad):
     with pytest.raises(FormatError, match=rf"'b'.*bool bytes 0 or 1.*found {bad}"):
         decode(data)
     with pytest.raises(FormatError, match="bool bytes 0 or 1"):
-        CompactCodec().read_tensor(io.BytesIO(data), "b", path="t.wsc")
+        WscCodec().read_tensor(io.BytesIO(data), "b", path="t.wsc")
     values[count // 2] = 1  # the same file with good bytes reads
     good = _rewrite(encode({"b": values}), lambda h: h["tensors"][0].update(dtype="bool"))
     assert np.array_equal(decode(good)["b"], values.astype(bool))

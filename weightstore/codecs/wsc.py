@@ -65,9 +65,9 @@ damage (disks, transfers, truncation), where CRC-32 detects every burst of up to
 2.4 GB/s here against 1.0 GB/s for BLAKE2b, and decoding must keep up with zstd.
 Neither would stop a deliberate forger, who can recompute either.
 
-Beyond the Codec interface: :meth:`CompactCodec.read_index` (metadata and every
-tensor's :class:`TensorEntry`, nothing decoded), :meth:`CompactCodec.read_tensor`
-and :meth:`CompactCodec.read_tensors` (only the tensors named are decoded).
+Beyond the Codec interface: :meth:`WscCodec.read_index` (metadata and every
+tensor's :class:`TensorEntry`, nothing decoded), :meth:`WscCodec.read_tensor`
+and :meth:`WscCodec.read_tensors` (only the tensors named are decoded).
 """
 
 from __future__ import annotations
@@ -82,15 +82,17 @@ from typing import IO, Any
 
 import numpy as np
 import orjson
+import zstandard
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
+from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnsupportedError
-from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
-from ..registry import register
+from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
+from ..sniffing import WSC_MAGIC
+from ._header import check_shape
 
-__all__ = ["CompactCodec", "TensorEntry", "MAGIC", "VERSION", "END_MARK"]
+__all__ = ["WscCodec", "TensorEntry", "MAGIC", "VERSION", "END_MARK"]
 
-MAGIC = b"\x89WSC\r\n\x1a\n"
+MAGIC = WSC_MAGIC
 #: (major, minor) this module writes and reads.
 VERSION = (1, 0)
 END_MARK = b"WSC\x00"
@@ -107,18 +109,10 @@ _DTYPE_NAMES = FLOAT_DTYPES | {"bool"} | {f"{s}int{b}" for s in ("", "u") for b 
 RAW, ZSTD = "raw", "zstd"
 _TENSOR_KEYS = frozenset({"name", "dtype", "shape", "offset", "crc32", "planes"})
 _HEADER_KEYS = frozenset({"metadata", "tensors"})
-#: numpy's own limit on dimensions.
-_MAX_NDIM = 64
 #: Values per step when splitting into or joining planes: small enough that the
 #: temporaries stay in the processor's cache, large enough that numpy's per-call
 #: overhead does not show.
 _CHUNK = 1 << 16
-
-
-def _zstd() -> Any:
-    import zstandard
-
-    return zstandard
 
 
 _local = threading.local()
@@ -129,15 +123,14 @@ def _plane_compressor() -> Any:
     strategy with 7-byte minimum matches and the smallest hash table finds almost no
     matches in weight planes, so nearly every byte becomes a Huffman-coded literal; on
     exponent planes that is both smaller and several times faster than the default
-    levels (see docs/compact-format.md). One per thread: compressors are not thread-safe."""
+    levels (see docs/wsc-format.md). One per thread: compressors are not thread-safe."""
     compressor = getattr(_local, "compressor", None)
     if compressor is None:
-        zstd = _zstd()
-        params = zstd.ZstdCompressionParameters(
-            strategy=zstd.STRATEGY_FAST, min_match=7, window_log=17, hash_log=6,
+        params = zstandard.ZstdCompressionParameters(
+            strategy=zstandard.STRATEGY_FAST, min_match=7, window_log=17, hash_log=6,
             write_content_size=1, write_checksum=0, write_dict_id=0,
         )
-        compressor = _local.compressor = zstd.ZstdCompressor(compression_params=params)
+        compressor = _local.compressor = zstandard.ZstdCompressor(compression_params=params)
     return compressor
 
 
@@ -344,10 +337,9 @@ class _PlaneReader:
             self.fileobj.seek(self.offset + i)
             _readinto_exact(self.fileobj, buf, self.path, self.where)
             return buf
-        zstd = _zstd()
         try:
             _readinto_exact(self.stream, buf, self.path, self.where)
-        except zstd.ZstdError as e:
+        except zstandard.ZstdError as e:
             raise ChecksumError(f"corrupted zstd data ({e})", path=self.path,
                                 field=self.where) from e
         return buf
@@ -355,10 +347,9 @@ class _PlaneReader:
     def close(self) -> None:
         """Check that a zstd plane held no more than its values."""
         if self.stream is not None:
-            zstd = _zstd()
             try:
                 extra = self.stream.read(1)
-            except zstd.ZstdError as e:
+            except zstandard.ZstdError as e:
                 raise ChecksumError(f"corrupted zstd data ({e})", path=self.path,
                                     field=self.where) from e
             if extra:
@@ -392,8 +383,7 @@ def _join(readers: list[_PlaneReader], count: int, dtype: np.dtype, rotate: bool
     return out, crc
 
 
-@register
-class CompactCodec(Codec):
+class WscCodec(Codec):
     """wsc: lossless byte planes, exponents entropy-coded, with per-tensor CRC-32."""
 
     name = "wsc"
@@ -406,6 +396,8 @@ class CompactCodec(Codec):
     options = (
         Option("verify", bool, True, "check each tensor's CRC-32 when reading"),
     )
+    verify: bool
+    streams_writes = True  # one tensor at a time; the header is written last
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
@@ -436,11 +428,19 @@ class CompactCodec(Codec):
         """Every tensor; tensor CRC-32s checked unless *verify* or the ``verify`` option is
         false (``weightstore.load(path, verify=False)``). The header's is always checked."""
         metadata, entries = self.read_index(fileobj, path=path, limits=limits)
-        dctx = _zstd().ZstdDecompressor()
-        check = verify and self.verify  # type: ignore[attr-defined]
+        dctx = zstandard.ZstdDecompressor()
+        check = verify and self.verify
         tensors = {e.name: self._read_entry(fileobj, e, path, limits, dctx, check)
                    for e in entries}
         return weights_from_file(tensors, metadata, path)
+
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> TensorSource:
+        """The header alone (its CRC-32 checked); each tensor is decoded when read, with its
+        CRC-32 checked unless *verify* or the ``verify`` option is false."""
+        metadata, entries = self.read_index(fileobj, path=path, limits=limits)
+        return _WscSource(self, fileobj, path, limits, metadata, entries,
+                          verify and self.verify)
 
     def read_tensor(self, fileobj: IO[bytes], name: str, *, path: str,
                     limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
@@ -516,12 +516,12 @@ class CompactCodec(Codec):
         word = _word_dtype(dtype.itemsize)
         rotate = entry.dtype in FLOAT_DTYPES
         if verify is None:
-            verify = self.verify  # type: ignore[attr-defined]
+            verify = self.verify
         count = entry.count
         field = f"tensor {entry.name!r}"
         if count <= _CHUNK:
             words, crc = _read_small(fileobj, entry, word, rotate, verify, path,
-                                     dctx or _zstd().ZstdDecompressor())
+                                     dctx or zstandard.ZstdDecompressor())
         else:
             readers = []
             offset = entry.offset
@@ -532,7 +532,7 @@ class CompactCodec(Codec):
                     fileobj.seek(offset)
                     data = _read_exact(fileobj, stored, path, where, None)
                     _check_frame(data, count, path, where)
-                    stream = _zstd().ZstdDecompressor().stream_reader(
+                    stream = zstandard.ZstdDecompressor().stream_reader(
                         data, read_across_frames=False)
                 readers.append(_PlaneReader(fileobj, offset, stream, path, where))
                 offset += stored
@@ -544,6 +544,25 @@ class CompactCodec(Codec):
             raise FormatError(path=path, field=field, expected="bool bytes 0 or 1",
                               found=int(words.max()))
         return words.view(dtype).reshape(entry.shape)
+
+
+class _WscSource(TensorSource):
+    """A ``.wsc`` file opened on its header: one tensor's planes decoded per read."""
+
+    lazy = True
+
+    def __init__(self, codec: WscCodec, fileobj: IO[bytes], path: str, limits: Limits,
+                 metadata: dict[str, str], entries: list[TensorEntry], verify: bool) -> None:
+        super().__init__([TensorInfo(e.name, canonical_dtype(e.dtype), e.shape)
+                          for e in entries], metadata)
+        self._codec, self._file, self._path, self._limits = codec, fileobj, path, limits
+        self._entries = {e.name: e for e in entries}
+        self._verify = verify
+        self._dctx = zstandard.ZstdDecompressor()
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        return self._codec._read_entry(self._file, self._entries[name], self._path,
+                                       self._limits, self._dctx, self._verify)
 
 
 def _read_small(fileobj: IO[bytes], entry: TensorEntry, word: np.dtype, rotate: bool,
@@ -564,10 +583,9 @@ def _read_small(fileobj: IO[bytes], entry: TensorEntry, word: np.dtype, rotate: 
             continue
         where = f"tensor {entry.name!r} plane {i}"
         _check_frame(piece, count, path, where)
-        zstd = _zstd()
         try:
             raw = dctx.decompress(piece)
-        except zstd.ZstdError as e:
+        except zstandard.ZstdError as e:
             raise ChecksumError(f"corrupted zstd data ({e})", path=path, field=where) from e
         if len(raw) != count:
             raise FormatError(path=path, field=where, expected=f"{count:,} bytes",
@@ -581,15 +599,14 @@ def _read_small(fileobj: IO[bytes], entry: TensorEntry, word: np.dtype, rotate: 
 def _check_frame(data: Any, count: int, path: str, where: str) -> None:
     """Refuse a zstd plane whose frame does not declare exactly *count* bytes, before
     anything is decompressed."""
-    zstd = _zstd()
     try:
-        declared = zstd.get_frame_parameters(data).content_size
-    except zstd.ZstdError as e:
+        declared = zstandard.get_frame_parameters(data).content_size
+    except zstandard.ZstdError as e:
         raise FormatError(f"bad zstd frame header ({e})", path=path, field=where) from e
     if declared != count:
         raise FormatError(path=path, field=where,
                           expected=f"a zstd frame declaring {count:,} bytes",
-                          found=f"{declared:,}" if declared != zstd.CONTENTSIZE_UNKNOWN
+                          found=f"{declared:,}" if declared != zstandard.CONTENTSIZE_UNKNOWN
                           else "a frame without its size")
 
 
@@ -606,7 +623,7 @@ def _readinto_exact(fileobj: IO[bytes], array: np.ndarray, path: str, what: str)
     view = memoryview(array).cast("B")
     got = 0
     while got < len(view):
-        n = fileobj.readinto(view[got:])  # type: ignore[attr-defined]
+        n = fileobj.readinto(view[got:])
         if not n:
             raise FormatError(f"EOF: reading {what}", path=path, field=what,
                               expected=f"{len(view):,} bytes", found=f"{got:,}")
@@ -673,11 +690,7 @@ def _parse_tensor(t: Any, where: str, path: str, limits: Limits, offset: int, da
                           expected="bool, (u)int8-64, float16/32/64 or bfloat16", found=dtype_str)
     itemsize = canonical_dtype(dtype_str).itemsize  # bfloat16 without ml_dtypes raises here
     shape = t["shape"]
-    if (not isinstance(shape, list) or len(shape) > _MAX_NDIM
-            or not all(_is_int(d) and d >= 0 for d in shape)):
-        raise FormatError(path=path, field=f"{where} shape",
-                          expected=f"a list of at most {_MAX_NDIM} non-negative integers",
-                          found=shape)
+    check_shape(shape, path=path, field=f"{where} shape")
     count = 1
     for d in shape:
         count *= d

@@ -26,7 +26,7 @@ import numpy as np
 from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, warn_if_regrouped
 from ..errors import FormatError, LimitError, UnsafeFileError, WeightsError, WeightstoreError
 from ..model import Weights, canonical_dtype, to_storage, weights_from_file
-from ..registry import register
+from ..sniffing import is_pickle
 
 #: The key under which metadata is stored in the top-level dict.
 METADATA_KEY = "__metadata__"
@@ -293,7 +293,6 @@ def _collect(obj: Any, path: str, prefix: str, out: dict[str, Any], depth: int,
     out[prefix] = obj
 
 
-@register
 class PickleCodec(Codec):
     """The book's format: a pickled dict of numpy arrays, loaded with a restricted unpickler."""
 
@@ -305,10 +304,11 @@ class PickleCodec(Codec):
         Option("protocol", int, 4, "pickle protocol to write (2 to 5)", min=2,
                max=pickle.HIGHEST_PROTOCOL),
     )
+    protocol: int
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+        return is_pickle(head)
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
         warn_if_regrouped(weights, path, self.name)
@@ -320,9 +320,10 @@ class PickleCodec(Codec):
                 raise WeightsError(path=path, field=f"tensor {METADATA_KEY!r}",
                                    expected="no tensor under the metadata key")
             nested[METADATA_KEY] = dict(weights.metadata)
-        pickle.dump(nested, fileobj, protocol=self.protocol)  # type: ignore[attr-defined]
+        pickle.dump(nested, fileobj, protocol=self.protocol)
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
         try:
             obj = _RestrictedUnpickler(fileobj, path).load()
         except WeightstoreError:  # refused by a builder above

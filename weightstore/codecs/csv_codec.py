@@ -40,11 +40,12 @@ import orjson
 from ..codec import DEFAULT_LIMITS, Codec, Limits
 from ..errors import FormatError, LimitError, WeightsError
 from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
-from ..registry import register
+from ..sniffing import CSV_HEADER, is_csv
+from ._header import check_shape
 from ._text import cast_exact, parse_token, value_text
 
 HEADER = ("tensor", "dtype", "shape", "index", "value")
-HEADER_LINE = ",".join(HEADER).encode()
+HEADER_LINE = CSV_HEADER  # b",".join(HEADER), spelled out where sniffing can see it
 METADATA_DTYPE = "metadata"
 SCALAR = "scalar"
 _BOM = b"\xef\xbb\xbf"
@@ -60,10 +61,10 @@ def parse_shape(text: str, where: str, path: str) -> tuple[int, ...]:
     if text == SCALAR:
         return ()
     parts = text.split("x")
-    if not all(p.isdigit() and p.isascii() for p in parts) or len(parts) > 64:
+    if not all(p.isdigit() and p.isascii() for p in parts):
         raise FormatError(path=path, field=f"{where} shape",
                           expected="dimensions joined by 'x' (784x50) or 'scalar'", found=text)
-    return tuple(int(p) for p in parts)
+    return check_shape([int(p) for p in parts], path=path, field=f"{where} shape")
 
 
 def max_line_chars() -> int:
@@ -141,7 +142,6 @@ def _rows(prefix: bytes, start: int, values: bytes) -> bytes:
     return prefix + body[:-1].replace(b"\n", b"\r\n" + prefix) + b"\r\n"
 
 
-@register
 class CsvCodec(Codec):
     """One value per row: tensor, dtype, shape, index, value."""
 
@@ -154,7 +154,7 @@ class CsvCodec(Codec):
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
-        return head.removeprefix(_BOM).startswith(HEADER_LINE)
+        return is_csv(head)
 
     streams_writes = True
 
@@ -174,7 +174,8 @@ class CsvCodec(Codec):
         for key, value in weights.metadata.items():
             fileobj.write(f"{_quote(key)},{METADATA_DTYPE},,,{_quote(value)}\r\n".encode())
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS) -> Weights:
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True) -> Weights:
         end = fileobj.seek(0, io.SEEK_END)
         fileobj.seek(max(0, end - 1))
         if fileobj.read(1) != b"\n":
@@ -207,7 +208,7 @@ class CsvCodec(Codec):
                               found=",".join(header) if header else "nothing")
         rows = _Rows(path, limits)
         for row in reader:
-            rows.add_row(row, reader.line_num)  # type: ignore[attr-defined]
+            rows.add_row(row, reader.line_num)
         return rows.finish()
 
 
