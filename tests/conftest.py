@@ -64,6 +64,7 @@ def _fail_unlisted_skip(report: pytest.TestReport | pytest.CollectReport) -> Non
     if skip_allowed(report.nodeid, _read_allowlist()):
         return
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    reason = reason.removeprefix("Skipped: ")
     report.outcome = "failed"
     report.longrepr = (f"skipped in CI: {reason}\n(CI=true: a skip fails unless its node id "
                        f"is in {SKIP_ALLOWLIST.relative_to(REPO)} with a reason)")
