@@ -297,36 +297,24 @@ def test_build_mlp():
 
 
 # --------------------------------------------------------------------------- reference results
-def _engine_matches_layers_and_the_full_run(net: ConvNet, x: np.ndarray,
-                                            predictions: np.ndarray) -> None:
-    """On the first few hundred images: the engine's scores are the layer-by-layer ones,
-    and its classes are those of the session's full-test-set run."""
-    x = x[:LAYER_CHECK_IMAGES]
-    scores = net.predict(x)
-    expected = direct_scores(net, x)
-    np.testing.assert_allclose(scores, expected, rtol=1e-10, atol=1e-10)
-    assert np.array_equal(np.argmax(expected, axis=1), predictions[:LAYER_CHECK_IMAGES])
-
-
-def test_simple_convnet_reference_accuracy(simple_params, mnist, full_test_set_evaluation):
+@pytest.mark.parametrize(("name", "cls", "measured"), [
+    ("simple_convnet_params.pkl", SimpleConvNet, 0.989),
+    # the session's one DeepConvNet run over the test set, when this test comes first
+    pytest.param("deep_convnet_params.pkl", DeepConvNet, 0.9935, marks=pytest.mark.slow),
+])
+def test_reference_accuracy(name, cls, measured, data_dir, mnist, full_test_set_evaluation):
     x, t = mnist
-    full = full_test_set_evaluation("simple_convnet_params.pkl")
-    _engine_matches_layers_and_the_full_run(SimpleConvNet.from_weights(simple_params), x,
-                                            full.predictions)
-    assert full.model == "simple_convnet" and full.total == len(t) == 10_000
+    full = full_test_set_evaluation(name)
+    # On the first few hundred images: the engine's scores are the layer-by-layer ones,
+    # and its classes those of the session's full-test-set run.
+    net = cls.from_weights(load_params(name, data_dir))
+    few = x[:LAYER_CHECK_IMAGES]
+    expected = direct_scores(net, few)
+    np.testing.assert_allclose(net.predict(few), expected, rtol=1e-10, atol=1e-10)
+    assert np.array_equal(np.argmax(expected, axis=1), full.predictions[:LAYER_CHECK_IMAGES])
+    assert full.model == name.removesuffix("_params.pkl") and full.total == len(t) == 10_000
     assert full.accuracy == np.mean(full.predictions == t) == full.correct / 10_000
-    assert full.accuracy == 0.989  # measured; the book reports about 0.99
-
-
-@pytest.mark.slow  # the session's one DeepConvNet run over the test set, if first here
-def test_deep_convnet_reference_accuracy(deep_params, mnist, full_test_set_evaluation):
-    x, t = mnist
-    full = full_test_set_evaluation("deep_convnet_params.pkl")
-    _engine_matches_layers_and_the_full_run(DeepConvNet.from_weights(deep_params), x,
-                                            full.predictions)
-    assert full.model == "deep_convnet" and full.total == len(t) == 10_000
-    assert full.accuracy == np.mean(full.predictions == t) == full.correct / 10_000
-    assert full.accuracy == 0.9935  # measured; the book reports about 0.99
+    assert full.accuracy == measured  # the book reports about 0.99
 
 
 @pytest.mark.parametrize("name", [
