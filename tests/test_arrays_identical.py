@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import weightstore as ws
-from weightstore.model import arrays_identical
+from weightstore.model import arrays_identical, as_weights
 
 
 def _bits(value: int, dtype: str) -> np.ndarray:
@@ -102,3 +102,33 @@ def test_weights_equal_uses_the_bits() -> None:
     a = ws.Weights({"w": np.array([0.0, np.nan], np.float32)})
     assert a.equal(ws.Weights({"w": np.array([0.0, np.nan], np.float32)}))
     assert not a.equal(ws.Weights({"w": np.array([-0.0, np.nan], np.float32)}))
+
+
+# --- the rest of the data model's checks (weightstore.model) -------------------------
+
+
+@pytest.mark.parametrize(("tensors", "metadata", "message"), [
+    ({1: np.zeros(1)}, None, "tensor name: expected a string"),
+    ({"a\x00b": np.zeros(1)}, None, "no NUL character"),
+    ({"a//b": np.zeros(1)}, None, "doubled"),
+    ({"g": {}}, None, "group 'g': expected at least one tensor"),
+    ({"x": [1.0, 2.0]}, None, "tensor 'x': expected a numpy array, found list"),
+    ({"x": np.zeros(2, np.complex64)}, None, "tensor 'x' dtype.*found complex64"),
+    ({"x": np.zeros(1)}, {"k": 1}, "metadata: expected string keys and string values"),
+], ids=["name-not-str", "nul", "doubled-slash", "empty-group", "list", "complex", "metadata"])
+def test_weights_refuse_what_no_format_can_hold(tensors, metadata, message) -> None:
+    with pytest.raises(ws.WeightsError, match=message):
+        ws.Weights(tensors, metadata=metadata)
+
+
+def test_weights_from_nested_groups_and_numpy_scalars() -> None:
+    w = ws.Weights({"enc": {"W": np.zeros((2, 3), np.float32)}, "s": np.float64(2.5)})
+    assert list(w) == ["enc/W", "s"] and w["s"].shape == ()
+    assert repr(w) == "Weights({enc/W: float32[2, 3], s: float64[]}, metadata={})"
+    assert w.info("enc/W").nbytes == 24
+    assert not w.equal({"s": w["s"], "enc/W": w["enc/W"]})  # order is part of equality
+    with pytest.raises(ws.WeightsError, match="unique names"):
+        ws.Weights([("a", np.zeros(1)), ("a", np.ones(1))])
+    with pytest.raises(ws.WeightsError, match="a mapping of names to arrays"):
+        as_weights([np.zeros(1)])  # type: ignore[arg-type]
+    assert as_weights(w) is w and as_weights({"x": np.zeros(1)}).equal({"x": np.zeros(1)})

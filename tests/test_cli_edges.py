@@ -94,3 +94,19 @@ def test_an_option_with_choices_lists_them() -> None:
     cls, option = choices[0]
     with pytest.raises(ws.OptionError, match=f"{option.name}.*one of"):
         cls(**{option.name: "certainly-not-a-choice"})
+
+
+def test_option_values_are_typed_from_text_and_checked() -> None:
+    from weightstore.codec import Option
+
+    flag = Option("verify", bool, True, "check")
+    assert [flag.validate("c", t) for t in ("yes", "On", "0", "false")] == [True, True, False,
+                                                                           False]
+    assert Option("x", float, 1.0, "").validate("c", 2) == 2.0  # an int where a float goes
+    with pytest.raises(ws.OptionError, match="c option 'n': expected int"):
+        Option("n", int, 1, "").validate("c", True)  # bool is not an int here
+    with pytest.raises(ws.OptionError, match="expected int"):
+        Option("n", int, 1, "").validate("c", 1.5)
+    maybe = Option("inner", str, None, "")
+    assert maybe.validate("c", None) is None
+    assert Option("n", int, None, "").validate("c", "none") is None
