@@ -109,4 +109,3 @@ def test_option_values_are_typed_from_text_and_checked() -> None:
         Option("n", int, 1, "").validate("c", 1.5)
     maybe = Option("inner", str, None, "")
     assert maybe.validate("c", None) is None
-    assert Option("n", int, None, "").validate("c", "none") is None
