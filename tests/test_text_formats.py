@@ -273,3 +273,38 @@ def test_csv_reads_with_pandas_defaults(tmp_path: Path) -> None:
     a = df[df.tensor == "a"].sort_values("index")["value"].to_numpy().astype("f4").reshape(2, 2)
     assert np.array_equal(a.view(np.uint32), weights["a"].view(np.uint32))
     assert df[df.tensor == "b, c"]["value"].tolist() == [0, 1, 2]
+
+
+def _doc(*tensors: object, **top: object) -> bytes:
+    doc = {"format": "weightstore.json", "version": 1, "tensors": list(tensors), **top}
+    return json.dumps(doc).encode()
+
+
+def _tensor(**fields: object) -> dict:
+    return {"name": "x", "dtype": "float32", "shape": [2], "data": [1.5, 2.5], **fields}
+
+
+@pytest.mark.parametrize(("content", "field"), [
+    (b"[1, 2]", "top level"),
+    (_doc(tensors={"x": 1}), "tensors"),
+    (_doc(_tensor(name=7)), "tensors[0].name"),
+    (_doc(_tensor(dtype=["float32"])), "tensor 'x' dtype"),
+    (_doc(_tensor(shape=[0], data=[[]])), "tensor 'x' data"),
+    (_doc(_tensor(dtype="bool", data=[1, 0])), "tensor 'x' data"),
+    (_doc(_tensor(data=["1.5", "two"])), "tensor 'x' data[1]"),
+    (_doc(_tensor(data=[{"a": 1}, 2.0])), "tensor 'x' data[0]"),
+], ids=["array", "tensors-object", "name-number", "dtype-list", "empty-nesting", "bool-ints",
+        "bad-token", "object-value"])
+def test_json_reader_names_the_field_it_refuses(tmp_path: Path, content: bytes,
+                                                field: str) -> None:
+    path = tmp_path / "w.json"
+    path.write_bytes(content)
+    with pytest.raises(ws.FormatError) as e:
+        ws.load(path)
+    assert e.value.field == field and str(path) in str(e.value)
+
+
+def test_json_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    path = tmp_path / "w.json"
+    path.write_bytes(b"\xef\xbb\xbf" + _doc(_tensor()))
+    assert ws.load(path).equal({"x": np.array([1.5, 2.5], np.float32)})
