@@ -6,6 +6,7 @@ import copy
 import importlib.util
 import io
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,27 @@ def test_the_suite_hook_fails_a_test_whose_json_breaks_the_schema(
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_writes_bad_json*",
                                  "*does not match the schema*"])
+
+
+def test_validating_a_missing_or_unreadable_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(weightstore.FileAccessError, match="no such file") as e:
+        validate_json_file(tmp_path / "missing.json")
+    assert "missing.json" in str(e.value)
+    with pytest.raises(weightstore.FileAccessError, match="cannot open"):
+        validate_json_file(tmp_path)  # a folder
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(_doc()).encode())
+    validate_json_file(path)  # a byte order mark is allowed, as the reader allows it
+
+
+def test_without_jsonschema_validation_names_the_extra(monkeypatch) -> None:
+    from weightstore import schema
+
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # import jsonschema -> ImportError
+    schema._validator.cache_clear()
+    try:
+        with pytest.raises(weightstore.MissingDependencyError, match=r"weightstore\[schema\]"):
+            validate_json_document(_doc())
+    finally:
+        monkeypatch.undo()
+        schema._validator.cache_clear()
