@@ -174,3 +174,23 @@ def test_s3_sharded_convert_from_local(tmp_path: Path, s3: dict) -> None:
     assert ws.load(f"{prefix}/model.npz.index.json", storage_options=s3).equal(weights)
     with pytest.raises(ws.FileAccessError, match="no such file"):
         ws.load(f"{prefix}/absent.npz", storage_options=s3)
+
+
+def test_remote_file_helpers(mem: str, tmp_path: Path) -> None:
+    from weightstore import remote
+
+    local = tmp_path / "w.npz"
+    ws.save({"a": np.arange(3.0)}, local)
+    url = f"{mem}/deep/er/w.npz"
+    assert not remote.url_exists(url)
+    remote.upload(local, url)  # makes the folders it needs
+    assert remote.url_exists(url) and remote.url_size(url) == local.stat().st_size
+    with remote.open_url(url) as f:
+        assert f.read() == local.read_bytes()
+    with pytest.raises(ws.FileAccessError, match="expected a file, found a directory"):
+        remote.open_url(f"{mem}/deep")
+    remote.remove_url(url)
+    remote.remove_url(url)  # already gone: nothing to do
+    assert not remote.url_exists(url)
+    with pytest.raises(ws.FileAccessError, match="no such file"):
+        remote.url_size(url)
