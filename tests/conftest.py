@@ -13,10 +13,10 @@ the file afterwards; a mismatch fails the test at teardown, naming the file.
 
 from __future__ import annotations
 
-import fnmatch
 import importlib.util
 import io
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +26,7 @@ import pytest
 
 import weightstore as ws
 from weightstore.codecs.json_codec import JsonCodec
-from weightstore.evaluate import Evaluation, evaluate
+from weightstore.lab.evaluate import Evaluation, evaluate
 
 pytest_plugins = ["pytester"]
 
@@ -54,8 +54,10 @@ def _read_allowlist(path: Path = SKIP_ALLOWLIST) -> list[tuple[str, str]]:
 
 
 def skip_allowed(nodeid: str, entries: list[tuple[str, str]]) -> bool:
-    """Whether *nodeid* matches a pattern of the allow-list (fnmatch, ``*`` wildcards)."""
-    return any(fnmatch.fnmatchcase(nodeid, pattern) for pattern, _ in entries)
+    """Whether *nodeid* matches a pattern of the allow-list: the node id itself, ``*``
+    standing for any characters (brackets are literal, as in ``test_x[onnx]``)."""
+    return any(re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), nodeid)
+               for pattern, _ in entries)
 
 
 def _fail_unlisted_skip(report: pytest.TestReport | pytest.CollectReport) -> None:

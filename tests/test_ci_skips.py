@@ -71,10 +71,13 @@ def test_an_allowlist_line_needs_a_reason(tmp_path: Path) -> None:
     assert entries == [("tests/a.py::test_*", "the tool is absent on CI")]
     assert skip_allowed("tests/a.py::test_x[1]", entries)
     assert not skip_allowed("tests/b.py::test_x", entries)
+    assert skip_allowed("t.py::test_y[onnx]", [("t.py::test_y[onnx]", "why")])
+    assert not skip_allowed("t.py::test_y[o]", [("t.py::test_y[onnx]", "why")])  # literal [
     listed.write_text("tests/a.py::test_x\n")
     with pytest.raises(pytest.UsageError, match="REASON"):
         _read_allowlist(listed)
 
 
-def test_the_repository_allows_no_skip_today() -> None:
-    assert SKIP_ALLOWLIST.is_file() and _read_allowlist() == []
+def test_the_repository_allow_list_reads() -> None:
+    assert SKIP_ALLOWLIST.is_file()
+    assert all(reason for _, reason in _read_allowlist())

@@ -11,10 +11,10 @@ import net.convnet as convnet
 import weightstore
 from net.convnet import ConvNet, ConvSpec, DeepConvNet, SimpleConvNet
 from net.data import resolve
+from net.errors import ModelError, OptionError
 from net.mlp import ThreeLayerNet
 from net.mnist import load_test_set
 from net.models import MODELS, build_model, detect_model, multiply_adds_per_image
-from weightstore.errors import ModelError, OptionError
 
 #: Images on which the engine is compared with the book's layer-by-layer path.
 LAYER_CHECK_IMAGES = 300

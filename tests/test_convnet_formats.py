@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import weightstore as ws
-from weightstore import evaluate as ev
-from weightstore import report as rep
 from weightstore.cli.main import main
+from weightstore.lab import evaluate as ev
+from weightstore.lab import report as rep
 
 FORMATS = [".pkl", ".npz", ".h5", ".json", ".csv", ".safetensors", ".wsc"]
 NETS = ["simple_convnet_params.pkl", "deep_convnet_params.pkl"]

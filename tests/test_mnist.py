@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from net.errors import FileAccessError, FormatError
 from net.mnist import load_images, load_labels, load_test_set
-from weightstore.errors import FileAccessError, FormatError
 
 RNG = np.random.default_rng(3)
 PIXELS = RNG.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)

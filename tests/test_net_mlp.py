@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 
 from net.data import resolve
+
+# net stands alone, with its own error hierarchy; its base class plays the part here.
+from net.errors import ModelError, OptionError
+from net.errors import NetError as WeightstoreError
 from net.mlp import (
     MULTIPLY_ADDS_PER_IMAGE,
     PARAM_NAMES,
@@ -20,7 +24,6 @@ from net.mlp import (
     softmax,
 )
 from net.mnist import load_test_set
-from weightstore.errors import ModelError, OptionError, WeightstoreError
 
 # A 2-2-2-2 network small enough to evaluate by hand.
 TINY = {

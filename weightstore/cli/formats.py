@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from .. import registry
-from ._util import print_json, table
+from ..display import table
+from ._util import print_json
 
 HELP = "list the formats (codecs), their file extensions, whether exact, and their options"
 
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
                 "extensions": list(c.extensions),
                 "lossless": c.lossless,
                 "metadata": c.supports_metadata,
+                "writable": c.writable,
                 "description": c.description,
                 "options": [o.describe() for o in c.options],
             }

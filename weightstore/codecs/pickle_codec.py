@@ -27,6 +27,7 @@ from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, warn_if_regrouped
 from ..errors import FormatError, LimitError, UnsafeFileError, WeightsError, WeightstoreError
 from ..model import Weights, canonical_dtype, to_storage, weights_from_file
 from ..sniffing import is_pickle
+from ._unpickle import Frozen
 
 #: The key under which metadata is stored in the top-level dict.
 METADATA_KEY = "__metadata__"
@@ -40,56 +41,28 @@ _DTYPE_CODE = re.compile(r"[<>=|]?(?:b1|\?|[iu][1248]|f[248])")
 _MAX_DIMS = 64
 
 
-class _Frozen:
-    """A global a pickle may name: calls *call*, and the file cannot change it.
-
-    Pickle's BUILD opcode sets attributes on whatever object it is given (a
-    function's ``__defaults__``, a class's methods); these tokens have no
-    attributes to set, so one file cannot alter how the next one is read.
-    """
-
-    __slots__ = ("_call", "_name")
-
-    def __init__(self, name: str, call: Any = None) -> None:
-        object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_call", call)
-
-    def __call__(self, *args: Any) -> Any:
-        if self._call is None:
-            raise UnsafeFileError(field=f"global {self._name}",
-                                  expected="use only as an argument", found="a call")
-        return self._call(*args)
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        raise UnsafeFileError(field=f"global {self._name}", expected="no state",
-                              found=f"an attribute {key!r}")
-
-    def __repr__(self) -> str:
-        return self._name
-
-
 #: Stands for numpy.ndarray: only _reconstruct may use it, as its first argument.
-_NDARRAY = _Frozen("numpy.ndarray")
+_NDARRAY = Frozen("numpy.ndarray")
 #: Stands for ml_dtypes.bfloat16, the scalar type bfloat16 dtypes are pickled with.
-_BFLOAT16 = _Frozen("ml_dtypes.bfloat16")
+_BFLOAT16 = Frozen("ml_dtypes.bfloat16")
 
 
 def _allowed() -> dict[tuple[str, str], Any]:
     if not _ALLOWED:
         for core in ("numpy.core", "numpy._core"):
-            _ALLOWED[(f"{core}.multiarray", "_reconstruct")] = _Frozen(
+            _ALLOWED[(f"{core}.multiarray", "_reconstruct")] = Frozen(
                 f"{core}.multiarray._reconstruct", _reconstruct)
-            _ALLOWED[(f"{core}.multiarray", "scalar")] = _Frozen(
+            _ALLOWED[(f"{core}.multiarray", "scalar")] = Frozen(
                 f"{core}.multiarray.scalar", _scalar)
-            _ALLOWED[(f"{core}.numeric", "_frombuffer")] = _Frozen(
+            _ALLOWED[(f"{core}.numeric", "_frombuffer")] = Frozen(
                 f"{core}.numeric._frombuffer", _frombuffer)
         _ALLOWED[("numpy", "ndarray")] = _NDARRAY
-        _ALLOWED[("numpy", "dtype")] = _Frozen("numpy.dtype", _DtypeSpec)
-        _ALLOWED[("collections", "OrderedDict")] = _Frozen("collections.OrderedDict",
+        _ALLOWED[("numpy", "dtype")] = Frozen("numpy.dtype", _DtypeSpec)
+        _ALLOWED[("collections", "OrderedDict")] = Frozen("collections.OrderedDict",
                                                            OrderedDict)
         _ALLOWED[("ml_dtypes", "bfloat16")] = _BFLOAT16
         # Protocol 2 stores bytes as _codecs.encode(str, "latin1"); only that use is allowed.
-        _ALLOWED[("_codecs", "encode")] = _Frozen("_codecs.encode", _latin1_encode)
+        _ALLOWED[("_codecs", "encode")] = Frozen("_codecs.encode", _latin1_encode)
     return _ALLOWED
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from .. import api
-from ._util import print_json, table
+from ..display import table
+from ._util import print_json
 
 HELP = "list a weight file's tensors (name, dtype, shape, count), its format and size"
 
