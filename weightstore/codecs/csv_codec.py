@@ -24,6 +24,11 @@ row carry no element and appear only when needed: an empty tensor has one row
 with empty ``index`` and ``value``; each metadata entry is a row with ``dtype``
 ``metadata``, the key in ``tensor``, the text in ``value``, ``shape`` and
 ``index`` empty.
+
+``layout=matrix`` writes another layout instead: a zip of one plain CSV per tensor
+(rows of the tensor as rows of the file) and a manifest, for spreadsheets, R and
+``np.loadtxt``; see :mod:`weightstore.codecs._matrix`. Reading tells the two apart by
+the content.
 """
 
 from __future__ import annotations
@@ -37,12 +42,12 @@ from typing import IO, NamedTuple
 import numpy as np
 import orjson
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, LoadedSource, TensorSource
+from ..codec import DEFAULT_LIMITS, Codec, Limits, LoadedSource, Option, TensorSource
 from ..errors import FormatError, LimitError, WeightsError
 from ..fileio import RawFile
 from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
-from ..sniffing import CSV_HEADER, is_csv
-from . import _fasttext
+from ..sniffing import CSV_HEADER, ZIP_MAGICS, is_csv
+from . import _fasttext, _matrix
 from ._header import check_shape
 from ._text import cast_exact, parse_token, value_text
 
@@ -153,6 +158,13 @@ class CsvCodec(Codec):
     #: CSV has no header or trailer that could count them (see docs/formats.md).
     detects_cut_between_tensors = False
     description = "CSV (RFC 4180), one value per row; sqlite3, DuckDB, pandas, spreadsheets"
+    options = (
+        Option("layout", str, "long", "'matrix': a zip of one CSV per tensor (rows as rows) "
+               "and a manifest, for spreadsheets, R, np.loadtxt", choices=("long", "matrix")),
+        Option("level", int, 6, "deflate level of the matrix layout's zip (0-9)", min=0, max=9),
+    )
+    layout: str
+    level: int
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
@@ -161,6 +173,9 @@ class CsvCodec(Codec):
     streams_writes = True
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+        if self.layout == "matrix":
+            _matrix.write(weights, fileobj, level=self.level)
+            return
         fileobj.write(HEADER_LINE + b"\r\n")
         for name, array in weights.items():
             prefix = (f"{_quote(name)},{dtype_name(array.dtype)},"
@@ -184,7 +199,9 @@ class CsvCodec(Codec):
         parsed from its rows when read; any other file is read whole."""
         raw = RawFile(fileobj, path)
         source = None
-        if raw.size and raw.pread(raw.size - 1, 1) == b"\n":
+        if raw.size and raw.pread(0, 4) == ZIP_MAGICS[0]:  # the matrix layout: read whole
+            pass
+        elif raw.size and raw.pread(raw.size - 1, 1) == b"\n":
             source = _open_blocks(_fasttext.FileText(raw), path, limits)
         if source is None:
             fileobj.seek(0)
@@ -193,6 +210,9 @@ class CsvCodec(Codec):
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True) -> Weights:
+        if fileobj.read(4) == ZIP_MAGICS[0]:
+            fileobj.seek(0)
+            return _matrix.read(fileobj, path=path, limits=limits, parse=_parse_values)
         end = fileobj.seek(0, io.SEEK_END)
         fileobj.seek(max(0, end - 1))
         if fileobj.read(1) != b"\n":

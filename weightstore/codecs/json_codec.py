@@ -37,6 +37,16 @@ decimal parser (JavaScript: ``Number(s)`` or ``BigInt(s)``), flattening in
 row-major order, and rounding each number once to ``dtype``; where ``crc32`` is
 present it compares it with the CRC-32 of the rebuilt tensor's bytes.
 
+Plain layout (``layout=plain``; read whenever the top-level object has no ``format``
+key): ``{"W1": [[...], ...], "b1": [...]}``, what ``json.dump`` of a dict of lists
+gives. Each key is a tensor name, each value its nested lists (or a bare number for a
+0-d tensor) in row-major order; the shape is the nesting. Values are written as in
+``data`` above (shortest decimals; non-finite values as the strings ``"NaN"``,
+``"Infinity"``, ``"-Infinity"``). There are no dtypes, checksums or metadata: reading
+gives every tensor in the codec's ``dtype`` option (default ``float32``; each number
+rounded once to it, an integer out of range is an error), writing drops the metadata
+with a warning naming its keys.
+
 Versions: ``crc32`` and ``header_crc32`` were added to version 1 as optional
 keys (weightstore 0.1 wrote none, and its reader refuses them); files without
 them still load, unverified. ``load(..., verify=False)`` skips the comparison.
@@ -46,6 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import IO, Any
 
 import numpy as np
@@ -76,6 +87,9 @@ _KEYS = {"format", "version", "metadata", "tensors"}
 _OPTIONAL_KEYS = {"header_crc32"}
 _TENSOR_KEYS = {"name", "dtype", "shape", "data"}
 _OPTIONAL_TENSOR_KEYS = {"crc32"}
+#: The dtypes a plain layout may be read as.
+PLAIN_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+                "uint16", "uint32", "uint64", "bool")
 
 
 def _empty_nesting(shape: tuple[int, ...]) -> Any:
@@ -91,8 +105,17 @@ class JsonCodec(Codec):
     extensions = (".json",)
     checksums = True
     description = "JSON document (weightstore.json v1): name, dtype, shape, nested values"
-    options = (Option("indent", bool, False, "indent the document by 2 spaces for reading"),)
+    options = (
+        Option("indent", bool, False, "indent the document by 2 spaces for reading"),
+        Option("layout", str, "weightstore", "'plain': {name: nested lists} as json.dump of "
+               "a dict gives (no dtypes, checksums or metadata)",
+               choices=("weightstore", "plain")),
+        Option("dtype", str, "float32", "dtype of the tensors read from a plain layout",
+               choices=PLAIN_DTYPES),
+    )
     indent: bool
+    layout: str
+    dtype: str
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
@@ -101,6 +124,9 @@ class JsonCodec(Codec):
     streams_writes = True
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+        if self.layout == "plain":
+            self._write_plain(weights, fileobj, path)
+            return
         if self.indent:
             self._write_indented(weights, fileobj)
             return
@@ -122,6 +148,39 @@ class JsonCodec(Codec):
             separator = b","
             del array, data, entry  # one tensor (and its text) in memory at a time
         fileobj.write(b"]}")
+
+    def _write_plain(self, weights: Weights, fileobj: IO[bytes], path: str) -> None:
+        if weights.metadata:
+            warnings.warn(f"{path}: the plain JSON layout has no place for metadata: "
+                          f"{', '.join(map(repr, weights.metadata))} not written", stacklevel=4)
+        separator = b"{"
+        newline = b"\n" if self.indent else b""
+        for name, array in weights.items():
+            data = json_text(array) if array.size else orjson.dumps(_empty_nesting(array.shape))
+            fileobj.write(separator + newline + orjson.dumps(name) + b":" + data)
+            separator = b","
+            del array, data
+        fileobj.write(b"{}" if separator == b"{" else newline + b"}")
+
+    def _read_plain(self, doc: dict[str, Any], path: str, limits: Limits) -> Weights:
+        if len(doc) > limits.max_tensors:
+            raise FormatError(path=path, field="top level",
+                              expected=f"at most {limits.max_tensors} tensors", found=len(doc))
+        tensors: list[tuple[str, np.ndarray]] = []
+        total = 0
+        for name, data in doc.items():
+            shape: list[int] = []
+            v = data
+            while isinstance(v, list):
+                shape.append(len(v))
+                if not v:
+                    break
+                v = v[0]
+            entry = {"name": name, "dtype": self.dtype, "shape": shape, "data": data}
+            name, array = self._read_tensor(entry, f"key {name!r}", path, limits, total)
+            total += array.nbytes
+            tensors.append((name, array))
+        return weights_from_file(tensors, {}, path)
 
     def _write_indented(self, weights: Weights, fileobj: IO[bytes]) -> None:
         doc = {
@@ -155,6 +214,11 @@ class JsonCodec(Codec):
         except orjson.JSONDecodeError as e:
             raise FormatError(f"not valid JSON ({e})", path=path) from e
         del raw
+        if self.layout == "plain" or (isinstance(doc, dict) and "format" not in doc):
+            if not isinstance(doc, dict):
+                raise FormatError(path=path, field="top level", expected="a JSON object",
+                                  found=type(doc).__name__)
+            return self._read_plain(doc, path, limits)
         metadata, stored_header = _check_document(doc, path)
         entries = doc.get("tensors")
         _check_entries(entries, path, limits)
@@ -173,9 +237,11 @@ class JsonCodec(Codec):
              verify: bool = True) -> TensorSource:
         """The tensors of a compact document (as the writer makes it without indent) from
         its text outside the data arrays, each parsed from the file when read (its
-        checksum checked then; the header's on opening); any other document read whole."""
-        source = _open_compact(_fasttext.FileText(RawFile(fileobj, path)), path,
-                               dataclasses.replace(limits, max_total_bytes=1 << 62), verify)
+        checksum checked then; the header's on opening); any other document (the plain
+        layout too) read whole."""
+        source = None if self.layout == "plain" else _open_compact(
+            _fasttext.FileText(RawFile(fileobj, path)), path,
+            dataclasses.replace(limits, max_total_bytes=1 << 62), verify)
         if source is None:
             fileobj.seek(0)
             return LoadedSource(self.read(fileobj, path=path, limits=limits, verify=verify))
