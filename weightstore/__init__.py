@@ -26,6 +26,7 @@ from .api import (
     open_weights,
     save,
 )
+from .cluster import convert_many
 from .codec import DEFAULT_LIMITS, Codec, Limits, Option
 from .errors import (
     ChecksumError,
@@ -54,7 +55,8 @@ open = open_weights  # noqa: A001  (the module's own open; builtins.open is unto
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "save", "convert", "inspect", "formats", "get_codec", "register", "codec_for_writing",
+    "load", "save", "convert", "convert_many", "inspect", "formats", "get_codec", "register",
+    "codec_for_writing",
     "open", "open_weights", "LazyWeights", "StreamingWarning", "STREAMING_WARN_BYTES",
     "Weights", "Codec", "Option", "Limits", "DEFAULT_LIMITS", "FileInfo", "TensorInfo", "Written",
     "WeightstoreError", "FormatError", "UnsafeFileError", "ChecksumError", "LimitError",

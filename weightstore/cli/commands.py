@@ -14,6 +14,7 @@ from types import ModuleType
 #: Command name -> module in this package, in the order ``--help`` lists them.
 COMMANDS: dict[str, str] = {
     "convert": "convert",
+    "convert-many": "convert_many",
     "inspect": "inspect_cmd",
     "eval": "eval_cmd",
     "shrink": "shrink",

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 
 from .. import api
-from ..precision import FLOAT_DTYPES, Precision, Quantization
 from ._progress import progress_bar
-from ._util import add_option_arg, check_distinct, parse_options
+from ._util import (
+    add_option_arg,
+    add_precision_args,
+    check_distinct,
+    parse_options,
+    precision_from_args,
+)
 
 HELP = "convert a weight file to another format (chosen by DST's extension or --to)"
 EXAMPLES = """\
@@ -44,17 +49,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--from", dest="from_format", metavar="FORMAT",
                    help="input format (default: from SRC's content, then its extension)")
     add_option_arg(p)
-    g = p.add_argument_group("precision (lossy; works with every format)")
-    g.add_argument("--dtype", choices=FLOAT_DTYPES,
-                   help="cast every float tensor (bfloat16 needs: pip install "
-                   "'weightstore[bfloat16]')")
-    g.add_argument("--quantize", metavar="BITS[/per-column|/block:N]",
-                   help="integer codes of 2-8 bits, one scale per column (default) or per N "
-                   "rows of a column; stored as NAME.q and NAME.scale")
-    g.add_argument("--digits", type=int, metavar="N",
-                   help="round every float to N significant digits (shrinks JSON and CSV)")
-    g.add_argument("--dequantize", action="store_true",
-                   help="write a quantized source's floats instead of its codes")
+    add_precision_args(p)
     p.add_argument("--max-shard-size", metavar="SIZE",
                    help="split into numbered shards of at most SIZE (2GB, 500MiB) plus "
                    "DST.index.json")
@@ -68,10 +63,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 def run(args: argparse.Namespace) -> int:
     check_distinct(args.src, args.dst)
     options = parse_options(args.options)
-    precision = None
-    if args.dtype or args.quantize or args.digits is not None:
-        quantize = Quantization.parse(args.quantize) if args.quantize else None
-        precision = Precision(args.dtype, quantize, args.digits)
+    precision = precision_from_args(args)
     with progress_bar("convert", quiet=args.quiet) as progress:
         written = api.convert(args.src, args.dst, from_format=args.from_format, to=args.to,
                               precision=precision, dequantize=args.dequantize,
