@@ -314,9 +314,12 @@ def convert_one(unit: Unit, destination: str, settings: dict[str, Any],
     except (OSError, ValueError, MemoryError) as e:  # failures of the storage, not the file's
         record.error = f"{type(e).__name__}: {e}".replace("\n", " ")
     record.seconds = round(time.perf_counter() - start, 4)
-    record.finished = datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds")
+    record.finished = _now()
     return record
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 class _Manifest:
@@ -406,11 +409,18 @@ def convert_many(
         try:
             total, done_bytes = sum(u.size for u, _ in todo), 0
             run = uuid.uuid4().hex  # a key of its own: Dask would reuse an earlier result
-            futures = [client.submit(convert_one, u, d, settings, storage_options,
-                                     key=f"weightstore-convert-{run}-{i}", pure=False)
-                       for i, (u, d) in enumerate(todo)]
+            futures = {client.submit(convert_one, u, d, settings, storage_options,
+                                     key=f"weightstore-convert-{run}-{i}", pure=False): (u, d)
+                       for i, (u, d) in enumerate(todo)}
             for future in distributed.as_completed(futures):
-                record = future.result()
+                try:
+                    record = future.result()
+                except Exception as e:  # the task itself was lost: a worker died (memory?)
+                    u, d = futures[future]
+                    record = Record(source=u.source, size=u.size, fingerprint=u.fingerprint,
+                                    destination=d, status="failed", settings=settings,
+                                    error=f"task lost: {type(e).__name__}: {e}".replace(
+                                        "\n", " "), finished=_now())
                 got[record.source] = record
                 log.add(record)
                 done_bytes += record.size
@@ -437,6 +447,6 @@ def _client(distributed: Any, scheduler: Any, workers: int | None) -> tuple[Any,
     if scheduler is not None:
         return distributed.Client(scheduler), True
     cluster = distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1,
-                                       threads_per_worker=1, dashboard_address=":0")
+                                       threads_per_worker=1)
     return distributed.Client(cluster), True
 
