@@ -13,7 +13,8 @@ into a fresh output folder:
 
 Throughput is source bytes per wall-clock second (1 MB = 10**6 bytes). The ratio column
 is against ``loop``. The sources are read once before timing so that every mode reads
-them from the page cache. On a machine shared with other jobs, look at the load average
+them from the page cache, and dirty pages are synced before each mode so that no mode
+pays for the previous one's writeback. On a machine shared with other jobs, look at the load average
 printed first: waiting for a core counts in the wall clock.
 
     python -m benchmarks.convert_many                         # ~2 GiB over 128 files
@@ -78,6 +79,7 @@ def main() -> None:
         src = root / "src"
         t = time.perf_counter()
         size = make_collection(src, args.files, args.size_mib)
+        os.sync()  # no writeback of the collection during the first timed mode
         print(f"collection: {args.files} files, {size / 1e6:,.0f} MB, made in "
               f"{time.perf_counter() - t:.1f} s")
         sources = sorted(src.rglob("*.pt"))
@@ -93,6 +95,7 @@ def main() -> None:
             ws.convert(p, dest, to=args.to)
         results["loop"] = time.perf_counter() - t
         shutil.rmtree(out)
+        os.sync()
 
         for n in (1, 2):
             t = time.perf_counter()
@@ -108,6 +111,7 @@ def main() -> None:
                 assert len(result.done) == len(sources) and not result.failed, result.summary()
                 print(f"dask-{n}: cluster start {started:.1f} s (not counted)")
             shutil.rmtree(out)
+            os.sync()
 
         print(f"load average after: {os.getloadavg()}")
         print(f"{'mode':8} {'seconds':>8} {'MB/s':>8} {'vs loop':>8}")

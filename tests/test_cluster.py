@@ -112,6 +112,7 @@ def test_a_zoo_in_s3_converts_once_and_resumes(tmp_path: Path, s3_server: S3Serv
 
 def _sharded(folder: Path) -> ws.Weights:
     weights = ws.Weights({f"l{i}": np.full((50, 50), i, np.float32) for i in range(3)})
+    (folder / "big").mkdir(parents=True, exist_ok=True)
     ws.save(weights, folder / "big" / "model.npz", max_shard_size=12_000)
     return weights
 
@@ -181,3 +182,44 @@ def test_without_dask_the_extra_is_named(tmp_path: Path,
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ws.MissingDependencyError, match=r"weightstore\[cluster\]"):
         ws.convert_many(str(tmp_path), to="npz", out=str(tmp_path / "out"))
+
+
+@pytest.mark.filterwarnings("ignore::weightstore.LossyWarning")
+def test_report_many_rows_and_sizes(tmp_path: Path, client: distributed.Client,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    ws.save({"a": np.zeros((10, 3), np.float32), "b": np.arange(10, dtype=np.int64)},
+            src / "m.h5")
+    _sharded(src)
+    (src / "bad.npz").write_bytes(b"PK\x05\x06" + bytes(18))
+    rows = ws.cluster.report_many(str(src), to="npz", precision={"dtype": "float16"},
+                                  scheduler=client)
+    by = {Path(r["source"]).name: r for r in rows}
+    assert sorted(by) == ["bad.npz", "m.h5", "model.npz.index.json"]
+    m = by["m.h5"]
+    assert (m["format"], m["tensors"], m["parameters"]) == ("hdf5", 2, 40)
+    assert m["bytes"] == (src / "m.h5").stat().st_size
+    assert m["bytes_per_param"] == round(m["bytes"] / 40, 4)
+    assert m["dtypes"] == "float32:75.0% int64:25.0%"
+    ws.convert(src / "m.h5", tmp_path / "m16.npz", precision={"dtype": "float16"})
+    assert m["size_as_to"] == (tmp_path / "m16.npz").stat().st_size
+    big = by["model.npz.index.json"]
+    assert big["parameters"] == 3 * 2500 and big["bytes"] == sum(
+        p.stat().st_size for p in (src / "big").iterdir())
+    assert by["bad.npz"]["error"] and "bad.npz" in by["bad.npz"]["error"]
+
+    assert main(["report-many", str(src / "*.h5"), "--csv",
+                 "--scheduler", client.scheduler.address]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(",") == list(ws.cluster.REPORT_COLUMNS)
+    assert lines[1].split(",")[1:5] == ["hdf5", "2", "40", str(m["bytes"])]
+    assert main(["report-many", str(src), "--scheduler", client.scheduler.address]) == 1
+    assert "bad.npz" in capsys.readouterr().out
+
+
+def test_sources_that_name_nothing_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(ws.FileAccessError, match="no such file"):
+        cluster.list_sources([str(tmp_path / "absent.npz")])
+    with pytest.raises(ws.FileAccessError, match="nothing matches"):
+        cluster.list_sources([str(tmp_path / "*.npz")])

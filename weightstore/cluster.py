@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -41,13 +42,13 @@ import orjson
 
 from . import api, registry, remote
 from . import precision as _precision
-from .errors import FormatError, MissingDependencyError, WeightstoreError
+from .errors import FileAccessError, FormatError, MissingDependencyError, WeightstoreError
 from .fileio import TEMP_SUFFIX, atomic_write, open_for_read
 from .progress import ProgressCallback
 from .shard import INDEX_SUFFIX
 
-__all__ = ["convert_many", "Unit", "Record", "ManyResult", "list_sources", "read_manifest",
-           "MANIFEST_NAME"]
+__all__ = ["convert_many", "report_many", "REPORT_COLUMNS", "Unit", "Record", "ManyResult",
+           "list_sources", "read_manifest", "MANIFEST_NAME"]
 
 #: The manifest's file name inside DEST (``manifest=`` puts it elsewhere).
 MANIFEST_NAME = "weightstore-manifest.jsonl"
@@ -120,7 +121,13 @@ def _expand(source: str, storage_options: dict[str, Any] | None
         found = fs.find(path, detail=True)
     else:
         base = path.rsplit("/", 1)[0] if "/" in path else ""
-        found = {path: fs.info(path)}
+        try:
+            found = {path: fs.info(path)}
+        except FileNotFoundError as e:
+            raise FileAccessError("no such file", path=source) from e
+    if not found:
+        raise FileAccessError(path=source, field="source", expected="files to convert",
+                              found="none (nothing matches)")
     for p, info in sorted(found.items()):
         if info.get("type") == "directory" or _hidden(p):
             continue
@@ -150,19 +157,16 @@ def list_sources(sources: Iterable[str], storage_options: dict[str, Any] | None 
                 continue  # shard-like names without an index: plain files
             rel = files[members[0]][0].rsplit("/", 1)
             files[index] = ("/".join([*rel[:-1], index.rsplit("/", 1)[-1]]), fs.info(p))
+    grouped = {m for index, members in shards.items() if index in files for m in members}
     units = []
     for path, (rel, info) in sorted(files.items()):
-        if _member_of(path, shards, files):
+        if path in grouped:
             continue  # a shard: converted with its index
         parts = [info] + [files[m][1] for m in shards.get(path, [])]
         units.append(Unit(source=path, relative=rel,
                           size=sum(int(i.get("size") or 0) for i in parts),
                           fingerprint="+".join(_fingerprint(i) for i in parts)))
     return units
-
-
-def _member_of(path: str, shards: dict[str, list[str]], files: dict[str, Any]) -> bool:
-    return any(path in members and index in files for index, members in shards.items())
 
 
 def _stem(name: str) -> str:
@@ -404,40 +408,123 @@ def convert_many(
             todo.append((unit, dest))
     log = _Manifest(manifest, previous, storage_options)
     got: dict[str, Record] = {}
-    if todo:
-        client, owned = _client(distributed, scheduler, workers)
-        try:
-            total, done_bytes = sum(u.size for u, _ in todo), 0
-            run = uuid.uuid4().hex  # a key of its own: Dask would reuse an earlier result
-            futures = {client.submit(convert_one, u, d, settings, storage_options,
-                                     key=f"weightstore-convert-{run}-{i}", pure=False): (u, d)
-                       for i, (u, d) in enumerate(todo)}
-            for future in distributed.as_completed(futures):
-                try:
-                    record = future.result()
-                except Exception as e:  # the task itself was lost: a worker died (memory?)
-                    u, d = futures[future]
-                    record = Record(source=u.source, size=u.size, fingerprint=u.fingerprint,
-                                    destination=d, status="failed", settings=settings,
-                                    error=f"task lost: {type(e).__name__}: {e}".replace(
-                                        "\n", " "), finished=_now())
-                got[record.source] = record
-                log.add(record)
-                done_bytes += record.size
-                if on_record is not None:
-                    on_record(record)
-                if progress is not None:
-                    progress(done_bytes, total)
-        finally:
-            log.flush()
-            if owned:
-                cluster = getattr(client, "cluster", None)
-                client.close()
-                if cluster is not None:
-                    cluster.close()
+    total, done_bytes = sum(u.size for u, _ in todo), 0
+
+    def lost(u: Unit, d: str, error: str) -> Record:
+        return Record(source=u.source, size=u.size, fingerprint=u.fingerprint, destination=d,
+                      status="failed", settings=settings, error=error, finished=_now())
+
+    try:
+        for record in _run(distributed, scheduler, workers, convert_one, todo, lost,
+                           settings, storage_options):
+            got[record.source] = record
+            log.add(record)
+            done_bytes += record.size
+            if on_record is not None:
+                on_record(record)
+            if progress is not None:
+                progress(done_bytes, total)
+    finally:
+        log.flush()
     records = [got[u.source] for u, _ in todo]
     return ManyResult(records=records, skipped=skipped,
                       seconds=time.perf_counter() - started, manifest=manifest)
+
+
+#: Columns of :func:`report_many`'s rows, in order.
+REPORT_COLUMNS = ("source", "format", "tensors", "parameters", "bytes", "bytes_per_param",
+                  "dtypes", "to", "size_as_to", "error")
+
+
+def report_one(unit: Unit, _: str, to: str | None, precision: dict[str, Any] | None,
+               options: dict[str, Any], storage_options: dict[str, Any] | None
+               ) -> dict[str, Any]:
+    """The task of :func:`report_many` on a worker: one row (never raises for a failure
+    of the file: the row's ``error`` says it)."""
+    row: dict[str, Any] = dict.fromkeys(REPORT_COLUMNS)
+    row.update(source=unit.source, bytes=unit.size, to=to)
+    try:
+        info = api.inspect(unit.source, storage_options=storage_options)
+        params = info.total_values
+        counts: dict[str, int] = {}
+        for t in info.tensors:
+            counts[t.dtype_name] = counts.get(t.dtype_name, 0) + t.count
+        row.update(format=info.format, tensors=len(info.tensors), parameters=params,
+                   bytes=info.file_size,
+                   bytes_per_param=round(info.file_size / params, 4) if params else None,
+                   dtypes=" ".join(f"{k}:{100 * v / max(params, 1):.1f}%" for k, v in
+                                   sorted(counts.items(), key=lambda kv: -kv[1])))
+        if to is not None:
+            with tempfile.TemporaryDirectory(prefix="weightstore-report-") as tmp:
+                ext = target_extension(to, options)
+                written = api.convert(unit.source, os.path.join(tmp, "w" + ext), to=to,
+                                      precision=precision, storage_options=storage_options,
+                                      **options)
+                row["size_as_to"] = written.file_size
+    except WeightstoreError as e:
+        row["error"] = str(e).replace("\n", " ")
+    return row
+
+
+def report_many(
+    sources: str | Iterable[str],
+    *,
+    to: str | None = None,
+    precision: _precision.Precision | dict[str, Any] | None = None,
+    scheduler: Any = None,
+    workers: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """One row per file *sources* name (columns :data:`REPORT_COLUMNS`): format, tensors,
+    parameters, bytes, bytes per parameter, the dtype mix by parameters and, with *to*
+    (and *precision*, *options* as for :func:`weightstore.convert`), the exact size the
+    file takes in that format: each file is converted to a temporary file on its worker
+    and measured. Runs on Dask as :func:`convert_many`; a file that fails has its
+    ``error`` set. Rows are in the order of the listing."""
+    if to is not None:
+        api.codec_for_writing("x", to, **options)
+    p = _precision.Precision.of(precision)
+    pdict = None if p is None else {"dtype": p.dtype, "digits": p.digits,
+                                    "quantize": None if p.quantize is None else str(p.quantize)}
+    distributed = _dask()
+    units = list_sources([sources] if isinstance(sources, str | os.PathLike) else sources,
+                         storage_options)
+
+    def lost(u: Unit, _: str, error: str) -> dict[str, Any]:
+        return {**dict.fromkeys(REPORT_COLUMNS), "source": u.source, "bytes": u.size,
+                "to": to, "error": error}
+
+    rows = {r["source"]: r for r in _run(distributed, scheduler, workers, report_one,
+                                         [(u, "") for u in units], lost, to, pdict,
+                                         options, storage_options)}
+    return [rows[u.source] for u in units]
+
+
+def _run(distributed: Any, scheduler: Any, workers: int | None, task: Callable[..., Any],
+         items: list[tuple[Unit, str]], lost: Callable[[Unit, str, str], Any],
+         *args: Any) -> Iterator[Any]:
+    """``task(unit, dest, *args)`` for each item on Dask, results as they finish; a task
+    lost with its worker gives ``lost(unit, dest, message)``."""
+    if not items:
+        return
+    client, owned = _client(distributed, scheduler, workers)
+    try:
+        run = uuid.uuid4().hex  # a key of its own: Dask would reuse an earlier result
+        futures = {client.submit(task, u, d, *args, key=f"weightstore-{run}-{i}",
+                                 pure=False): (u, d) for i, (u, d) in enumerate(items)}
+        for future in distributed.as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as e:  # the task itself was lost: a worker died (memory?)
+                u, d = futures[future]
+                yield lost(u, d, f"task lost: {type(e).__name__}: {e}".replace("\n", " "))
+    finally:
+        if owned:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def _client(distributed: Any, scheduler: Any, workers: int | None) -> tuple[Any, bool]:

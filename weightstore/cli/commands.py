@@ -15,6 +15,7 @@ from types import ModuleType
 COMMANDS: dict[str, str] = {
     "convert": "convert",
     "convert-many": "convert_many",
+    "report-many": "report_many",
     "inspect": "inspect_cmd",
     "eval": "eval_cmd",
     "shrink": "shrink",

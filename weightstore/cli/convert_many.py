@@ -63,7 +63,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.set_defaults(run=run)
 
 
-def _storage_options(text: str | None) -> dict | None:
+def storage_options_arg(text: str | None) -> dict | None:
+    """The dict a ``--storage-options JSON`` flag gives, or None."""
     if text is None:
         return None
     try:
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers, manifest=args.manifest,
             precision=precision_from_args(args), dequantize=args.dequantize,
             verify=args.verify, max_shard_size=args.max_shard_size,
-            storage_options=_storage_options(args.storage_options), progress=progress,
+            storage_options=storage_options_arg(args.storage_options), progress=progress,
             **options)
     for r in result.failed:
         print(f"failed: {r.source}: {r.error}", file=sys.stderr)
