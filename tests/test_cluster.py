@@ -192,7 +192,7 @@ def test_report_many_rows_and_sizes(tmp_path: Path, client: distributed.Client,
     ws.save({"a": np.zeros((10, 3), np.float32), "b": np.arange(10, dtype=np.int64)},
             src / "m.h5")
     _sharded(src)
-    (src / "bad.npz").write_bytes(b"PK\x05\x06" + bytes(18))
+    (src / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
     rows = ws.cluster.report_many(str(src), to="npz", precision={"dtype": "float16"},
                                   scheduler=client)
     by = {Path(r["source"]).name: r for r in rows}
