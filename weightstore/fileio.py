@@ -26,21 +26,22 @@ import contextlib
 import io
 import os
 import re
-import socket
 import stat
 import tempfile
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import remote
 from .errors import ChecksumError, FileAccessError, FormatError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 try:  # ISA-L's CRC-32 (same polynomial) runs at ~10 GB/s, zlib's at ~1.5: extra 'fast'
     from isal.isal_zlib import crc32
@@ -57,8 +58,13 @@ __all__ = ["atomic_write", "StagedFiles", "open_for_read", "stale_temporaries", 
 #: Temporary files are named ``.<name>.<random>.<host>-<pid>.weightstore-tmp``.
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".weightstore-tmp"
+def platform_node() -> str:
+    """This machine's host name (``socket.gethostname()``, without importing socket)."""
+    return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
+
+
 #: This host's token in temporary file names.
-HOST = f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
+HOST = f"{zlib.crc32(platform_node().encode('utf-8', 'replace')):08x}"
 #: Every temporary file this process writes is newer than this (seconds since the epoch);
 #: one with this process's pid that is older was left by an earlier process with that pid.
 _STARTED = time.time()
@@ -291,7 +297,7 @@ CHUNK = 8 << 20
 #: Below this many bytes a CRC is computed inline rather than beside the reads.
 _CRC_INLINE = 4 << 20
 
-_pool: ThreadPoolExecutor | None = None
+_pool: ThreadPoolExecutor | None = None  # made on the first large read
 _pool_lock = threading.Lock()
 
 
@@ -299,6 +305,10 @@ def _crc_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
+            # Imported here: concurrent.futures pulls in logging (~30 ms at start-up), and
+            # only reads of more than a few MiB use the pool.
+            from concurrent.futures import ThreadPoolExecutor
+
             _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weightstore-crc")
         return _pool
 

@@ -1,9 +1,11 @@
-"""The commands and the module that defines each; every module has
+"""The commands, the module that defines each, and each one's help line; every module has
 ``add_parser(subparsers, common)``.
 
-A command's module is imported when that command runs (or for the full ``--help``), through
-this table, as the registry imports a codec: ``weightstore inspect`` then does not pay for
-the lab's imports (the networks, the report, the data resolver's HTTP client).
+A command's module is imported only when that command runs, through this table, as the
+registry imports a codec: ``weightstore inspect`` then does not pay for the lab's imports
+(the networks, the report, the data resolver's HTTP client), and ``weightstore --help``
+lists the commands from the help lines here without importing any of them.
+``tests/test_cli.py`` checks that each line is the one its module gives.
 """
 
 from __future__ import annotations
@@ -24,6 +26,23 @@ COMMANDS: dict[str, str] = {
     "export-onnx": "interop",
     "schema": "interop",
     "test-image": "interop",
+}
+
+
+#: Command name -> its one-line help, as its module's ``add_parser`` gives it.
+HELP: dict[str, str] = {
+    "convert": "convert a weight file to another format (chosen by DST's extension or --to)",
+    "inspect": "list a weight file's tensors (name, dtype, shape, count), its format and size",
+    "eval": "run the book's network from a weight file on the 10,000 MNIST test images",
+    "shrink": "write the smallest quantized file whose network predicts as the original does",
+    "report": "measure size, precision lost, accuracy kept and time for every format",
+    "formats": "list the formats (codecs), their file extensions, whether exact, and their "
+               "options",
+    "export-onnx": "write the book's 3-layer network as an ONNX model "
+                   "(extra: weightstore[onnx])",
+    "schema": "print the JSON Schema (draft 2020-12) of a layout weightstore writes",
+    "test-image": "write one MNIST test image as a CSV of its 784 pixel values (for SQL, "
+                  "sheets)",
 }
 
 

@@ -42,6 +42,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"weightstore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    if command not in commands.COMMANDS:  # the overview: help lines alone, no module imported
+        for name, line in commands.HELP.items():
+            sub.add_parser(name, help=line, parents=[common])
+        return parser
     for module in commands.modules(command):
         module.add_parser(sub, common)
     return parser

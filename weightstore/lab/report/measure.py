@@ -17,7 +17,7 @@ import time
 import warnings
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from .textdump import parse_text_dump, text_dump
 from .variants import SHRINK, Variant, default_variants
 
 __all__ = ["Progress", "Diff", "Row", "Headline", "Report", "build_report", "compare",
-           "zip_size", "pareto"]
+           "zip_size", "pareto", "TensorErrors", "tensor_errors", "ERROR_BIN_EDGES"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -53,6 +53,47 @@ def _ordered_ints(a: np.ndarray) -> np.ndarray:
     bits = a.view(f"i{a.dtype.itemsize}").astype(np.int64)
     magnitude = bits & ((1 << (8 * a.dtype.itemsize - 1)) - 1)
     return np.where(bits < 0, -magnitude, magnitude).astype(np.float64)
+
+
+#: Edges of the per-tensor error histograms (:func:`tensor_errors`): absolute errors from
+#: 1e-12 to 1, two bins per decade. Bin 0 counts the values read back exactly, bin 1 the
+#: errors below the first edge, then one bin per pair of edges, and the last those of 1 or
+#: more (or NaN against a number).
+ERROR_BIN_EDGES: tuple[float, ...] = tuple(10.0 ** (k / 2) for k in range(-24, 1))
+
+
+@dataclass(frozen=True)
+class TensorErrors:
+    """How one tensor's values moved in a lossy round trip: a histogram of the absolute
+    errors over :data:`ERROR_BIN_EDGES` (``len(edges) + 2`` counts, the first the exact ones)."""
+
+    name: str
+    values: int
+    max_abs_error: float
+    histogram: list[int]
+
+
+def tensor_errors(source: Weights, got: Weights) -> list[TensorErrors]:
+    """Per tensor of *source*, the histogram of ``|got - source|`` (both NaN: 0 error;
+    a tensor missing from *got* counts every value in the last bin)."""
+    edges = np.array(ERROR_BIN_EDGES)
+    out = []
+    for name, ref in source.items():
+        a = np.asarray(ref).astype(np.float64).ravel()
+        if name in got:
+            b = np.asarray(got[name]).astype(np.float64).ravel()
+            with np.errstate(invalid="ignore"):
+                err = np.where(np.isnan(a) & np.isnan(b), 0.0, np.abs(a - b))
+            err = np.where(np.isnan(err), np.inf, err)
+        else:
+            err = np.full(a.size, np.inf)
+        exact = int((err == 0).sum())
+        # searchsorted: 0 below the first edge, len(edges) at or above the last
+        bins = np.bincount(np.searchsorted(edges, err[err > 0], side="right"),
+                           minlength=len(edges) + 1)
+        out.append(TensorErrors(name, int(a.size), float(err.max()) if err.size else 0.0,
+                                [exact, *(int(c) for c in bins)]))
+    return out
 
 
 def compare(source: Weights, got: Weights) -> Diff:
@@ -134,6 +175,9 @@ class Row:
     #: False when a bit-exact row took the source's predictions instead of running the network
     #: again (identical weights give identical predictions); see ``build_report(reevaluate=)``.
     evaluated: bool = True
+    #: Per tensor, a histogram of the absolute errors (:func:`tensor_errors`); empty when
+    #: the round trip is exact.
+    tensor_errors: list[TensorErrors] = field(default_factory=list)
 
 
 def pareto(rows: list[Row]) -> list[Row]:
@@ -189,6 +233,7 @@ class Report:
         """Plain data (for ``--format json``)."""
         return {
             "repeats": self.repeats,
+            "error_bin_edges": list(ERROR_BIN_EDGES),
             "environment": self.environment,
             "sections": [{"headline": asdict(h), "rows": [asdict(r) for r in rows]}
                          for h, rows in self.sections],
@@ -332,5 +377,5 @@ def _measure(variant: Variant, weights: Weights, base: Evaluation, src: Path, fo
         max_ulp_error=diff.max_ulp_error, accuracy=result.accuracy,
         changed_predictions=int((result.predictions != base.predictions).sum()),
         write_ms=write_ms, read_ms=read_ms, precision=variant.precision_label,
-        evaluated=evaluated,
+        evaluated=evaluated, tensor_errors=[] if diff.exact else tensor_errors(weights, got),
     )

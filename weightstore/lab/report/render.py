@@ -12,16 +12,20 @@ import orjson
 from ...display import table
 from .measure import Headline, Report, Row, pareto
 
-__all__ = ["COLUMNS", "render", "render_text", "render_markdown", "render_json", "render_csv",
-           "frontier_only", "iter_formats"]
+__all__ = ["COLUMNS", "NUMERIC_COLUMNS", "render", "render_text", "render_markdown",
+           "render_json", "render_csv", "frontier_only", "iter_formats", "notes", "cells",
+           "headline_lines"]
 
 
 COLUMNS = ["format", "precision", "bytes", "B/weight", "vs src", "zipped", "exact",
            "max abs err", "max rel err", "max ULP", "accuracy", "changed", "frontier",
            "write ms", "read ms"]
+#: The columns of :data:`COLUMNS` that hold numbers (aligned right).
+NUMERIC_COLUMNS = frozenset(range(2, len(COLUMNS))) - {6, 12}
 
 
-def _cells(r: Row) -> list[str]:
+def cells(r: Row) -> list[str]:
+    """The table cells of row *r*, as every renderer shows them."""
     def err(x: float) -> str:
         return "0" if r.exact else f"{x:.3g}"
 
@@ -39,7 +43,8 @@ def frontier_only(report: Report) -> Report:
                   report.environment)
 
 
-def _headline_lines(h: Headline) -> list[str]:
+def headline_lines(h: Headline) -> list[str]:
+    """The notes' figures above a section's table, one line each."""
     lines = [f"source: {h.source} ({h.source_bytes:,} bytes, {h.tensors} tensors, "
              f"network: {h.model})"]
     if h.neurons:
@@ -61,20 +66,26 @@ def _headline_lines(h: Headline) -> list[str]:
     return lines
 
 
+def notes(report: Report) -> list[str]:
+    """What the table's marks and columns mean, below the table."""
+    out = []
+    if any(not r.evaluated for _, rows in report.sections for r in rows):
+        out.append("accuracy marked '=': a bit-exact round trip, whose predictions are the "
+                   "source's (identical weights); the network was not run again")
+    out.append(f"times: median of {report.repeats} runs; errors against the source values, "
+               "ULPs in the source dtype; 'changed': predictions that differ from the source's; "
+               "frontier '*': the smallest file at its accuracy (no row is as small or smaller "
+               "and as accurate or more)")
+    return out
+
+
 def render_text(report: Report) -> str:
     """A readable terminal table per source."""
     parts = []
     for h, rows in report.sections:
-        parts.append("\n".join(_headline_lines(h)))
-        parts.append(table([_cells(r) for r in rows], COLUMNS,
-                           right=set(range(2, len(COLUMNS))) - {6, 12}))
-    if any(not r.evaluated for _, rows in report.sections for r in rows):
-        parts.append("accuracy marked '=': a bit-exact round trip, whose predictions are the "
-                     "source's (identical weights); the network was not run again")
-    parts.append(f"times: median of {report.repeats} runs; errors against the source values, "
-                 "ULPs in the source dtype; 'changed': predictions that differ from the source's; "
-                 "frontier '*': the smallest file at its accuracy (no row is as small or smaller "
-                 "and as accurate or more)")
+        parts.append("\n".join(headline_lines(h)))
+        parts.append(table([cells(r) for r in rows], COLUMNS, right=set(NUMERIC_COLUMNS)))
+    parts += notes(report)
     return "\n\n".join(parts) + "\n"
 
 
@@ -82,9 +93,9 @@ def render_markdown(report: Report) -> str:
     """Markdown: the headline as a list, the rows as a table."""
     parts = []
     for h, rows in report.sections:
-        parts.append("\n".join(f"- {line}" for line in _headline_lines(h)))
+        parts.append("\n".join(f"- {line}" for line in headline_lines(h)))
         lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+        lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
@@ -92,12 +103,13 @@ def render_markdown(report: Report) -> str:
 def render_csv(report: Report) -> str:
     """One CSV row per measured row, with the source file as the first column."""
     buf = io.StringIO()
-    fields = ["source", *Row.__dataclass_fields__]
+    fields = ["source", *(f for f in Row.__dataclass_fields__ if f != "tensor_errors")]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for h, rows in report.sections:
         for r in rows:
             d = asdict(r)
+            del d["tensor_errors"]  # a list per tensor: in --format json and html
             d["options"] = ";".join(f"{k}={v}" for k, v in r.options.items())
             writer.writerow({"source": h.source, **d})
     return buf.getvalue()
