@@ -32,6 +32,9 @@ COMMANDS: dict[str, str] = {
 #: Command name -> its one-line help, as its module's ``add_parser`` gives it.
 HELP: dict[str, str] = {
     "convert": "convert a weight file to another format (chosen by DST's extension or --to)",
+    "convert-many": "convert many weight files (paths, globs, s3:// URLs) on a Dask cluster",
+    "report-many": "tabulate format, parameters, bytes per parameter and dtypes of many "
+                   "weight files",
     "inspect": "list a weight file's tensors (name, dtype, shape, count), its format and size",
     "eval": "run the book's network from a weight file on the 10,000 MNIST test images",
     "shrink": "write the smallest quantized file whose network predicts as the original does",

@@ -42,15 +42,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="file, folder, glob ('zoo/**/*.bin') or URL ('s3://b/zoo/**/*.bin')")
     p.add_argument("--to", required=True, metavar="FORMAT", help="output format")
     p.add_argument("--out", required=True, metavar="DEST", help="folder or URL to write to")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="a dask.distributed scheduler (tcp://host:8786); default: a local "
-                   "cluster")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes of the local cluster (default: one per core)")
+    add_cluster_args(p)
     p.add_argument("--manifest", metavar="PATH",
                    help="the manifest (default: DEST/weightstore-manifest.jsonl)")
-    p.add_argument("--storage-options", metavar="JSON",
-                   help="fsspec storage options for sources, DEST and the manifest")
     add_option_arg(p)
     add_precision_args(p)
     p.add_argument("--max-shard-size", metavar="SIZE",
@@ -61,6 +55,17 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print only failures and the summary; no progress bar")
     p.set_defaults(run=run)
+
+
+def add_cluster_args(p: argparse.ArgumentParser) -> None:
+    """--scheduler, --workers and --storage-options (convert-many, report-many)."""
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a dask.distributed scheduler (tcp://host:8786); default: a local "
+                   "cluster")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of the local cluster (default: one per core)")
+    p.add_argument("--storage-options", metavar="JSON",
+                   help="fsspec storage options (credentials, endpoint) for every path")
 
 
 def storage_options_arg(text: str | None) -> dict | None:

@@ -11,7 +11,7 @@ import orjson
 from .. import cluster
 from ..display import table
 from ._util import add_option_arg, add_precision_args, parse_options, precision_from_args
-from .convert_many import storage_options_arg
+from .convert_many import add_cluster_args, storage_options_arg
 
 HELP = "tabulate format, parameters, bytes per parameter and dtypes of many weight files"
 EXAMPLES = """\
@@ -35,12 +35,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="file, folder, glob ('zoo/**/*.bin') or URL ('s3://b/zoo/**')")
     p.add_argument("--to", metavar="FORMAT", help="also measure the size in this format")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="a dask.distributed scheduler; default: a local cluster")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes of the local cluster (default: one per core)")
-    p.add_argument("--storage-options", metavar="JSON",
-                   help="fsspec storage options for the sources")
+    add_cluster_args(p)
     add_option_arg(p)
     add_precision_args(p)
     out = p.add_mutually_exclusive_group()
