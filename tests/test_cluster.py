@@ -216,6 +216,15 @@ def test_report_many_rows_and_sizes(tmp_path: Path, client: distributed.Client,
     assert lines[1].split(",")[1:5] == ["hdf5", "2", "40", str(m["bytes"])]
     assert main(["report-many", str(src), "--scheduler", client.scheduler.address]) == 1
     assert "bad.npz" in capsys.readouterr().out
+    pq = pytest.importorskip("pyarrow.parquet", reason="--parquet needs pyarrow")
+    assert main(["report-many", str(src), "--parquet", str(tmp_path / "r.parquet"),
+                 "--scheduler", client.scheduler.address]) == 1
+    back = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    assert [r["source"] for r in back] == [r["source"] for r in rows]
+    named = {Path(r["source"]).name: r for r in back}
+    assert named["m.h5"]["parameters"] == 40
+    assert named["m.h5"]["bytes_per_param"] == m["bytes_per_param"]
+    assert named["bad.npz"]["error"] and named["bad.npz"]["parameters"] is None
 
 
 def test_sources_that_name_nothing_are_errors(tmp_path: Path) -> None:

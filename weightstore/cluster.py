@@ -48,7 +48,7 @@ from .progress import ProgressCallback
 from .shard import INDEX_SUFFIX
 
 __all__ = ["convert_many", "report_many", "REPORT_COLUMNS", "Unit", "Record", "ManyResult",
-           "list_sources", "read_manifest", "MANIFEST_NAME"]
+           "list_sources", "read_manifest", "write_parquet", "MANIFEST_NAME"]
 
 #: The manifest's file name inside DEST (``manifest=`` puts it elsewhere).
 MANIFEST_NAME = "weightstore-manifest.jsonl"
@@ -499,6 +499,25 @@ def report_many(
                                          [(u, "") for u in units], lost, to, pdict,
                                          options, storage_options)}
     return [rows[u.source] for u in units]
+
+
+def write_parquet(rows: list[dict[str, Any]], path: str,
+                  storage_options: dict[str, Any] | None = None) -> None:
+    """*rows* of :func:`report_many` as a Parquet file at *path*, written atomically
+    (needs pyarrow: extra 'parquet')."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise MissingDependencyError("pyarrow", "parquet", "Parquet output") from e
+    schema = pa.schema([("source", pa.string()), ("format", pa.string()),
+                        ("tensors", pa.int64()), ("parameters", pa.int64()),
+                        ("bytes", pa.int64()), ("bytes_per_param", pa.float64()),
+                        ("dtypes", pa.string()), ("to", pa.string()),
+                        ("size_as_to", pa.int64()), ("error", pa.string())])
+    table = pa.Table.from_pylist(rows, schema=schema)
+    with atomic_write(path, storage_options) as f:
+        pq.write_table(table, f)
 
 
 def _run(distributed: Any, scheduler: Any, workers: int | None, task: Callable[..., Any],

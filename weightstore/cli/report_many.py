@@ -19,6 +19,7 @@ examples:
   weightstore report-many 'zoo/**/*.bin'
   weightstore report-many 's3://bucket/zoo/**' --to safetensors --dtype float16 --csv > z.csv
   weightstore report-many ckpts/ --json --scheduler tcp://scheduler:8786
+  weightstore report-many 'zoo/**' --parquet zoo.parquet      (DuckDB, pandas)
 
 Columns: source, format, tensors, parameters, bytes, bytes_per_param, dtypes (share of
 the parameters per dtype), and with --to the exact size in that format (each file is
@@ -41,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--csv", action="store_true", help="CSV on stdout")
     out.add_argument("--json", action="store_true", help="JSON on stdout (a list of rows)")
+    out.add_argument("--parquet", metavar="PATH",
+                     help="write a Parquet file (needs pyarrow: pip install "
+                     "'weightstore[parquet]')")
     p.set_defaults(run=run)
 
 
@@ -51,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
         storage_options=storage_options_arg(args.storage_options),
         **parse_options(args.options))
     columns = list(cluster.REPORT_COLUMNS)
-    if args.json:
+    if args.parquet:
+        cluster.write_parquet(rows, args.parquet)
+    elif args.json:
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
     elif args.csv:
         w = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
