@@ -18,7 +18,9 @@ import io
 import os
 import re
 import shutil
+import socket
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +135,42 @@ def full_test_set_evaluation(data_dir: Path) -> Callable[[str], Evaluation]:
         return done[name]
 
     return get
+
+
+@dataclass
+class S3Server:
+    """A moto S3 server on 127.0.0.1: fsspec storage_options that reach it."""
+
+    options: dict
+    endpoint: str
+
+    def create_bucket(self, name: str) -> None:
+        import boto3
+
+        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                     aws_access_key_id="testing", aws_secret_access_key="testing",
+                     ).create_bucket(Bucket=name)
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[S3Server]:
+    """A local S3 server (moto, loopback only) for one test module."""
+    pytest.importorskip("s3fs", reason="S3 URLs need the 'remote' extra (s3fs)")
+    server_mod = pytest.importorskip("moto.server", reason="moto[server] runs the local S3")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    options = {"key": "testing", "secret": "testing", "skip_instance_cache": True,
+               "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+               "config_kwargs": {"retries": {"max_attempts": 2}, "connect_timeout": 5,
+                                 "read_timeout": 20}}
+    try:
+        yield S3Server(options, endpoint)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)
