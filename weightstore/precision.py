@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from .codec import Budget
 from .errors import FormatError, LossyWarning, MissingDependencyError, OptionError, WeightsError
 from .model import Weights, as_weights, canonical_dtype, dtype_name
 
@@ -266,8 +267,8 @@ class QuantizedTensor:
         scale = np.asarray(self.scale).astype(np.float64)
         if self.codes.ndim >= 2:
             rows = _as_matrix(codes)
-            if self.block:
-                scale = np.repeat(scale, self.block, axis=0)[: rows.shape[0]]
+            if self.block:  # each row's block scale; never more rows than the codes have
+                scale = scale[np.arange(rows.shape[0]) // self.block]
             values = (rows * scale).reshape(self.codes.shape)
         else:
             values = codes * scale
@@ -459,7 +460,8 @@ def _parse_record(text: str, path: str | None) -> dict[str, dict[str, Any]]:
     return doc["tensors"]
 
 
-def dequantize(weights: Weights, *, path: str | None = None) -> Weights:
+def dequantize(weights: Weights, *, path: str | None = None,
+               budget: Budget | None = None) -> Weights:
     """Stored weights with their quantized tensors restored to floats, in their places and
     under their own names; the record leaves the metadata. Unquantized weights unchanged.
 
@@ -495,7 +497,11 @@ def dequantize(weights: Weights, *, path: str | None = None) -> Weights:
             raise FormatError(path=path, field=f"tensor {scale_name!r}",
                               expected=f"float scales of shape {q.scale_shape()}",
                               found=f"{scale.dtype} of shape {scale.shape}")
+        if budget is not None:  # float64 codes, row scales and product, then the result
+            budget.take(codes.size * 4 * 8, path=path, field=f"dequantizing tensor {name!r}")
         restored[codes_name] = q.dequantize()
+        if budget is not None:  # the float64 scratch is freed; the result stays
+            budget.give_back(codes.size * 3 * 8)
     scales = {name + SCALE_SUFFIX for name in record}
     out = [(key[: -len(CODES_SUFFIX)], restored[key]) if key in restored else (key, array)
            for key, array in weights.items() if key not in scales]

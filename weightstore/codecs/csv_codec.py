@@ -37,7 +37,7 @@ from typing import IO, NamedTuple
 import numpy as np
 import orjson
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits
+from ..codec import Budget, DEFAULT_LIMITS, Codec, Limits
 from ..errors import FormatError, LimitError, WeightsError
 from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import CSV_HEADER, is_csv
@@ -175,7 +175,7 @@ class CsvCodec(Codec):
             fileobj.write(f"{_quote(key)},{METADATA_DTYPE},,,{_quote(value)}\r\n".encode())
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+             verify: bool = True, budget: Budget | None = None) -> Weights:
         end = fileobj.seek(0, io.SEEK_END)
         fileobj.seek(max(0, end - 1))
         if fileobj.read(1) != b"\n":

@@ -37,6 +37,7 @@ import h5py
 import numpy as np
 
 from ..codec import (
+    Budget,
     DEFAULT_LIMITS,
     Codec,
     Limits,
@@ -142,7 +143,7 @@ class Hdf5Codec(Codec):
     read = read_through_open
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The file's structure only (and its header checksum); datasets are read on
         access: contiguous ones straight from their offset (``dset.id.get_offset()``) or
         memory-mapped, others through h5py, each checked against its checksum."""

@@ -50,7 +50,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option
+from ..codec import Budget, DEFAULT_LIMITS, Codec, Limits, Option
 from ..errors import FormatError, WeightsError
 from ..integrity import (
     format_crc,
@@ -139,7 +139,7 @@ class JsonCodec(Codec):
         fileobj.write(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2))
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+             verify: bool = True, budget: Budget | None = None) -> Weights:
         raw = fileobj.read()
         if raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]

@@ -33,6 +33,7 @@ import numpy as np
 import orjson
 
 from ..codec import (
+    Budget,
     DEFAULT_LIMITS,
     Codec,
     Limits,
@@ -123,7 +124,7 @@ class NpzCodec(Codec):
     read = read_through_open
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The members' headers only (and the header checksum); each tensor is read, its
         zip CRC-32 checked, or memory-mapped, on access."""
         try:

@@ -43,7 +43,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorSource
+from ..codec import Budget, DEFAULT_LIMITS, Codec, Limits, TensorSource
 from ..errors import (
     ChecksumError,
     FormatError,
@@ -190,7 +190,7 @@ class SafetensorsCodec(Codec):
         fileobj.write(st.numpy.save(tensors, metadata=metadata))
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+             verify: bool = True, budget: Budget | None = None) -> Weights:
         _safetensors()  # the format's own package stays required, as for writing
         source = self._open(fileobj, path, limits, verify)
         # The header checks (offsets tiling the buffer exactly, sizes matching dtype and
@@ -200,7 +200,7 @@ class SafetensorsCodec(Codec):
                                  source.metadata, path)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The header alone, checked as :meth:`read` checks it (its checksum too); each
         tensor is then read from its offset, checked, or memory-mapped."""
         # Opening holds no tensor, so only the per-tensor limit applies here.

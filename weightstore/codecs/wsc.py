@@ -84,7 +84,7 @@ import numpy as np
 import orjson
 import zstandard
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
+from ..codec import Budget, DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnsupportedError
 from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import WSC_MAGIC
@@ -424,7 +424,7 @@ class WscCodec(Codec):
     # -- reading -------------------------------------------------------------------
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+             verify: bool = True, budget: Budget | None = None) -> Weights:
         """Every tensor; tensor CRC-32s checked unless *verify* or the ``verify`` option is
         false (``weightstore.load(path, verify=False)``). The header's is always checked."""
         metadata, entries = self.read_index(fileobj, path=path, limits=limits)
@@ -435,7 +435,7 @@ class WscCodec(Codec):
         return weights_from_file(tensors, metadata, path)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The header alone (its CRC-32 checked); each tensor is decoded when read, with its
         CRC-32 checked unless *verify* or the ``verify`` option is false."""
         metadata, entries = self.read_index(fileobj, path=path, limits=limits)

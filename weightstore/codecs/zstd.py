@@ -29,7 +29,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 import zstandard
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
+from ..codec import Budget, DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnknownFormatError
 from ..model import Weights
 from ..registry import SNIFF_BYTES, get_codec, sniff
@@ -283,13 +283,13 @@ class ZstdCodec(Codec):
         return cls(**self.inner_options) if cls.name == self.inner else cls()
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+             verify: bool = True, budget: Budget | None = None) -> Weights:
         content = self.decompress(fileobj, path, limits)
         return self.inner_for(content, path).read(content, path=path, limits=limits,
                                                   verify=verify)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """Decompress into an unnamed temporary file (disk, not memory), then open the inner
         codec's file there: its tensors are read one at a time as the inner codec allows."""
         tmp = tempfile.TemporaryFile()  # noqa: SIM115  (closed with the source)
