@@ -29,7 +29,6 @@ from __future__ import annotations
 import io
 import math
 import mmap
-import os
 import struct
 from typing import IO, Any
 
@@ -148,22 +147,16 @@ class Hdf5Codec(Codec):
         access: contiguous ones straight from their offset (``dset.id.get_offset()``) or
         memory-mapped, others through h5py, each checked against its checksum."""
         raw = RawFile(fileobj, path)
-        # A local file is opened by name: HDF5's own driver reads the structure several
-        # times faster than through a Python file object.
+        # Always through our one open handle, never by name: a file replaced on disk
+        # while it is read must not mix two files' bytes.
         target: Any = fileobj
-        name = getattr(fileobj, "name", None)
-        if raw.fd is not None and isinstance(name, str):
-            try:
-                same = os.path.samestat(os.fstat(raw.fd), os.stat(name))
-            except OSError:
-                same = False
-            target = name if same else fileobj  # not if the name now points elsewhere
         try:
             f = h5py.File(target, "r")
         except OSError as e:
             raise _damage(e, "not a readable HDF5 file", path) from e
         try:
-            return _Hdf5Source(h5py, f, raw, path, limits, verify)
+            return _Hdf5Source(h5py, f, raw, path, limits, verify,
+                               Budget.of(budget, limits, fileobj))
         except BaseException:
             f.close()
             raise
@@ -175,8 +168,9 @@ class _Hdf5Source(TensorSource):
     lazy = True
 
     def __init__(self, h5py: Any, f: Any, raw: RawFile, path: str, limits: Limits,
-                 verify: bool) -> None:
+                 verify: bool, budget: Budget) -> None:
         self._h5py, self._f, self._raw, self._path = h5py, f, raw, path
+        self._budget = budget
         self._verify = verify
         #: dataset name -> file offset of its raw bytes, or -1 to read through h5py
         self._offsets: dict[str, int] = {}
@@ -184,11 +178,12 @@ class _Hdf5Source(TensorSource):
         self._crcs: dict[str, int] = {}
         metas: list[TensorInfo] = []
         try:
-            if any(h5py.check_vlen_dtype(f.attrs.get_id(k).dtype) is not None
-                   for k in f.attrs):
+            if any(_has_vlen(h5py, f.attrs.get_id(k).dtype) for k in f.attrs):
                 _check_global_heaps(raw.fileobj, path)
             metadata = {k: _attr_text(v) for k, v in f.attrs.items() if k != HEADER_ATTR}
             stored_header = _crc_attr(f, HEADER_ATTR, "root group", path)
+            #: addresses of the objects walked: each is visited once (a graph, not a tree)
+            self._seen = {_address(h5py, f)}
             self._walk(f, "", limits, metas, 0)
         except WeightstoreError:
             raise
@@ -222,13 +217,23 @@ class _Hdf5Source(TensorSource):
                 obj = group[key]
             except (KeyError, OSError) as e:
                 raise _damage(e, "cannot open object", path, f"object {name!r}") from e
+            address = _address(h5py, obj)
+            if address in self._seen:  # several links to one object: refused, not re-walked
+                raise FormatError(path=path, field=f"link {name!r}",
+                                  expected="one link to each group and dataset",
+                                  found="a second link to an object already read")
+            self._seen.add(address)
             if isinstance(obj, h5py.Group):
                 self._walk(obj, name, limits, out, depth + 1)
             elif isinstance(obj, h5py.Dataset):
                 if len(out) >= limits.max_tensors:
                     raise FormatError(path=path, field="datasets",
                                       expected=f"at most {limits.max_tensors}")
-                meta, offset = _check_dataset(h5py, obj, name, path, limits, self._raw.size)
+                meta, offset, stored = _check_dataset(h5py, obj, name, path, limits,
+                                                      self._raw.size)
+                if offset < 0 and stored != meta.nbytes:  # filtered: the one allowance
+                    self._budget.add_compressed(stored)
+                    self._budget.expand(meta.nbytes, path=path, field=f"dataset {name!r}")
                 out.append(meta)
                 self._offsets[name] = offset
                 stored = _crc_attr(obj, CRC_ATTR, f"dataset {name!r}", path)
@@ -267,9 +272,10 @@ class _Hdf5Source(TensorSource):
 
 
 def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
-                   file_size: int) -> tuple[TensorInfo, int]:
-    """The dataset's meta after the checks, and the offset of its raw bytes (-1 when it
-    must be read through h5py: chunked, filtered, compact, big-endian or bool)."""
+                   file_size: int) -> tuple[TensorInfo, int, int]:
+    """The dataset's meta after the checks, the offset of its raw bytes (-1 when it
+    must be read through h5py: chunked, filtered, compact, big-endian or bool), and the
+    bytes it takes in the file."""
     where = f"dataset {name!r}"
     if ds.is_virtual:
         raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
@@ -305,7 +311,22 @@ def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
         found = ds.id.get_offset()
         if found is not None and found + meta.nbytes <= file_size:
             offset = found
-    return meta, offset
+    return meta, offset, stored
+
+
+def _address(h5py: Any, obj: Any) -> int:
+    """Where an object's header lies in the file: the same object, the same address."""
+    return int(h5py.h5o.get_info(obj.id).addr)
+
+
+def _has_vlen(h5py: Any, dtype: np.dtype) -> bool:
+    """Whether *dtype* holds a variable-length type anywhere (in a compound's field or a
+    sub-array too): reading it goes through the global heap."""
+    if h5py.check_vlen_dtype(dtype) is not None or dtype.kind == "O":
+        return True
+    if dtype.fields:
+        return any(_has_vlen(h5py, field[0]) for field in dtype.fields.values())
+    return dtype.subdtype is not None and _has_vlen(h5py, dtype.subdtype[0])
 
 
 def _damage(e: Exception, what: str, path: str, field: str | None = None) -> FormatError:
@@ -355,7 +376,8 @@ def _check_global_heaps(fileobj: IO[bytes], path: str) -> None:
     global heap collections. The HDF5 library walks a collection's objects by
     their stated sizes, and a size that wraps around makes it loop forever, so the
     collections are walked here first. Only bytes that start with the full
-    8-byte collection signature are taken for one.
+    8-byte collection signature are taken for one. Collections may not overlap, so the
+    walk reads each byte at most once (linear in the file's size).
     """
     fileobj.seek(0)
     try:
@@ -365,7 +387,12 @@ def _check_global_heaps(fileobj: IO[bytes], path: str) -> None:
     try:
         end = len(view)
         at = view.find(_GCOL)
+        walked_to = 0
         while at >= 0:
+            if at < walked_to:
+                raise FormatError(path=path, field=f"global heap at byte {at}",
+                                  expected="collections that do not overlap",
+                                  found=f"one inside the collection ending at byte {walked_to}")
             (size,) = struct.unpack_from("<Q", view, at + 8) if at + 16 <= end else (0,)
             if size < _GCOL_HEADER or at + size > end:
                 raise FormatError(path=path, field=f"global heap at byte {at}",
@@ -380,6 +407,7 @@ def _check_global_heaps(fileobj: IO[bytes], path: str) -> None:
                                       f"{index}", expected=f"at most {stop - p:,} bytes",
                                       found=f"{osize:,} bytes")
                 p += need
+            walked_to = stop
             at = view.find(_GCOL, at + 1)
     finally:
         if isinstance(view, mmap.mmap):

@@ -134,7 +134,8 @@ class NpzCodec(Codec):
         except NotImplementedError as e:  # zipfile's word for a feature it lacks
             raise FormatError(f"uses a zip feature this reader lacks ({e})", path=path) from e
         try:
-            return _NpzSource(zf, RawFile(fileobj, path), path, limits, verify)
+            return _NpzSource(zf, RawFile(fileobj, path), path, limits, verify,
+                              Budget.of(budget, limits, fileobj))
         except BaseException:
             zf.close()
             raise
@@ -311,7 +312,7 @@ class _NpzSource(TensorSource):
     lazy = True
 
     def __init__(self, zf: zipfile.ZipFile, raw: RawFile, path: str, limits: Limits,
-                 verify: bool) -> None:
+                 verify: bool, budget: Budget) -> None:
         self._zf, self._raw, self._path, self._verify = zf, raw, path, verify
         self._limits = limits
         infos = [i for i in zf.infolist() if not i.is_dir()]
@@ -348,6 +349,11 @@ class _NpzSource(TensorSource):
             meta, member = self._header(info, name, limits)
             metas.append(meta)
             self._members[name] = member
+        deflated = [i for i in infos if i.compress_type != zipfile.ZIP_STORED]
+        if deflated:  # what the members claim, against the operation's one allowance
+            budget.add_compressed(sum(i.compress_size for i in deflated))
+            budget.expand(sum(i.file_size for i in deflated), path=path,
+                          field="deflated members")
         metadata, stored_header = NpzCodec._read_comment(zf.comment, path)
         super().__init__(metas, metadata)
         self._metas = {m.name: m for m in metas}

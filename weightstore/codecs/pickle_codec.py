@@ -288,7 +288,7 @@ class _Machine:
     def read(self, n: int, what: str) -> bytes:
         if n > self.left:
             raise FormatError(path=self.path, field=what, expected=f"{n:,} bytes",
-                              found=f"{self.left:,} left in the file")
+                              found=f"{self.left:,} left in the file (truncated)")
         data = self.f.read(n)
         if len(data) != n:
             raise FormatError(path=self.path, field=what, expected=f"{n:,} bytes",
@@ -300,7 +300,7 @@ class _Machine:
         (n,) = struct.unpack({1: "<B", 4: "<I", 8: "<Q"}[size], self.read(size, what))
         if n > self.left:
             raise FormatError(path=self.path, field=what, expected=f"at most {self.left:,} "
-                              "bytes (what is left of the file)", found=f"{n:,}")
+                              "bytes (what is left of the file)", found=f"{n:,} (truncated?)")
         return n
 
     def line(self, what: str) -> str:
@@ -334,7 +334,7 @@ class _Machine:
                 deepest = max(deepest, self.depth.get(id(item), 1) + 1)
         if deepest > self.limits.max_depth:
             raise FormatError(path=self.path, field="pickle nesting",
-                              expected=f"at most {self.limits.max_depth} levels "
+                              expected=f"nesting within {self.limits.max_depth} levels "
                               "(Limits.max_depth)", found=f"{deepest} levels")
         self.depth[pid] = deepest
 

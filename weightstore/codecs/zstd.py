@@ -214,7 +214,7 @@ class ZstdCodec(Codec):
                 inner.write(weights, _Unseekable(writer), path=path)
 
     def decompress(self, fileobj: IO[bytes], path: str, limits: Limits,
-                   out: IO[bytes] | None = None) -> IO[bytes]:
+                   out: IO[bytes] | None = None, budget: Budget | None = None) -> IO[bytes]:
         """The whole decompressed content, refusing more than the limits allow: in memory,
         or written into *out* (a seekable binary file) when given.
 
@@ -223,9 +223,15 @@ class ZstdCodec(Codec):
         decompressed, and so is a declared content size beyond the limits. Then the
         content is read in bounded pieces: at most the limit plus one piece is ever
         held, however well the data compresses (a 4-byte block can stand for 128 KiB).
+
+        Every piece is charged to *budget* before it is kept: as decompressed output
+        (shared by all layers and shards of the operation, see
+        :class:`~weightstore.codec.Budget`), and as memory, or temporary disk with *out*.
         """
         size = fileobj.seek(0, io.SEEK_END)
-        limit = limits.max_output(size)
+        budget = Budget.of(budget, limits)
+        budget.add_compressed(size)
+        limit = budget.allowance() - budget.expanded
         frames = walk_frames(fileobj, size, path)
         declared = [f.content_size for f in frames if f.content_size is not None]
         if sum(declared) > limit:
@@ -233,6 +239,7 @@ class ZstdCodec(Codec):
                              expected=f"at most {limit:,} bytes from {size:,} compressed "
                              "(Limits.max_expansion, Limits.max_total_bytes)",
                              found=f"{sum(declared):,} bytes declared")
+        spooled = out is not None
         if out is None:
             out = io.BytesIO()
         fileobj.seek(0)
@@ -243,14 +250,19 @@ class ZstdCodec(Codec):
                 chunk = reader.read(min(_CHUNK, limit + 1 - out.tell()))
                 if not chunk:
                     break
-                out.write(chunk)
-                if out.tell() > limit:
+                if out.tell() + len(chunk) > limit:
                     raise LimitError(
                         path=path, field="zstd content",
                         expected=f"at most {limit:,} bytes from {size:,} compressed "
                         "(Limits.max_expansion, Limits.max_total_bytes)",
                         found=f"more than {limit:,} bytes",
                     )
+                budget.expand(len(chunk), path=path, field="zstd content")
+                if spooled:
+                    budget.spool(len(chunk), path=path, field="zstd content on temporary disk")
+                else:
+                    budget.take(len(chunk), path=path, field="zstd content in memory")
+                out.write(chunk)
         except zstandard.ZstdError as e:
             if "checksum" in str(e):
                 raise ChecksumError(path=path, field="zstd content",
@@ -284,9 +296,10 @@ class ZstdCodec(Codec):
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True, budget: Budget | None = None) -> Weights:
-        content = self.decompress(fileobj, path, limits)
+        budget = Budget.of(budget, limits, fileobj)
+        content = self.decompress(fileobj, path, limits, budget=budget)
         return self.inner_for(content, path).read(content, path=path, limits=limits,
-                                                  verify=verify)
+                                                  verify=verify, budget=budget)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True, budget: Budget | None = None) -> TensorSource:
@@ -294,9 +307,11 @@ class ZstdCodec(Codec):
         codec's file there: its tensors are read one at a time as the inner codec allows."""
         tmp = tempfile.TemporaryFile()  # noqa: SIM115  (closed with the source)
         try:
-            content = self.decompress(fileobj, path, limits, out=tmp)
+            budget = Budget.of(budget, limits, fileobj)
+            content = self.decompress(fileobj, path, limits, out=tmp, budget=budget)
             inner = self.inner_for(content, path)
-            source = inner.open(content, path=path, limits=limits, verify=verify)
+            source = inner.open(content, path=path, limits=limits, verify=verify,
+                                budget=budget)
         except BaseException:
             tmp.close()
             raise
