@@ -19,8 +19,10 @@ Layout (version 1), specified in full in ``docs/formats.md``::
   float16 bfloat16 float32 float64``.
 - ``shape`` is a list of non-negative integers (``[]`` for a 0-d tensor).
 - ``data`` holds the values in row-major (C) order as nested lists, one level per
-  dimension (a bare value for a 0-d tensor; an empty tensor keeps the nesting
-  down to its first zero dimension, e.g. shape ``[3, 0]`` is ``[[], [], []]``).
+  dimension (a bare value for a 0-d tensor). An empty tensor keeps the nesting down
+  to its first zero dimension, e.g. shape ``[3, 0]`` is ``[[], [], []]``, while that
+  takes at most :data:`MAX_EMPTY_LISTS` lists; beyond, its ``data`` is ``[]`` (shape
+  ``[10**9, 0]`` would otherwise be 2 GB of text for no value). Readers accept both.
 - A value is ``true``/``false`` for bool; a JSON integer for integer dtypes, or a
   decimal string when a 64-bit value is beyond ±(2**53 - 1); for floats, the
   shortest decimal that reads back to the identical value of that dtype, or one of
@@ -74,10 +76,49 @@ _TENSOR_KEYS = {"name", "dtype", "shape", "data"}
 _OPTIONAL_TENSOR_KEYS = {"crc32"}
 
 
+#: Most lists an empty tensor's nesting is written with; beyond, its data is ``[]``.
+MAX_EMPTY_LISTS = 4096
+
+
+def _empty_lists(shape: tuple[int, ...]) -> int:
+    """How many lists the full nesting of an empty tensor of *shape* takes."""
+    lists, run = 1, 1
+    for d in shape:
+        if d == 0:
+            break
+        run *= d
+        lists += run
+        if lists > MAX_EMPTY_LISTS:
+            return lists
+    return lists
+
+
 def _empty_nesting(shape: tuple[int, ...]) -> Any:
+    if _empty_lists(shape) > MAX_EMPTY_LISTS:
+        return []
     if not shape or shape[0] == 0:
         return []
     return [_empty_nesting(shape[1:]) for _ in range(shape[0])]
+
+
+def _is_empty_nesting(data: Any, shape: tuple[int, ...]) -> bool:
+    """Whether *data* is ``[]`` or the full nesting of an empty tensor of *shape*; walked
+    without building anything, so its cost is the size of *data* (already parsed)."""
+    if data == []:
+        return True
+    stack = [(data, 0)]
+    while stack:
+        node, level = stack.pop()
+        if not isinstance(node, list):
+            return False
+        if level == len(shape) or shape[level] == 0:
+            if node:
+                return False
+            continue
+        if len(node) != shape[level]:
+            return False
+        stack.extend((child, level + 1) for child in node)
+    return True
 
 
 class JsonCodec(Codec):
@@ -140,9 +181,15 @@ class JsonCodec(Codec):
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True, budget: Budget | None = None) -> Weights:
+        budget = Budget.of(budget, limits, fileobj)
         raw = fileobj.read()
         if raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
+        # What parsing will build, charged first: each list or object (an empty list is
+        # 56 bytes for 2 bytes of text) and each value (a float object and its slot).
+        containers = raw.count(b"[") + raw.count(b"{")
+        budget.take(len(raw) + 88 * containers + 40 * (raw.count(b",") + 1), path=path,
+                    field="JSON document (parsed)")
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
@@ -178,7 +225,8 @@ class JsonCodec(Codec):
         tensors: list[tuple[str, np.ndarray]] = []
         total = 0
         for i, entry in enumerate(entries):
-            name, array = self._read_tensor(entry, f"tensors[{i}]", path, limits, total)
+            name, array = self._read_tensor(entry, f"tensors[{i}]", path, limits, total,
+                                            budget)
             total += array.nbytes
             tensors.append((name, array))
             if verify and "crc32" in entry:
@@ -191,7 +239,7 @@ class JsonCodec(Codec):
 
     @staticmethod
     def _read_tensor(entry: Any, where: str, path: str, limits: Limits,
-                     total: int) -> tuple[str, np.ndarray]:
+                     total: int, budget: Budget) -> tuple[str, np.ndarray]:
         if not isinstance(entry, dict) or not (
                 _TENSOR_KEYS <= set(entry) <= _TENSOR_KEYS | _OPTIONAL_TENSOR_KEYS):
             raise FormatError(path=path, field=where, expected=f"an object with keys "
@@ -215,10 +263,11 @@ class JsonCodec(Codec):
         limits.check_tensor(path, name, count * dtype.itemsize, total)
         data = entry["data"]
         if count == 0:
-            if data != _empty_nesting(shape_t):
+            if not _is_empty_nesting(data, shape_t):
                 raise FormatError(path=path, field=f"{where} data",
                                   expected=f"empty nesting for shape {shape}", found=data)
-            return name, np.zeros(shape_t, dtype=dtype)
+            return name, np.zeros(shape_t, dtype=dtype)  # no values: no memory
+        budget.take(count * (8 + dtype.itemsize), path=path, field=f"{where} data")
         try:
             values = np.array(data)
         except ValueError as e:
