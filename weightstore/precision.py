@@ -84,6 +84,8 @@ MAX_DIGITS = 17
 
 _ENTRY_KEYS = {"dtype", "shape", "bits", "granularity"}
 _GRANULARITIES = ("tensor", "column", "block")
+#: Largest block of rows (a block never needs more rows than a tensor can have).
+MAX_BLOCK = 1 << 62
 
 
 def _is_float(array: np.ndarray) -> bool:
@@ -117,8 +119,10 @@ class Quantization:
                 or not MIN_BITS <= self.bits <= MAX_BITS):
             raise OptionError(field="quantize bits", expected=f"{MIN_BITS} to {MAX_BITS}",
                               found=self.bits)
-        if self.block is not None and (not isinstance(self.block, int) or self.block < 1):
-            raise OptionError(field="quantize block", expected="a positive number of rows",
+        if self.block is not None and (not isinstance(self.block, int)
+                                       or not 1 <= self.block <= MAX_BLOCK):
+            raise OptionError(field="quantize block",
+                              expected=f"a positive number of rows up to {MAX_BLOCK:,}",
                               found=self.block)
 
     @classmethod
@@ -330,13 +334,12 @@ def quantize_tensor(array: np.ndarray, bits: int, *, block: int | None = None,
         return QuantizedTensor(codes.reshape(a.shape), scale, bits, name_dtype, None)
     rows = _as_matrix(wide)
     n = rows.shape[0]
-    if block:
-        pad = -n % block
-        padded = np.pad(np.abs(rows), ((0, pad), (0, 0)))
-        amax = padded.reshape(-1, block, rows.shape[1]).max(axis=1) if n else \
-            np.zeros((0, rows.shape[1]))
+    if block:  # per block of rows, without padding to the block size (it may be huge)
+        starts = np.arange(0, n, block) if n else np.zeros(0, dtype=np.intp)
+        amax = np.maximum.reduceat(np.abs(rows), starts, axis=0) if n and rows.shape[1] \
+            else np.zeros((len(starts), rows.shape[1]))
         scale = (amax / top).astype(sdtype)
-        full = np.repeat(scale.astype(np.float64), block, axis=0)[:n]
+        full = scale.astype(np.float64)[np.arange(n) // block]
     else:
         amax = np.abs(rows).max(axis=0) if n else np.zeros(rows.shape[1])
         scale = (amax / top).astype(sdtype)
@@ -454,8 +457,9 @@ def _parse_record(text: str, path: str | None) -> dict[str, dict[str, Any]]:
                               expected="'tensor' for 0-d and 1-d tensors, 'column' or 'block' "
                               "for others", found=e["granularity"])
         if "block" in e and (not isinstance(e["block"], int) or isinstance(e["block"], bool)
-                             or e["block"] < 1):
-            raise FormatError(path=path, field=f"{where}.block", expected="a positive integer",
+                             or not 1 <= e["block"] <= MAX_BLOCK):
+            raise FormatError(path=path, field=f"{where}.block",
+                              expected=f"a positive integer up to {MAX_BLOCK:,}",
                               found=e["block"])
     return doc["tensors"]
 

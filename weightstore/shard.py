@@ -73,7 +73,11 @@ def parse_size(size: int | str) -> int:
             raise OptionError(field="max_shard_size",
                               expected="a size like 2GB, 500MB, 1GiB or a number of bytes",
                               found=size)
-        value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        number = float(m.group(1)) * _UNITS[m.group(2).lower()]
+        if not number < 2.0**63:  # inf from a number of hundreds of digits, too
+            raise OptionError(field="max_shard_size", expected="a size below 2**63 bytes",
+                              found=size)
+        value = int(number)
     if value <= 0:
         raise OptionError(field="max_shard_size", expected="a positive size", found=size)
     return value
