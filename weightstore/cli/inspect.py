@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import api
+from ..errors import printable
 from ._util import print_json, table
 
 HELP = "list a weight file's tensors (name, dtype, shape, count), its format and size"
@@ -28,11 +29,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info.to_dict())
         return 0
-    print(f"{info.path}: {info.format}, {info.file_size:,} bytes")
-    rows = [[t.name, t.dtype, "x".join(map(str, t.shape)) or "scalar", f"{t.count:,}"]
-            for t in info.tensors]
+    # names and metadata come from the file: escaped (no terminal escape sequences)
+    print(f"{printable(info.path)}: {info.format}, {info.file_size:,} bytes")
+    rows = [[printable(t.name), t.dtype, "x".join(map(str, t.shape)) or "scalar",
+             f"{t.count:,}"] for t in info.tensors]
     print(table(rows, ["tensor", "dtype", "shape", "values"], right={3}))
     print(f"{len(info.tensors)} tensors, {info.total_values:,} values")
     for key, value in info.metadata.items():
-        print(f"metadata {key}: {value}")
+        print(f"metadata {printable(key)}: {printable(value)}")
     return 0
