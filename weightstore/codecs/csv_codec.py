@@ -19,6 +19,13 @@ with a line break is refused as truncated, and so is a tensor with rows
 missing. A file cut exactly between two tensors cannot be told from a file
 with fewer tensors; use ``.csv.zst`` (which carries a checksum) where that matters.
 
+Spreadsheet formulas: a name, metadata key or metadata value that starts with
+``=``, ``+``, ``-``, ``@``, a tab, a carriage return or ``'`` is written with one
+``'`` before it (``=SUM(A1)`` as ``'=SUM(A1)``), so that a spreadsheet shows text
+instead of running a formula; a reader removes one leading ``'`` when what follows
+starts with one of those characters (:func:`guard`, :func:`unguard`), so every text
+round-trips exactly.
+
 Rows may come in any order (a reader places each by its index). Two kinds of
 row carry no element and appear only when needed: an empty tensor has one row
 with empty ``index`` and ``value``; each metadata entry is a row with ``dtype``
@@ -91,6 +98,24 @@ def _bounded_lines(text: IO[str], path: str) -> Iterator[str]:
         yield line
 
 
+#: A field starting with one of these is a formula to a spreadsheet (or, for the quote
+#: itself, would read back ambiguously): the writer puts a quote ``'`` before it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def guard(text: str) -> str:
+    """*text* as written in a name or metadata field: with a ``'`` before it when it
+    starts with ``= + - @``, a tab, a carriage return or ``'`` (so a spreadsheet shows
+    it as text instead of running it as a formula). :func:`unguard` undoes it."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def unguard(text: str) -> str:
+    """The text :func:`guard` was given: one leading ``'`` removed when what follows it
+    starts with one of :data:`FORMULA_STARTS`; any other text unchanged."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
+
+
 def _quote(text: str) -> str:
     if any(c in text for c in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
@@ -161,7 +186,7 @@ class CsvCodec(Codec):
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
         fileobj.write(HEADER_LINE + b"\r\n")
         for name, array in weights.items():
-            prefix = (f"{_quote(name)},{dtype_name(array.dtype)},"
+            prefix = (f"{_quote(guard(name))},{dtype_name(array.dtype)},"
                       f"{format_shape(array.shape)},").encode()
             if array.size == 0:
                 fileobj.write(prefix + b",\r\n")
@@ -172,7 +197,8 @@ class CsvCodec(Codec):
                 fileobj.write(_rows(prefix, start, value_text(flat[start:start + _WRITE_STEP])))
             del array, flat  # from a lazy source: one tensor in memory at a time
         for key, value in weights.metadata.items():
-            fileobj.write(f"{_quote(key)},{METADATA_DTYPE},,,{_quote(value)}\r\n".encode())
+            fileobj.write(f"{_quote(guard(key))},{METADATA_DTYPE},,,{_quote(guard(value))}"
+                          "\r\n".encode())
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True, budget: Budget | None = None) -> Weights:
@@ -251,8 +277,9 @@ class _Rows:
             raise FormatError(path=self.path, field=f"line {line}", expected="5 fields",
                               found=len(row))
         name, dtype_text, shape_text, index, value = row
+        name = unguard(name)
         if dtype_text == METADATA_DTYPE:
-            self.metadata[name] = value
+            self.metadata[name] = unguard(value)
             return
         chunks = self._chunks(name, dtype_text, shape_text, line)
         if index == "" and value == "":
@@ -435,6 +462,7 @@ def _add_run(rows: _Rows, tail: bytes, k: int, run: int, fields: list[bytes]) ->
     if b"\n" in flat:  # some lines end with LF alone
         flat = flat.replace(b"\n", b",")
     name, dtype_text, shape_text = (f.decode("utf-8") for f in fields[:3])
+    name = unguard(name)
     chunk = None
     if dtype_text != "bool" and not flat.translate(None, _NUMERIC) and not (
             flat.startswith(b"-0,") or b",-0," in flat or flat.endswith(b",-0")):
