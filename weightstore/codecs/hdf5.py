@@ -48,6 +48,7 @@ from ..codec import (
 from ..errors import (
     ChecksumError,
     FormatError,
+    LimitError,
     UnsafeFileError,
     UnsupportedError,
     WeightstoreError,
@@ -178,6 +179,7 @@ class _Hdf5Source(TensorSource):
         self._crcs: dict[str, int] = {}
         metas: list[TensorInfo] = []
         try:
+            _check_attribute_storage(h5py, f, path)
             if any(_has_vlen(h5py, f.attrs.get_id(k).dtype) for k in f.attrs):
                 _check_global_heaps(raw.fileobj, path)
             metadata = {k: _attr_text(v) for k, v in f.attrs.items() if k != HEADER_ATTR}
@@ -312,6 +314,25 @@ def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
         if found is not None and found + meta.nbytes <= file_size:
             offset = found
     return meta, offset, stored
+
+
+#: Most root attributes (metadata entries) read from an object header (compact storage).
+MAX_COMPACT_ATTRIBUTES = 1024
+
+
+def _check_attribute_storage(h5py: Any, obj: Any, path: str) -> None:
+    """Refuse more than :data:`MAX_COMPACT_ATTRIBUTES` attributes kept in an object header.
+
+    The HDF5 library finds such an attribute by name with a scan of the header, so reading
+    n of them costs n**2 (8,000 take seconds); files written by weightstore (HDF5 1.8
+    format) keep more than 8 in indexed "dense" storage, which is not limited.
+    """
+    info = h5py.h5o.get_info(obj.id)
+    if info.num_attrs > MAX_COMPACT_ATTRIBUTES and info.hdr.nmesgs >= info.num_attrs:
+        raise LimitError(path=path, field="root group attributes",
+                         expected=f"at most {MAX_COMPACT_ATTRIBUTES:,} kept in the object "
+                         "header (read in quadratic time), or an indexed attribute table",
+                         found=f"{info.num_attrs:,} in the header")
 
 
 def _address(h5py: Any, obj: Any) -> int:
