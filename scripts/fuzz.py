@@ -5,6 +5,10 @@ run again alone with ``--case`` (a writer whose bytes vary from run to run, like
 safetensors library's hash-ordered metadata, may damage a different byte then:
 ``--keep DIR`` saves the damaged file of every reported case).
 
+For pickle, a third of the damage cases are structure-aware instead: random opcode
+streams, or opcodes inserted, replaced, deleted or repeated at opcode boundaries of a
+valid file, with valid, lying or absurd arguments (``random_pickle_ops``).
+
 Nine cases in ten take a valid file (one of a few random weight sets the codec
 wrote), damage it (a byte flip, a flip near the header or trailer, a cut, an
 insertion, a deletion, a number in a text header replaced, a binary length
@@ -55,12 +59,15 @@ from weightstore.testing import (
     classify,
     file_name,
     random_mutation,
+    random_pickle_ops,
     random_weights,
     same_content,
 )
 
 #: Share of cases that are round trips of fresh random weights rather than damage.
 ROUND_TRIP_SHARE = 0.1
+#: Share of pickle's damage cases built from random opcodes rather than byte damage.
+PICKLE_OPCODE_SHARE = 1 / 3
 #: Valid files per codec that damaged cases start from.
 BASE_FILES = 8
 COLUMNS = ("codec", "cases", "clean errors", "harmless", "undetected", "crashes", "hangs",
@@ -117,9 +124,13 @@ def run_case(codec: str, seed: int, case: int, folder: Path,
         bases[index] = made
     data, clean = bases[index]
     kinds = []
-    for _ in range(1 if rng.random() < 0.8 else rng.randint(2, 3)):
-        kind, data = random_mutation(rng, data)
+    if cls.name == "pickle" and rng.random() < PICKLE_OPCODE_SHARE:
+        kind, data = random_pickle_ops(rng, data)
         kinds.append(kind)
+    else:
+        for _ in range(1 if rng.random() < 0.8 else rng.randint(2, 3)):
+            kind, data = random_mutation(rng, data)
+            kinds.append(kind)
     result: Result = classify(cls, data, clean, folder, f"case{case}")
     if keep is not None and result.outcome in (Outcome.CRASH, Outcome.UNDETECTED):
         keep.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ rename cannot reach a load in progress.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time

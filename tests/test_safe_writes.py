@@ -135,7 +135,7 @@ def test_csv_neutralises_formulas_and_reads_them_back(tmp_path: Path) -> None:
                    metadata={t: t for t in texts})
     ws.save(w, tmp_path / "w.csv")
     for line in (tmp_path / "w.csv").read_bytes().split(b"\r\n")[1:]:
-        assert not line[:1] in (b"=", b"+", b"-", b"@", b"\t"), line
+        assert line[:1] not in (b"=", b"+", b"-", b"@", b"\t"), line
     back = ws.load(tmp_path / "w.csv")
     assert back.equal(w) and back.metadata == w.metadata
 

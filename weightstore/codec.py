@@ -3,10 +3,10 @@
 A codec has a ``name``, the file ``extensions`` it claims, a ``sniff`` test on a
 file's first bytes, and two methods: ``write(weights, fileobj, *, path)`` and
 ``read(fileobj, *, path, limits, verify, budget)`` (*budget*: the operation's
-:class:`Budget`, charged before allocating, handed on to inner codecs). Everything else a caller may ask of a
-codec is a class attribute declared on :class:`Codec` with its default (``layer``,
-``inner``, ``streams_writes``, ``detects_cut_between_tensors``, ...), never probed
-with ``getattr``. Options are constructor keywords declared as :class:`Option`
+:class:`Budget`, charged before allocating, handed on to inner codecs). Everything
+else a caller may ask of a codec is a class attribute declared on :class:`Codec` with
+its default (``layer``, ``inner``, ``streams_writes``, ``detects_cut_between_tensors``,
+...), never probed with ``getattr``. Options are constructor keywords declared as :class:`Option`
 (name, type, default, help); they are validated once here and kept as public
 attributes (each codec class annotates its own), so ``repr``, equality,
 :meth:`Codec.get_config` and :meth:`Codec.from_config` are written once.

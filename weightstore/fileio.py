@@ -51,8 +51,8 @@ except ImportError:  # pragma: no cover - depends on the extra
 
     _FAST_CRC = False
 
-__all__ = ["atomic_write", "StagedFiles", "open_for_read", "write_failure", "stale_temporaries", "TEMP_PREFIX",
-           "TEMP_SUFFIX", "RawFile", "CHUNK", "crc32"]
+__all__ = ["atomic_write", "StagedFiles", "open_for_read", "write_failure", "stale_temporaries",
+           "TEMP_PREFIX", "TEMP_SUFFIX", "RawFile", "CHUNK", "crc32"]
 
 #: Temporary files are named ``.<name>.<random>.<host>-<pid>.weightstore-tmp``.
 TEMP_PREFIX = "."

@@ -44,7 +44,7 @@ from typing import IO, NamedTuple
 import numpy as np
 import orjson
 
-from ..codec import Budget, DEFAULT_LIMITS, Codec, Limits
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits
 from ..errors import FormatError, LimitError, WeightsError
 from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import CSV_HEADER, is_csv

@@ -36,8 +36,8 @@ import h5py
 import numpy as np
 
 from ..codec import (
-    Budget,
     DEFAULT_LIMITS,
+    Budget,
     Codec,
     Limits,
     Option,

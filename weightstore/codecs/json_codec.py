@@ -52,7 +52,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from ..codec import Budget, DEFAULT_LIMITS, Codec, Limits, Option
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option
 from ..errors import FormatError, WeightsError
 from ..integrity import (
     format_crc,

@@ -33,8 +33,8 @@ import numpy as np
 import orjson
 
 from ..codec import (
-    Budget,
     DEFAULT_LIMITS,
+    Budget,
     Codec,
     Limits,
     Option,

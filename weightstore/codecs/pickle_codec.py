@@ -329,7 +329,7 @@ class _Machine:
                               "another (weight files have no cycles)", found="a change")
         deepest = self.depth.get(pid, 1)
         for item in items:
-            if isinstance(item, _CONTAINERS) or isinstance(item, _ArraySpec):
+            if isinstance(item, (*_CONTAINERS, _ArraySpec)):
                 self.sealed.add(id(item))
                 deepest = max(deepest, self.depth.get(id(item), 1) + 1)
         if deepest > self.limits.max_depth:
@@ -506,10 +506,20 @@ def _define_ops() -> None:  # noqa: C901 - one short entry per opcode
                               expected=f"at most {pickle.HIGHEST_PROTOCOL}", found=v)
 
     reg[b"\x80"] = proto
-    reg[b"\x95"] = lambda m: m.length(8, "FRAME length") and None  # frames: plain bytes here
-    reg[b"("] = lambda m: (m.charge(0, "mark"), m.stack.append(_MARK)) and None
-    reg[b"0"] = lambda m: m.pop() and None
-    reg[b"1"] = lambda m: m.pop_mark() and None
+    def frame(m: M) -> None:  # frames are plain bytes here: the length is only checked
+        m.length(8, "FRAME length")
+
+    def mark(m: M) -> None:
+        m.charge(0, "mark")
+        m.stack.append(_MARK)
+
+    def pop(m: M) -> None:
+        m.pop()
+
+    def pop_mark(m: M) -> None:
+        m.pop_mark()
+
+    reg[b"\x95"], reg[b"("], reg[b"0"], reg[b"1"] = frame, mark, pop, pop_mark
     reg[b"2"] = lambda m: m.stack.append(m.stack[-1] if m.stack else m.pop())
     reg[b"N"] = lambda m: m.stack.append(None)
     reg[b"\x88"] = lambda m: m.stack.append(True)

@@ -43,7 +43,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from ..codec import Budget, DEFAULT_LIMITS, Codec, Limits, TensorSource
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, TensorSource
 from ..errors import (
     ChecksumError,
     FormatError,

@@ -84,7 +84,7 @@ import numpy as np
 import orjson
 import zstandard
 
-from ..codec import Budget, DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnsupportedError
 from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import WSC_MAGIC

@@ -29,7 +29,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 import zstandard
 
-from ..codec import Budget, DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnknownFormatError
 from ..model import Weights
 from ..registry import SNIFF_BYTES, get_codec, sniff
