@@ -26,7 +26,7 @@ from .api import (
     open_weights,
     save,
 )
-from .codec import DEFAULT_LIMITS, Codec, Limits, Option
+from .codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option
 from .errors import (
     ChecksumError,
     DataError,
@@ -56,7 +56,8 @@ __version__ = "0.1.0"
 __all__ = [
     "load", "save", "convert", "inspect", "formats", "get_codec", "register", "codec_for_writing",
     "open", "open_weights", "LazyWeights", "StreamingWarning", "STREAMING_WARN_BYTES",
-    "Weights", "Codec", "Option", "Limits", "DEFAULT_LIMITS", "FileInfo", "TensorInfo", "Written",
+    "Weights", "Codec", "Option", "Limits", "DEFAULT_LIMITS", "Budget", "FileInfo", "TensorInfo",
+    "Written",
     "WeightstoreError", "FormatError", "UnsafeFileError", "ChecksumError", "LimitError",
     "UnknownFormatError", "UnsupportedError", "OptionError", "WeightsError", "FileAccessError",
     "DataError", "ModelError", "MissingDependencyError", "LossyWarning", "__version__",
