@@ -193,6 +193,8 @@ class SafetensorsCodec(Codec):
              verify: bool = True, budget: Budget | None = None) -> Weights:
         _safetensors()  # the format's own package stays required, as for writing
         source = self._open(fileobj, path, limits, verify)
+        Budget.of(budget, limits, fileobj).take(sum(m.nbytes for m in source.tensors),
+                                                path=path, field="tensors")
         # The header checks (offsets tiling the buffer exactly, sizes matching dtype and
         # shape) are what safetensors.deserialize checks; each tensor is then read from its
         # offset straight into its array: one copy, where the library makes two.

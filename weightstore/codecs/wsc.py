@@ -428,6 +428,10 @@ class WscCodec(Codec):
         """Every tensor; tensor CRC-32s checked unless *verify* or the ``verify`` option is
         false (``weightstore.load(path, verify=False)``). The header's is always checked."""
         metadata, entries = self.read_index(fileobj, path=path, limits=limits)
+        budget = Budget.of(budget, limits, fileobj)
+        _charge(entries, budget, path)
+        budget.take(sum(e.count * canonical_dtype(e.dtype).itemsize for e in entries),
+                    path=path, field="tensors")
         dctx = zstandard.ZstdDecompressor()
         check = verify and self.verify
         tensors = {e.name: self._read_entry(fileobj, e, path, limits, dctx, check)
@@ -439,6 +443,7 @@ class WscCodec(Codec):
         """The header alone (its CRC-32 checked); each tensor is decoded when read, with its
         CRC-32 checked unless *verify* or the ``verify`` option is false."""
         metadata, entries = self.read_index(fileobj, path=path, limits=limits)
+        _charge(entries, Budget.of(budget, limits, fileobj), path)
         return _WscSource(self, fileobj, path, limits, metadata, entries,
                           verify and self.verify)
 
@@ -544,6 +549,15 @@ class WscCodec(Codec):
             raise FormatError(path=path, field=field, expected="bool bytes 0 or 1",
                               found=int(words.max()))
         return words.view(dtype).reshape(entry.shape)
+
+
+def _charge(entries: list[TensorEntry], budget: Budget, path: str) -> None:
+    """What the zstd planes claim, against the operation's one decompression allowance."""
+    planes = [(stored, entry.count) for entry in entries for method, stored in entry.planes
+              if method == ZSTD]
+    if planes:
+        budget.add_compressed(sum(stored for stored, _ in planes))
+        budget.expand(sum(count for _, count in planes), path=path, field="zstd planes")
 
 
 class _WscSource(TensorSource):
