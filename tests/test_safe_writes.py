@@ -153,3 +153,32 @@ def test_inspect_escapes_what_the_file_says(tmp_path: Path) -> None:
         assert "fake line" in done.stdout
         if extra:
             assert orjson.loads(done.stdout)["metadata"] == {evil: evil}
+
+
+def test_an_all_empty_tensor_writes_small_json(tmp_path: Path) -> None:
+    """Shape (10**12, 0) holds no value: its JSON is '[]', not 2 TB of empty lists."""
+    w = ws.Weights({"E": np.zeros((10**12, 0), np.float32), "F": np.zeros((3, 0), np.int8)})
+    for indent in (False, True):
+        ws.save(w, tmp_path / "e.json", indent=indent)
+        assert (tmp_path / "e.json").stat().st_size < 1000
+        assert ws.load(tmp_path / "e.json").equal(w)
+    assert b"[[],[],[]]" in (tmp_path / "e.json").read_bytes().replace(b" ", b"").replace(
+        b"\n", b"")  # small nestings keep the full form older readers expect
+
+
+@pytest.mark.parametrize("args", [
+    ["--max-shard-size", "9" * 400 + ".5GB"],
+    ["--quantize", "4/block:" + "9" * 40],
+    ["--digits", "9" * 40],
+    ["-o", "level=" + "9" * 40],
+])
+def test_oversized_numbers_on_the_command_line_are_one_line(args: list[str],
+                                                           tmp_path: Path) -> None:
+    src = tmp_path / "w.npz"
+    ws.save(_weights(), src)
+    out = "w.zst" if args[0] == "-o" else "w.json"
+    done = subprocess.run([sys.executable, "-m", "weightstore.cli.main", "convert", str(src),
+                           str(tmp_path / out), *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode in (1, 2), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
