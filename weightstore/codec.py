@@ -185,13 +185,10 @@ class Budget:
     def take(self, nbytes: int, *, path: str | None, field: str) -> None:
         """Charge *nbytes* of memory for *field* of *path*, or raise LimitError."""
         cap = self.memory_allowance()
-        if nbytes < 0 or self.memory + nbytes > cap:
-            raise LimitError(path=path, field=field,
-                             expected=f"this load within {cap:,} bytes of memory for "
-                             f"{self.input:,} bytes read (Limits.max_memory_bytes, "
-                             "Limits.max_expansion, Limits.expansion_free_bytes)",
-                             found=f"{self.memory + nbytes:,} bytes needed")
-        self.memory += nbytes
+        self.memory = _charge(self.memory, nbytes, cap, path, field,
+                              f"this load within {cap:,} bytes of memory for {self.input:,} "
+                              "bytes read (Limits.max_memory_bytes, Limits.max_expansion, "
+                              "Limits.expansion_free_bytes)")
 
     def give_back(self, nbytes: int) -> None:
         """Return memory charged for scratch that has been freed."""
@@ -210,23 +207,27 @@ class Budget:
     def expand(self, nbytes: int, *, path: str | None, field: str) -> None:
         """Charge *nbytes* of decompressed output for *field*, or raise LimitError."""
         allowed = self.allowance()
-        if nbytes < 0 or self.expanded + nbytes > allowed:
-            raise LimitError(path=path, field=field,
-                             expected=f"at most {allowed:,} decompressed bytes in this load "
-                             f"from {self.compressed:,} compressed (Limits.max_expansion, "
-                             "Limits.expansion_free_bytes, Limits.max_total_bytes)",
-                             found=f"{self.expanded + nbytes:,} bytes")
-        self.expanded += nbytes
+        self.expanded = _charge(self.expanded, nbytes, allowed, path, field,
+                                f"at most {allowed:,} decompressed bytes in this load from "
+                                f"{self.compressed:,} compressed (Limits.max_expansion, "
+                                "Limits.expansion_free_bytes, Limits.max_total_bytes)")
         self.input += nbytes
 
     def spool(self, nbytes: int, *, path: str | None, field: str) -> None:
         """Charge *nbytes* of temporary disk, or raise LimitError."""
         cap = self.limits.temp_cap
-        if nbytes < 0 or self.temp + nbytes > cap:
-            raise LimitError(path=path, field=field,
-                             expected=f"this load within {cap:,} bytes of temporary disk "
-                             "(Limits.max_temp_bytes)", found=f"{self.temp + nbytes:,} bytes")
-        self.temp += nbytes
+        self.temp = _charge(self.temp, nbytes, cap, path, field,
+                            f"this load within {cap:,} bytes of temporary disk "
+                            "(Limits.max_temp_bytes)")
+
+
+def _charge(used: int, nbytes: int, cap: int, path: str | None, field: str,
+            expected: str) -> int:
+    """*used* + *nbytes*, or LimitError when that passes *cap*."""
+    if nbytes < 0 or used + nbytes > cap:
+        raise LimitError(path=path, field=field, expected=expected,
+                         found=f"{used + nbytes:,} bytes needed")
+    return used + nbytes
 
 
 def warn_if_regrouped(weights: Mapping[str, Any], path: str, codec: str) -> None:

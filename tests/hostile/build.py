@@ -682,7 +682,8 @@ HOSTILE: list[Hostile] = [
     Hostile("int-keys.pkl", _int_keys, ws.FormatError, r"dict key",
             "100,000 int keys that hash alike", kind="time"),
     Hostile("deep-lists.pkl", _deep_lists, ws.FormatError, r"nesting within 64",
-            "lists nested a million levels (SIGSEGV before)", measure=True, kind="time"),
+            "lists nested a million levels (SIGSEGV before)", measure=True, max_growth_mib=256,
+            kind="time"),
     Hostile("deep-tuples.pkl", _deep_tuples, ws.FormatError, r"nesting within 64",
             "tuples nested a million levels", measure=True, kind="time"),
     # --- issue 12: indexes and output -------------------------------------------------

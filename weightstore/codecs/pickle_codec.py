@@ -563,25 +563,20 @@ def _define_ops() -> None:  # noqa: C901 - one short entry per opcode
 
     reg[b"t"] = tuple_mark
 
-    def append(m: M) -> None:
-        value = m.pop()
+    def extend(m: M, items: list[Any], what: str) -> None:
         target = m.stack[-1] if m.stack else None
         if not isinstance(target, list):
-            raise FormatError(path=m.path, field="pickle APPEND", expected="a list",
-                              found=type(target).__name__)
-        m.charge(16, "list item")
-        m.nest(target, [value])
-        target.append(value)
-
-    def appends(m: M) -> None:
-        items = m.pop_mark()
-        target = m.stack[-1] if m.stack else None
-        if not isinstance(target, list):
-            raise FormatError(path=m.path, field="pickle APPENDS", expected="a list",
+            raise FormatError(path=m.path, field=f"pickle {what}", expected="a list",
                               found=type(target).__name__)
         m.charge(16 * len(items), "list items")
         m.nest(target, items)
         target.extend(items)
+
+    def append(m: M) -> None:
+        extend(m, [m.pop()], "APPEND")
+
+    def appends(m: M) -> None:
+        extend(m, m.pop_mark(), "APPENDS")
 
     def setitem(m: M) -> None:
         value = m.pop()
