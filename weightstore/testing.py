@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import os
+import pickletools
 import random
 import re
 import signal
@@ -340,9 +341,7 @@ def random_pickle_ops(rng: random.Random, base: bytes) -> tuple[str, bytes]:
     """A pickle built from random opcodes with random (valid, lying or absurd) arguments:
     a whole stream, or a few opcodes spliced into, over or out of *base* at an opcode
     boundary. Returns (what was done, the bytes)."""
-    import pickletools
-
-    ops = [op for op in pickletools.opcodes]
+    ops = list(pickletools.opcodes)
 
     def stream(n: int) -> bytes:
         out = []
