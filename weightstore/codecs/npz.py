@@ -266,9 +266,14 @@ class NpzCodec(Codec):
             if comment.startswith(prefix):
                 break
         else:
+            head = comment[:len(COMMENT_PREFIX)]
             looks_ours = comment and (b"weightstore".startswith(comment[:11])
                                       or comment.startswith(b"weight")
-                                      or b'"header_crc32"' in comment)
+                                      or b"store:" in comment[:24]
+                                      or b'"header_crc' in comment
+                                      or b'"metadata":' in comment
+                                      or sum(a == b for a, b in zip(head, COMMENT_PREFIX,
+                                                                    strict=False)) >= 6)
             if looks_ours:
                 # another tool's comment is ignored, but not ours with a damaged prefix,
                 # which would silently drop the metadata and its checksum
