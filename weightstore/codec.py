@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
@@ -185,10 +185,9 @@ class Budget:
     def take(self, nbytes: int, *, path: str | None, field: str) -> None:
         """Charge *nbytes* of memory for *field* of *path*, or raise LimitError."""
         cap = self.memory_allowance()
-        self.memory = _charge(self.memory, nbytes, cap, path, field,
-                              f"this load within {cap:,} bytes of memory for {self.input:,} "
-                              "bytes read (Limits.max_memory_bytes, Limits.max_expansion, "
-                              "Limits.expansion_free_bytes)")
+        self.memory = _charge(self.memory, nbytes, cap, path, field, lambda: (
+            f"this load within {cap:,} bytes of memory for {self.input:,} bytes read "
+            "(Limits.max_memory_bytes, Limits.max_expansion, Limits.expansion_free_bytes)"))
 
     def give_back(self, nbytes: int) -> None:
         """Return memory charged for scratch that has been freed."""
@@ -207,25 +206,24 @@ class Budget:
     def expand(self, nbytes: int, *, path: str | None, field: str) -> None:
         """Charge *nbytes* of decompressed output for *field*, or raise LimitError."""
         allowed = self.allowance()
-        self.expanded = _charge(self.expanded, nbytes, allowed, path, field,
-                                f"at most {allowed:,} decompressed bytes in this load from "
-                                f"{self.compressed:,} compressed (Limits.max_expansion, "
-                                "Limits.expansion_free_bytes, Limits.max_total_bytes)")
+        self.expanded = _charge(self.expanded, nbytes, allowed, path, field, lambda: (
+            f"at most {allowed:,} decompressed bytes in this load from {self.compressed:,} "
+            "compressed (Limits.max_expansion, Limits.expansion_free_bytes, "
+            "Limits.max_total_bytes)"))
         self.input += nbytes
 
     def spool(self, nbytes: int, *, path: str | None, field: str) -> None:
         """Charge *nbytes* of temporary disk, or raise LimitError."""
         cap = self.limits.temp_cap
-        self.temp = _charge(self.temp, nbytes, cap, path, field,
-                            f"this load within {cap:,} bytes of temporary disk "
-                            "(Limits.max_temp_bytes)")
+        self.temp = _charge(self.temp, nbytes, cap, path, field, lambda: (
+            f"this load within {cap:,} bytes of temporary disk (Limits.max_temp_bytes)"))
 
 
 def _charge(used: int, nbytes: int, cap: int, path: str | None, field: str,
-            expected: str) -> int:
-    """*used* + *nbytes*, or LimitError when that passes *cap*."""
+            expected: Callable[[], str]) -> int:
+    """*used* + *nbytes*, or LimitError (saying *expected()*) when that passes *cap*."""
     if nbytes < 0 or used + nbytes > cap:
-        raise LimitError(path=path, field=field, expected=expected,
+        raise LimitError(path=path, field=field, expected=expected(),
                          found=f"{used + nbytes:,} bytes needed")
     return used + nbytes
 

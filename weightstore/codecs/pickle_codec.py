@@ -247,6 +247,8 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
 _OBJECT_COST = 112
 #: Longest module or attribute name a GLOBAL opcode may give.
 _MAX_GLOBAL_NAME = 256
+#: Bytes the machine takes from the budget at a time (see :meth:`_Machine.charge`).
+_RESERVE = 1 << 20
 _CONTAINERS = (list, dict, tuple)
 
 
@@ -282,6 +284,7 @@ class _Machine:
         self.depth: dict[int, int] = {}  # id of a container made here -> its nesting
         self.sealed: set[int] = set()  # ids of containers placed inside another
         self.keep: list[Any] = []  # containers stay alive, so their ids stay theirs
+        self.reserved = 0  # bytes taken from the budget and not yet spent
 
     # --- input -----------------------------------------------------------------------
 
@@ -318,7 +321,19 @@ class _Machine:
     # --- accounting ------------------------------------------------------------------
 
     def charge(self, nbytes: int, what: str) -> None:
-        self.budget.take(nbytes + _OBJECT_COST, path=self.path, field=f"pickle {what}")
+        """Charge the budget before making an object: drawn from a reserve taken from the
+        budget :data:`_RESERVE` bytes at a time (exactly what is needed when the budget
+        has less), so that each opcode does not pay a budget call."""
+        need = nbytes + _OBJECT_COST
+        if need > self.reserved:
+            want = need - self.reserved
+            try:
+                self.budget.take(want + _RESERVE, path=self.path, field=f"pickle {what}")
+                self.reserved += want + _RESERVE
+            except LimitError:
+                self.budget.take(want, path=self.path, field=f"pickle {what}")
+                self.reserved += want
+        self.reserved -= need
 
     def nest(self, parent: Any, items: list[Any]) -> None:
         """*items* go into container *parent*: seal them, measure the depth."""
@@ -386,16 +401,22 @@ class _Machine:
                    b"\x97": "NEXT_BUFFER", b"\x98": "READONLY_BUFFER", b"I": "INT",
                    b"L": "LONG", b"F": "FLOAT", b"S": "STRING", b"V": "UNICODE",
                    b"p": "PUT", b"g": "GET", b"\x8b": "LONG4", b"l": "LIST", b"d": "DICT"}
-        stack = self.stack
+        stack, read, ops = self.stack, self.f.read, self.ops
         while True:
-            op = self.read(1, "pickle opcode")
+            op = read(1)
+            if not op:
+                raise FormatError(path=self.path, field="pickle opcode", expected="1 byte",
+                                  found="the end of the file (truncated)")
+            self.left -= 1
             if op == b".":
                 if len(stack) != 1:
                     raise FormatError(path=self.path, field="pickle STOP",
                                       expected="one value on the stack",
                                       found=f"{len(stack)} values")
+                self.budget.give_back(self.reserved)  # what the reserve did not spend
+                self.reserved = 0
                 return stack[0]
-            handler = self.ops.get(op)
+            handler = ops.get(op)
             if handler is None:
                 if op in (b"i", b"c"):
                     pass
