@@ -138,6 +138,21 @@ def run_case(codec: str, seed: int, case: int, folder: Path,
     return result.outcome.value, "+".join(kinds), result.detail
 
 
+def warm_up(codec: str, seed: int, folder: Path,
+            bases: dict[int, tuple[bytes, ws.Weights]]) -> None:
+    """What a worker does once per codec before its cases are timed: import the codec and
+    write the valid files damaged cases start from (on a loaded machine this alone can
+    take longer than a case's time limit, and is not a case)."""
+    cls = ws.get_codec(codec)
+    for index in range(BASE_FILES):
+        if index not in bases:
+            made = _weights_for(cls, random.Random(f"{seed}/{codec}/base{index}"), folder,
+                                "base")
+            if made is None:
+                raise RuntimeError(f"{codec}: no random weights it can write")
+            bases[index] = made
+
+
 def _limit_memory(extra_mib: int) -> None:
     """Cap this process's address space at its current size plus *extra_mib*."""
     try:
@@ -162,6 +177,13 @@ def _worker(conn: Connection, memory_mib: int, keep: Path | None) -> None:
                 codec, seed, case = conn.recv()
             except EOFError:
                 return
+            if case is None:  # warm-up, untimed: import the codec, write the base files
+                try:
+                    warm_up(codec, seed, Path(tmp), bases.setdefault((codec, seed), {}))
+                    conn.send(("ready", "", ""))
+                except BaseException as e:  # noqa: BLE001
+                    conn.send((Outcome.CRASH.value, "warm-up", f"{type(e).__name__}: {e}"))
+                continue
             try:
                 reply = run_case(codec, seed, case, Path(tmp), bases.setdefault((codec, seed), {}),
                                  keep)
@@ -220,6 +242,13 @@ class Pool:
         todo = iter(cases)
         busy = 0
         done = 0
+        for w in self.workers:  # untimed warm-up (a worker replaced later warms in its case)
+            w.conn.send((codec, seed, None))
+        for w in self.workers:
+            if w.conn.poll(600):
+                outcome, kind, detail = w.conn.recv()
+                if outcome != "ready":
+                    tally.add(outcome, -1, kind, detail)
         for w in self.workers:
             busy += self._give(w, codec, seed, todo)
         while busy:
