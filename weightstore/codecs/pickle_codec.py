@@ -1,4 +1,4 @@
-"""pickle: the book's format, read with a restricted unpickler.
+"""pickle: the book's format, read by a restricted pickle machine of our own.
 
 Reading admits only what a weight file needs: dicts (plain or ``OrderedDict``),
 lists, tuples, numpy arrays, dtypes and scalars, from pickle protocols 2 to 5,
@@ -7,6 +7,13 @@ whether numpy pickled them under ``numpy.core`` (numpy 1.x) or ``numpy._core``
 ``subprocess.Popen``, ...) is refused with :class:`~weightstore.errors.UnsafeFileError`
 naming it, before anything from the file runs. Arrays of dtype ``object`` are
 refused as well.
+
+The opcodes are run by :class:`_Machine`, not :class:`pickle.Unpickler`: it charges
+every object, container slot and memo entry to the operation's budget before making
+it, checks every length against the bytes left, admits only string dict keys, and
+measures nesting as it builds (see its docstring and docs/security.md). Opcodes a
+pickle of arrays never needs (``INST``, ``OBJ``, ``NEWOBJ``, ``EXT*``, persistent
+ids, sets, out-of-band buffers, protocol 0's text opcodes) are refused by name.
 
 Writing gives a plain dict of arrays (nested dicts for ``/`` in names) that
 ``pickle.load`` returns as is, as the book's code expects. Metadata, when there is
