@@ -1,5 +1,10 @@
 """The book's networks, evaluated on the MNIST test set to judge how weights survive storage.
 
-Modules are imported on use, not here: ``net.mlp`` (the chapter-3 network), ``net.mnist``
-(the IDX reader) and ``net.data`` (finding and verifying the reference files).
+Modules are imported on use, not here: ``net.mlp`` (the chapter-3 network), ``net.convnet``
+(the chapter-7/8 convolutional networks, built from ``net.layers``), ``net.models`` (which
+network a set of weights belongs to), ``net.mnist`` (the IDX reader), ``net.data`` (finding
+and verifying the reference files) and ``net.errors`` (net's own errors).
+
+``net`` imports numpy and the standard library only, never ``weightstore``:
+``weightstore.lab`` builds on it and turns its errors into weightstore errors.
 """

@@ -50,8 +50,8 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from net.errors import ModelError, OptionError
 from net.layers import Affine, Convolution, Dropout, MaxPooling, Relu, conv_output_size
-from weightstore.errors import ModelError, OptionError
 
 __all__ = [
     "ConvSpec",

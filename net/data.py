@@ -9,7 +9,7 @@
 5. the user cache: ``$WEIGHTSTORE_CACHE``, else ``$XDG_CACHE_HOME/weightstore``, else
    ``~/.cache/weightstore``.
 
-A file that is found must match its SHA-256, or :class:`~weightstore.errors.DataError` is
+A file that is found must match its SHA-256, or :class:`~net.errors.DataError` is
 raised: a bad file is an error, never skipped in favour of the next folder. Only when no
 folder has the file (and ``download`` is true) is it downloaded, into the cache, atomically,
 and verified before use. Nothing touches the network when the files are present.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from weightstore.errors import DataError
+from net.errors import DataError
 
 __all__ = [
     "ReferenceFile",
@@ -242,7 +242,7 @@ def resolve(
     file must match its SHA-256. If no folder has it and ``download`` is true, it is
     downloaded into :func:`cache_dir` and verified.
 
-    Raises :class:`~weightstore.errors.DataError`: for a file that fails verification
+    Raises :class:`~net.errors.DataError`: for a file that fails verification
     (naming it, the expected and found digest), and when the file is nowhere and cannot be
     downloaded (listing every place searched and how to supply the files).
     """
@@ -283,7 +283,7 @@ def verify_all(
     """Resolve and verify every reference file; return their paths by name.
 
     Does not download unless ``download`` is true. Raises one
-    :class:`~weightstore.errors.DataError` naming every file that is missing or bad.
+    :class:`~net.errors.DataError` naming every file that is missing or bad.
     """
     found: dict[str, Path] = {}
     problems: list[str] = []

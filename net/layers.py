@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from weightstore.errors import ModelError
+from net.errors import ModelError
 
 __all__ = [
     "conv_output_size",
@@ -41,7 +41,7 @@ def conv_output_size(size: int, window: int, stride: int = 1, pad: int = 0) -> i
 
     ``(size + 2*pad - window) // stride + 1``.
 
-    Raises :class:`~weightstore.errors.ModelError` when the window does not fit even once.
+    Raises :class:`~net.errors.ModelError` when the window does not fit even once.
     """
     padded = size + 2 * pad
     if window < 1 or stride < 1 or pad < 0 or padded < window:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from weightstore.errors import ModelError, OptionError
+from net.errors import ModelError, OptionError
 
 __all__ = [
     "BOOK_SIZES",
@@ -135,7 +135,7 @@ class ThreeLayerNet:
         and W3 and only check that the six tensors fit together. Other keys in ``weights``
         are ignored. ``source`` (a file name) prefixes error messages.
 
-        Raises :class:`~weightstore.errors.ModelError` naming the missing tensor, or the
+        Raises :class:`~net.errors.ModelError` naming the missing tensor, or the
         tensor with its expected and found dtype or shape.
         """
         missing = [name for name in PARAM_NAMES if name not in weights]

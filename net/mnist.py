@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from weightstore.errors import FileAccessError, FormatError
+from net.errors import FileAccessError, FormatError
 
 from .data import resolve
 
@@ -191,7 +191,7 @@ def load_images(
     Returns (N, 784) when ``flatten``, else (N, 1, 28, 28) as in the book. With ``normalize``
     the pixels are float32 ``x.astype(np.float32) / 255.0`` in [0, 1], else the uint8 values.
 
-    Raises :class:`~weightstore.errors.FormatError` naming the file, the field (magic number,
+    Raises :class:`~net.errors.FormatError` naming the file, the field (magic number,
     dimensions, payload, gzip stream), expected and found; ``FileAccessError`` if unreadable.
     """
     dims, payload = _read_idx(path, IMAGES_MAGIC, 3, "images")
@@ -205,7 +205,7 @@ def load_images(
 def load_labels(path: str | os.PathLike[str]) -> NDArray[np.uint8]:
     """Read an IDX label file (magic 2049), gzip-compressed or raw: uint8 array (N,) of 0-9.
 
-    Raises :class:`~weightstore.errors.FormatError` as :func:`load_images` does, and also
+    Raises :class:`~net.errors.FormatError` as :func:`load_images` does, and also
     for a label outside 0-9.
     """
     _, payload = _read_idx(path, LABELS_MAGIC, 1, "labels")

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from net.convnet import DeepConvNet, SimpleConvNet, WeightProblem, check_weights
-from weightstore.errors import ModelError, OptionError
+from net.errors import ModelError, OptionError
+from net.mlp import ThreeLayerNet
 
 __all__ = [
     "MLP_SHAPES",
@@ -48,9 +49,6 @@ def _affine_multiply_adds(shapes: Mapping[str, tuple[int, ...]]) -> int:
 
 
 def _build_mlp(weights: Mapping[str, Any]) -> Any:
-    # Imported here so that this module works before (and without) net.mlp.
-    from net.mlp import ThreeLayerNet
-
     return ThreeLayerNet.from_weights(weights)
 
 

@@ -1,6 +1,6 @@
 """Round-trip the book's sample_weight.pkl through every codec and write the report.
 
-A thin wrapper over the library (``weightstore.report``): the files it measured are kept
+A thin wrapper over the library (``weightstore.lab.report``): the files it measured are kept
 in OUT_DIR beside report.md, report.json and (with matplotlib) report.png.
 
     python scripts/roundtrip_sample_weight.py [OUT_DIR] [--data-dir DIR] [--repeats N]
@@ -12,10 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from net.data import resolve
 from weightstore import get_codec
-from weightstore import report as rep
 from weightstore.errors import WeightstoreError
+from weightstore.lab import report as rep
+from weightstore.lab.data import resolve
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,7 +99,7 @@ def test_missing_data_says_where_it_looked(tmp_path: Path, monkeypatch, capsys,
     monkeypatch.setenv("WEIGHTSTORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("WEIGHTSTORE_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
-    from weightstore import evaluate
+    from weightstore.lab import evaluate
 
     evaluate._cached_test_set.cache_clear()
     try:

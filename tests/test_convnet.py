@@ -12,9 +12,9 @@ import net.convnet as convnet
 import weightstore
 from net.convnet import ConvNet, ConvSpec, DeepConvNet, SimpleConvNet
 from net.data import resolve
+from net.errors import ModelError, OptionError
 from net.mnist import load_test_set
 from net.models import MODELS, build_model, detect_model, multiply_adds_per_image
-from weightstore.errors import ModelError, OptionError
 
 DATA = shared_data_dir() or Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import weightstore as ws
-from weightstore import report as rep
 from weightstore.cli.main import main
+from weightstore.lab import report as rep
 
 FORMATS = [".pkl", ".npz", ".h5", ".json", ".csv", ".safetensors", ".wsc"]
 
@@ -16,7 +16,7 @@ FORMATS = [".pkl", ".npz", ".h5", ".json", ".csv", ".safetensors", ".wsc"]
 @pytest.fixture(scope="module")
 def accuracies(data_dir: Path, tmp_path_factory) -> dict[tuple[str, str], float]:
     """eval's accuracy for each reference conv net in each format, and as float16."""
-    from weightstore.evaluate import evaluate
+    from weightstore.lab.evaluate import evaluate
 
     out: dict[tuple[str, str], float] = {}
     folder = tmp_path_factory.mktemp("convnets")

@@ -14,7 +14,7 @@ import pytest
 
 from net import data
 from net.data import REFERENCE_FILES, ReferenceFile, cache_dir, resolve, search_dirs, verify_all
-from weightstore.errors import DataError
+from net.errors import DataError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

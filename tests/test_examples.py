@@ -15,7 +15,7 @@ import pytest
 import weightstore
 from weightstore import Weights
 from weightstore.errors import OptionError
-from weightstore.interop.mnist import write_image_csv
+from weightstore.lab.interop.mnist import write_image_csv
 from weightstore.model import arrays_identical
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

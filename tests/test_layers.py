@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from net.errors import ModelError
 from net.layers import (
     Affine,
     Convolution,
@@ -18,7 +19,6 @@ from net.layers import (
     im2col,
     max_pool2d,
 )
-from weightstore.errors import ModelError
 
 
 # --------------------------------------------------------------------------- direct versions

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from net.errors import FileAccessError, FormatError
 from net.mnist import load_images, load_labels, load_test_set
-from weightstore.errors import FileAccessError, FormatError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 
 from net.data import resolve
+
+# net stands alone, with its own error hierarchy; its base class plays the part here.
+from net.errors import ModelError, OptionError
+from net.errors import NetError as WeightstoreError
 from net.mlp import (
     MULTIPLY_ADDS_PER_IMAGE,
     PARAM_NAMES,
@@ -21,7 +25,6 @@ from net.mlp import (
     softmax,
 )
 from net.mnist import load_test_set
-from weightstore.errors import ModelError, OptionError, WeightstoreError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared_data = pytest.mark.skipif(

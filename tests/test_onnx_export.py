@@ -13,7 +13,7 @@ import pytest
 import weightstore
 from weightstore import Weights
 from weightstore.errors import MissingDependencyError, ModelError, OptionError
-from weightstore.interop.onnx import DEFAULT_OPSET, export_mlp
+from weightstore.lab.interop.onnx import DEFAULT_OPSET, export_mlp
 
 #: The book's accuracy with sample_weight.pkl on the 10,000 test images.
 BOOK_ACCURACY = 0.9352

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import weightstore as ws
-from weightstore import report as rep
 from weightstore.cli.main import main
+from weightstore.lab import report as rep
 from weightstore.model import arrays_identical
 
 

@@ -12,8 +12,8 @@ import pytest
 
 import weightstore as ws
 from weightstore import precision as prec
-from weightstore import shrink as sh
 from weightstore.cli.main import main
+from weightstore.lab import shrink as sh
 
 TARGET_BYTES = 16_000
 BOOK_ACCURACY = 0.9352
@@ -85,7 +85,7 @@ def _small_search(data_dir: Path, weights: ws.Weights) -> sh.ShrinkResult:
 def test_the_choice_never_reads_labels(monkeypatch, sample_weight_path: Path,
                                        data_dir: Path) -> None:
     import net.mnist
-    from weightstore import evaluate
+    from weightstore.lab import evaluate
 
     weights = ws.load(sample_weight_path)
     honest = _small_search(data_dir, weights)

@@ -3,7 +3,7 @@
 Usage: python examples/pandas/load_csv.py WEIGHTS.csv [OUT.npz]
 
 Prints each tensor's name, dtype and shape; with OUT.npz, also saves the arrays
-there with numpy.savez. The CSV layout (weightstore/codecs/csv.py) has one row per
+there with numpy.savez. The CSV layout (weightstore/codecs/csv_codec.py) has one row per
 value: tensor, dtype, shape ("784x50", "scalar"), index (row-major position), value.
 Values are read as text and parsed by numpy, so every float comes back bit for bit
 ("NaN", "Infinity" and "-Infinity" included; a NaN written with its bits,

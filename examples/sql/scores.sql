@@ -1,7 +1,7 @@
 -- The book's 3-layer network in SQL: output scores for one MNIST image.
 --
 -- Run from a folder holding weights.csv (weights saved by weightstore as CSV) and
--- image.csv (one test image, rows "index,pixel", as weightstore.interop.mnist.write_image_csv
+-- image.csv (one test image, rows "index,pixel", as weightstore.lab.interop.mnist.write_image_csv
 -- writes it); see README.md beside this file:
 --
 --     sqlite3 :memory: < scores.sql

@@ -10,6 +10,8 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
+from tqdm import tqdm
+
 from ..progress import ProgressCallback
 
 #: Seconds an operation runs before the bar appears.
@@ -22,8 +24,6 @@ def progress_bar(desc: str, *, quiet: bool = False) -> Iterator[ProgressCallback
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    from tqdm import tqdm
-
     bar = tqdm(total=0, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
                delay=DELAY, file=sys.stderr, leave=False, dynamic_ncols=True)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
-from ..errors import OptionError
+from ..errors import FileAccessError, OptionError
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, str]:
@@ -47,20 +48,6 @@ def _json_escape(c: str) -> str:
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
-def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
-    """A plain text table with aligned columns (*right*: indexes aligned right)."""
-    right = right or set()
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            str(c).rjust(w) if i in right else str(c).ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
 def add_data_dir_arg(parser: argparse.ArgumentParser) -> None:
     """The ``--data-dir`` flag for commands that need the reference data."""
     parser.add_argument(
@@ -72,10 +59,6 @@ def add_data_dir_arg(parser: argparse.ArgumentParser) -> None:
 
 def check_distinct(src: str, dst: str) -> None:
     """Refuse a destination that is the source file itself."""
-    import os
-
-    from ..errors import FileAccessError
-
     if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
         raise FileAccessError(path=dst, field="destination",
                               expected="a different file from the source", found="the same file")

@@ -26,7 +26,7 @@ examples:
   weightstore convert s3://bucket/model.safetensors w.h5          (URLs: extra 'remote')
 
 --dtype, --quantize and --digits lose precision on purpose (a warning says so once);
-'weightstore load' of a quantized file gives floats, and 'weightstore eval' runs them.
+weightstore.load() of a quantized file gives floats, and 'weightstore eval' runs them.
 
 The destination is replaced atomically: if anything fails, no partial file is
 left and an existing file keeps its old content. Tensors move one at a time
@@ -73,14 +73,11 @@ def run(args: argparse.Namespace) -> int:
         quantize = Quantization.parse(args.quantize) if args.quantize else None
         precision = Precision(args.dtype, quantize, args.digits)
     with progress_bar("convert", quiet=args.quiet) as progress:
-        weights = api.convert(args.src, args.dst, from_format=args.from_format, to=args.to,
+        written = api.convert(args.src, args.dst, from_format=args.from_format, to=args.to,
                               precision=precision, dequantize=args.dequantize,
                               verify=args.verify, max_shard_size=args.max_shard_size,
                               progress=progress, **options)
     if not args.quiet:
-        codec = api.codec_for_writing(args.dst, args.to, **options)
-        written = api.written_path(args.dst, args.to, max_shard_size=args.max_shard_size,
-                                   **options)
-        print(f"wrote {written} ({codec.name}, {api.stored_size(written):,} bytes, "
-              f"{len(weights)} tensors, {weights.total_values:,} values)")
+        print(f"wrote {written.path} ({written.format}, {written.file_size:,} bytes, "
+              f"{len(written)} tensors, {written.total_values:,} values)")
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from .. import registry
-from ._util import print_json, table
+from ..display import table
+from ._util import print_json
 
 HELP = "list the formats (codecs), their file extensions, whether exact, and their options"
 

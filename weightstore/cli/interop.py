@@ -7,6 +7,9 @@ import json
 import sys
 
 from .. import api
+from ..lab.interop.mnist import write_image_csv
+from ..lab.interop.onnx import DEFAULT_OPSET, export_mlp
+from ..schema import json_schema
 from ._util import add_data_dir_arg
 
 
@@ -14,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser(
         "export-onnx", parents=[common], formatter_class=fmt,
-        help="write the book's 3-layer network as an ONNX model (needs '.[onnx]')",
+        help="write the book's 3-layer network as an ONNX model (extra: weightstore[onnx])",
         description="Write the book's 3-layer network (784-50-100-10, sigmoid, softmax) as "
         "an ONNX model whose initializers are the weights: input x float32 [N, 784], "
         "output y [N, 10].",
@@ -23,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     )
     p.add_argument("weights", metavar="WEIGHTS", help="weight file in any supported format")
     p.add_argument("out", metavar="OUT.onnx", help="model file to write")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset (default: {DEFAULT_OPSET})")
     p.set_defaults(run=_export_onnx)
 
     p = sub.add_parser(
@@ -39,9 +43,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p = sub.add_parser(
         "test-image", parents=[common], formatter_class=fmt,
         help="write one MNIST test image as a CSV of its 784 pixel values (for SQL, sheets)",
-        description="Write MNIST test image INDEX (0-9999) as a CSV of its 784 normalised "
-        "pixel values (header index,pixel; one pixel per row, row-major), as the network "
-        "sees it; prints its label.",
+        description="Write MNIST test image INDEX (0-9999) as a CSV of its 784 raw pixel "
+        "values, 0 to 255 (header index,pixel; one pixel per row, row-major; the network "
+        "sees pixel / 255); prints its label.",
         epilog="example:\n  weightstore test-image 0 image.csv   (see examples/sql/README.md)",
     )
     p.add_argument("index", type=int, metavar="INDEX", help="test image number, 0 to 9999")
@@ -51,24 +55,18 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
-    from ..interop.onnx import export_mlp
-
     path = export_mlp(api.load(args.weights), args.out, opset=args.opset)
     print(f"wrote {path} (ONNX opset {args.opset})")
     return 0
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from ..schema import json_schema
-
     json.dump(json_schema(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
 
 def _test_image(args: argparse.Namespace) -> int:
-    from ..interop.mnist import write_image_csv
-
     label = write_image_csv(args.index, args.out, data_dir=args.data_dir)
     print(f"wrote {args.out} (test image {args.index}, label {label})")
     return 0

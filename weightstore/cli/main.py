@@ -62,8 +62,8 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every command."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every command, or with *command* alone when it names one."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback when something fails")
@@ -76,14 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"weightstore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in commands.ALL:
+    for module in commands.modules(command):
         module.add_parser(sub, common)
     return parser
 
 
+def _command(argv: list[str]) -> str | None:
+    """The command *argv* runs: the options before it take no value, so it is the first
+    other word; None when there is none or help is asked for first (the full parser)."""
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            return None
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
     warnings.simplefilter("default")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import report as rep
+from ..errors import OptionError
+from ..lab import report as rep
+from ..lab.data import REFERENCE_WEIGHTS, resolve
 from ._util import add_data_dir_arg
 
 HELP = "measure size, precision lost, accuracy kept and time for every format"
@@ -32,10 +34,6 @@ per column, 4 and 6 significant digits in JSON and CSV) and the 'weightstore shr
 result. The 'frontier' column marks the Pareto frontier: rows that no other row beats
 on both size and accuracy; the plot draws it.
 """
-
-
-REFERENCE_WEIGHTS = ("sample_weight.pkl", "simple_convnet_params.pkl",
-                     "deep_convnet_params.pkl")
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -78,16 +76,12 @@ def _progress(quiet: bool) -> rep.Progress | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import OptionError
-
     if args.repeats < 1:
         raise OptionError(field="--repeats", expected="1 or more", found=args.repeats)
     if args.plot:
         rep.check_plot_available()
     files = list(args.files)
     if args.all_reference or not files:
-        from net.data import resolve
-
         names = REFERENCE_WEIGHTS if args.all_reference else REFERENCE_WEIGHTS[:1]
         files += [resolve(name, args.data_dir) for name in names]
     report = rep.build_report(files, repeats=args.repeats, data_dir=args.data_dir,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import shrink as sh
+from ..lab import shrink as sh
 from ._util import add_data_dir_arg, add_option_arg, check_distinct, parse_options, print_json
 
 HELP = "write the smallest quantized file whose network predicts as the original does"
@@ -37,8 +37,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--calibration", type=int, default=sh.CALIBRATION_IMAGES, metavar="N",
                    help=f"use the first N test images (default: {sh.CALIBRATION_IMAGES})")
     p.add_argument("--codec", metavar="FORMAT",
-                   help="format to write (default: wsc where installed, else zstd level 19 "
-                   "over npz)")
+                   help="format to write (default: wsc, else zstd level 19 over npz)")
     add_option_arg(p)
     add_data_dir_arg(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from .. import api
-from ..evaluate import evaluate
+from ..lab.evaluate import evaluate
 from ._util import add_data_dir_arg, print_json
 
 HELP = "run the book's network from a weight file on the 10,000 MNIST test images"
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     weights = api.load(args.file, args.from_format)
     load_s = time.perf_counter() - start
     result = evaluate(weights, model=args.model, data_dir=args.data_dir,
-                      batch_size=args.batch_size, source=args.file)
+                      batch_size=args.batch_size)
     if args.json:
         print_json({"file": args.file, **result.to_dict(), "load_seconds": load_s})
         return 0

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ModelError, OptionError
-from ..fileio import atomic_write
+from ... import __version__
+from ...errors import MissingDependencyError, ModelError, OptionError
+from ...fileio import atomic_write
 
 __all__ = ["export_mlp", "DEFAULT_OPSET", "MIN_OPSET", "PARAM_NAMES", "INPUT", "OUTPUT"]
 
@@ -132,7 +133,7 @@ def export_mlp(
         opset_imports=[opset_id],
         ir_version=helper.find_min_ir_version_for([opset_id]),
         producer_name="weightstore",
-        producer_version=_version(),
+        producer_version=__version__,
         doc_string="The 3-layer MNIST network of 'Deep Learning from Scratch', chapter 3.",
     )
     metadata = getattr(weights, "metadata", None) or {}
@@ -142,9 +143,3 @@ def export_mlp(
     with atomic_write(path) as f:
         f.write(model.SerializeToString())
     return Path(path)
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__

@@ -40,11 +40,15 @@ from typing import Any
 
 import numpy as np
 
-from . import registry
-from .codec import Codec
-from .errors import ModelError, OptionError
-from .model import Weights, as_weights
-from .precision import QuantizedTensor, codes_for, dequantize, pack, qmax, quantize_tensor
+from net import mlp, mnist
+
+from .. import api, registry
+from ..codec import Codec
+from ..errors import ModelError, OptionError
+from ..model import Weights, as_weights
+from ..precision import QuantizedTensor, codes_for, dequantize, pack, qmax, quantize_tensor
+from . import data
+from ._neterrors import net_errors
 
 __all__ = ["ShrinkStep", "ShrinkResult", "shrink", "shrink_file", "calibration_images",
            "default_codec", "CALIBRATION_IMAGES"]
@@ -62,18 +66,15 @@ def calibration_images(data_dir: str | os.PathLike[str] | None = None,
 
     Only the image file is resolved and read: the labels are not opened.
     """
-    from net.data import resolve
-    from net.mnist import TEST_IMAGES, load_images
-
-    return load_images(resolve(TEST_IMAGES, data_dir))[:count]
+    path = data.resolve(mnist.TEST_IMAGES, data_dir)
+    with net_errors():
+        return mnist.load_images(path)[:count]
 
 
 def default_codec() -> tuple[str, dict[str, Any]]:
     """The compact codec ``wsc`` where it is registered, else zstd level 19 over npz."""
-    names = {c.name for c in registry.codecs()}
-    for name in ("wsc", "compact"):
-        if name in names:
-            return name, {}
+    if "wsc" in registry.names():
+        return "wsc", {}
     return "zstd", {"inner": "npz", "level": 19}
 
 
@@ -87,15 +88,12 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
 
 def _predict(w: Weights | dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """Classes the book's network gives for *x*, computed as :mod:`net.mlp` does."""
-    from net.mlp import forward
-
-    return np.argmax(forward(w, x), axis=1)
+    return np.argmax(mlp.forward(w, x), axis=1)
 
 
+@net_errors()
 def _check_mlp(w: Weights) -> None:
-    from net.mlp import ThreeLayerNet
-
-    ThreeLayerNet.from_weights(w)  # raises ModelError naming what does not fit
+    mlp.ThreeLayerNet.from_weights(w)  # raises ModelError naming what does not fit
     extra = [k for k in w if k not in (*LAYERS, *BIASES)]
     if extra:
         raise ModelError(field="tensors", expected="only W1 b1 W2 b2 W3 b3", found=extra)
@@ -385,8 +383,6 @@ def shrink(
 def shrink_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                 **kwargs: Any) -> ShrinkResult:
     """Read *src*, :func:`shrink` it, and write the result to *dst* atomically."""
-    from . import api
-
     result = shrink(api.load(src), **kwargs)
     api.save(result.weights, dst, result.codec, **result.codec_options)
     return result

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from .. import api
+from ..display import table
 from ..errors import printable
-from ._util import print_json, table
+from ._util import print_json
 
 HELP = "list a weight file's tensors (name, dtype, shape, count), its format and size"
 

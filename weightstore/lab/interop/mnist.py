@@ -2,7 +2,7 @@
 
 The test set is found and verified by :func:`net.data.resolve` (``data_dir`` first,
 then ``$WEIGHTSTORE_DATA``, ``../shared/data`` and the cache), as ``weightstore eval``
-finds it.
+finds it; errors arrive as :mod:`weightstore.errors` classes.
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ import os
 
 import numpy as np
 
-from ..errors import OptionError
-from ..fileio import atomic_write
+from net import mnist
+
+from ...errors import OptionError
+from ...fileio import atomic_write
+from .._neterrors import net_errors
 
 __all__ = ["write_image_csv", "IMAGE_CSV_HEADER"]
 
@@ -33,9 +36,8 @@ def write_image_csv(
     CRLF line ends, like the CSV codec; the write is atomic. Raises :class:`OptionError`
     for an index out of range, :class:`DataError` when the test set cannot be found.
     """
-    from net.mnist import load_test_set
-
-    images, labels = load_test_set(data_dir, normalize=False)
+    with net_errors():
+        images, labels = mnist.load_test_set(data_dir, normalize=False)
     if isinstance(index, bool) or not isinstance(index, int | np.integer) or not (
         0 <= index < len(images)
     ):
