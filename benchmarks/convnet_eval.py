@@ -1,37 +1,43 @@
-"""Time the book's conv nets on the 10,000 MNIST test images, against the book's own code.
+"""Time the book's conv nets on the 10,000 MNIST test images, quiet and busy, against the book.
 
-For each network this prints the median time of ``--runs`` evaluations of the full test set
-with ``net.convnet`` (``predict``), the multiply-adds per image (computed from the
-architecture), the achieved GFLOP/s (2 FLOPs per multiply-add), the accuracy, and the time of
-a plain-numpy reference measured in the same run: the book's own implementation (its
+For each network this prints the median wall time and CPU time (this process's, all threads)
+of ``--runs`` evaluations of the full test set with ``net.convnet`` (``predict``), and of a
+plain-numpy reference measured in the same rounds: the book's own implementation (its
 ``im2col`` with a Python loop over filter offsets, ``Convolution``/``Pooling``/``Affine``
-``forward``, batches of 100), run on the first ``--reference-images`` images and scaled up to
-10,000. The reference's scores are compared with the engine's on those images.
+``forward``, batches of 100, numpy's default BLAS threads), run on the first
+``--reference-images`` images and scaled up to 10,000. Both are timed on the machine as it is
+("quiet") and beside a background process burning one core ("busy", see
+:mod:`benchmarks.busy`), interleaved round by round, with the 1-minute load average after every
+run. Also printed: the multiply-adds per image (from the architecture), the GFLOP/s, the
+accuracy, whether the book's code predicts the same classes, and the ratios the targets of
+issue 20 are stated in. ``--compare`` adds the engine on one worker thread, with one BLAS
+thread and with numpy's default BLAS threads (the behaviour without ``threadpoolctl``).
 
 Run from the repository root, next to ``../shared/data``::
 
     python -m benchmarks.convnet_eval
-    python -m benchmarks.convnet_eval --nets deep --runs 5 --float16 --json
+    python -m benchmarks.convnet_eval --nets deep --runs 5 --compare --json
+    python -m benchmarks.convnet_eval --no-busy --float16
 
-The machine may be shared: the load other processes put on the CPUs during the timed runs
-is printed (from ``/proc/stat``, Linux only), because it changes the times a lot.
+The machine may be shared with other work, so "quiet" means "without our burner": read the
+load averages and the CPU times beside the wall times.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import net.parallel
 import weightstore
+from benchmarks.busy import Series, add_busy_argument, run_interleaved
 from net.convnet import ConvNet, DeepConvNet, SimpleConvNet
 from net.data import resolve
 from net.mnist import load_test_set
@@ -52,7 +58,6 @@ def load_params(data: Path | None, name: str) -> dict[str, np.ndarray]:
 def load_mnist_test(data: Path | None) -> tuple[np.ndarray, np.ndarray]:
     """MNIST test set: images (10000, 1, 28, 28) float32 in [0, 1], labels (10000,) uint8."""
     return load_test_set(data, flatten=False)
-
 
 
 # --------------------------------------------------------------------------- the book's code
@@ -123,29 +128,22 @@ def book_scores(net: ConvNet, x: np.ndarray, batch_size: int = 100) -> np.ndarra
 
 
 # --------------------------------------------------------------------------- measuring
-def _cpu_jiffies() -> tuple[int, int] | None:
-    """(busy, total) jiffies of the whole machine, or None where /proc/stat does not exist."""
+@contextmanager
+def one_worker(default_blas_threads: bool) -> Iterator[None]:
+    """The engine on one worker thread; with numpy's default BLAS threads if asked, which is
+    what ``net.parallel`` does without ``threadpoolctl`` (and did before issue 20)."""
+    saved = net.parallel.WORKERS, net.parallel.ThreadpoolController
+    net.parallel.WORKERS = 1
+    if default_blas_threads:
+        net.parallel.ThreadpoolController = None
     try:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return None
-    return sum(values) - values[3] - values[4], sum(values)
+        yield
+    finally:
+        net.parallel.WORKERS, net.parallel.ThreadpoolController = saved
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any, float | None]:
-    """(seconds, result, share of all CPUs used by *other* processes meanwhile, if known)."""
-    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    before, mine = _cpu_jiffies(), os.times()
-    start = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - start
-    after, mine_after = _cpu_jiffies(), os.times()
-    others = None
-    if before is not None and after is not None and after[1] > before[1]:
-        own = (mine_after.user + mine_after.system - mine.user - mine.system) * hz
-        others = max(0.0, (after[0] - before[0]) - own) / (after[1] - before[1])
-    return seconds, result, others
+ENGINE = "net.convnet predict"
+BOOK = "book's code"
 
 
 def evaluate(
@@ -155,69 +153,110 @@ def evaluate(
     params = load_params(args.data, fname)
     if half:
         params = {k: v.astype(np.float16) for k, v in params.items()}
-    net = cls.from_weights(params)
-    macs = cls.multiply_adds_per_image()
+    model = cls.from_weights(params)
     n = len(x)
+    m = 0 if half else min(args.reference_images, n)
 
-    runs = [timed(lambda: net.predict(x, args.batch_size)) for _ in range(args.runs)]
-    times = [r[0] for r in runs]
-    scores = runs[-1][1]
-    loads = [r[2] for r in runs if r[2] is not None]
-    seconds = statistics.median(times)
+    def predict() -> np.ndarray:
+        return model.predict(x, args.batch_size)
+
+    def predict_one_worker(default_blas: bool) -> Callable[[], np.ndarray]:
+        def run() -> np.ndarray:
+            with one_worker(default_blas):
+                return model.predict(x, args.batch_size)
+
+        return run
+
+    methods: dict[str, Callable[[], Any]] = {ENGINE: predict}
+    if args.compare:
+        methods["1 worker, 1 BLAS thread"] = predict_one_worker(False)
+        methods["1 worker, default BLAS threads"] = predict_one_worker(True)
+    if m:
+        methods[BOOK] = lambda: book_scores(model, x[:m])
+    progress = None if args.json else lambda line: print(line, file=sys.stderr, flush=True)
+    series = run_interleaved(methods, args.runs, not args.no_busy, progress)
+
+    scores = series["quiet"][ENGINE].result
+    workers = min(net.parallel.max_workers(), args.batch_size)
     result: dict[str, Any] = {
         "network": cls.__name__,
         "weights": fname + (" cast to float16" if half else ""),
-        "compute_dtype": str(net.dtype),
+        "compute_dtype": str(model.dtype),
         "images": n,
         "batch_size": args.batch_size,
-        "group_size": min(args.batch_size, net.group_size()),
-        "multiply_adds_per_image": macs,
-        "seconds_median": seconds,
-        "seconds_runs": times,
-        "gflops": 2 * macs * n / seconds / 1e9,
+        "workers": workers,
+        "group_size": min(args.batch_size // workers, model.group_size()),
+        "multiply_adds_per_image": cls.multiply_adds_per_image(),
         "accuracy": float(np.mean(np.argmax(scores, axis=1) == t)),
-        "other_load_during_runs": max(loads) if loads else None,
+        "busy_accuracy": (
+            float(np.mean(np.argmax(series["busy"][ENGINE].result, axis=1) == t))
+            if "busy" in series
+            else None
+        ),
+        "conditions": {},
     }
-    m = min(args.reference_images, n)
-    if m > 0 and not half:
-        ref_seconds, ref_scores, ref_load = timed(lambda: book_scores(net, x[:m]))
+    for condition, by_method in series.items():
+        result["conditions"][condition] = {
+            name: s.to_dict(n / m if name == BOOK else 1.0) for name, s in by_method.items()
+        }
+    if m:
+        ref = series["quiet"][BOOK].result
         result.update(
-            reference="book's im2col layers, batches of 100",
+            reference="book's im2col layers, batches of 100, numpy's default BLAS threads",
             reference_images=m,
-            reference_seconds_scaled=ref_seconds * n / m,
-            speedup=ref_seconds * n / m / seconds,
-            reference_max_abs_diff=float(np.max(np.abs(ref_scores - scores[:m]))),
+            reference_max_abs_diff=float(np.max(np.abs(ref - scores[:m]))),
             reference_same_predictions=bool(
-                np.array_equal(np.argmax(ref_scores, axis=1), np.argmax(scores[:m], axis=1))
+                np.array_equal(np.argmax(ref, axis=1), np.argmax(scores[:m], axis=1))
             ),
-            reference_other_load=ref_load,
         )
+    result["_series"] = series
     return result
 
 
 def report(r: dict[str, Any]) -> str:
-    load = r["other_load_during_runs"]
+    series: dict[str, dict[str, Series]] = r["_series"]
+    n, m = r["images"], r.get("reference_images", 0)
+    macs = r["multiply_adds_per_image"]
     lines = [
-        f"{r['network']} ({r['weights']}), compute {r['compute_dtype']}, {r['images']} images, "
-        f"batch_size {r['batch_size']} (groups of {r['group_size']})",
-        f"  multiply-adds per image : {r['multiply_adds_per_image']:,} (computed from shapes)",
-        f"  net.convnet predict     : median {r['seconds_median']:.2f} s over "
-        f"{len(r['seconds_runs'])} runs ({' '.join(f'{s:.2f}' for s in r['seconds_runs'])})"
-        f", {r['gflops']:.1f} GFLOP/s",
-        f"  accuracy                : {r['accuracy']:.4f}",
+        f"{r['network']} ({r['weights']}), compute {r['compute_dtype']}, {n} images, "
+        f"batch_size {r['batch_size']}: groups of {r['group_size']} on {r['workers']} workers",
+        f"  multiply-adds per image: {macs:,} (computed from shapes)",
+        f"  {'method':<34} {'condition':<9} {'wall s':>7} {'CPU s':>7} {'GFLOP/s':>8} "
+        f"{'others':>6}  load after each run",
     ]
-    if load is not None:
-        lines.append(f"  other processes' load   : up to {load:.0%} of the CPUs during the runs")
-    if "reference_seconds_scaled" in r:
-        ref_load = r["reference_other_load"]
-        lines += [
-            f"  book's code (reference) : {r['reference_seconds_scaled']:.2f} s for "
-            f"{r['images']} images (measured on {r['reference_images']}, scaled)"
-            + (f", other load {ref_load:.0%}" if ref_load is not None else ""),
-            f"  speed-up                : {r['speedup']:.1f}x",
-            f"  same predictions        : {r['reference_same_predictions']} "
-            f"(max |score difference| {r['reference_max_abs_diff']:.1e})",
-        ]
+    for condition, by_method in series.items():
+        for name, s in by_method.items():
+            scale = n / m if name == BOOK else 1.0
+            label = f"{name} (x{scale:g} of {m} images)" if name == BOOK else name
+            lines.append(
+                f"  {label:<34} {condition:<9} {s.wall * scale:7.2f} {s.cpu * scale:7.2f} "
+                f"{2 * macs * n / (s.wall * scale) / 1e9:8.1f} {s.others():>6}  {s.loads()}"
+            )
+    engine = {c: by_method[ENGINE] for c, by_method in series.items()}
+    lines.append(
+        "  runs (wall s): "
+        + "; ".join(
+            f"{c} {' '.join(f'{x.wall:.2f}' for x in s.samples)}" for c, s in engine.items()
+        )
+    )
+    if "busy" in engine:
+        lines.append(
+            f"  busy / quiet            : {engine['busy'].wall / engine['quiet'].wall:.2f}x wall, "
+            f"{engine['busy'].cpu / engine['quiet'].cpu:.2f}x CPU"
+        )
+    if m:
+        for condition, by_method in series.items():
+            book = by_method[BOOK].wall * n / m
+            lines.append(
+                f"  vs book's code ({condition:5}) : {book / by_method[ENGINE].wall:.1f}x faster"
+            )
+        lines.append(
+            f"  same predictions as book: {r['reference_same_predictions']} on {m} images "
+            f"(max |score difference| {r['reference_max_abs_diff']:.1e})"
+        )
+    lines.append(f"  accuracy                : {r['accuracy']:.4f}")
+    if r["busy_accuracy"] is not None and r["busy_accuracy"] != r["accuracy"]:
+        lines.append(f"  accuracy when busy      : {r['busy_accuracy']:.4f} (DIFFERS)")
     return "\n".join(lines)
 
 
@@ -228,13 +267,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="reference data folder")
     parser.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per network (median)")
+    parser.add_argument("--runs", type=int, default=3, help="rounds per network (median)")
     parser.add_argument("--batch-size", type=int, default=100, help="predict's batch_size")
     parser.add_argument(
         "--reference-images",
         type=int,
-        default=2000,
-        help="images for the book's reference code, scaled to 10,000 (0: skip; default 2000)",
+        default=1000,
+        help="images for the book's reference code, scaled to 10,000 (0: skip; default 1000)",
+    )
+    add_busy_argument(parser)
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also time one worker thread with one and with default BLAS threads",
     )
     parser.add_argument(
         "--float16", action="store_true", help="also evaluate the weights cast to float16"
@@ -255,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print(report(results[-1]), flush=True)
     if args.json:
+        for r in results:
+            del r["_series"]
         print(json.dumps(results, indent=2))
     return 0
 

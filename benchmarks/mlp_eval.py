@@ -6,13 +6,19 @@ Run from the repository root::
     python -m benchmarks.mlp_eval --data-dir ../shared/data --repeats 7 --batch-sizes 100,10000
 
 Each method computes the accuracy (scores, argmax, comparison with the labels), is run
-``--repeats`` times, and the median wall time is reported, with images per second, the
-speed-up over the book's per-image loop measured in the same run, and the achieved
-multiply-adds per second against the arithmetic count of 45,200 per image.
+``--repeats`` times on the machine as it is ("quiet") and as often beside a background process
+burning one core ("busy", :mod:`benchmarks.busy`; ``--no-busy`` skips it), interleaved round
+by round. Reported per condition: the median wall time, the median CPU time of this process
+(all threads), images per second, the speed-up over the book's per-image loop, the ratio to
+the three matrix products alone (full batch, numpy's default settings: the floor the
+arithmetic sets) and the multiply-adds per second against the 45,200 per image, with the
+1-minute load average after the runs.
 
-BLAS threads matter: on a machine whose cores are busy with other work, a multithreaded
-BLAS can make mid-sized products (batches of 100-1000) many times slower than one thread.
-Set ``OPENBLAS_NUM_THREADS=1`` (or ``OMP_NUM_THREADS``) before the run to compare one core.
+BLAS threads matter: on a machine whose cores are busy with other work, a multithreaded BLAS
+can make mid-sized products many times slower than one thread. ``ThreeLayerNet.predict``
+therefore runs groups of rows on one worker thread per CPU with one BLAS thread each
+(:mod:`net.parallel`); ``--compare`` adds the batched evaluation on one worker with numpy's
+default BLAS threads, which is what it does without ``threadpoolctl``.
 """
 
 from __future__ import annotations
@@ -21,18 +27,21 @@ import argparse
 import os
 import pickle
 import platform
-import statistics
-import time
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+import net.parallel
+from benchmarks.busy import add_busy_argument, run_interleaved
 from net.data import resolve
-from net.mlp import MULTIPLY_ADDS_PER_IMAGE, ThreeLayerNet, predict
+from net.mlp import DEFAULT_BATCH_SIZE, MULTIPLY_ADDS_PER_IMAGE, ThreeLayerNet, predict
 from net.mnist import load_test_set
 
 _THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+LOOP = "book loop, 1 image at a time"
+MATMULS = "3 matrix products only (full)"
 
 
 def book_loop_accuracy(network: Mapping[str, Any], x: np.ndarray, t: np.ndarray) -> float:
@@ -49,17 +58,6 @@ def book_loop_accuracy(network: Mapping[str, Any], x: np.ndarray, t: np.ndarray)
 def matmuls_only(network: Mapping[str, Any], x: np.ndarray) -> np.ndarray:
     """The three matrix products alone, full batch: the floor set by the arithmetic."""
     return x @ network["W1"] @ network["W2"] @ network["W3"]
-
-
-def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Median wall time of ``repeats`` calls of ``fn`` and the last result."""
-    times = []
-    result = None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -87,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-download", action="store_true", help="fail instead of downloading missing files"
     )
+    add_busy_argument(parser)
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also time the default batch on one worker with numpy's default BLAS threads",
+    )
     args = parser.parse_args(argv)
     try:
         args.batch_sizes = [int(v) for v in args.batch_sizes.split(",") if v.strip()]
@@ -107,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     weights_path = resolve("sample_weight.pkl", args.data_dir, download=download)
     with weights_path.open("rb") as f:
         weights = pickle.load(f)  # checksum-verified file; the safe loader replaces this later
-    net = ThreeLayerNet.from_weights(weights, source=weights_path)
+    model = ThreeLayerNet.from_weights(weights, source=weights_path)
     x, t = load_test_set(args.data_dir, download=download)
     n = len(x)
     total_macs = MULTIPLY_ADDS_PER_IMAGE * n
 
-    print(f"weights: {weights_path} ({net!r})")
+    print(f"weights: {weights_path} ({model!r})")
     print(f"images:  {n} x {x.shape[1]} {x.dtype}")
     print(
         f"arithmetic: {MULTIPLY_ADDS_PER_IMAGE:,} multiply-adds per image, "
@@ -127,30 +131,77 @@ def main(argv: list[str] | None = None) -> int:
     print("BLAS threads: " + (", ".join(f"{k}={v}" for k, v in threads.items()) or "default"))
     print()
 
-    rows: list[tuple[str, float, float | None]] = []
+    methods: dict[str, Callable[[], Any]] = {}
     if args.loop_repeats:
-        seconds, acc = median_time(lambda: book_loop_accuracy(net.params, x, t), args.loop_repeats)
-        rows.append(("book loop, 1 image at a time", seconds, acc))
+        methods[LOOP] = lambda: book_loop_accuracy(model.params, x, t)
     for batch_size in args.batch_sizes:
         label = f"batched, {min(batch_size, n)} images" + (" (full)" if batch_size >= n else "")
-        seconds, acc = median_time(lambda b=batch_size: net.accuracy(x, t, b), args.repeats)
-        rows.append((label, seconds, acc))
-    seconds, _ = median_time(lambda: matmuls_only(net.params, x), args.repeats)
-    rows.append(("3 matrix products only (full)", seconds, None))
+        methods[label] = lambda b=batch_size: model.accuracy(x, t, b)
+    if args.compare:
 
-    loop_seconds = rows[0][1] if args.loop_repeats else None
+        def one_worker_default_blas() -> float:
+            saved = net.parallel.ThreadpoolController
+            net.parallel.ThreadpoolController = None  # the numpy-only path: 1 worker
+            try:
+                return model.accuracy(x, t)
+            finally:
+                net.parallel.ThreadpoolController = saved
+
+        methods["default batch, 1 worker, default BLAS"] = one_worker_default_blas
+    methods[MATMULS] = lambda: matmuls_only(model.params, x)
+    if net.parallel.ThreadpoolController is not None:
+        controller = net.parallel.ThreadpoolController()
+
+        def matmuls_one_thread() -> np.ndarray:
+            with controller.limit(limits=1, user_api="blas"):
+                return matmuls_only(model.params, x)
+
+        methods["3 matrix products, 1 BLAS thread"] = matmuls_one_thread
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    series = run_interleaved(
+        methods, args.repeats, not args.no_busy, progress, rounds={LOOP: args.loop_repeats}
+    )
+    loop_series = None
+    if args.loop_repeats:
+        loop_series = {c: by_method[LOOP] for c, by_method in series.items()}
+
     header = (
-        f"{'method':<32} {'time ms':>9} {'images/s':>12} {'vs loop':>8} {'GMAC/s':>7} {'acc':>7}"
+        f"{'condition':<6} {'method':<38} {'wall ms':>8} {'CPU ms':>8} {'images/s':>10} "
+        f"{'vs loop':>8} {'vs 3 mm':>8} {'GMAC/s':>7} {'acc':>7}  load"
     )
     print(header)
     print("-" * len(header))
-    for label, seconds, acc in rows:
-        ratio = f"{loop_seconds / seconds:7.1f}x" if loop_seconds else "      -"
-        acc_text = f"{acc:.4f}" if acc is not None else "-"
-        print(
-            f"{label:<32} {seconds * 1e3:9.2f} {n / seconds:12,.0f} {ratio:>8} "
-            f"{total_macs / seconds / 1e9:7.2f} {acc_text:>7}"
-        )
+    for condition, by_method in series.items():
+        floor = by_method[MATMULS].wall
+        for label, s in by_method.items():
+            loop = loop_series[condition].wall if loop_series else None
+            ratio = f"{loop / s.wall:7.1f}x" if loop else "      -"
+            acc = s.result if isinstance(s.result, float) else None
+            acc_text = f"{acc:.4f}" if acc is not None else "-"
+            print(
+                f"{condition:<6} {label:<38} {s.wall * 1e3:8.2f} {s.cpu * 1e3:8.2f} "
+                f"{n / s.wall:10,.0f} {ratio:>8} {s.wall / floor:7.2f}x "
+                f"{total_macs / s.wall / 1e9:7.2f} {acc_text:>7}  {s.loads()}"
+            )
+    default = f"batched, {min(DEFAULT_BATCH_SIZE, n)} images" + (
+        " (full)" if n <= DEFAULT_BATCH_SIZE else ""
+    )
+    if default in series["quiet"]:
+        print()
+        for condition, by_method in series.items():
+            print(
+                f"default batch ({DEFAULT_BATCH_SIZE}), {condition}: "
+                f"{by_method[default].wall / by_method[MATMULS].wall:.2f}x the 3 matrix products"
+            )
+        if "busy" in series:
+            q, b = series["quiet"][default], series["busy"][default]
+            print(
+                f"default batch, busy / quiet: {b.wall / q.wall:.2f}x wall, "
+                f"{b.cpu / q.cpu:.2f}x CPU"
+            )
     return 0
 
 

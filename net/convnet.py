@@ -35,15 +35,20 @@ channel-major, ``(C, N, H, W)``, so each convolution is a single matrix product
 ``W (FN, C*FH*FW) @ cols (C*FH*FW, N*OH*OW)`` whose result is already channel-major for the next
 layer, with no transposes. Images go through all layers a small group at a time (see
 :meth:`ConvNet.group_size`) so that a group's buffers stay in the CPU caches; the buffers
-(zero-bordered padded inputs, column matrices) are allocated once per ``predict`` call and reused
-for every group, and each layer writes straight into the next one's padded input. Bias, ReLU and
-max-pooling are fused where that is exact: max-pooling commutes with adding a per-channel
-constant and with ReLU, so the bias is added after pooling, on a quarter of the values.
+(zero-bordered padded inputs, column matrices) are allocated once per worker and ``predict``
+call and reused for every group, and each layer writes straight into the next one's padded
+input. Bias, ReLU and max-pooling are fused where that is exact: max-pooling commutes with
+adding a per-channel constant and with ReLU, so the bias is added after pooling, on a quarter
+of the values.
+
+Groups are independent, so they run on one worker thread per CPU, each with one BLAS thread
+(:mod:`net.parallel`): the copies and element-wise work use every core, and no matrix product
+waits on BLAS helper threads, which on a busy machine made evaluation slower than the book's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -52,6 +57,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from net.errors import ModelError, OptionError
 from net.layers import Affine, Convolution, Dropout, MaxPooling, Relu, conv_output_size
+from net.parallel import max_workers, run_groups
 
 __all__ = [
     "ConvSpec",
@@ -64,9 +70,11 @@ __all__ = [
 
 # Images go through the whole network in groups whose largest column matrix is about this size:
 # small enough that a group's buffers stay in the CPU caches from one layer to the next, large
-# enough that each matrix product is efficient. Measured on the 2-core reference machine
-# (DeepConvNet, float64): groups of 4, 10 and 20 images took 5.1 s, 4.4 s and 5.4 s.
-_GROUP_BYTES = 8 << 20
+# enough that each matrix product is efficient. With one BLAS thread each on two workers
+# (DeepConvNet, float64, 2,000 images, 2 cores at load 12-13, CPU time medians of 3), groups
+# whose column matrix is 2, 3, 4 and 8 MiB cost 1.43, 1.47, 1.46 and 1.65 s: two workers share
+# the caches that one had (issue 20; the single-threaded optimum had been 8 MiB).
+_GROUP_BYTES = 3 << 20
 
 
 @dataclass(frozen=True)
@@ -255,19 +263,31 @@ class ConvNet:
 
         Flattened images ``(N, 784)`` are accepted too. At most ``batch_size`` images are in
         flight at a time, so memory use is bounded by ``batch_size``, not ``N``; the engine
-        steps through them in groups of ``min(batch_size, self.group_size())`` images, the
-        size that keeps its buffers in the CPU caches (9 images for DeepConvNet in float64).
+        steps through them in groups of ``min(batch_size // workers, self.group_size())``
+        images, the size that keeps its buffers in the CPU caches (3 images for DeepConvNet in
+        float64), on one worker thread per CPU (:mod:`net.parallel`). The scores do not depend
+        on the number of workers beyond the last bits of rounding (where it changes the group
+        size, hence the shapes of the matrix products).
         """
         x = self._images(x)
-        step = min(_check_batch_size(batch_size), self.group_size())
+        batch_size = _check_batch_size(batch_size)
+        workers = min(max_workers(), batch_size)
+        step = min(batch_size // workers, self.group_size())
         n = x.shape[0]
         scores = np.empty((n, self.output_size), dtype=self.dtype)
-        engine: _Engine | None = None
-        for start in range(0, n, step):
-            xb = x[start : start + step]
-            if engine is None or engine.n != xb.shape[0]:
-                engine = _Engine(self, xb.shape[0])  # once, and once more for a last partial step
-            scores[start : start + xb.shape[0]] = engine.run(xb)
+
+        def make_worker() -> Callable[[int, int], None]:
+            engines: dict[int, _Engine] = {}  # this worker's buffers, by group size
+
+            def run(start: int, stop: int) -> None:
+                engine = engines.get(stop - start)
+                if engine is None:  # once, and once more for a last partial group
+                    engine = engines[stop - start] = _Engine(self, stop - start)
+                scores[start:stop] = engine.run(x[start:stop])
+
+            return run
+
+        run_groups(n, step, make_worker, workers)
         return scores
 
     def accuracy(self, x: Any, t: Any, batch_size: int = 100) -> float:

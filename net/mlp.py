@@ -18,7 +18,7 @@ float64.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from net.errors import ModelError, OptionError
+from net.parallel import max_workers, run_groups
 
 __all__ = [
     "BOOK_SIZES",
@@ -227,18 +228,28 @@ class ThreeLayerNet:
     ) -> NDArray[np.floating[Any]]:
         """Softmax scores: (N, 10) for x (N, 784), or (10,) for one image x (784,).
 
-        Rows are evaluated ``batch_size`` at a time, one matrix product per layer per batch;
-        the result does not depend on ``batch_size`` beyond the last bits of rounding.
+        At most ``batch_size`` rows are in flight: they are evaluated in groups of
+        ``batch_size // workers`` rows, one matrix product per layer per group, on one worker
+        thread per CPU with one BLAS thread each (:mod:`net.parallel`). The result does not
+        depend on ``batch_size`` or on the number of workers beyond the last bits of rounding.
         """
         x = self._check_x(x)
         batch_size = _check_batch_size(batch_size)
-        if x.ndim == 1 or len(x) <= batch_size:
-            return predict(self._params, x)
-        first = predict(self._params, x[:batch_size])
-        y = np.empty((len(x), first.shape[1]), dtype=first.dtype)
-        y[:batch_size] = first
-        for start in range(batch_size, len(x), batch_size):
-            y[start : start + batch_size] = predict(self._params, x[start : start + batch_size])
+        params = self._params
+        if x.ndim == 1:
+            return predict(params, x)
+        workers = min(max_workers(), batch_size)
+        step = batch_size // workers
+        probe = predict(params, x[:1])  # the result dtype, by numpy's own promotion
+        y = np.empty((len(x), probe.shape[1]), dtype=probe.dtype)
+
+        def make_worker() -> Callable[[int, int], None]:
+            def run(start: int, stop: int) -> None:
+                y[start:stop] = predict(params, x[start:stop])
+
+            return run
+
+        run_groups(len(x), step, make_worker, workers)
         return y
 
     def predict_classes(self, x: ArrayLike, batch_size: int = DEFAULT_BATCH_SIZE) -> NDArray[Any]:

@@ -29,7 +29,8 @@ def row(cls: type[Codec]) -> str:
     """One codec's row."""
     exts = " ".join(f"`{e}`" for e in cls.extensions)
     lazy = "as its inner codec" if cls.layer else _yes(cls.opens_lazily())
-    streams = "as its inner codec" if cls.layer else _yes(cls.streams_writes)
+    streams = ("as its inner codec" if cls.layer else _yes(cls.streams_writes)
+               if cls.writable else "no: read only")
     extra = f"`{cls.extra}`" if cls.extra else "—"
     return (f"| {cls.name} | {exts} | {_yes(cls.lossless)} | {_yes(cls.checksums)} | {lazy} "
             f"| {streams} | {extra} | {cls.description} |")

@@ -2,7 +2,11 @@
 
 A codec added to the registry is picked up here automatically. Checks that only
 some codecs can pass are keyed on the codec's declared attributes
-(``lossless``, ``supports_metadata``, ``checksums``), never on its name.
+(``lossless``, ``supports_metadata``, ``checksums``, ``single_tensor``, ``writable``), never
+on its name. A one-tensor format (``single_tensor``) round-trips each corpus tensor alone,
+and its tensor is expected back under the file's name. A read-only codec (``writable =
+False``) is checked on the first file with its first extension under ``tests/data`` (made
+by the tool that writes the format) wherever a test would write one.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import weightstore as ws
 from weightstore import registry
 from weightstore.codec import Codec
 from weightstore.model import arrays_identical
-from weightstore.testing import same_content
+from weightstore.testing import as_stored, same_content
 
 CODECS = ws.formats()
 IDS = [c.name for c in CODECS]
@@ -41,7 +45,30 @@ def _path(tmp_path: Path, cls: type[Codec], stem: str = "w") -> Path:
     return tmp_path / f"{stem}{cls.extensions[0]}"
 
 
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _writable(cls: type[Codec]) -> bool:
+    return cls.writable
+
+
+def _sample(cls: type[Codec]) -> Path:
+    """A file of a read-only codec's format, made by the tool that writes it."""
+    found = sorted(DATA.rglob(f"*{cls.extensions[0]}"))
+    assert found, f"{cls.name} is read only: tests/data needs a *{cls.extensions[0]} file"
+    return found[0]
+
+
+def _needs_writing(cls: type[Codec]) -> None:
+    if not _writable(cls):
+        pytest.skip(f"{cls.name} is read only (writable = False): nothing to write")
+
+
 def _save(cls: type[Codec], weights: ws.Weights, path: Path) -> None:
+    if not _writable(cls):
+        # a read-only codec's sample stands for the file a test would write
+        path.write_bytes(_sample(cls).read_bytes())
+        return
     try:
         ws.save(weights, path, cls.name)
     except ws.MissingDependencyError as e:  # pragma: no cover - depends on extras
@@ -49,8 +76,20 @@ def _save(cls: type[Codec], weights: ws.Weights, path: Path) -> None:
 
 
 def _corpus_for(cls: type[Codec]) -> ws.Weights:
+    """The corpus as *cls* can hold it (a one-tensor format: a 2-D float tensor)."""
     tensors, metadata = corpus()
+    if getattr(cls, "single_tensor", False):
+        return ws.Weights({"w": tensors["dtypes/float64_random"]})
     return ws.Weights(tensors, metadata if cls.supports_metadata else None)
+
+
+def _corpus_cases(cls: type[Codec]) -> list[ws.Weights]:
+    """The round trips to make: the corpus whole, or each tensor alone for a one-tensor
+    format."""
+    if not getattr(cls, "single_tensor", False):
+        return [_corpus_for(cls)]
+    tensors, _ = corpus()
+    return [ws.Weights({"w": array}) for array in tensors.values()]
 
 
 def assert_identical(expected: ws.Weights | dict, got: ws.Weights) -> None:
@@ -71,23 +110,28 @@ def reference(data_dir: Path) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("cls", CODECS, ids=IDS)
 def test_corpus_round_trip_is_bit_exact(cls: type[Codec], tmp_path: Path) -> None:
-    weights = _corpus_for(_usable(cls))
-    path = _path(tmp_path, cls)
-    _save(cls, weights, path)
-    got = ws.load(path)
-    if cls.lossless:
-        assert_identical(weights, got)
-    if cls.supports_metadata:
-        assert got.metadata == weights.metadata
-    assert_identical(got, ws.load(path, cls.name))  # explicit format gives the same
+    _needs_writing(cls)
+    _usable(cls)
+    for weights in _corpus_cases(cls):
+        path = _path(tmp_path, cls)
+        _save(cls, weights, path)
+        got = ws.load(path)
+        if cls.lossless:
+            assert_identical(as_stored(cls, weights, path), got)
+        if cls.supports_metadata:
+            assert got.metadata == weights.metadata
+        assert_identical(got, ws.load(path, cls.name))  # explicit format gives the same
 
 
 @pytest.mark.parametrize("cls", CODECS, ids=IDS)
 def test_save_never_mutates_the_callers_arrays(cls: type[Codec], tmp_path: Path) -> None:
     tensors, _ = corpus()
+    _needs_writing(cls)
     before = {k: (v.copy(), v.flags.c_contiguous, v.flags.f_contiguous, v.dtype.byteorder)
               for k, v in tensors.items()}
-    _save(_usable(cls), ws.Weights(tensors), _path(tmp_path, cls))
+    for weights in ([ws.Weights({k: v}) for k, v in tensors.items()]
+                    if getattr(cls, "single_tensor", False) else [ws.Weights(tensors)]):
+        _save(_usable(cls), weights, _path(tmp_path, cls))
     for k, v in tensors.items():
         copy, c, f, order = before[k]
         assert arrays_identical(copy, v) and (c, f, order) == (
@@ -102,14 +146,26 @@ def test_reference_weights_through_the_cli_and_back_to_pickle(
     pickle loads with plain pickle.load as a dict of arrays."""
     from weightstore.cli.main import main
 
+    _needs_writing(cls)
     _usable(cls)
-    mid = _path(tmp_path, cls)
-    back = tmp_path / "back.pkl"
-    assert main(["convert", str(sample_weight_path), str(mid), "-q"]) == 0
-    assert main(["convert", str(mid), str(back), "-q"]) == 0
-    with open(back, "rb") as f:
-        plain = pickle.load(f)
-    assert type(plain) is dict and set(plain) == set(reference)
+    sources = [sample_weight_path]
+    if getattr(cls, "single_tensor", False):  # one pickle per tensor, each through the codec
+        sources = []
+        for name, array in reference.items():
+            one = tmp_path / f"{name}.pkl"
+            one.write_bytes(pickle.dumps({name: array}))
+            sources.append(one)
+    plain: dict = {}
+    for source in sources:
+        mid = _path(tmp_path, cls, source.stem)
+        back = tmp_path / "back.pkl"
+        assert main(["convert", str(source), str(mid), "-q"]) == 0
+        assert main(["convert", str(mid), str(back), "-q"]) == 0
+        with open(back, "rb") as f:
+            part = pickle.load(f)
+        assert type(part) is dict
+        plain.update(part)
+    assert set(plain) == set(reference)
     for name, array in reference.items():
         assert type(plain[name]) is np.ndarray
         assert arrays_identical(array, plain[name]), name
@@ -124,8 +180,13 @@ def test_content_beats_a_misleading_extension(cls: type[Codec], tmp_path: Path) 
     wrong = tmp_path / f"misnamed{other}"
     wrong.write_bytes(right.read_bytes())
     got = ws.load(wrong)
-    if cls.lossless:
-        assert_identical(weights, got)
+    if not _writable(cls):
+        assert_identical(ws.load(right, cls.name), got)
+    elif cls.lossless:
+        expected = as_stored(cls, weights, right)
+        if cls.single_tensor:  # named after the file it is read from
+            expected = ws.Weights({"misnamed": expected["w"]})
+        assert_identical(expected, got)
 
 
 # --- bad input ---------------------------------------------------------------------
@@ -232,6 +293,7 @@ def test_directory_and_missing_file_are_refused(cls: type[Codec], tmp_path: Path
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(
     cls: type[Codec], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _needs_writing(cls)
     path = _path(tmp_path, cls)
     _save(cls, ws.Weights({"old": np.arange(3.0)}), path)
     old = path.read_bytes()
@@ -359,7 +421,8 @@ def test_import_weightstore_imports_no_codec(tmp_path: Path) -> None:
             "before = sorted(m for m in sys.modules if m.startswith('weightstore.codecs.')"
             " or m in ('h5py', 'safetensors', 'zstandard'))\n"
             f"ws.load({str(path)!r})\n"
-            "after = sorted(m for m in sys.modules if m.startswith('weightstore.codecs.'))\n"
+            "after = sorted(m for m in sys.modules if m.startswith('weightstore.codecs.')"
+            " and not m.startswith('weightstore.codecs._'))\n"  # shared helpers are no codec
             "print(before, after)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()

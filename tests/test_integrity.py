@@ -19,7 +19,7 @@ import zstandard
 
 import weightstore as ws
 from weightstore.integrity import format_crc, header_crc32, tensor_crc32
-from weightstore.testing import same_content
+from weightstore.testing import as_stored, for_codec, same_content
 
 TARGET = np.full((3, 4), 1.25, dtype=np.float32)
 W = ws.Weights({"first": np.arange(5, dtype=np.int16), "target": TARGET,
@@ -233,12 +233,11 @@ def test_the_declared_codecs_carry_checksums_and_pickle_csv_do_not() -> None:
 
 
 def test_checksummed_round_trip_of_every_codec(tmp_path: Path) -> None:
-    for cls in ws.formats():
+    for cls in [c for c in ws.formats() if c.writable]:
         path = tmp_path / f"w{cls.extensions[0]}"
-        ws.save(W, path, cls.name)
-        expected = ws.Weights([(k, W[k]) for k in W.grouped_order()], W.metadata) \
-            if cls.groups_together else W
-        assert same_content(ws.load(path), expected), cls.name
+        weights = for_codec(cls, W)  # a one-tensor format: the first tensor
+        ws.save(weights, path, cls.name)
+        assert same_content(ws.load(path), as_stored(cls, weights, path)), cls.name
 
 
 def test_the_command_line_names_the_damage_and_can_salvage(tmp_path: Path, capsys) -> None:

@@ -18,7 +18,9 @@ from weightstore.cli.main import main
 from weightstore.codec import Codec
 from weightstore.model import arrays_identical
 
-CODECS = ws.formats()
+# A precision record is metadata, and a quantized tensor is stored as several (codes and
+# scales): a one-tensor format (npy) holds neither, and these tests write.
+CODECS = [c for c in ws.formats() if not c.single_tensor and c.writable]
 IDS = [c.name for c in CODECS]
 
 OPTIONS = {

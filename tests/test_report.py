@@ -62,7 +62,9 @@ def test_every_codec_has_a_row_and_rows_match_the_files_written(
     (section,) = doc["sections"]
     rows = section["rows"]
     formats = {r["format"] for r in rows}
-    assert {c.name for c in ws.formats()} <= formats
+    # every codec but a one-tensor one (npy), which cannot hold the network, and the
+    # read-only ones
+    assert {c.name for c in ws.formats() if not c.single_tensor and c.writable} <= formats
     with open(sample_weight_path, "rb") as f:
         source = pickle.load(f)
     base_acc, base_pred = _independent_accuracy(source, data_dir)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import precision as _precision
-from . import registry, remote, shard
+from . import registry, remote, shard, sniffing
 from .codec import DEFAULT_LIMITS, Budget, Codec, Limits, file_size
 from .errors import FormatError, UnknownFormatError, translating_faults
 from .fileio import atomic_write, open_for_read
@@ -180,7 +180,7 @@ def _write(
 
 
 def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
-                       options: dict[str, Any]) -> Codec:
+                       options: dict[str, Any], dequantize: bool | None = None) -> Codec:
     head = f.read(registry.SNIFF_BYTES)
     f.seek(0)
     if not head:
@@ -191,17 +191,26 @@ def _codec_for_reading(f: IO[bytes], path: PathLike, format: str | None,
         cls = registry.get_codec(format)
     else:
         sniffed = registry.sniff(head)
-        if sniffed is not None:
+        if sniffed is not None and found is not None and \
+                found[0].refines == sniffed.name:
+            cls = found[0]  # a layout of that format, named by the extension (.weights.h5)
+        elif sniffed is not None:
             cls = sniffed
         elif found is not None:
             cls = found[0]
         else:
+            end = f.seek(0, os.SEEK_END)
+            f.seek(max(0, end - 8))
+            tail = f.read(8)
+            f.seek(0)
             raise UnknownFormatError(
                 path=path, field="format",
                 expected="content or an extension that a codec recognises",
                 found=f"first bytes {head[:16]!r}",
-                hint="pass format=NAME; weightstore.formats() lists them",
+                hint=sniffing.describe_unknown(head, tail, os.fspath(path)),
             )
+    if dequantize is not None and any(o.name == "dequantize" for o in cls.options):
+        options = {"dequantize": dequantize, **options}  # a format's own quantized types
     return cls(**_layer_options(cls, prefix, options))
 
 
@@ -236,7 +245,7 @@ def load(
             if dequantize else stored
     with open_for_read(path, storage_options) as f:
         budget.add_input(file_size(f))
-        codec = _codec_for_reading(f, path, format, options)
+        codec = _codec_for_reading(f, path, format, options, dequantize)
         with translating_faults(os.fspath(path), codec.name):
             stored = codec.read(f, path=os.fspath(path), limits=limits, verify=verify,
                                 budget=budget)

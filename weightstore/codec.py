@@ -394,6 +394,9 @@ class Codec:
     needs_seekable_output: ClassVar[bool] = False
     #: The options it takes.
     options: ClassVar[tuple[Option, ...]] = ()
+    #: Whether a file holds exactly one tensor, named after the file's stem (``.npy``):
+    #: :meth:`write` refuses several, and the name it is given is not stored.
+    single_tensor: ClassVar[bool] = False
     #: Whether :meth:`write` takes one tensor at a time from the mapping it is given, so
     #: that writing from a lazy mapping holds one tensor in memory (False: all of them).
     #: A layer sets it per instance, from the codec inside it.
@@ -410,6 +413,13 @@ class Codec:
     #: Whether a file cut exactly between two tensors is detected as damaged (False for a
     #: format with no count or trailer, such as CSV: the cut file reads as fewer tensors).
     detects_cut_between_tensors: ClassVar[bool] = True
+    #: Whether :meth:`write` exists (False: a format read from other tools' files only,
+    #: like Keras and ONNX; writing raises UnsupportedError).
+    writable: ClassVar[bool] = True
+    #: The name of a format this one is a layout of (Keras weights are HDF5): a file whose
+    #: content that format's test claims is read by this codec when its name carries one
+    #: of :attr:`extensions` (``x.weights.h5``), by that format otherwise.
+    refines: ClassVar[str | None] = None
 
     def __init__(self, **options: Any) -> None:
         known = {opt.name: opt for opt in self.options}

@@ -63,13 +63,24 @@ class CodecEntry:
 #: test (a header length whose high bytes are zero, then ``{``) matches no other format,
 #: while a safetensors file whose length byte happens to be ``0x80`` or ``{`` would
 #: satisfy the looser pickle or JSON tests.
+#: ``pytorch`` comes before ``npz`` and ``pickle``: its checkpoints are zips (like npz) or
+#: start with a pickle (like the book's files), told apart by what they hold.
 BUILTIN: tuple[CodecEntry, ...] = (
     CodecEntry("safetensors", "weightstore.codecs.safetensors_codec:SafetensorsCodec",
                (".safetensors",), test=sniffing.is_safetensors),
+    CodecEntry("pytorch", "weightstore.codecs.pytorch:PytorchCodec", (".pt", ".pth", ".bin"),
+               test=sniffing.is_pytorch),
     CodecEntry("wsc", "weightstore.codecs.wsc:WscCodec", (".wsc",), (sniffing.WSC_MAGIC,)),
     CodecEntry("csv", "weightstore.codecs.csv_codec:CsvCodec", (".csv",), test=sniffing.is_csv),
     CodecEntry("hdf5", "weightstore.codecs.hdf5:Hdf5Codec", (".h5", ".hdf5"),
                (sniffing.HDF5_SIGNATURE,)),
+    CodecEntry("gguf", "weightstore.codecs.gguf_codec:GgufCodec", (".gguf",),
+               (sniffing.GGUF_MAGIC,)),
+    # before npz: a .keras archive is a zip too, and must never be taken for an npz
+    CodecEntry("keras", "weightstore.codecs.keras_codec:KerasCodec", (".keras", ".weights.h5"),
+               test=sniffing.is_keras_archive),
+    CodecEntry("onnx", "weightstore.codecs.onnx_codec:OnnxCodec", (".onnx",),
+               test=sniffing.is_onnx),
     CodecEntry("json", "weightstore.codecs.json_codec:JsonCodec", (".json",),
                test=sniffing.is_json),
     CodecEntry("npz", "weightstore.codecs.npz:NpzCodec", (".npz",), sniffing.ZIP_MAGICS),
@@ -77,6 +88,9 @@ BUILTIN: tuple[CodecEntry, ...] = (
                test=sniffing.is_pickle),
     CodecEntry("zstd", "weightstore.codecs.zstd:ZstdCodec", (".zst", ".zstd"),
                (sniffing.ZSTD_MAGIC,)),
+    CodecEntry("gzip", "weightstore.codecs.gzip_codec:GzipCodec", (".gz",),
+               (sniffing.GZIP_MAGIC,)),
+    CodecEntry("npy", "weightstore.codecs.npy:NpyCodec", (".npy",), (sniffing.NPY_MAGIC,)),
 )
 
 _ENTRIES: dict[str, CodecEntry] = {e.name: e for e in BUILTIN}

@@ -41,7 +41,7 @@ __all__ = [
     "random_weights", "random_name_parts", "same_content", "as_stored",
     "flip", "truncate", "insert", "delete", "edit_number", "set_int", "number_spans",
     "random_mutation", "MUTATIONS", "Outcome", "Result", "classify", "time_limit", "Hang",
-    "all_dtypes", "file_name",
+    "all_dtypes", "file_name", "for_codec", "stored_name",
 ]
 
 #: Characters names are drawn from: plain, separators the formats quote, non-ASCII.
@@ -136,8 +136,25 @@ def random_weights(rng: random.Random, *, max_tensors: int = 4, max_dims: int = 
         return Weights({k.replace("/", "_"): v for k, v in tensors.items()}, metadata=meta)
 
 
-def as_stored(cls: type[Codec], weights: Weights) -> Weights:
-    """*weights* as *cls* gives them back: reordered by group where it groups them."""
+def for_codec(cls: type[Codec], weights: Weights) -> Weights:
+    """The part of *weights* that *cls* can hold: for a one-tensor format (``single_tensor``)
+    the first tensor alone, without metadata; else *weights* itself."""
+    if not getattr(cls, "single_tensor", False):
+        return weights
+    return Weights([next(iter(weights.items()))] if len(weights) else [])
+
+
+def stored_name(cls: type[Codec], path: str | os.PathLike[str]) -> str:
+    """The name a one-tensor format gives the tensor in *path*: the file's stem."""
+    return Path(path).stem or Path(path).name
+
+
+def as_stored(cls: type[Codec], weights: Weights,
+              path: str | os.PathLike[str] | None = None) -> Weights:
+    """*weights* as *cls* gives them back from *path*: reordered by group where it groups
+    them; for a one-tensor format, the tensor named after the file."""
+    if getattr(cls, "single_tensor", False) and path is not None and len(weights) == 1:
+        return Weights({stored_name(cls, path): next(iter(weights.values()))})
     if not cls.groups_together:
         return weights
     return Weights([(k, weights[k]) for k in grouped_names(weights)], weights.metadata)
@@ -415,6 +432,7 @@ def classify(cls: type[Codec], data: bytes, clean: Weights, folder: str | os.Pat
         return Result(Outcome.CRASH, f"{type(e).__name__}: {e}")
     finally:
         path.unlink(missing_ok=True)
+    clean = as_stored(cls, clean, path)  # a one-tensor format names it after the file
     if same_content(got, clean):
         return Result(Outcome.HARMLESS)
     return Result(Outcome.UNDETECTED, _difference(clean, got))

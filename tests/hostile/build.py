@@ -180,6 +180,32 @@ def _zstd_cut(path: Path, marker: Path) -> None:
     path.write_bytes(path.read_bytes()[:-10])
 
 
+# --- gzip ---------------------------------------------------------------------------
+
+
+def _gzip_zeros(size: int) -> bytes:
+    import gzip
+
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
+        block = bytes(MiB)
+        for _ in range(size // MiB):
+            gz.write(block)
+    return out.getvalue()
+
+
+def _gzip_cut(path: Path, marker: Path) -> None:
+    ws.save({"W": np.arange(1000, dtype=np.float32)}, path)
+    path.write_bytes(path.read_bytes()[:-30])
+
+
+def _gzip_bad_crc(path: Path, marker: Path) -> None:
+    ws.save({"W": np.arange(1000, dtype=np.float32)}, path)
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF  # the CRC-32 of the content, in the trailer
+    path.write_bytes(bytes(data))
+
+
 # --- npz ----------------------------------------------------------------------------
 
 
@@ -522,6 +548,136 @@ def _fifo_shard(path: Path, marker: Path) -> None:
     path.write_bytes(b'{"metadata":{},"weight_map":{"W":"' + shard.name.encode() + b'"}}')
 
 
+# --- pytorch ------------------------------------------------------------------------
+
+
+def _long(n: int) -> bytes:
+    """LONG1: any integer."""
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+def _ints(values: tuple[int, ...]) -> bytes:
+    return b"(" + b"".join(_long(v) for v in values) + b"t"
+
+
+def _torch_tensor_pickle(size: tuple[int, ...], stride: tuple[int, ...], offset: int = 0,
+                         numel: int = 4, kind: str = "FloatStorage") -> bytes:
+    """data.pkl of {"w": _rebuild_tensor_v2(storage "0", offset, size, stride, ...)}."""
+    return (b"\x80\x02}(" + _u("w") + _g("torch._utils", "_rebuild_tensor_v2") + b"(("
+            + _u("storage") + _g("torch", kind) + _u("0") + _u("cpu") + _long(numel) + b"tQ"
+            + _long(offset) + _ints(size) + _ints(stride) + b"\x89"
+            + _g("collections", "OrderedDict") + b")RtRu.")
+
+
+def _torch_zip(pickled: Callable[[Path], bytes], storage: bytes = bytes(16)
+               ) -> Callable[[Path, Path], None]:
+    """A torch.save-shaped zip around the data.pkl *pickled(marker)* builds."""
+    def build(path: Path, marker: Path) -> None:
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("archive/data.pkl", pickled(marker))
+            zf.writestr("archive/byteorder", "little")
+            zf.writestr("archive/data/0", storage)
+            zf.writestr("archive/version", "3\n")
+    return build
+
+
+def _torch_runs_code(marker: Path) -> bytes:
+    return pickle.dumps({"w": _Reduce(os.system, f"touch {marker}")}, protocol=2)
+
+
+def _torch_legacy_eval(path: Path, marker: Path) -> None:
+    # the legacy layout: magic, protocol, sys_info, then an object that calls eval
+    head = b"".join(pickle.dumps(o, protocol=2) for o in (
+        0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}))
+    path.write_bytes(head + pickle.dumps(_Reduce(eval, f"open({str(marker)!r}, 'w')"),
+                                         protocol=2))
+
+
+def _torch_legacy_past_end(path: Path, marker: Path) -> None:
+    # a legacy checkpoint whose one storage claims 2**30 floats; 16 bytes follow
+    head = b"".join(pickle.dumps(o, protocol=2) for o in (
+        0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}))
+    obj = (b"\x80\x02}(" + _u("w") + _g("torch._utils", "_rebuild_tensor_v2") + b"(("
+           + _u("storage") + _g("torch", "FloatStorage") + _u("0") + _u("cpu")
+           + _long(1 << 30) + b"NtQ" + _long(0) + _ints((1 << 30,)) + _ints((1,)) + b"\x89"
+           + _g("collections", "OrderedDict") + b")RtRu.")
+    keys = pickle.dumps(["0"], protocol=2)
+    path.write_bytes(head + obj + keys + struct.pack("<q", 1 << 30) + bytes(16))
+
+
+def _torch_memo(marker: Path) -> bytes:
+    # LONG_BINPUT at index 2**32 - 16: the C unpickler would size its memo to 2**33 slots
+    return b"\x80\x02}r\xf0\xff\xff\xff."
+
+
+def _torch_bytes_claim(marker: Path) -> bytes:
+    # BINBYTES claiming 4 GiB - 1 in a few bytes (protocol 3 opcode in data.pkl)
+    return b"\x80\x03B\xff\xff\xff\xff" + bytes(8)
+# --- GGUF ---------------------------------------------------------------------------
+
+
+def _gs(text: str) -> bytes:
+    """A GGUF string: uint64 length, UTF-8 bytes."""
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def _gguf(n_tensors: int | None = None, kvs: bytes = b"", n_kv: int | None = None,
+          infos: list[tuple[str, list[int], int, int]] = (),  # type: ignore[assignment]
+          data: bytes = b"") -> Callable[[Path, Path], None]:
+    """A GGUF v3 file: counts (given, or true), key/values, tensor infos, aligned *data*."""
+    def build(path: Path, marker: Path) -> None:
+        head = b"GGUF" + struct.pack("<IQQ", 3, len(infos) if n_tensors is None else n_tensors,
+                                     (1 if kvs else 0) if n_kv is None else n_kv) + kvs
+        for name, dims, ggml_type, offset in infos:
+            head += _gs(name) + struct.pack("<I", len(dims)) + struct.pack(
+                f"<{len(dims)}Q", *dims) + struct.pack("<IQ", ggml_type, offset)
+        head += bytes(-len(head) % 32)
+        path.write_bytes(head + data)
+    return build
+
+
+def _gguf_deep_arrays(path: Path, marker: Path) -> None:
+    levels = 10_000
+    value = struct.pack("<I", 9) + (struct.pack("<IQ", 9, 1)) * levels + struct.pack("<IQ", 0, 0)
+    _gguf(kvs=_gs("deep") + value)(path, marker)
+
+
+# --- Keras --------------------------------------------------------------------------
+
+
+def _keras_bomb(path: Path, marker: Path) -> None:
+    # a .keras archive whose deflated weights member claims 2 GiB from a few bytes
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("metadata.json", b"{}")
+        zf.writestr("model.weights.h5", bytes(1000), compress_type=zipfile.ZIP_DEFLATED)
+    data = bytearray(buf.getvalue())
+    cd = data.rfind(b"PK\x01\x02")
+    struct.pack_into("<I", data, cd + 24, 0x7FFFFFFF)  # uncompressed size
+    path.write_bytes(bytes(data))
+
+
+# --- ONNX ---------------------------------------------------------------------------
+
+
+def _onnx_model(dims: list[int], location: str | None = None) -> Callable[[Path, Path], None]:
+    """A model with one FLOAT initializer of *dims*: 4 bytes inline, or external data."""
+    def build(path: Path, marker: Path) -> None:
+        from onnx import TensorProto, helper
+
+        t = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=dims, raw_data=bytes(4))
+        if location is not None:
+            t.ClearField("raw_data")
+            t.data_location = TensorProto.EXTERNAL
+            for key, value in (("location", location), ("offset", "0"), ("length", "4")):
+                entry = t.external_data.add()
+                entry.key, entry.value = key, value
+        graph = helper.make_graph([], "g", [], [], initializer=[t])
+        path.write_bytes(helper.make_model(graph).SerializeToString())
+    return build
+
 
 def _numpy_testing_runstring() -> Any:
     from numpy.testing._private import utils
@@ -634,6 +790,85 @@ HOSTILE: list[Hostile] = [
             ws.LimitError, r"Limits\.max_tensor_bytes", "a tensor claiming 2**40 float64"),
     Hostile("plane-bomb.wsc", _wsc_plane_bomb, ws.LimitError, r"Limits\.max_expansion",
             "a 1 GiB plane from a 32 KiB zstd frame", measure=True),
+    # pytorch
+    Hostile("runs-code.pt", _torch_zip(_torch_runs_code), ws.UnsafeFileError,
+            r"global (posix|os)\.system", "data.pkl calling os.system('touch marker')"),
+    Hostile("legacy-eval.pt", _torch_legacy_eval, ws.UnsafeFileError,
+            r"global (__builtin__|builtins)\.eval",
+            "a legacy checkpoint whose object calls eval"),
+    Hostile("stride-past-storage.pt",
+            _torch_zip(lambda m: _torch_tensor_pickle((4, 4), (4, 2)), bytes(16)),
+            ws.FormatError, r"within its storage", "strides reaching element 18 of 4"),
+    Hostile("offset-past-storage.pt",
+            _torch_zip(lambda m: _torch_tensor_pickle((2,), (1,), offset=1 << 40), bytes(16)),
+            ws.FormatError, r"within its storage", "a storage offset of 2**40 in 4 elements"),
+    Hostile("huge-storage.pt",
+            _torch_zip(lambda m: _torch_tensor_pickle((1 << 28,), (1,), numel=1 << 28),
+                       bytes(16)),
+            ws.FormatError, r"1,073,741,824 bytes .*found 16 bytes",
+            "a storage declared as 1 GiB whose member holds 16 bytes", measure=True),
+    Hostile("zero-stride.pt",
+            _torch_zip(lambda m: _torch_tensor_pickle((1 << 15, 1 << 15), (0, 0)), bytes(16)),
+            ws.LimitError, r"Limits\.max_expansion",
+            "4 GiB from one float repeated by zero strides", measure=True),
+    Hostile("memo-index.pt", _torch_zip(_torch_memo), ws.FormatError, r"memo index",
+            "a memo index of 2**32 - 16 (the unpickler would size its memo by it)",
+            measure=True),
+    Hostile("bytes-claim.pt", _torch_zip(_torch_bytes_claim), ws.FormatError,
+            r"not a valid pickle", "data.pkl holding bytes that claim 4 GiB", measure=True),
+    Hostile("legacy-past-end.pt", _torch_legacy_past_end, ws.FormatError, r"truncated",
+            "a legacy storage of 4 GiB in a 300-byte file", measure=True),
+    # npy
+    Hostile("absurd-shape.npy", lambda p, m: p.write_bytes(_npy((1 << 40,), bytes(16))),
+            ws.LimitError, r"Limits\.max_tensor_bytes", "a header claiming 2**40 float64",
+            measure=True),
+    Hostile("shape-lies.npy", lambda p, m: p.write_bytes(_npy((10**8,), bytes(80))),
+            ws.FormatError, r"800,000,000 bytes for shape", "800 MB claimed, 80 bytes held",
+            measure=True),
+    Hostile("object.npy", lambda p, m: p.write_bytes(
+        _npy((1,), pickle.dumps([_Reduce(os.system, f"touch {m}")]), dtype="|O")),
+            ws.FormatError, r"object arrays need pickle", "an object array whose pickle "
+            "calls os.system"),
+    # gzip
+    Hostile("expands-64mib.json.gz", lambda p, m: p.write_bytes(_gzip_zeros(64 * MiB)),
+            ws.LimitError, r"Limits\.max_expansion", "64 MiB of zeros in 286 KiB, "
+            "Limits(expansion_free_bytes=1 MiB, max_expansion=100)", measure=True,
+            max_growth_mib=32, limits={"expansion_free_bytes": MiB, "max_expansion": 100}),
+    Hostile("cut.csv.gz", _gzip_cut, ws.FormatError, r"truncated", "a gzip stream cut short"),
+    Hostile("crc.json.gz", _gzip_bad_crc, ws.ChecksumError, r"CRC", "a wrong CRC-32 trailer"),
+    # GGUF
+    Hostile("tensor-count.gguf", _gguf(n_tensors=1 << 40), ws.FormatError, r"tensor count",
+            "a tensor count of 2**40 in a 32-byte file", measure=True),
+    Hostile("kv-count.gguf", _gguf(n_kv=(1 << 64) - 1), ws.FormatError, r"key/value count",
+            "a key/value count of 2**64-1 in a 32-byte file", measure=True),
+    Hostile("string-length.gguf", _gguf(kvs=struct.pack("<Q", 1 << 62) + b"k"),
+            ws.FormatError, r"key length", "a key claiming 2**62 bytes", measure=True),
+    Hostile("array-count.gguf", _gguf(kvs=_gs("tokens") + struct.pack("<IIQ", 9, 8, 1 << 50)),
+            ws.FormatError, r"count", "an array of 2**50 strings in a few bytes",
+            measure=True),
+    Hostile("deep-arrays.gguf", _gguf_deep_arrays, ws.FormatError, r"nested within 64",
+            "arrays nested 10,000 levels deep"),
+    Hostile("data-past-end.gguf", _gguf(infos=[("W", [1 << 28], 0, 0)], data=bytes(64)),
+            ws.FormatError, r"the file ends there", "an F32 tensor of 1 GiB, 64 bytes held",
+            measure=True),
+    Hostile("absurd-shape.gguf", _gguf(infos=[("W", [1 << 40, 1 << 40], 0, 0)]),
+            ws.LimitError, r"Limits\.max_tensor_bytes", "dims 2**40 x 2**40", measure=True),
+    Hostile("overlapping.gguf", _gguf(infos=[("A", [1 << 20], 0, 0), ("B", [1 << 20], 0, 0)],
+                                      data=bytes(4 << 20)),
+            ws.FormatError, r"overlapping", "two tensors on the same bytes"),
+    # Keras
+    Hostile("bomb.keras", _keras_bomb, ws.LimitError, r"Limits\.max_expansion",
+            "a weights member claiming 2 GiB from a few deflated bytes", measure=True),
+    Hostile("external.weights.h5", _h5_external, ws.UnsafeFileError, r"external storage",
+            "a Keras weights file whose dataset is another file"),
+    # ONNX
+    Hostile("escape.onnx", _onnx_model([1], "../../../../etc/passwd"), ws.UnsafeFileError,
+            r"inside the model's folder", "external data at ../../../../etc/passwd"),
+    Hostile("absolute.onnx", _onnx_model([1], "/etc/passwd"), ws.UnsafeFileError,
+            r"relative path inside", "external data at an absolute path"),
+    Hostile("absurd-dims.onnx", _onnx_model([1 << 40, 1 << 20]), ws.LimitError,
+            r"Limits\.max_tensor_bytes", "dims 2**40 x 2**20 with 4 bytes held",
+            measure=True),
     # safetensors
     Hostile("header-past-end.safetensors", _safetensors(b"{}", b"", length=1 << 40),
             ws.FormatError, r"header length", "a header length of 1 TiB in 10 bytes"),

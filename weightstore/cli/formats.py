@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
                 "extensions": list(c.extensions),
                 "lossless": c.lossless,
                 "metadata": c.supports_metadata,
+                "writable": c.writable,
                 "description": c.description,
                 "options": [o.describe() for o in c.options],
             }

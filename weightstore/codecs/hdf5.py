@@ -18,6 +18,22 @@ with the header checksum. Those two are verified unless ``verify=False`` (the
 HDF5 library's own cannot be switched off). Files from other tools, or from
 weightstore 0.1, have no such attributes and load unverified.
 
+Attributes: a scalar text attribute of the root group is a metadata entry, as
+weightstore writes its metadata. Every other attribute (of a group or dataset, or of
+the root group but not scalar text: Keras's ``layer_names``, ``weight_names``) is kept
+too, never dropped: the attributes of the object at HDF5 path ``P`` (``/`` for the
+root, ``/model_weights/dense`` for a group) become one metadata entry
+``hdf5.attrs:P`` whose value is a JSON object, keys sorted, of each attribute's typed
+value ``{"dtype": D, "shape": [...], "value": V}``: ``D`` a numpy dtype name for numbers
+and bool (``V`` nested lists; NaN and infinities as JSON's ``NaN``/``Infinity``),
+``"S<n>"`` for fixed-length byte strings and ``"str"`` for variable-length text (``V``
+the text, bytes decoded as UTF-8 with surrogate escapes). Writing puts them back where
+they were, with those types, creating the groups they name (a Keras layer without
+weights is an empty group that Keras still looks up), so an HDF5 -> HDF5 copy keeps
+what Keras needs to load the file; other formats carry the entries as metadata.
+Attributes of another type (compound, reference) are reported with a warning and
+kept as ``{"unsupported": "<dtype>"}``, which writing skips with a warning.
+
 Reading refuses soft and external links, external storage and virtual datasets
 (each would read other files), dtypes outside the core set, and datasets whose
 claimed size exceeds :class:`~weightstore.codec.Limits` or their stored bytes by
@@ -27,9 +43,11 @@ more than the allowed expansion.
 from __future__ import annotations
 
 import io
+import json
 import math
 import mmap
 import struct
+import warnings
 from typing import IO, Any
 
 import h5py
@@ -61,7 +79,7 @@ from ..integrity import (
     tensor_crc32,
     verify_tensor,
 )
-from ..model import TensorInfo, Weights, dtype_name, grouped_names, little_endian
+from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, grouped_names, little_endian
 from ..sniffing import HDF5_SIGNATURE
 
 #: HDF5's format signature.
@@ -70,6 +88,8 @@ SIGNATURE = HDF5_SIGNATURE
 CRC_ATTR = "weightstore.crc32"
 #: Attribute of the root group: the header checksum (uint32); not metadata.
 HEADER_ATTR = "weightstore.header_crc32"
+#: Metadata key prefix: the typed attributes of the HDF5 object at the path that follows.
+ATTRS_PREFIX = "hdf5.attrs:"
 #: The oldest and newest file format versions written: 1.8, the first with checksums.
 LIBVER = ("v108", "v108")
 #: A global heap collection starts with this: "GCOL", version 1, three reserved zero bytes.
@@ -108,14 +128,15 @@ class Hdf5Codec(Codec):
             raise UnsupportedError(path=path, field=f"metadata key {HEADER_ATTR!r}",
                                    expected="a key weightstore does not reserve in HDF5",
                                    found=HEADER_ATTR)
+        plain, attrs, metadata = split_attrs(weights.metadata, path)
         with h5py.File(fileobj, "w", track_order=True, libver=LIBVER) as f:
-            for key, value in weights.metadata.items():
+            for key, value in plain.items():
                 _write_text_attr(h5py, f, key, value, path)
             # In the order the file gives the tensors back; from a lazy mapping, without
             # reading them (header_entries asks it for dtypes and shapes alone).
             entries = {entry[0]: entry for entry in header_entries(weights)}
             f.attrs.create(HEADER_ATTR, np.uint32(header_crc32(
-                [entries[k] for k in grouped_names(weights)], weights.metadata)))
+                [entries[k] for k in grouped_names(weights)], metadata)))
             for name, array in weights.items():
                 if array.dtype.name == "bfloat16":
                     raise UnsupportedError(path=path, field=f"tensor {name!r}",
@@ -139,6 +160,7 @@ class Hdf5Codec(Codec):
                 ds = group.create_dataset(leaf, data=little_endian(array), **kwargs)
                 ds.attrs.create(CRC_ATTR, np.uint32(tensor_crc32(array)))
                 del array, ds  # from a lazy source: one tensor in memory at a time
+            _write_attrs(h5py, f, attrs, path)
 
     read = read_through_open
 
@@ -178,15 +200,18 @@ class _Hdf5Source(TensorSource):
         #: dataset name -> its stored tensor checksum, when it has one
         self._crcs: dict[str, int] = {}
         metas: list[TensorInfo] = []
+        self._limits = limits
+        self._heaps_checked = False
+        #: HDF5 path -> its attributes as typed JSON values (see the module doc)
+        self._attrs: dict[str, dict[str, Any]] = {}
         try:
-            _check_attribute_storage(h5py, f, path)
-            if any(_has_vlen(h5py, f.attrs.get_id(k).dtype) for k in f.attrs):
-                _check_global_heaps(raw.fileobj, path)
-            metadata = {k: _attr_text(v) for k, v in f.attrs.items() if k != HEADER_ATTR}
+            metadata = self._root_attrs(f)
             stored_header = _crc_attr(f, HEADER_ATTR, "root group", path)
             #: addresses of the objects walked: each is visited once (a graph, not a tree)
             self._seen = {_address(h5py, f)}
             self._walk(f, "", limits, metas, 0)
+            for where, values in self._attrs.items():
+                metadata[ATTRS_PREFIX + where] = _canonical(values)
         except WeightstoreError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
@@ -201,6 +226,44 @@ class _Hdf5Source(TensorSource):
                 raise ChecksumError(path=path, field="header (names, dtypes, shapes, metadata)",
                                     expected=f"CRC-32 {stored_header:08x}",
                                     found=f"CRC-32 {actual:08x}", hint=HINT)
+
+    def _attr_values(self, obj: Any, where: str, skip: tuple[str, ...]) -> dict[str, Any]:
+        """The attributes of *obj* as typed values, each checked (and charged to the
+        budget) before it is read."""
+        h5py, out = self._h5py, {}
+        _check_attribute_storage(h5py, obj, self._path)
+        for key in obj.attrs:
+            if key in skip:
+                continue
+            attr = obj.attrs.get_id(key)
+            field = f"attribute {key!r} of {where}"
+            if attr.shape is None:
+                out[key] = {"dtype": "empty", "shape": None, "value": None}
+                continue
+            nbytes = math.prod(attr.shape) * attr.dtype.itemsize
+            if nbytes > self._limits.max_header_bytes:
+                raise LimitError(path=self._path, field=field,
+                                 expected=f"at most {self._limits.max_header_bytes:,} bytes "
+                                 "(Limits.max_header_bytes)", found=f"{nbytes:,} bytes")
+            self._budget.take(nbytes + len(key) + 100, path=self._path, field=field)
+            if _has_vlen(h5py, attr.dtype) and not self._heaps_checked:  # compound too
+                _check_global_heaps(self._raw.fileobj, self._path)
+                self._heaps_checked = True
+            out[key] = _typed(h5py, obj.attrs[key], attr.dtype, self._path, field)
+        return out
+
+    def _root_attrs(self, f: Any) -> dict[str, str]:
+        """Root scalar text attributes as metadata; the others into :attr:`_attrs`."""
+        values = self._attr_values(f, "the root group", (HEADER_ATTR,))
+        metadata, others = {}, {}
+        for key, value in values.items():
+            if value.get("shape") == [] and isinstance(value.get("value"), str):
+                metadata[key] = value["value"]  # scalar text: weightstore's own metadata
+            else:
+                others[key] = value
+        if others:
+            self._attrs["/"] = others
+        return metadata
 
     def _walk(self, group: Any, prefix: str, limits: Limits, out: list[TensorInfo],
               depth: int) -> None:
@@ -225,6 +288,9 @@ class _Hdf5Source(TensorSource):
                                   expected="one link to each group and dataset",
                                   found="a second link to an object already read")
             self._seen.add(address)
+            values = self._attr_values(obj, f"object {name!r}", (CRC_ATTR,))
+            if values:
+                self._attrs["/" + name] = values
             if isinstance(obj, h5py.Group):
                 self._walk(obj, name, limits, out, depth + 1)
             elif isinstance(obj, h5py.Dataset):
@@ -241,6 +307,11 @@ class _Hdf5Source(TensorSource):
                 stored = _crc_attr(obj, CRC_ATTR, f"dataset {name!r}", path)
                 if stored is not None:
                     self._crcs[name] = stored
+
+    def data_offset(self, name: str) -> int:
+        """Where dataset *name*'s raw bytes start in the file (-1: not stored contiguously).
+        Writers allocate data in the order they write it, so this tells that order."""
+        return self._offsets[name]
 
     def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
         meta, offset = self._metas[name], self._offsets[name]
@@ -329,7 +400,7 @@ def _check_attribute_storage(h5py: Any, obj: Any, path: str) -> None:
     """
     info = h5py.h5o.get_info(obj.id)
     if info.num_attrs > MAX_COMPACT_ATTRIBUTES and info.hdr.nmesgs >= info.num_attrs:
-        raise LimitError(path=path, field="root group attributes",
+        raise LimitError(path=path, field="attributes",
                          expected=f"at most {MAX_COMPACT_ATTRIBUTES:,} kept in the object "
                          "header (read in quadratic time), or an indexed attribute table",
                          found=f"{info.num_attrs:,} in the header")
@@ -436,9 +507,111 @@ def _check_global_heaps(fileobj: IO[bytes], path: str) -> None:
         fileobj.seek(0)
 
 
-def _attr_text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        return value
-    return str(value.tolist() if isinstance(value, np.ndarray | np.generic) else value)
+def _canonical(values: dict[str, Any]) -> str:
+    """The JSON text of one object's typed attributes: keys sorted, so that reading a file
+    gives back the very text its writer checksummed."""
+    return json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def _typed(h5py: Any, value: Any, dtype: np.dtype, path: str, field: str) -> dict[str, Any]:
+    """An attribute value as ``{"dtype", "shape", "value"}`` (see the module doc)."""
+    array = np.asarray(value)
+    shape = list(array.shape)
+    if h5py.check_vlen_dtype(dtype) is not None or array.dtype.kind in "OU":
+        if h5py.check_vlen_dtype(dtype) not in (str, bytes) and array.dtype.kind == "O":
+            return _unsupported(dtype, path, field)
+        items = np.vectorize(_text, otypes=[object])(array) if array.size else array
+        return {"dtype": "str", "shape": shape,
+                "value": items.tolist() if shape else _text(array[()])}
+    if array.dtype.kind == "S":
+        items = [_text(b) for b in array.reshape(-1).tolist()]
+        return {"dtype": f"S{array.dtype.itemsize}", "shape": shape,
+                "value": np.array(items, dtype=object).reshape(shape).tolist() if shape
+                else items[0]}
+    if dtype_name(array.dtype) is None or array.dtype.name == "bfloat16":
+        return _unsupported(dtype, path, field)
+    return {"dtype": dtype_name(array.dtype), "shape": shape, "value": array.tolist()}
+
+
+def _unsupported(dtype: np.dtype, path: str, field: str) -> dict[str, Any]:
+    warnings.warn(f"{path}: {field}: kept as a note only, its type {dtype} has no "
+                  "metadata form", UserWarning, stacklevel=6)
+    return {"unsupported": str(dtype)}
+
+
+def split_attrs(metadata: dict[str, str], path: str) -> tuple[dict[str, str],
+                                                              dict[str, dict[str, Any]],
+                                                              dict[str, str]]:
+    """(plain metadata, typed attributes by HDF5 path, the metadata with those canonical)."""
+    plain, attrs, canonical = {}, {}, {}
+    for key, text in metadata.items():
+        if not key.startswith(ATTRS_PREFIX):
+            plain[key] = canonical[key] = text
+            continue
+        where = key[len(ATTRS_PREFIX):]
+        try:
+            values = json.loads(text)
+        except ValueError as e:
+            raise UnsupportedError(path=path, field=f"metadata {key!r}",
+                                   expected="a JSON object of typed attributes", found=text) from e
+        if not where.startswith("/") or not isinstance(values, dict) or not all(
+                isinstance(v, dict) for v in values.values()):
+            raise UnsupportedError(path=path, field=f"metadata {key!r}",
+                                   expected="'hdf5.attrs:/PATH' and a JSON object of typed "
+                                   "attributes", found=text)
+        attrs[where] = values
+        canonical[key] = _canonical(values)
+    for key in attrs.get("/", {}):
+        if key in plain or key in (HEADER_ATTR, CRC_ATTR):
+            raise UnsupportedError(path=path, field=f"metadata {ATTRS_PREFIX}/ [{key!r}]",
+                                   expected="a root attribute name not also plain metadata "
+                                   "or reserved", found=key)
+    return plain, attrs, canonical
+
+
+def _write_attrs(h5py: Any, f: Any, attrs: dict[str, dict[str, Any]], path: str) -> None:
+    """Put typed attributes back on their objects, creating missing groups."""
+    for where, values in attrs.items():
+        obj = f
+        for part in where.strip("/").split("/") if where != "/" else []:
+            if part in obj:
+                obj = obj[part]
+            elif isinstance(obj, h5py.Group):
+                obj = obj.create_group(part, track_order=True)
+            else:
+                raise UnsupportedError(path=path, field=f"metadata {ATTRS_PREFIX}{where}",
+                                       expected="a path through groups", found=where)
+        for key, typed in values.items():
+            field = f"metadata {ATTRS_PREFIX}{where} [{key!r}]"
+            if key == CRC_ATTR or "unsupported" in typed:
+                if "unsupported" in typed:
+                    warnings.warn(f"{path}: {field}: not written (an attribute of type "
+                                  f"{typed['unsupported']} the source held)", UserWarning,
+                                  stacklevel=5)
+                continue
+            _write_typed(h5py, obj, key, typed, path, field)
+
+
+def _write_typed(h5py: Any, obj: Any, key: str, typed: dict[str, Any], path: str,
+                 field: str) -> None:
+    try:
+        dtype, shape, value = typed["dtype"], typed["shape"], typed["value"]
+        if dtype == "empty":
+            obj.attrs.create(key, h5py.Empty("f8"))
+        elif dtype == "str":
+            data = np.array(value, dtype=object).reshape(shape)
+            obj.attrs.create(key, data, dtype=h5py.string_dtype("utf-8"))
+        elif isinstance(dtype, str) and dtype.startswith("S"):
+            raw = np.vectorize(lambda t: t.encode("utf-8", "surrogateescape"),
+                               otypes=[object])(np.array(value, dtype=object))
+            obj.attrs.create(key, np.array(raw.tolist() if shape else raw[()],
+                                           dtype=dtype).reshape(shape))
+        else:
+            obj.attrs.create(key, np.array(value, dtype=canonical_dtype(dtype)).reshape(shape))
+    except (KeyError, TypeError, ValueError, WeightstoreError) as e:
+        raise UnsupportedError(f"cannot write the attribute ({e})", path=path,
+                               field=field) from e

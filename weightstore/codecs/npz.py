@@ -51,7 +51,7 @@ from ..integrity import (
     parse_crc,
 )
 from ..model import TensorInfo, Weights, dtype_name, little_endian
-from ..sniffing import ZIP_MAGICS
+from ..sniffing import ZIP_MAGICS, describe_zip
 
 COMMENT_PREFIX = b"weightstore:"
 #: What weightstore 0.1 wrote: the metadata object alone, no checksum.
@@ -336,8 +336,10 @@ class _NpzSource(TensorSource):
                     found=f"{info.compress_size:,} bytes at offset {info.header_offset:,}",
                 )
             if not info.filename.endswith(".npy"):
-                raise FormatError(path=path, field=f"member {info.filename!r}",
-                                  expected="only .npy members in an npz file")
+                what, hint = describe_zip([i.filename for i in infos])
+                raise FormatError(path=path, field="zip members",
+                                  expected="an npz file (only .npy members)", found=what,
+                                  hint=hint)
             name = info.filename[: -len(".npy")]
             if info.flag_bits & 0x1:
                 raise FormatError(path=path, field=f"member {info.filename!r}",

@@ -37,6 +37,7 @@ from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option, file_size, wa
 from ..errors import FormatError, LimitError, UnsafeFileError, WeightsError, WeightstoreError
 from ..model import Weights, canonical_dtype, to_storage, weights_from_file
 from ..sniffing import is_pickle
+from ._unpickle import Frozen
 
 #: The key under which metadata is stored in the top-level dict.
 METADATA_KEY = "__metadata__"
@@ -53,56 +54,28 @@ _BUDGET: contextvars.ContextVar[tuple[Budget, str] | None] = contextvars.Context
     "weightstore_pickle_budget", default=None)
 
 
-class _Frozen:
-    """A global a pickle may name: calls *call*, and the file cannot change it.
-
-    Pickle's BUILD opcode sets attributes on whatever object it is given (a
-    function's ``__defaults__``, a class's methods); these tokens have no
-    attributes to set, so one file cannot alter how the next one is read.
-    """
-
-    __slots__ = ("_call", "_name")
-
-    def __init__(self, name: str, call: Any = None) -> None:
-        object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_call", call)
-
-    def __call__(self, *args: Any) -> Any:
-        if self._call is None:
-            raise UnsafeFileError(field=f"global {self._name}",
-                                  expected="use only as an argument", found="a call")
-        return self._call(*args)
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        raise UnsafeFileError(field=f"global {self._name}", expected="no state",
-                              found=f"an attribute {key!r}")
-
-    def __repr__(self) -> str:
-        return self._name
-
-
 #: Stands for numpy.ndarray: only _reconstruct may use it, as its first argument.
-_NDARRAY = _Frozen("numpy.ndarray")
+_NDARRAY = Frozen("numpy.ndarray")
 #: Stands for ml_dtypes.bfloat16, the scalar type bfloat16 dtypes are pickled with.
-_BFLOAT16 = _Frozen("ml_dtypes.bfloat16")
+_BFLOAT16 = Frozen("ml_dtypes.bfloat16")
 
 
 def _allowed() -> dict[tuple[str, str], Any]:
     if not _ALLOWED:
         for core in ("numpy.core", "numpy._core"):
-            _ALLOWED[(f"{core}.multiarray", "_reconstruct")] = _Frozen(
+            _ALLOWED[(f"{core}.multiarray", "_reconstruct")] = Frozen(
                 f"{core}.multiarray._reconstruct", _reconstruct)
-            _ALLOWED[(f"{core}.multiarray", "scalar")] = _Frozen(
+            _ALLOWED[(f"{core}.multiarray", "scalar")] = Frozen(
                 f"{core}.multiarray.scalar", _scalar)
-            _ALLOWED[(f"{core}.numeric", "_frombuffer")] = _Frozen(
+            _ALLOWED[(f"{core}.numeric", "_frombuffer")] = Frozen(
                 f"{core}.numeric._frombuffer", _frombuffer)
         _ALLOWED[("numpy", "ndarray")] = _NDARRAY
-        _ALLOWED[("numpy", "dtype")] = _Frozen("numpy.dtype", _DtypeSpec)
-        _ALLOWED[("collections", "OrderedDict")] = _Frozen("collections.OrderedDict",
+        _ALLOWED[("numpy", "dtype")] = Frozen("numpy.dtype", _DtypeSpec)
+        _ALLOWED[("collections", "OrderedDict")] = Frozen("collections.OrderedDict",
                                                            OrderedDict)
         _ALLOWED[("ml_dtypes", "bfloat16")] = _BFLOAT16
         # Protocol 2 stores bytes as _codecs.encode(str, "latin1"); only that use is allowed.
-        _ALLOWED[("_codecs", "encode")] = _Frozen("_codecs.encode", _latin1_encode)
+        _ALLOWED[("_codecs", "encode")] = Frozen("_codecs.encode", _latin1_encode)
     return _ALLOWED
 
 
@@ -485,7 +458,7 @@ class _Machine:
     def reduce(self) -> None:
         args = self.pop()
         func = self.pop()
-        if not isinstance(func, _Frozen) or not isinstance(args, tuple):
+        if not isinstance(func, Frozen) or not isinstance(args, tuple):
             raise UnsafeFileError(path=self.path, field="pickle REDUCE",
                                   expected="an allowed global called with a tuple",
                                   found=type(func).__name__)

@@ -25,7 +25,13 @@ Dtypes: ``BOOL U8 I8 U16 I16 U32 I32 U64 I64 F16 BF16 F32 F64`` (bfloat16 needs
 with :class:`~weightstore.errors.UnsupportedError`; unknown names are a
 :class:`~weightstore.errors.FormatError`.
 
-Writing goes through ``safetensors.numpy.save``. Reading checks the header
+Writing streams: the header is computed from the tensors' dtypes and shapes (a lazy
+mapping's ``describe``, without reading them), written with placeholder checksums
+of the same width, then each tensor's bytes follow one at a time in the given order,
+and the header is rewritten in place with the checksums (so the output must be
+seekable; the zstd layer spools it). The file is what ``safetensors.numpy.save``
+would write but for the order of the tensors in the buffer (the library sorts them by
+alignment and name; any order that tiles the buffer is valid). Reading checks the header
 in layers (length, JSON, each entry, offsets tiling the buffer exactly, limits)
 before any tensor is built, then reads each tensor from its offset into its
 array (one copy; ``safetensors.deserialize`` makes two, and its numpy table has
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import struct
 from typing import IO, Any, NamedTuple
 
@@ -51,7 +58,7 @@ from ..errors import (
     MissingDependencyError,
     UnsupportedError,
 )
-from ..fileio import RawFile, crc32
+from ..fileio import CHUNK, RawFile, crc32
 from ..integrity import (
     HINT,
     format_crc,
@@ -160,6 +167,8 @@ class SafetensorsCodec(Codec):
     name = "safetensors"
     extensions = (".safetensors",)
     checksums = True
+    streams_writes = True
+    needs_seekable_output = True
     description = "safetensors (Hugging Face): JSON header + raw little-endian buffer"
     extra = "safetensors"
 
@@ -168,7 +177,7 @@ class SafetensorsCodec(Codec):
         return is_safetensors(head)
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
-        st = _safetensors()
+        _safetensors()  # the format's package stays required, as for reading
         if METADATA_KEY in weights:
             raise UnsupportedError(path=path, field=f"tensor {METADATA_KEY!r}",
                                    expected="a tensor name other than the one safetensors "
@@ -179,15 +188,7 @@ class SafetensorsCodec(Codec):
                                        expected="a key unlike those weightstore reserves in "
                                        f"safetensors ({', '.join(_RESERVED)}: order and "
                                        "checksums)", found=key)
-        # C order, little-endian (the library copies the raw bytes from the array's pointer).
-        # Not np.ascontiguousarray, which turns a 0-d array into shape (1,).
-        tensors = {name: _c_order(little_endian(array)) for name, array in weights.items()}
-        crcs = {name: format_crc(tensor_crc32(array)) for name, array in weights.items()}
-        metadata = {**weights.metadata, ORDER_KEY: json.dumps(list(weights)),
-                    CRC_KEY: json.dumps(crcs),
-                    HEADER_CRC_KEY: format_crc(header_crc32(header_entries(weights),
-                                                            weights.metadata))}
-        fileobj.write(st.numpy.save(tensors, metadata=metadata))
+        write_streaming(weights, fileobj, path)
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True, budget: Budget | None = None) -> Weights:
@@ -435,3 +436,57 @@ def _check_tiling(entries: dict[str, _Entry], path: str, buffer_size: int) -> No
         raise FormatError(path=path, field="data buffer",
                           expected=f"{position:,} bytes, as the tensors' offsets cover",
                           found=f"{buffer_size:,} bytes")
+
+
+def _header_bytes(entries: list[tuple[str, str, tuple[int, ...]]], metadata: dict[str, str],
+                  crcs: dict[str, str]) -> bytes:
+    """The JSON header for *entries* laid out in order, padded with spaces to 8 bytes."""
+    doc: dict[str, Any] = {}
+    position = 0
+    for name, dtype, shape in entries:
+        nbytes = math.prod(shape) * canonical_dtype(dtype).itemsize
+        doc[name] = {"dtype": DTYPE_CODES[dtype], "shape": list(shape),
+                     "data_offsets": [position, position + nbytes]}
+        position += nbytes
+    names = [name for name, _, _ in entries]
+    header_crc = format_crc(header_crc32(entries, metadata))
+    doc = {METADATA_KEY: {**metadata, ORDER_KEY: json.dumps(names), CRC_KEY: json.dumps(crcs),
+                          HEADER_CRC_KEY: header_crc}, **doc}
+    raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8",
+                                                                           "surrogatepass")
+    return raw + b" " * (-len(raw) % 8)
+
+
+def write_streaming(weights: Any, fileobj: IO[bytes], path: str) -> None:
+    """Write *weights* one tensor at a time: header with placeholder checksums, each
+    tensor's bytes, then the header again with the checksums (the same length)."""
+    entries = header_entries(weights)
+    for name, dtype, _ in entries:
+        if dtype not in DTYPE_CODES:
+            raise UnsupportedError(path=path, field=f"tensor {name!r} dtype",
+                                   expected=f"one of {', '.join(DTYPE_CODES)}", found=dtype)
+    metadata = dict(weights.metadata)
+    crcs = {name: "00000000" for name, _, _ in entries}
+    header = _header_bytes(entries, metadata, crcs)
+    start = fileobj.tell()
+    fileobj.write(_LENGTH.pack(len(header)) + header)
+    for name, dtype, shape in entries:
+        # C order, little-endian; not np.ascontiguousarray, which makes a 0-d array (1,)
+        array = _c_order(little_endian(weights[name]))
+        if (dtype_name(array.dtype), tuple(array.shape)) != (dtype, tuple(shape)):
+            raise UnsupportedError(path=path, field=f"tensor {name!r}",
+                                   expected=f"{dtype} {tuple(shape)} as described",
+                                   found=f"{array.dtype} {array.shape}")
+        flat = memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
+        value = 0
+        for at in range(0, len(flat), CHUNK):  # no name kept: a slice would keep the array
+            value = crc32(flat[at:at + CHUNK], value)
+            fileobj.write(flat[at:at + CHUNK])
+        crcs[name] = format_crc(value if array.dtype.kind != "b" else tensor_crc32(array))
+        del array, flat
+    end = fileobj.tell()
+    final = _header_bytes(entries, metadata, crcs)
+    assert len(final) == len(header)  # checksums are 8 hex digits, as the placeholders
+    fileobj.seek(start + _LENGTH.size)
+    fileobj.write(final)
+    fileobj.seek(end)

@@ -176,7 +176,7 @@ class ZstdCodec(Codec):
         super().__init__(**{k: v for k, v in options.items() if k in own})
         inner_cls = get_codec(self.inner or DEFAULT_INNER)
         if inner_cls.layer:
-            raise UnknownFormatError(field="zstd option 'inner'",
+            raise UnknownFormatError(field=f"{self.name} option 'inner'",
                                      expected="a codec that is not itself a layer",
                                      found=self.inner)
         if self.inner is not None:
@@ -246,23 +246,7 @@ class ZstdCodec(Codec):
         reader = zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True,
                                                        closefd=False)
         try:
-            while True:
-                chunk = reader.read(min(_CHUNK, limit + 1 - out.tell()))
-                if not chunk:
-                    break
-                if out.tell() + len(chunk) > limit:
-                    raise LimitError(
-                        path=path, field="zstd content",
-                        expected=f"at most {limit:,} bytes from {size:,} compressed "
-                        "(Limits.max_expansion, Limits.max_total_bytes)",
-                        found=f"more than {limit:,} bytes",
-                    )
-                budget.expand(len(chunk), path=path, field="zstd content")
-                if spooled:
-                    budget.spool(len(chunk), path=path, field="zstd content on temporary disk")
-                else:
-                    budget.take(len(chunk), path=path, field="zstd content in memory")
-                out.write(chunk)
+            self.copy_bounded(reader, out, limit, size, path, budget, spooled)
         except zstandard.ZstdError as e:
             if "checksum" in str(e):
                 raise ChecksumError(path=path, field="zstd content",
@@ -276,20 +260,46 @@ class ZstdCodec(Codec):
         out.seek(0)
         return out
 
+    def copy_bounded(self, reader: Any, out: IO[bytes], limit: int, size: int,
+                     path: str, budget: Budget, spooled: bool) -> None:
+        """Copy decompressed *reader* into *out* in pieces, refusing more than *limit*
+        bytes (from *size* compressed) before keeping a piece beyond it. Each piece is
+        charged to *budget* before it is kept: as decompressed output, and as memory,
+        or temporary disk when *spooled*."""
+        what = f"{self.name} content"
+        while True:
+            chunk = reader.read(min(_CHUNK, limit + 1 - out.tell()))
+            if not chunk:
+                return
+            if out.tell() + len(chunk) > limit:
+                raise LimitError(
+                    path=path, field=what,
+                    expected=f"at most {limit:,} bytes from {size:,} compressed "
+                    "(Limits.max_expansion, Limits.max_total_bytes)",
+                    found=f"more than {limit:,} bytes",
+                )
+            budget.expand(len(chunk), path=path, field=what)
+            if spooled:
+                budget.spool(len(chunk), path=path, field=f"{what} on temporary disk")
+            else:
+                budget.take(len(chunk), path=path, field=f"{what} in memory")
+            out.write(chunk)
+
     def inner_for(self, content: IO[bytes], path: str) -> Codec:
         """The codec for decompressed *content*: by its bytes, else by the name."""
         head = content.read(SNIFF_BYTES)
         content.seek(0)
         cls = sniff(head)
         if cls is not None and cls.layer:
-            raise FormatError(path=path, field="zstd content",
-                              expected="another codec's file", found="zstd inside zstd")
+            raise FormatError(path=path, field=f"{self.name} content",
+                              expected="another codec's file",
+                              found=f"{cls.name} inside {self.name}")
         if cls is None:
             if self.inner is None:
                 raise UnknownFormatError(
-                    path=path, field="zstd content",
+                    path=path, field=f"{self.name} content",
                     expected="a file of a known format inside", found=f"first bytes {head[:16]!r}",
-                    hint="name it like w.json.zst or pass inner=FORMAT",
+                    hint=f"name it like w.json{self.extensions[0]} or pass inner=FORMAT",
                 )
             return self._inner_codec()
         return cls(**self.inner_options) if cls.name == self.inner else cls()

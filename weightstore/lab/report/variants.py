@@ -53,14 +53,19 @@ def default_variants() -> list[Variant]:
         Variant("hdf5 gzip-9+shuffle", "hdf5", ".h5", {"compression": "gzip", "level": 9}),
         Variant("hdf5 lzf+shuffle", "hdf5", ".h5", {"compression": "lzf"}),
     ]
-    covered = {x.format for x in v} | {"zstd"}
+    covered = {x.format for x in v} | {"zstd", "gzip"}
     for cls in registry.codecs():  # codecs added later (safetensors, wsc, ...) join here
-        if cls.name not in covered and not cls.layer:
+        # (a layer is measured over its inner codecs below; a one-tensor format cannot hold
+        # the network; a read-only one cannot be written)
+        if (cls.name not in covered and not cls.layer and not cls.single_tensor
+                and cls.writable):
             v.append(Variant(cls.name, cls.name, cls.extensions[0]))
     for level in (3, 19):
         for inner, ext in (("pickle", ".pkl"), ("npz", ".npz"), ("json", ".json"),
                            ("csv", ".csv"), ("hdf5", ".h5")):
             v.append(Variant(f"zstd-{level} ({inner})", "zstd", f"{ext}.zst", {"level": level}))
+    for inner, ext in (("npz", ".npz"), ("json", ".json"), ("csv", ".csv")):
+        v.append(Variant(f"gzip-9 ({inner})", "gzip", f"{ext}.gz", {"level": 9}))
     v += precision_variants()
     return v
 
