@@ -246,6 +246,10 @@ class _Hdf5Source(TensorSource):
                                  expected=f"at most {self._limits.max_header_bytes:,} bytes "
                                  "(Limits.max_header_bytes)", found=f"{nbytes:,} bytes")
             self._budget.take(nbytes + len(key) + 100, path=self._path, field=field)
+            if _has_vlen(h5py, attr.dtype, numbers=True):  # h5py can crash reading these
+                raise FormatError(path=self._path, field=f"{field} type",
+                                  expected="numbers or text",
+                                  found="variable-length sequences (damaged or foreign)")
             if _has_vlen(h5py, attr.dtype) and not self._heaps_checked:  # compound too
                 _check_global_heaps(self._raw.fileobj, self._path)
                 self._heaps_checked = True
@@ -411,14 +415,19 @@ def _address(h5py: Any, obj: Any) -> int:
     return int(h5py.h5o.get_info(obj.id).addr)
 
 
-def _has_vlen(h5py: Any, dtype: np.dtype) -> bool:
+def _has_vlen(h5py: Any, dtype: np.dtype, numbers: bool = False) -> bool:
     """Whether *dtype* holds a variable-length type anywhere (in a compound's field or a
-    sub-array too): reading it goes through the global heap."""
-    if h5py.check_vlen_dtype(dtype) is not None or dtype.kind == "O":
-        return True
+    sub-array too): reading it goes through the global heap. With *numbers*: only a
+    variable-length sequence of numbers (not text), which no weight file's attribute
+    holds and which the library can crash on when damaged."""
+    vlen = h5py.check_vlen_dtype(dtype)
+    if vlen is not None:
+        return vlen not in (str, bytes) if numbers else True
+    if dtype.kind == "O":
+        return not numbers
     if dtype.fields:
-        return any(_has_vlen(h5py, field[0]) for field in dtype.fields.values())
-    return dtype.subdtype is not None and _has_vlen(h5py, dtype.subdtype[0])
+        return any(_has_vlen(h5py, field[0], numbers) for field in dtype.fields.values())
+    return dtype.subdtype is not None and _has_vlen(h5py, dtype.subdtype[0], numbers)
 
 
 def _damage(e: Exception, what: str, path: str, field: str | None = None) -> FormatError:

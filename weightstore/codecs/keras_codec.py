@@ -197,7 +197,7 @@ def _weights_member(fileobj: IO[bytes], path: str,
     try:
         zf = zipfile.ZipFile(fileobj)
         members = {i.filename: i for i in zf.infolist()}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
         raise FormatError(f"not a readable zip archive ({e})", path=path) from e
     if WEIGHTS_MEMBER not in members:
         raise FormatError(path=path, field="archive members",
