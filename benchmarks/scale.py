@@ -31,11 +31,12 @@ contiguous), and ``torch.save`` / ``torch.load`` (``mmap=True`` for lazy access)
 torch is installed. Files are read once before each timed read, so every reader
 starts from the page cache: the numbers are memory and CPU speed, not the disk's.
 
-JSON and CSV at gigabyte size take minutes, so they are measured on a slice of the
-model (``--text-mib``, default 16 MiB) against ``np.savetxt``/``np.loadtxt`` and
-pandas ``to_csv``/``read_csv`` on the same array (as a matrix, and in weightstore's
-one-value-per-row layout), every writer fsyncing; the output says so. They run first,
-while the process is small.
+JSON and CSV are measured on a smaller model of the same shape (``--text-gib``, default
+0.125 = 128 MiB, every tensor) against ``np.savetxt``/``np.loadtxt`` (one text file per
+tensor) and ``pandas.read_csv`` (default options) on weightstore's own CSV file, on
+the same values, medians of ``--runs`` runs in one process; each read is checked bit for
+bit, and a fresh process's peak memory while loading is reported beside the file size.
+They run first, while the process is small.
 """
 
 from __future__ import annotations
@@ -339,49 +340,98 @@ def _extra(got: dict[str, Any]) -> int | None:
     return max(0, got["peak"] - got["base"])
 
 
-def measure_text(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """JSON and CSV on a slice of the model, beside numpy's and pandas' text I/O."""
-    import weightstore as ws
+def _median_of(runs: int, fn: Callable[[], Any]) -> tuple[float, list[float]]:
+    """The median time of *runs* calls of *fn*, and every time."""
+    times = [timed(fn) for _ in range(runs)]
+    return sorted(times)[len(times) // 2], times
 
-    shapes, _ = model_shapes(args.gib)
-    rng = np.random.default_rng(SEED + 1)
-    hidden = next(s for s in shapes.values() if len(s) == 2)[1]
-    rows = max(1, int(args.text_mib * MiB // (hidden * 4)))
-    array = rng.standard_normal((rows, hidden), dtype=np.float32) * np.float32(0.02)
-    weights = ws.Weights({"slice": array})
-    out: dict[str, Any] = {"values": int(array.size), "bytes": int(array.nbytes), "rows": {}}
+
+def _identical(got: Any, model: dict[str, np.ndarray]) -> bool:
+    return list(got) == list(model) and all(
+        got[k].dtype == v.dtype and got[k].shape == v.shape
+        and got[k].tobytes() == v.tobytes() for k, v in model.items())
+
+
+def convert_text(path: Path, folder: Path) -> list[dict[str, Any]]:
+    """Peak memory of converting a JSON or CSV file to npz and to safetensors in a fresh
+    process (the bound: twice the largest tensor's values, plus 200 MiB)."""
+    rows = []
+    for ext in (".npz", ".safetensors"):
+        out = folder / f"converted{ext}"
+        warm(path)
+        got = run_child("convert", "weightstore", str(path), str(out))
+        rows.append({"from": path.suffix[1:], "to": ext[1:], "seconds": got.get("seconds"),
+                     "peak_extra": _extra(got), "error": got.get("error")})
+        print(f"  convert {path.name} -> {ext}: {got.get('seconds') or float('nan'):.1f} s, "
+              f"+{(_extra(got) or 0) / MiB:.0f} MiB", flush=True)
+        if out.exists():
+            out.unlink()
+    return rows
+
+
+def measure_text(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """JSON and CSV on a whole model (``--text-gib``, every tensor), beside numpy's and
+    pandas' text I/O on the same values; medians of ``--runs`` runs, in this process."""
+    import weightstore as ws
+    from weightstore.codecs import _fasttext
+
+    model = synthetic_model(args.text_gib)
+    weights = ws.Weights(model)
+    total = sum(a.nbytes for a in model.values())
+    out: dict[str, Any] = {"values": int(sum(a.size for a in model.values())),
+                           "bytes": int(total), "tensors": len(model), "runs": args.runs,
+                           "largest_bytes": max(a.nbytes for a in model.values()),
+                           "compiled": _fasttext.enabled(1 << 62), "rows": {}}
+    print(f"text: {len(model)} tensors, {total / MiB:.0f} MiB float32, {args.runs} runs each "
+          f"(pyarrow {'installed' if out['compiled'] else 'not installed'})", flush=True)
     for label in ("json", "csv"):
-        path = folder / f"slice.{label}"
-        w = timed(lambda p=path: ws.save(weights, p))
-        r = timed(lambda p=path: ws.load(p))
-        out["rows"][label] = {"write_s": w, "read_s": r, "size": path.stat().st_size}
+        path = folder / f"model.{label}"
+        write, write_runs = _median_of(args.runs, lambda p=path: ws.save(weights, p))
+        got: list[Any] = [None]
+
+        def load(p: Path = path, got: list[Any] = got) -> None:
+            got[0] = None  # the previous run's tensors are freed before this run
+            got[0] = ws.load(p)
+
+        read, read_runs = _median_of(args.runs, load)
+        exact = _identical(got[0], model)
+        got[0] = None
+        gc.collect()
+        warm(path)
+        child_read = run_child("load", "weightstore", str(path))
+        if label == "csv":  # pandas' default reader on the same file
+            try:
+                import pandas as pd
+            except ImportError:
+                print("pandas is not installed: its column is skipped", file=sys.stderr)
+            else:
+                pandas, pandas_runs = _median_of(args.runs, lambda p=path: pd.read_csv(p))
+                out["rows"]["pandas.read_csv"] = {
+                    "write_s": None, "read_s": pandas, "size": size_of(path),
+                    "read_runs": pandas_runs}
+                print(f"  pandas.read_csv: {pandas:.1f} s", flush=True)
+        out["rows"][label] = {"write_s": write, "read_s": read, "size": size_of(path),
+                              "exact": exact, "write_runs": write_runs, "read_runs": read_runs,
+                              "read_peak_extra": _extra(child_read),
+                              "child_read_s": child_read.get("seconds")}
+        print(f"  {label}: write {write:.1f} s, read {read:.1f} s, exact {exact}", flush=True)
+        out["conversions"] = out.get("conversions", []) + convert_text(path, folder)
         path.unlink()
-    txt = folder / "slice.txt"
-    out["rows"]["np.savetxt"] = {"write_s": timed(lambda: (np.savetxt(txt, array),
-                                                           fsync_path(txt))),
-                                 "read_s": timed(lambda: np.loadtxt(txt)),
-                                 "size": txt.stat().st_size}
-    txt.unlink()
-    try:
-        import pandas as pd
-    except ImportError:
-        print("pandas is not installed: its text columns are skipped", file=sys.stderr)
-    else:
-        csv = folder / "slice_pandas.csv"
-        frame = pd.DataFrame(array)
-        out["rows"]["pandas"] = {"write_s": timed(lambda: (frame.to_csv(csv, index=False),
-                                                           fsync_path(csv))),
-                                 "read_s": timed(lambda: pd.read_csv(csv)),
-                                 "size": csv.stat().st_size}
-        csv.unlink()
-        # The same values in weightstore's own CSV layout (one value per row, 5 columns).
-        long = pd.DataFrame({"tensor": "slice", "dtype": "float32",
-                             "shape": "x".join(map(str, array.shape)),
-                             "index": np.arange(array.size), "value": array.reshape(-1)})
-        out["rows"]["pandas (our layout)"] = {
-            "write_s": timed(lambda: (long.to_csv(csv, index=False), fsync_path(csv))),
-            "read_s": timed(lambda: pd.read_csv(csv)), "size": csv.stat().st_size}
-        csv.unlink()
+    txt = folder / "txt"
+    txt.mkdir()
+
+    def savetxt() -> None:
+        for name, array in model.items():
+            np.savetxt(txt / f"{name}.txt", array.reshape(array.shape[0], -1))
+        fsync_path(txt)
+
+    write, write_runs = _median_of(args.runs, savetxt)
+    read, read_runs = _median_of(args.runs, lambda: {p.stem: np.loadtxt(p)
+                                                     for p in sorted(txt.iterdir())})
+    out["rows"]["np.savetxt"] = {"write_s": write, "read_s": read, "size": size_of(txt),
+                                 "write_runs": write_runs, "read_runs": read_runs}
+    print(f"  np.savetxt/loadtxt: write {write:.1f} s, read {read:.1f} s", flush=True)
+    shutil.rmtree(txt)
     return out
 
 
@@ -432,23 +482,39 @@ def report(binary: dict[str, Any] | None, text: dict[str, Any] | None) -> str:
             lines += _table(["from", "to", "seconds", "peak +MiB", "bound"], rows)
     if text:
         lines.append("")
-        lines.append(f"Text formats on a {text['bytes'] / MiB:.0f} MiB slice "
-                     f"({text['values']:,} float32 values): the full model in JSON or CSV "
-                     "would take minutes, so these run on the slice")
+        lines.append(f"Text formats on the whole {text['bytes'] / MiB:.0f} MiB model "
+                     f"({text['tensors']} tensors, {text['values']:,} float32 values; medians "
+                     f"of {text['runs']} runs; compiled path "
+                     f"{'on' if text['compiled'] else 'off (no pyarrow)'})")
         savetxt = text["rows"]["np.savetxt"]
-        pandas = text["rows"].get("pandas (our layout)") or text["rows"].get("pandas")
+        pandas = text["rows"].get("pandas.read_csv")
         head = ["format", "file MiB", "write s", "read s", "write vs savetxt",
-                "read vs loadtxt", "write vs pandas*", "read vs pandas*"]
+                "read vs loadtxt", "read vs pandas*", "exact", "read peak +MiB", "peak/file"]
         rows = []
         for label, r in text["rows"].items():
-            rows.append([label, _mib(r["size"]), f"{r['write_s']:.2f}", f"{r['read_s']:.2f}",
-                         f"{savetxt['write_s'] / r['write_s']:.1f}x faster",
-                         f"{savetxt['read_s'] / r['read_s']:.1f}x faster",
-                         f"{pandas['write_s'] / r['write_s']:.1f}x faster" if pandas else "-",
-                         f"{pandas['read_s'] / r['read_s']:.1f}x faster" if pandas else "-"])
+            peak, write = r.get("read_peak_extra"), r.get("write_s")
+            rows.append([label, _mib(r["size"]), f"{write:.2f}" if write else "-",
+                         f"{r['read_s']:.2f}",
+                         f"{savetxt['write_s'] / write:.2f}x" if write else "-",
+                         f"{savetxt['read_s'] / r['read_s']:.2f}x",
+                         f"{pandas['read_s'] / r['read_s']:.2f}x" if pandas else "-",
+                         str(r.get("exact", "-")), _mib(peak),
+                         f"{peak / r['size']:.2f}" if peak is not None else "-"])
         lines += _table(head, rows)
-        lines.append("* pandas in weightstore's CSV layout (tensor,dtype,shape,index,value), "
-                     "the same values and columns; 'pandas' is the array as a matrix")
+        lines.append("x = how many times faster than the baseline (its time / this time). "
+                     "* pandas.read_csv with default options on weightstore's CSV file. "
+                     "Peak = a fresh process's load, above its memory after imports.")
+        if text.get("conversions"):
+            bound = 2 * text["largest_bytes"] + 200 * MiB
+            lines.append("")
+            lines.append(f"Converting the text files (fresh process; bound = 2 x the largest "
+                         f"tensor + 200 MiB = {bound / MiB:,.0f} MiB)")
+            rows = [[c["from"], c["to"], f"{c['seconds']:.1f}" if c["seconds"] else
+                     c.get("error") or "-", _mib(c["peak_extra"]),
+                     "-" if c["peak_extra"] is None else
+                     ("within" if c["peak_extra"] < bound else "OVER")]
+                    for c in text["conversions"]]
+            lines += _table(["from", "to", "seconds", "peak +MiB", "bound"], rows)
     return "\n".join(lines)
 
 
@@ -470,8 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--gib", type=float, default=2.0,
                         help="model size in GiB of float32 (default 2)")
-    parser.add_argument("--text-mib", type=float, default=16,
-                        help="size of the slice JSON and CSV are measured on (default 16)")
+    parser.add_argument("--text-gib", type=float, default=0.125,
+                        help="size of the model JSON and CSV are measured on, every tensor "
+                        "(default 0.125 = 128 MiB)")
     parser.add_argument("--dir", help="folder for the files (default: a temporary folder, "
                         "removed afterwards); needs about 10x --gib free")
     parser.add_argument("--formats", nargs="*", choices=list(WS_FORMATS),

@@ -132,10 +132,17 @@ def cache_dir() -> Path:
 
 
 def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The folders :func:`resolve` searches, in order, without duplicates."""
+    """The folders :func:`resolve` searches, in order, without duplicates. An explicit
+    *data_dir* must be an existing folder (a typo is an error, not a silent fallback to
+    the other places)."""
     candidates: list[Path] = []
     if data_dir is not None:
-        candidates.append(Path(data_dir).expanduser())
+        folder = Path(data_dir).expanduser()
+        if not folder.is_dir():
+            raise DataError(path=os.fspath(data_dir), field="data_dir",
+                            expected="an existing folder",
+                            found="a file" if folder.exists() else "no such folder")
+        candidates.append(folder)
     if os.environ.get(DATA_ENV):
         candidates.append(Path(os.environ[DATA_ENV]).expanduser())
     candidates.append(_checkout_sibling())

@@ -61,6 +61,9 @@ def _json_output_matches_the_schema(monkeypatch: pytest.MonkeyPatch) -> Iterator
     def checked_write(self, weights, fileobj, *, path):  # type: ignore[no-untyped-def]
         buffer = io.BytesIO()
         original(self, weights, buffer, path=path)
+        if self.layout == "plain":  # the plain layout is not the schema's layout
+            fileobj.write(buffer.getvalue())
+            return
         try:
             validate_json_bytes(buffer.getvalue(), path)
         except FormatError as e:

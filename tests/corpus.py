@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 
 from weightstore.model import DTYPES
@@ -71,3 +73,29 @@ def corpus() -> tuple[dict[str, np.ndarray], dict[str, str]]:
     tensors["a_first_after_z"] = np.zeros(1, dtype=np.uint8)
     metadata = {"source": "weightstore tests", "ünï": 'välue, "quoted"\nwith a newline'}
     return tensors, metadata
+
+
+def damaged_csv(files: list[bytes], r: random.Random, edits: list[bytes], *,
+                shuffle_all: bool = True) -> tuple[int, bytes]:
+    """One of *files* (CSV) damaged one way, picked by *r*: rows shuffled (or, without
+    *shuffle_all*, two swapped), a row duplicated, a blank line, a value replaced by or
+    extended with one of *edits*; line ends mixed. Returns the way (0-5) and the bytes."""
+    lines = r.choice(files).split(b"\r\n")[:-1]
+    i = r.randrange(1, len(lines))
+    op = r.randrange(6)
+    if op == 0 and shuffle_all:
+        body = lines[1:]
+        r.shuffle(body)
+        lines = lines[:1] + body
+    elif op == 0:
+        j = r.randrange(1, len(lines))
+        lines[i], lines[j] = lines[j], lines[i]
+    elif op == 1:
+        lines[i] = lines[r.randrange(1, len(lines))]
+    elif op == 2:
+        lines.insert(i, b"")
+    elif op == 3:
+        lines[i] = lines[i].rsplit(b",", 1)[0] + b"," + r.choice(edits)
+    elif op == 4:
+        lines[i] = lines[i] + r.choice(edits)
+    return op, b"".join(line + r.choice([b"\r\n", b"\r\n", b"\n"]) for line in lines)

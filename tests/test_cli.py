@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 import weightstore as ws
-from weightstore.cli.main import main
+from weightstore.cli import commands
+from weightstore.cli.main import build_parser, main
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:
@@ -104,6 +106,7 @@ def test_missing_data_says_where_it_looked(tmp_path: Path, monkeypatch, capsys,
     from weightstore.lab import evaluate
 
     evaluate._cached_test_set.cache_clear()
+    (tmp_path / "empty").mkdir()  # an explicit --data-dir must exist (issue 15)
     try:
         assert main(["eval", str(sample_weight_path), "--data-dir", str(tmp_path / "empty")]) == 1
     finally:
@@ -136,3 +139,14 @@ def test_export_onnx_command(tmp_path: Path, sample_weight_path: Path, capsys) -
     assert main(["export-onnx", str(sample_weight_path), str(out)]) == 0
     assert out.stat().st_size > 45_360 * 4
     assert "opset 17" in capsys.readouterr().out
+
+
+def test_the_overview_help_lines_are_the_commands_own() -> None:
+    """``weightstore --help`` lists commands from a table, without importing them: each
+    line must be the one the command's own module gives."""
+    assert set(commands.HELP) == set(commands.COMMANDS)
+    for name in commands.COMMANDS:
+        sub = next(a for a in build_parser(name)._actions
+                   if isinstance(a, argparse._SubParsersAction))
+        given = {c.dest: c.help for c in sub._choices_actions}
+        assert given[name] == commands.HELP[name], name

@@ -158,6 +158,7 @@ def test_failed_download_lists_every_place_it_looked(places, monkeypatch):
         raise urllib.error.URLError("no route to host")
 
     monkeypatch.setattr(data, "_download", unreachable)
+    places.explicit.mkdir(parents=True)  # an explicit folder must exist (issue 15)
     with pytest.raises(DataError) as info:
         resolve(NAME, places.explicit)
     message = str(info.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -48,9 +49,12 @@ def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type
 # --- Node.js ------------------------------------------------------------------------------
 
 @needs_node
-def test_node_accuracy_from_our_json(tmp_path: Path, sample_weight_path: Path,
-                                     data_dir: Path) -> None:
-    weights = tmp_path / "book.json"
+@pytest.mark.parametrize("name", ["book.json", "book.safetensors"])
+def test_node_accuracy_from_our_json_and_safetensors(name: str, tmp_path: Path,
+                                                     sample_weight_path: Path,
+                                                     data_dir: Path) -> None:
+    # the readers examples/web/ runs in the browser: JSON.parse, and a DataView for safetensors
+    weights = tmp_path / name
     weightstore.save(weightstore.load(sample_weight_path), weights)
     done = _run([NODE, str(EXAMPLES / "js" / "accuracy.mjs"), str(weights),
                  str(data_dir / "mnist")])
@@ -70,6 +74,86 @@ def test_node_reads_float64_and_indented_json(tmp_path: Path, sample_weight_path
                  str(data_dir / "mnist")])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "accuracy 0.9352 (9352/10000)"
+
+
+def _safetensors_bytes(header: dict, data: bytes) -> bytes:
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + data
+
+
+_READ_WEIGHTS = """
+import { readFileSync } from "node:fs";
+import { readWeights } from "MODULE";
+const path = process.argv[1];
+try {
+  const t = readWeights(readFileSync(path), path);
+  console.log(JSON.stringify(process.argv[2] === "unchecked" ? t.unchecked
+    : [...t].map(([k, v]) => [k, v.dtype, v.shape, Array.from(v.values)])));
+} catch (e) { console.log("error: " + e.message); }
+""".replace("MODULE", (EXAMPLES / "web" / "weightfiles.mjs").as_uri())
+
+
+def _node_read(path: Path, what: str = "tensors") -> str:
+    """What examples/web/weightfiles.mjs reads from *path*, as JSON, or its error."""
+    done = _run([NODE, "--input-type=module", "-e", _READ_WEIGHTS, str(path), what])
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@needs_node
+@pytest.mark.parametrize(("header", "data", "expected"), [
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+     np.array([1.5, -2], "<f4").tobytes(), [["a", "float32", [2], [1.5, -2]]]),
+    ({"h": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]}},  # -inf: null in JSON
+     np.array([0.5, -np.inf, 6e-8], "<f2").tobytes(), [["h", "float16", [3], [0.5, None, 2**-24]]]),
+    ({"b": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}},
+     np.array([0x3F80, 0xC0A0], "<u2").tobytes(), [["b", "bfloat16", [2], [1.0, -5.0]]]),
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 12,
+     "error: {path}: data buffer: expected 8 bytes, found 12"),
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12,
+     "error: {path}: tensor a data_offsets: expected to begin at byte 0, found 4"),
+    ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8,
+     "error: {path}: tensor a data_offsets: expected [begin, begin + 12] within the 8-byte "
+     "buffer, found [0,8]"),
+    ({"a": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}}, b"\0",
+     "error: {path}: tensor a dtype: expected one of F64 F32 F16 BF16 I64 U64 I32 U32 I16 U16 "
+     'I8 U8 BOOL, found "F8_E4M3"'),
+    ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 0]}}, b"",
+     "error: {path}: tensor a shape: expected a list of at most 64 non-negative integers, "
+     "found [-1]"),
+])
+def test_web_readers_check_safetensors(tmp_path: Path, header: dict, data: bytes,
+                                       expected: str | list) -> None:
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(_safetensors_bytes(header, data))
+    got = _node_read(path)
+    if isinstance(expected, list):
+        assert json.loads(got) == expected
+    else:
+        assert got == expected.format(path=path)
+
+
+@needs_node
+def test_web_readers_refuse_a_header_longer_than_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    path.write_bytes((1000).to_bytes(8, "little") + b'{"a": 1}')
+    assert _node_read(path) == (f"error: {path}: header length: expected at most 8 bytes, "
+                                   "found 1000")
+
+
+@needs_node
+def test_web_readers_verify_json_checksums(tmp_path: Path) -> None:
+    nan_payload = np.array([0x7FC00001], np.uint32).view(np.float32)[0]
+    w = Weights({"a": np.array([1, np.nan, nan_payload], np.float32),
+                 "b": np.array([0.1, np.nan], np.float64), "c": np.array([1, 2], np.int8)})
+    path = tmp_path / "w.json"
+    weightstore.save(w, path)
+    # a NaN payload cannot be rebuilt in JavaScript, int8 is not rebuilt: both unchecked
+    assert json.loads(_node_read(path, "unchecked")) == ["a", "c"]
+    path.write_text(path.read_text().replace("0.1,", "0.2,"))
+    got = _node_read(path, "unchecked")
+    assert got.startswith(f"error: {path}: tensor b crc32: expected ")
+    assert "(the file is damaged), found " in got
 
 
 @needs_node

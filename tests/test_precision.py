@@ -132,7 +132,8 @@ def test_bfloat16_without_ml_dtypes_names_the_extra(monkeypatch) -> None:
     with pytest.raises(ws.MissingDependencyError) as e:
         prec.cast(sample(), "bfloat16")
     assert e.value.package == "ml_dtypes" and e.value.extra == "bfloat16"
-    assert "--dtype bfloat16" in str(e.value) and "weightstore[bfloat16]" in str(e.value)
+    assert "precision dtype bfloat16" in str(e.value) and "weightstore[bfloat16]" in str(e.value)
+    assert "--" not in str(e.value)  # the API speaks in keywords, the CLI in flags
 
 
 def test_quantize_per_column_layout_and_error_bound() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from .api import (
     STREAMING_WARN_BYTES,
     FileInfo,
+    Verified,
     Written,
     codec_for_writing,
     convert,
@@ -25,8 +26,10 @@ from .api import (
     load,
     open_weights,
     save,
+    verify,
 )
 from .codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option
+from .compare import Diff, diff, stats
 from .errors import (
     ChecksumError,
     DataError,
@@ -54,7 +57,8 @@ open = open_weights  # noqa: A001  (the module's own open; builtins.open is unto
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "save", "convert", "inspect", "formats", "get_codec", "register", "codec_for_writing",
+    "load", "save", "convert", "inspect", "verify", "diff", "stats", "Diff", "Verified",
+    "formats", "get_codec", "register", "codec_for_writing",
     "open", "open_weights", "LazyWeights", "StreamingWarning", "STREAMING_WARN_BYTES",
     "Weights", "Codec", "Option", "Limits", "DEFAULT_LIMITS", "Budget", "FileInfo", "TensorInfo",
     "Written",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -19,21 +19,25 @@ from typing import IO, Any
 from . import precision as _precision
 from . import registry, remote, shard, sniffing
 from .codec import DEFAULT_LIMITS, Budget, Codec, Limits, file_size
-from .errors import FormatError, UnknownFormatError, translating_faults
+from .errors import FileAccessError, FormatError, UnknownFormatError, translating_faults
 from .fileio import atomic_write, open_for_read
 from .lazy import LazyWeights, StreamingWarning
 from .model import TensorInfo, Weights, as_weights, info_of
 from .progress import ProgressCallback, reporting
+from .select import select
 
-__all__ = ["load", "save", "convert", "inspect", "open_weights", "codec_for_writing",
+__all__ = ["load", "save", "convert", "inspect", "verify", "open_weights", "codec_for_writing",
            "written_path", "stored_size",
-           "TensorInfo", "FileInfo", "Written", "STREAMING_WARN_BYTES"]
+           "TensorInfo", "FileInfo", "Written", "Verified", "STREAMING_WARN_BYTES"]
 
 #: Above this many bytes of tensors, a conversion or save that must hold the whole model
 #: in memory (a format that cannot stream) warns with :class:`StreamingWarning`.
 STREAMING_WARN_BYTES = 1 << 30
 
 PathLike = str | os.PathLike[str]
+
+#: The end of a hint naming a format: the command line says it in its own words.
+FORMATS_HINT = "weightstore.formats() lists them"
 
 
 def _layer_options(cls: type[Codec], prefix: list[str], options: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +63,7 @@ def codec_for_writing(path: PathLike, format: str | None = None, **options: Any)
         ext = "".join(registry.suffixes(path)) or "(none)"
         raise UnknownFormatError(
             path=path, field="extension", expected="one a codec claims", found=ext,
-            hint="pass format=NAME; weightstore.formats() lists them",
+            hint=f"pass format=NAME (to=NAME in convert); {FORMATS_HINT}",
         )
     return cls(**_layer_options(cls, prefix, options))
 
@@ -77,6 +81,10 @@ def save(
     max_shard_size: int | str | None = None,
     progress: ProgressCallback | None = None,
     storage_options: dict[str, Any] | None = None,
+    overwrite: bool = True,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    rename: Sequence[str] = (),
     **options: Any,
 ) -> Path | str:
     """Write *weights* to *path* atomically, in *format* or the one its extension names.
@@ -88,11 +96,18 @@ def save(
     :class:`LazyWeights` (``weightstore.open``) a format that streams is written one
     tensor at a time. *max_shard_size* (bytes, or ``"2GB"``) splits the model into
     numbered shards plus ``<path>.index.json`` (see :mod:`weightstore.shard`).
-    *progress* is called as ``progress(done_bytes, total_bytes)``.
+    *progress* is called as ``progress(done_bytes, total_bytes)``. An existing file is
+    replaced (keeping its permissions) unless *overwrite* is false: then
+    :class:`~weightstore.errors.FileAccessError`, and the file stays as it was.
+    *include*/*exclude* (glob patterns) and *rename* (``"OLD=NEW"`` prefix or
+    ``"re:PATTERN=REPL"`` rules) choose and rename tensors on the way, one at a time
+    from a :class:`LazyWeights` (:mod:`weightstore.select`).
     Returns the path written (the index for a sharded model); a URL stays a string.
     """
+    weights = _selecting(weights, include, exclude, rename)
     written = _write(weights, path, format, precision=precision, max_shard_size=max_shard_size,
-                     progress=progress, storage_options=storage_options, options=options)
+                     progress=progress, storage_options=storage_options, options=options,
+                     overwrite=overwrite)
     return written.path if remote.is_url(written.path) else Path(written.path)
 
 
@@ -147,6 +162,7 @@ def _write(
     progress: ProgressCallback | None,
     storage_options: dict[str, Any] | None,
     options: dict[str, Any],
+    overwrite: bool = True,
 ) -> Written:
     w: Any = weights if isinstance(weights, LazyWeights) else as_weights(weights)
     codec = codec_for_writing(path, format, **options)
@@ -168,9 +184,9 @@ def _write(
             reporting(w, progress), out, codec, shard_size,
             sizes={t.name: t.nbytes for t in tensors}, metadata=w.metadata,
             write=lambda part, f, p: codec.write(part, f, path=p),
-            storage_options=storage_options)
+            storage_options=storage_options, replace=overwrite)
     else:
-        with atomic_write(path, storage_options) as f:
+        with atomic_write(path, storage_options, replace=overwrite) as f:
             codec.write(reporting(w, progress), f, path=out)
         files = [out]
     size = sum(_file_size(f, storage_options) for f in files)
@@ -266,13 +282,18 @@ def convert(
     max_shard_size: int | str | None = None,
     progress: ProgressCallback | None = None,
     storage_options: dict[str, Any] | None = None,
+    overwrite: bool = True,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    rename: Sequence[str] = (),
     **options: Any,
 ) -> Written:
     """Read *src* and write it to *dst* (format *to* or *dst*'s extension). *options* go
-    to the writing codec; *verify* as for :func:`load`; *precision*, *max_shard_size* and
-    *progress* as for :func:`save`. A quantized source is copied as stored (codes and
-    scales), unless *dequantize* is true or a *precision* is given: then its floats are
-    restored first.
+    to the writing codec; *verify* as for :func:`load`; *precision*, *max_shard_size*,
+    *progress*, *overwrite*, *include*, *exclude* and *rename* as for :func:`save` (with
+    *overwrite* false, an existing *dst* is refused before *src* is read). A quantized
+    source is copied as stored (codes and scales), unless *dequantize* is true or a
+    *precision* is given: then its floats are restored first.
 
     Tensors move one at a time when *src*'s format can be read tensor by tensor and
     *dst*'s written so (``weightstore formats``; docs/formats.md), so memory stays
@@ -284,6 +305,9 @@ def convert(
     codec_for_writing(dst, to, **options)  # fail on bad options before reading
     if max_shard_size is not None:
         shard.parse_size(max_shard_size)
+    if not overwrite:
+        _refuse_existing(written_path(dst, to, max_shard_size=max_shard_size, **options),
+                         storage_options)
     p = _precision.Precision.of(precision)
     limits = limits or DEFAULT_LIMITS
     budget = Budget(limits)  # one for the whole conversion: every shard, every layer
@@ -294,13 +318,30 @@ def convert(
                 f"{source.format} cannot be read one tensor at a time: converting "
                 f"{_gib(source.nbytes)} holds the whole model in memory", StreamingWarning,
                 stacklevel=2)
-        weights: LazyWeights | Weights = source
+        weights: LazyWeights | Weights = _selecting(source, include, exclude, rename)
         if p is not None or (dequantize and _precision.is_quantized(source)):  # type: ignore[arg-type]
             weights = _precision.apply(
-                _precision.dequantize(source.load(limits=limits, budget=budget),
-                                      path=os.fspath(src), budget=budget), p)
+                _precision.dequantize(
+                    weights.load(limits=limits, budget=budget),  # type: ignore[union-attr]
+                    path=os.fspath(src), budget=budget), p)
         return _write(weights, dst, to, precision=None, max_shard_size=max_shard_size,
-                      progress=progress, storage_options=storage_options, options=options)
+                      progress=progress, storage_options=storage_options, options=options,
+                      overwrite=overwrite)
+
+
+def _selecting(weights: Any, include: Sequence[str], exclude: Sequence[str],
+               rename: Sequence[str]) -> Any:
+    if not (include or exclude or rename):
+        return weights
+    return select(weights, include=include, exclude=exclude, rename=rename)
+
+
+def _refuse_existing(path: str, storage_options: dict[str, Any] | None) -> None:
+    exists = remote.url_exists(path, storage_options) if remote.is_url(path) else \
+        os.path.lexists(remote.local_path(path))
+    if exists:
+        raise FileAccessError(path=path, field="destination", expected="no existing file",
+                              found="a file", hint="it was kept as it is")
 
 
 @dataclass(frozen=True)
@@ -345,6 +386,44 @@ def inspect(path: PathLike, format: str | None = None, *, limits: Limits | None 
     size = sum(_file_size(p, storage_options) for p in weights.files)
     return FileInfo(path=os.fspath(path), format=weights.format, file_size=size,
                     tensors=tensors, metadata=dict(weights.metadata))
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What :func:`verify` checked."""
+
+    path: str
+    format: str
+    #: Tensors read, and their values.
+    tensors: int
+    total_values: int
+    #: Whether the format stores checksums (else the file was only read through).
+    checksums: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {"path": self.path, "format": self.format, "tensors": self.tensors,
+                "total_values": self.total_values, "checksums": self.checksums}
+
+
+def verify(path: PathLike, format: str | None = None, *, limits: Limits | None = None,
+           storage_options: dict[str, Any] | None = None) -> Verified:
+    """Read every tensor of *path* (one at a time, never a memory map), checking every
+    checksum the format stores: the header's and each tensor's. A damaged file raises
+    :class:`~weightstore.errors.ChecksumError` (or :class:`FormatError`) naming what is
+    damaged. For a format without checksums (:attr:`Verified.checksums` false) this
+    only shows that every tensor decodes."""
+    with open_weights(path, format, limits=limits, verify=True, mmap=False,
+                      storage_options=storage_options) as weights:
+        for name in weights:
+            weights[name]
+        label = weights.format
+        values = weights.total_values
+        count = len(weights)
+    names = [n for n in label.replace(")", "(").split("(") if n]
+    checked = any(registry.get_codec(n).checksums for n in names)
+    return Verified(path=os.fspath(path), format=label, tensors=count, total_values=values,
+                    checksums=checked)
 
 
 def written_path(dst: PathLike, to: str | None = None, *,

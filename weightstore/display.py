@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["table"]
+__all__ = ["table", "markdown_table"]
 
 
 def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
@@ -17,3 +17,11 @@ def table(rows: list[list[str]], header: list[str], right: set[int] | None = Non
         ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def markdown_table(rows: list[list[str]], header: list[str]) -> str:
+    """A GitHub-flavoured Markdown table (``|`` in cells escaped)."""
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header)] + [line(r) for r in rows])

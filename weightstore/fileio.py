@@ -26,21 +26,22 @@ import contextlib
 import io
 import os
 import re
-import socket
 import stat
 import tempfile
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import remote
 from .errors import ChecksumError, FileAccessError, FormatError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 try:  # ISA-L's CRC-32 (same polynomial) runs at ~10 GB/s, zlib's at ~1.5: extra 'fast'
     from isal.isal_zlib import crc32
@@ -57,8 +58,13 @@ __all__ = ["atomic_write", "StagedFiles", "open_for_read", "write_failure", "sta
 #: Temporary files are named ``.<name>.<random>.<host>-<pid>.weightstore-tmp``.
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".weightstore-tmp"
+def platform_node() -> str:
+    """This machine's host name (``socket.gethostname()``, without importing socket)."""
+    return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "")
+
+
 #: This host's token in temporary file names.
-HOST = f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
+HOST = f"{zlib.crc32(platform_node().encode('utf-8', 'replace')):08x}"
 #: Every temporary file this process writes is newer than this (seconds since the epoch);
 #: one with this process's pid that is older was left by an earlier process with that pid.
 _STARTED = time.time()
@@ -158,8 +164,12 @@ class StagedFiles:
     failure before the commit, or :meth:`discard`, leaves no file behind.
     """
 
-    def __init__(self, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, storage_options: dict[str, Any] | None = None, *,
+                 replace: bool = True) -> None:
         self.storage_options = storage_options
+        #: False: :meth:`commit` refuses a destination that exists (checked atomically for
+        #: local files: the temporary is linked, never renamed, over it).
+        self.replace = replace
         self.pending: list[tuple[str, str]] = []  # (temporary, destination)
 
     @contextlib.contextmanager
@@ -211,12 +221,19 @@ class StagedFiles:
         try:
             for tmp, dest in self.pending:
                 if remote.is_url(dest):
+                    if not self.replace and remote.url_exists(dest, self.storage_options):
+                        raise FileAccessError(path=dest, field="destination",
+                                              expected="no existing file", found="a file",
+                                              hint="it was kept as it is")
                     remote.upload(tmp, dest, self.storage_options)
                     os.unlink(tmp)
                 else:
-                    os.chmod(tmp, 0o666 & ~_umask())
+                    os.chmod(tmp, _mode_for(dest))
                     try:
-                        os.replace(tmp, dest)
+                        if self.replace:
+                            os.replace(tmp, dest)
+                        else:
+                            _link_new(tmp, dest)
                     except OSError as e:
                         raise write_failure(e, dest) or e from e
                 done.append(dest)
@@ -242,16 +259,43 @@ class StagedFiles:
             _remove_stale_temporaries(Path(dest))
 
 
+def _mode_for(dest: str) -> int:
+    """The permissions a new file at *dest* gets: an existing file's (an overwrite keeps
+    them), else the default for new files (0o666 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(dest).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _link_new(tmp: str, dest: str) -> None:
+    """Put *tmp* at *dest* only if nothing is there (``replace=False``)."""
+    try:
+        os.link(tmp, dest)
+    except FileExistsError as e:
+        raise FileAccessError(path=dest, field="destination", expected="no existing file",
+                              found="a file", hint="it was kept as it is") from e
+    except OSError:  # no hard links here (FAT, some network shares): check, then rename
+        if os.path.lexists(dest):
+            raise FileAccessError(path=dest, field="destination", expected="no existing file",
+                                  found="a file", hint="it was kept as it is") from None
+        os.replace(tmp, dest)
+        return
+    os.unlink(tmp)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str],
-                 storage_options: dict[str, Any] | None = None) -> Iterator[IO[bytes]]:
+                 storage_options: dict[str, Any] | None = None, *,
+                 replace: bool = True) -> Iterator[IO[bytes]]:
     """Yield a binary, seekable file that replaces *path* only if the block succeeds
-    (:class:`StagedFiles` with one file).
+    (:class:`StagedFiles` with one file). An existing file keeps its permissions; with
+    *replace* false it is not replaced at all (:class:`FileAccessError`).
 
     After the replacement, temporary files that killed writers left for *path* are
     removed (those of live writers are kept).
     """
-    staged = StagedFiles(storage_options)
+    staged = StagedFiles(storage_options, replace=replace)
     try:
         with staged.file(path) as f:
             yield f
@@ -342,7 +386,7 @@ CHUNK = 8 << 20
 #: Below this many bytes a CRC is computed inline rather than beside the reads.
 _CRC_INLINE = 4 << 20
 
-_pool: ThreadPoolExecutor | None = None
+_pool: ThreadPoolExecutor | None = None  # made on the first large read
 _pool_lock = threading.Lock()
 
 
@@ -350,6 +394,10 @@ def _crc_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
+            # Imported here: concurrent.futures pulls in logging (~30 ms at start-up), and
+            # only reads of more than a few MiB use the pool.
+            from concurrent.futures import ThreadPoolExecutor
+
             _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weightstore-crc")
         return _pool
 

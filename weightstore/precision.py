@@ -133,13 +133,13 @@ class Quantization:
         try:
             bits = int(bits_text)
         except ValueError:
-            raise OptionError(field="--quantize", expected=expected, found=text) from None
+            raise OptionError(field="precision quantize", expected=expected, found=text) from None
         if rest in ("", "per-column", "column"):
             return cls(bits)
         kind, _, n = rest.partition(":")
         if kind == "block" and n.isdigit() and int(n) > 0:
             return cls(bits, int(n))
-        raise OptionError(field="--quantize", expected=expected, found=text)
+        raise OptionError(field="precision quantize", expected=expected, found=text)
 
     def __str__(self) -> str:
         return f"{self.bits}/" + (f"block:{self.block}" if self.block else "per-column")
@@ -202,7 +202,7 @@ def cast(weights: Weights | Mapping[str, Any], dtype: str) -> Weights:
     """*weights* with every float tensor cast to *dtype* (float16, bfloat16, float32,
     float64); other tensors and the metadata unchanged. Rounds to nearest even."""
     w = as_weights(weights)
-    target = _float_dtype(dtype, f"--dtype {dtype}")
+    target = _float_dtype(dtype, f"precision dtype {dtype}")
     out = []
     for name, array in w.items():
         if _is_float(array) and array.dtype != target:

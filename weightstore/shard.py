@@ -139,16 +139,18 @@ def write_sharded(weights: Mapping[str, np.ndarray], path: str, codec: Codec,
                   max_shard_size: int, *, sizes: Mapping[str, int],
                   metadata: Mapping[str, str],
                   write: Callable[[Mapping[str, np.ndarray], IO[bytes], str], None],
-                  storage_options: dict[str, Any] | None = None) -> list[str]:
+                  storage_options: dict[str, Any] | None = None,
+                  replace: bool = True) -> list[str]:
     """Write *weights* as shards plus an index; returns the files written, the shards in
-    order and the index last. *write* writes one shard's mapping to a file."""
+    order and the index last. *write* writes one shard's mapping to a file. With
+    *replace* false, an existing shard or index is refused (nothing is written)."""
     groups = plan_shards(sizes, max_shard_size)
     if "total_size" in metadata:
         raise UnsupportedError(path=path, field="metadata key 'total_size'",
                                expected="a key the shard index does not use for the size "
                                "of the tensors", found="total_size")
     shard_paths, index_path = shard_names(path, codec, len(groups))
-    staged = StagedFiles(storage_options)
+    staged = StagedFiles(storage_options, replace=replace)
     weight_map: dict[str, str] = {}
     try:
         for names, shard in zip(groups, shard_paths, strict=True):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 
 __all__ = ["SNIFF_BYTES", "HDF5_SIGNATURE", "WSC_MAGIC", "ZSTD_MAGIC", "ZIP_MAGICS", "CSV_HEADER",
-           "UTF8_BOM", "MAX_SAFETENSORS_HEADER", "GGUF_MAGIC", "KERAS_MEMBERS",
+           "MATRIX_MANIFEST", "UTF8_BOM", "MAX_SAFETENSORS_HEADER", "GGUF_MAGIC", "KERAS_MEMBERS",
            "is_safetensors", "is_csv", "is_json", "is_pickle", "is_keras_archive", "is_onnx",
            "is_pytorch", "PYTORCH_LEGACY_HEAD", "GZIP_MAGIC", "NPY_MAGIC",
            "describe_zip", "describe_unknown", "TF_INDEX_MAGIC"]
@@ -39,6 +39,8 @@ PYTORCH_LEGACY_HEAD = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10
 TF_INDEX_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
 #: The header row of our CSV layout (weightstore/codecs/csv_codec.py).
 CSV_HEADER = b"tensor,dtype,shape,index,value"
+#: The first member of the CSV codec's matrix layout, a zip (weightstore/codecs/_matrix.py).
+MATRIX_MANIFEST = b"weightstore-matrix.json"
 UTF8_BOM = b"\xef\xbb\xbf"
 #: The largest safetensors header length the content test believes (the default
 #: ``Limits.max_header_bytes``; the file's own size is checked on reading).
@@ -60,7 +62,12 @@ def is_safetensors(head: bytes) -> bool:
 
 
 def is_csv(head: bytes) -> bool:
-    """Our CSV layout's header row, after an optional UTF-8 byte order mark."""
+    """Our CSV layout's header row, after an optional UTF-8 byte order mark; or a zip whose
+    first member is the matrix layout's manifest (its name at offset 30 of the local
+    header, after the 2-byte name length at offset 26)."""
+    if head.startswith(ZIP_MAGICS[0]) and len(head) >= 30:
+        (length,) = struct.unpack_from("<H", head, 26)
+        return head[30:30 + length] == MATRIX_MANIFEST
     return head.removeprefix(UTF8_BOM).startswith(CSV_HEADER)
 
 
@@ -148,4 +155,4 @@ def describe_unknown(head: bytes, tail: bytes, name: str) -> str:
     if head[257:262] == b"ustar":
         return ("this is a tar archive (a PyTorch checkpoint from before torch 0.4 is one): "
                 "unpack it, or load it with torch and save it again")
-    return "pass format=NAME; weightstore.formats() lists them"
+    return "pass format=NAME (from_format=NAME in convert); weightstore.formats() lists them"

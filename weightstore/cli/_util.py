@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
-from ..errors import FileAccessError, OptionError
+from ..errors import FileAccessError, OptionError, UnknownFormatError
+from ..integrity import HINT as DAMAGED_HINT
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, str]:
@@ -62,3 +67,62 @@ def check_distinct(src: str, dst: str) -> None:
     if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
         raise FileAccessError(path=dst, field="destination",
                               expected="a different file from the source", found="the same file")
+
+
+#: The library's errors name keywords (``format=``, ``verify=False``); on the command line
+#: the same advice names flags. The one place that translates them.
+CLI_WORDS: tuple[tuple[str, str], ...] = (
+    (DAMAGED_HINT, "the file is damaged; --no-verify reads it without checking"),
+    ("pass format=NAME (to=NAME in convert)", "pass --to FORMAT"),
+    ("pass format=NAME (from_format=NAME in convert)", "pass --from FORMAT"),
+    ("weightstore.formats() lists them", "'weightstore formats' lists them"),
+    ("or pass inner=FORMAT", "or pass -o inner=FORMAT"),
+    ("precision quantize:", "--quantize:"),
+    ("precision dtype ", "--dtype "),
+    (": data_dir: expected an existing folder", ": --data-dir: expected an existing folder"),
+)
+
+
+def in_cli_words(message: str) -> str:
+    """*message* with the library's keyword advice said as command-line flags."""
+    for api_words, cli_words in CLI_WORDS:
+        message = message.replace(api_words, cli_words)
+    return message
+
+
+#: The path that means stdin (as a source) or stdout (as a destination).
+STDIO = "-"
+
+
+@contextlib.contextmanager
+def input_path(path: str) -> Iterator[str]:
+    """*path*, or for ``-`` a temporary file holding all of stdin (removed afterwards):
+    every format can then be read from a pipe, at the cost of a copy on disk, not in
+    memory."""
+    if path != STDIO:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="weightstore-stdin-") as folder:
+        copy = os.path.join(folder, "stdin")
+        with open(copy, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, 8 << 20)
+        yield copy
+
+
+@contextlib.contextmanager
+def output_path(path: str, to: str | None) -> Iterator[str]:
+    """*path*, or for ``-`` a temporary file copied to stdout once written whole (so a
+    failed write sends nothing). Writing to stdout needs the format named with --to."""
+    if path != STDIO:
+        yield path
+        return
+    if to is None:
+        raise UnknownFormatError(field="DST '-' (stdout)", expected="--to FORMAT",
+                                 found="no --to")
+    with tempfile.TemporaryDirectory(prefix="weightstore-stdout-") as folder:
+        out = os.path.join(folder, "stdout")
+        yield out
+        with open(out, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer, 8 << 20)
+        sys.stdout.buffer.flush()
+

@@ -1,9 +1,11 @@
-"""The commands and the module that defines each; every module has
+"""The commands, the module that defines each, and each one's help line; every module has
 ``add_parser(subparsers, common)``.
 
-A command's module is imported when that command runs (or for the full ``--help``), through
-this table, as the registry imports a codec: ``weightstore inspect`` then does not pay for
-the lab's imports (the networks, the report, the data resolver's HTTP client).
+A command's module is imported only when that command runs, through this table, as the
+registry imports a codec: ``weightstore inspect`` then does not pay for the lab's imports
+(the networks, the report, the data resolver's HTTP client), and ``weightstore --help``
+lists the commands from the help lines here without importing any of them.
+``tests/test_cli.py`` checks that each line is the one its module gives.
 """
 
 from __future__ import annotations
@@ -16,12 +18,35 @@ COMMANDS: dict[str, str] = {
     "convert": "convert",
     "inspect": "inspect_cmd",
     "eval": "eval_cmd",
+    "diff": "diff_cmd",
+    "stats": "stats_cmd",
+    "verify": "verify_cmd",
     "shrink": "shrink",
     "report": "report",
     "formats": "formats",
     "export-onnx": "interop",
     "schema": "interop",
     "test-image": "interop",
+}
+
+
+#: Command name -> its one-line help, as its module's ``add_parser`` gives it.
+HELP: dict[str, str] = {
+    "convert": "convert a weight file to another format (chosen by DST's extension or --to)",
+    "inspect": "list a weight file's tensors (name, dtype, shape, count), its format and size",
+    "eval": "run the book's network from a weight file on the 10,000 MNIST test images",
+    "diff": "compare two weight files tensor by tensor; exit 0 when they match, else 1",
+    "stats": "per-tensor min, max, mean, std, zeros, NaN/Inf counts and a histogram",
+    "verify": "read every tensor of each FILE and check every checksum; exit 1 if any fails",
+    "shrink": "write the smallest quantized file whose network predicts as the original does",
+    "report": "measure size, precision lost, accuracy kept and time for every format",
+    "formats": "list the formats (codecs), their file extensions, whether exact, and their "
+               "options",
+    "export-onnx": "write the book's 3-layer network as an ONNX model "
+                   "(extra: weightstore[onnx])",
+    "schema": "print the JSON Schema (draft 2020-12) of a layout weightstore writes",
+    "test-image": "write one MNIST test image as a CSV of its 784 pixel values (for SQL, "
+                  "sheets)",
 }
 
 

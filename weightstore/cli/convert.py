@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import api
+from ..errors import OptionError
 from ..precision import FLOAT_DTYPES, Precision, Quantization
 from ._progress import progress_bar
-from ._util import add_option_arg, check_distinct, parse_options
+from ._util import STDIO, add_option_arg, check_distinct, input_path, output_path, parse_options
 
 HELP = "convert a weight file to another format (chosen by DST's extension or --to)"
 EXAMPLES = """\
@@ -24,12 +26,17 @@ examples:
   weightstore convert w4.npz.zst w.npz --dequantize           (codes back to floats)
   weightstore convert big.h5 out/model.npz --max-shard-size 2GB   (shards + index)
   weightstore convert s3://bucket/model.safetensors w.h5          (URLs: extra 'remote')
+  weightstore convert big.safetensors enc.npz --include 'encoder/*' --exclude '*.bias'
+  weightstore convert w.h5 w.npz --rename model/=  --rename 're:layer(\\d+)/W=fc\\1/W'
+  curl -s URL | weightstore convert - w.npz --from safetensors    ('-': stdin/stdout)
+  weightstore convert w.npz - --to json | jq .tensors[0].name
 
 --dtype, --quantize and --digits lose precision on purpose (a warning says so once);
 weightstore.load() of a quantized file gives floats, and 'weightstore eval' runs them.
 
 The destination is replaced atomically: if anything fails, no partial file is
-left and an existing file keeps its old content. Tensors move one at a time
+left and an existing file keeps its old content. A replaced file keeps its
+permissions; --no-clobber refuses to replace it. Tensors move one at a time
 where both formats allow it (docs/formats.md, "Streaming and memory").
 """
 
@@ -55,11 +62,23 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="round every float to N significant digits (shrinks JSON and CSV)")
     g.add_argument("--dequantize", action="store_true",
                    help="write a quantized source's floats instead of its codes")
+    g = p.add_argument_group("choosing tensors (applied while streaming)")
+    g.add_argument("--include", action="append", default=[], metavar="GLOB",
+                   help="keep only tensors whose name matches GLOB (repeatable; * matches /)")
+    g.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="drop tensors whose name matches GLOB (repeatable)")
+    g.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
+                   help="replace the name prefix OLD with NEW, or with re:PATTERN=REPL a "
+                   "name PATTERN matches in full (repeatable; the first that applies wins)")
     p.add_argument("--max-shard-size", metavar="SIZE",
-                   help="split into numbered shards of at most SIZE (2GB, 500MiB) plus "
-                   "DST.index.json")
+                   help="split into numbered shards plus DST.index.json, each holding at most "
+                   "SIZE bytes of tensor values (2GB = 10**9, 500MiB = 500*2**20); a tensor "
+                   "larger than SIZE gets a shard of its own")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="read SRC without checking its checksums (to salvage a damaged file)")
+    p.add_argument("-n", "--no-clobber", action="store_true",
+                   help="refuse to replace an existing DST (checked before reading SRC, "
+                   "and again atomically when DST is put in place)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print nothing on success and show no progress bar")
     p.set_defaults(run=run)
@@ -72,12 +91,20 @@ def run(args: argparse.Namespace) -> int:
     if args.dtype or args.quantize or args.digits is not None:
         quantize = Quantization.parse(args.quantize) if args.quantize else None
         precision = Precision(args.dtype, quantize, args.digits)
-    with progress_bar("convert", quiet=args.quiet) as progress:
-        written = api.convert(args.src, args.dst, from_format=args.from_format, to=args.to,
+    to_stdout = args.dst == STDIO
+    if to_stdout and args.max_shard_size:
+        raise OptionError(field="--max-shard-size", expected="a DST path (shards are files)",
+                          found="DST '-' (stdout)")
+    with input_path(args.src) as src, output_path(args.dst, args.to) as dst, \
+            progress_bar("convert", quiet=args.quiet) as progress:
+        written = api.convert(src, dst, from_format=args.from_format, to=args.to,
                               precision=precision, dequantize=args.dequantize,
                               verify=args.verify, max_shard_size=args.max_shard_size,
-                              progress=progress, **options)
+                              progress=progress, overwrite=not args.no_clobber,
+                              include=args.include, exclude=args.exclude, rename=args.rename,
+                              **options)
     if not args.quiet:
-        print(f"wrote {written.path} ({written.format}, {written.file_size:,} bytes, "
-              f"{len(written)} tensors, {written.total_values:,} values)")
+        print(f"wrote {'stdout' if to_stdout else written.path} ({written.format}, "
+              f"{written.file_size:,} bytes, {len(written)} tensors, "
+              f"{written.total_values:,} values)", file=sys.stderr if to_stdout else sys.stdout)
     return 0

@@ -18,6 +18,7 @@ from types import FrameType
 from .. import __version__
 from ..errors import WeightstoreError, printable
 from . import commands
+from ._util import in_cli_words
 
 
 class Terminated(BaseException):
@@ -76,6 +77,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"weightstore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    if command not in commands.COMMANDS:  # the overview: help lines alone, no module imported
+        for name, line in commands.HELP.items():
+            sub.add_parser(name, help=line, parents=[common])
+        return parser
     for module in commands.modules(command):
         module.add_parser(sub, common)
     return parser
@@ -113,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WeightstoreError as e:
         if debug:
             raise
-        print(f"weightstore: error: {e}", file=sys.stderr)
+        print(f"weightstore: error: {in_cli_words(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         if debug:

@@ -17,6 +17,7 @@ over tens of millions of random float32 values).
 from __future__ import annotations
 
 import functools
+import math
 import re
 from typing import Any
 
@@ -96,7 +97,7 @@ def json_ready(array: np.ndarray, *, big_ints_as_strings: bool = True) -> Any:
     if not needs_tokens(flat, big_ints_as_strings):
         if flat.dtype.itemsize == 2 and flat.dtype.kind not in "iu":
             flat = _as_f64_shortest(flat)
-        return flat.reshape(array.shape) if array.ndim else flat[0].item()
+        return flat.reshape(array.shape) if array.ndim else flat[0]  # a numpy scalar: shortest
     items: list[Any] = []
     kind = flat.dtype.kind
     if kind in "iu":
@@ -124,9 +125,9 @@ def json_text(array: np.ndarray, *, big_ints_as_strings: bool = True,
     Python loop per value: orjson serialises the array and the few non-finite values,
     which it writes as ``null``, are replaced by their tokens (quoted unless
     *quote_tokens* is false). Identical bytes to ``orjson.dumps(json_ready(array))``."""
-    if array.ndim == 0:
-        return orjson.dumps(json_ready(array, big_ints_as_strings=big_ints_as_strings),
-                            option=_ORJSON_OPTS)
+    if array.ndim == 0:  # as a one-value list, so a float32 is its shortest decimal too
+        return json_text(array.reshape(1), big_ints_as_strings=big_ints_as_strings,
+                         quote_tokens=quote_tokens)[1:-1]
     arr = np.ascontiguousarray(array)
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("<"))
@@ -225,9 +226,27 @@ def cast_exact(values: np.ndarray, dtype: np.dtype, where: str, path: str) -> np
         out = np.empty(values.shape, dtype=dtype)
         flat_out = out.reshape(-1)
         for i, v in enumerate(values.reshape(-1).tolist()):
-            flat_out[i] = v if isinstance(v, np.ndarray | np.generic) else np.float64(v)
+            if isinstance(v, np.ndarray | np.generic):  # a token, already of the dtype
+                flat_out[i] = v
+                continue
+            with np.errstate(over="ignore"):
+                flat_out[i] = np.float64(v)
+            if math.isfinite(v) and not np.isfinite(flat_out[i:i + 1].astype(np.float64))[0]:
+                raise FormatError(path=path, field=where,
+                                  expected=f"finite values within {dtype.name}'s range",
+                                  found=float(v))
         return out
     if values.dtype.kind not in "iuf":
         raise FormatError(path=path, field=where, expected=f"numbers for {dtype.name}",
                           found=str(values.dtype))
-    return values.astype(np.float64).astype(dtype)
+    wide = values.astype(np.float64)
+    with np.errstate(over="ignore"):
+        out = wide.astype(dtype)
+    # Rounding once to the dtype is the rule; a finite decimal that rounds to infinity (a
+    # float32 1e39) is out of the dtype's range: an error (infinity is written "Infinity").
+    overflow = np.isinf(out.astype(np.float64)) & np.isfinite(wide)
+    if overflow.any():
+        raise FormatError(path=path, field=where,
+                          expected=f"finite values within {dtype.name}'s range",
+                          found=float(wide.reshape(-1)[np.flatnonzero(overflow.reshape(-1))[0]]))
+    return out

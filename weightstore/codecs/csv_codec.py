@@ -31,6 +31,11 @@ row carry no element and appear only when needed: an empty tensor has one row
 with empty ``index`` and ``value``; each metadata entry is a row with ``dtype``
 ``metadata``, the key in ``tensor``, the text in ``value``, ``shape`` and
 ``index`` empty.
+
+``layout=matrix`` writes another layout instead: a zip of one plain CSV per tensor
+(rows of the tensor as rows of the file) and a manifest, for spreadsheets, R and
+``np.loadtxt``; see :mod:`weightstore.codecs._matrix`. Reading tells the two apart by
+the content.
 """
 
 from __future__ import annotations
@@ -44,10 +49,12 @@ from typing import IO, NamedTuple
 import numpy as np
 import orjson
 
-from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, LoadedSource, Option, TensorSource
 from ..errors import FormatError, LimitError, WeightsError
-from ..model import Weights, canonical_dtype, dtype_name, weights_from_file
-from ..sniffing import CSV_HEADER, is_csv
+from ..fileio import RawFile
+from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
+from ..sniffing import CSV_HEADER, ZIP_MAGICS, is_csv
+from . import _fasttext, _matrix
 from ._header import check_shape
 from ._text import cast_exact, parse_token, value_text
 
@@ -116,6 +123,23 @@ def unguard(text: str) -> str:
     return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
 
 
+class _Unguarded(TensorSource):
+    """A row-layout source with its names and metadata as :func:`guard` was given them."""
+
+    def __init__(self, inner: TensorSource) -> None:
+        self._inner = inner
+        self._names = {unguard(t.name): t.name for t in inner.tensors}
+        super().__init__([TensorInfo(unguard(t.name), t.dtype, t.shape) for t in inner.tensors],
+                         {unguard(k): unguard(v) for k, v in inner.metadata.items()})
+        self.lazy = inner.lazy
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        return self._inner.read(self._names[name], mmap=mmap)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 def _quote(text: str) -> str:
     if any(c in text for c in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
@@ -176,6 +200,13 @@ class CsvCodec(Codec):
     #: CSV has no header or trailer that could count them (see docs/formats.md).
     detects_cut_between_tensors = False
     description = "CSV (RFC 4180), one value per row; sqlite3, DuckDB, pandas, spreadsheets"
+    options = (
+        Option("layout", str, "long", "'matrix': a zip of one CSV per tensor (rows as rows) "
+               "and a manifest, for spreadsheets, R, np.loadtxt", choices=("long", "matrix")),
+        Option("level", int, 6, "deflate level of the matrix layout's zip (0-9)", min=0, max=9),
+    )
+    layout: str
+    level: int
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
@@ -184,6 +215,9 @@ class CsvCodec(Codec):
     streams_writes = True
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+        if self.layout == "matrix":
+            _matrix.write(weights, fileobj, level=self.level)
+            return
         fileobj.write(HEADER_LINE + b"\r\n")
         for name, array in weights.items():
             prefix = (f"{_quote(guard(name))},{dtype_name(array.dtype)},"
@@ -193,15 +227,57 @@ class CsvCodec(Codec):
                 continue
             flat = np.ascontiguousarray(array).reshape(-1)
             # In slices, so that memory stays bounded by one slice of text.
+            rows = _fasttext.csv_rows if _fasttext.enabled(flat.size) else _rows
             for start in range(0, flat.size, _WRITE_STEP):
-                fileobj.write(_rows(prefix, start, value_text(flat[start:start + _WRITE_STEP])))
+                fileobj.write(rows(prefix, start, value_text(flat[start:start + _WRITE_STEP])))
             del array, flat  # from a lazy source: one tensor in memory at a time
         for key, value in weights.metadata.items():
             fileobj.write(f"{_quote(guard(key))},{METADATA_DTYPE},,,{_quote(guard(value))}"
                           "\r\n".encode())
 
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
+        """The file's tensors (:meth:`_open`); in the row layout, names and metadata with
+        the spreadsheet guard removed (:func:`unguard`)."""
+        source = self._open(fileobj, path=path, limits=limits, verify=verify)
+        fileobj.seek(0)
+        return source if fileobj.read(4) == ZIP_MAGICS[0] else _Unguarded(source)
+
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True, budget: Budget | None = None) -> Weights:
+        """The file's weights (:meth:`_read`); in the row layout, names and metadata with
+        the spreadsheet guard removed (:func:`unguard`)."""
+        fileobj.seek(0)
+        matrix = fileobj.read(4) == ZIP_MAGICS[0]
+        fileobj.seek(0)
+        weights = self._read(fileobj, path=path, limits=limits, verify=verify)
+        if matrix:
+            return weights
+        return weights_from_file([(unguard(k), v) for k, v in weights.items()],
+                                 {unguard(k): unguard(v) for k, v in weights.metadata.items()},
+                                 path)
+
+    def _open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+              verify: bool = True) -> TensorSource:
+        """A file as the writer lays it out (each tensor's rows together and in order) is
+        scanned for where each tensor's rows are, a window at a time, and each tensor is
+        parsed from its rows when read; any other file is read whole."""
+        raw = RawFile(fileobj, path)
+        source = None
+        if raw.size and raw.pread(0, 4) == ZIP_MAGICS[0]:  # the matrix layout: read whole
+            pass
+        elif raw.size and raw.pread(raw.size - 1, 1) == b"\n":
+            source = _open_blocks(_fasttext.FileText(raw), path, limits)
+        if source is None:
+            fileobj.seek(0)
+            return LoadedSource(self._read(fileobj, path=path, limits=limits, verify=verify))
+        return source
+
+    def _read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+              verify: bool = True) -> Weights:
+        if fileobj.read(4) == ZIP_MAGICS[0]:
+            fileobj.seek(0)
+            return _matrix.read(fileobj, path=path, limits=limits, parse=_parse_values)
         end = fileobj.seek(0, io.SEEK_END)
         fileobj.seek(max(0, end - 1))
         if fileobj.read(1) != b"\n":
@@ -209,7 +285,7 @@ class CsvCodec(Codec):
                               found="none (the file is truncated)")
         fileobj.seek(0)
         data = _read_text_bounded(fileobj)
-        fast = _read_fast(data, path, limits) if data is not None else None
+        fast = _read_blocks(data, path, limits) if data is not None else None
         del data
         if fast is not None:
             return fast
@@ -277,9 +353,8 @@ class _Rows:
             raise FormatError(path=self.path, field=f"line {line}", expected="5 fields",
                               found=len(row))
         name, dtype_text, shape_text, index, value = row
-        name = unguard(name)
         if dtype_text == METADATA_DTYPE:
-            self.metadata[name] = unguard(value)
+            self.metadata[name] = value
             return
         chunks = self._chunks(name, dtype_text, shape_text, line)
         if index == "" and value == "":
@@ -334,9 +409,12 @@ def _read_text_bounded(fileobj: IO[bytes]) -> bytes | None:
         parts.append(chunk)
 
 
-def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
+def _read_fast(data: bytes, path: str, limits: Limits, rows: _Rows | None = None,
+               base: int = 0) -> Weights | None:
     """The weights in *data*, or None when the general reader must read the whole file
-    (a bare CR, text that is not UTF-8, a header that differs)."""
+    (a bare CR, text that is not UTF-8, a header that differs). With *rows*, they are
+    added to those already read, and *data* (header line first) is the rest of a file
+    whose first *base* lines were read: line numbers in messages count them."""
     if data.startswith(_BOM):
         data = data[len(_BOM):]
     if not data.isascii():
@@ -345,9 +423,9 @@ def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
         except UnicodeDecodeError:
             return None
     raw = np.frombuffer(data, np.uint8)
-    ends = np.flatnonzero(raw == 10)  # the file ends with a line break (checked)
-    if np.count_nonzero(raw == 13) != np.count_nonzero(raw[ends[ends > 0] - 1] == 13):
+    if data.count(b"\r") != data.count(b"\r\n"):
         return None  # a CR that does not end a line
+    ends = np.flatnonzero(raw == 10)  # the file ends with a line break (checked)
     if ends.size and int(np.max(np.diff(ends, prepend=-1))) > max_line_chars():
         return None  # the general reader refuses it (LimitError), or counts characters
     starts = np.empty_like(ends)
@@ -362,7 +440,7 @@ def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
         counts = np.bincount(quote_line, minlength=lines)
         special = (counts > 0) | ((np.cumsum(counts) - counts) % 2 == 1)
     special_lines = np.flatnonzero(special)
-    rows = _Rows(path, limits)
+    rows = _Rows(path, limits) if rows is None else rows
     k = 1
     while k < lines:
         if special[k]:
@@ -373,7 +451,7 @@ def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
             reader = csv.reader(io.StringIO(text, newline=""), strict=True)
             try:
                 for row in reader:
-                    rows.add_row(row, k + reader.line_num)
+                    rows.add_row(row, base + k + reader.line_num)
             except csv.Error as e:
                 raise FormatError(f"malformed CSV ({e})", path=path) from e
             k = j
@@ -381,7 +459,7 @@ def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
         line = data[starts[k]:ends[k]].rstrip(b"\r")
         fields = line.split(b",")
         if len(fields) != 5 or fields[1] == METADATA_DTYPE.encode() or fields[3:] == [b"", b""]:
-            rows.add_row([f.decode("utf-8") for f in fields] if line else [], k + 1)
+            rows.add_row([f.decode("utf-8") for f in fields] if line else [], base + k + 1)
             k += 1
             continue
         prefix = line[: len(line) - len(fields[3]) - len(fields[4]) - 1]
@@ -395,13 +473,221 @@ def _read_fast(data: bytes, path: str, limits: Limits) -> Weights | None:
             run = _run_length(data, starts, ends, k, prefix, cap)
             if run >= _MIN_RUN:
                 tail = _strip_prefix(data, starts, ends, k, run, prefix)
-        if tail is None or not _add_run(rows, tail, k, run, fields):
+        if tail is None or not _add_run(rows, tail, base + k, run, fields):
             for i in range(k, k + max(run, 1)):
                 text_line = data[starts[i]:ends[i]].rstrip(b"\r")
-                rows.add_row([f.decode("utf-8") for f in text_line.split(b",")], i + 1)
+                rows.add_row([f.decode("utf-8") for f in text_line.split(b",")], base + i + 1)
             run = max(run, 1)
         k += run
     return rows.finish()
+
+
+# --- the block reader ------------------------------------------------------------------
+#
+# The usual file, as the writer makes it: each tensor's rows together and in order. The
+# file is walked one tensor (block) at a time: its first line gives the prefix
+# "name,dtype,shape," and the row count; its last line is found by its index; one count
+# checks that every line between starts with the prefix; the block is then parsed in one
+# call (the compiled path for large tensors, orjson for small ones). The first line it
+# does not recognise (quotes, rows out of order...) hands the rest of the file to
+# _read_fast, which reads it exactly as the csv module would.
+
+
+def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
+    """The weights in *data*, or None when the general reader must read the whole file."""
+    p = len(_BOM) if data.startswith(_BOM) else 0
+    for end in (b"\r\n", b"\n"):
+        if data.startswith(HEADER_LINE + end, p):
+            p += len(HEADER_LINE + end)
+            break
+    else:
+        return _read_fast(data, path, limits)
+    rows = _Rows(path, limits)
+    line = 2  # the number of the line at p
+    size = len(data)
+    while p < size:
+        e = data.find(b"\n", p)
+        first = data[p:e - 1] if data[e - 1:e] == b"\r" else data[p:e]
+        if b'"' in first or b"\r" in first:
+            break
+        try:
+            fields = [f.decode("utf-8") for f in first.split(b",")]
+        except UnicodeDecodeError:
+            break
+        if len(fields) != 5 or fields[1] == METADATA_DTYPE or fields[3:] == ["", ""]:
+            rows.add_row(fields if first else [], line)
+            p, line = e + 1, line + 1
+            continue
+        count = _row_count(fields[2].encode())
+        end = _block_end(data, p, first[: len(first) - len(fields[3]) - len(fields[4]) - 1],
+                         count)
+        if end < 0 or not _add_block(rows, data, p, end, count, fields, line):
+            break
+        p, line = end, line + count
+    if p >= size:
+        return rows.finish()
+    return _read_fast(HEADER_LINE + b"\r\n" + data[p:], path, limits, rows, line - 2)
+
+
+def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int) -> int:
+    """Where the *count* rows from *p* end, if every one starts with *prefix* and the last
+    has index count - 1; else -1."""
+    last = data.find(b"\n" + prefix + b"%d," % (count - 1), p - 1)
+    if last < 0:
+        return -1
+    end = data.find(b"\n", last + 1) + 1
+    if data.count(b"\n" + prefix, p - 1, end - 1) != count:
+        return -1
+    return end
+
+
+def _add_block(rows: _Rows, data: bytes, p: int, end: int, count: int, fields: list[str],
+               line: int) -> bool:
+    """Add the *count* rows in data[p:end] (each starting with the same three *fields*);
+    False if they must be read row by row."""
+    name, dtype_text, shape_text = fields[:3]
+    prefix = ",".join(fields[:3]).encode("utf-8") + b","
+    if _fasttext.enabled(count) and _no_hex(data, p, end, count, prefix):
+        parsed = _fasttext.csv_lines(memoryview(data)[p:end], dtype_text, count)
+        if parsed is None:
+            return False
+        indexes, values = parsed
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            return False  # NaN(0x..) and friends: read as text, which keeps a NaN's bits
+        rows.add_chunk(name, dtype_text, shape_text, _Chunk(indexes, values), line)
+        return True
+    tail = data[p + len(prefix):end].replace(b"\n" + prefix, b"\n")
+    return _add_run(rows, tail, line - 1, count, [f.encode("utf-8") for f in fields])
+
+
+# --- the lazy reader ---------------------------------------------------------------------
+#
+# open() scans a file laid out as the writer lays it out (each tensor's rows together, in
+# order, then metadata rows) for its blocks, a window at a time, and reads each tensor from
+# its block when asked, in slices, so that a conversion holds one tensor (and one slice of
+# its text). Any other file is read whole by read().
+
+#: Bytes of a block parsed at a time by the lazy reader.
+_SLICE_BYTES = 16 << 20
+
+
+class _Block(NamedTuple):
+    fields: list[str]  # tensor, dtype, shape
+    begin: int
+    end: int
+    rows: int
+    line: int
+    empty: bool
+
+
+def _open_blocks(text: _fasttext.FileText, path: str, limits: Limits) -> _CsvSource | None:
+    """The file's tensors as blocks of rows, or None when the file is not laid out so."""
+    p = len(_BOM) if text.get(0, len(_BOM)) == _BOM else 0
+    head = text.get(p, p + len(HEADER_LINE) + 2)
+    if head.startswith(HEADER_LINE + b"\r\n"):
+        p += len(HEADER_LINE) + 2
+    elif head.startswith(HEADER_LINE + b"\n"):
+        p += len(HEADER_LINE) + 1
+    else:
+        return None
+    blocks: dict[str, _Block] = {}
+    metadata: dict[str, str] = {}
+    line = 2
+    while p < text.size:
+        first = text.get(p, p + max_line_chars() + 1)  # a line is at most this long
+        e = first.find(b"\n")
+        if e < 0:
+            return None  # read() refuses the line
+        first, e = first[:e], p + e
+        first = first[:-1] if first.endswith(b"\r") else first
+        if b'"' in first or b"\r" in first:
+            return None
+        try:
+            fields = [f.decode("utf-8") for f in first.split(b",")]
+        except UnicodeDecodeError:
+            return None
+        if len(fields) != 5 or fields[0] in blocks or len(blocks) >= limits.max_tensors:
+            return None
+        if fields[1] == METADATA_DTYPE:
+            metadata[fields[0]] = fields[4]
+            p, line = e + 1, line + 1
+            continue
+        if fields[3:] == ["", ""]:
+            blocks[fields[0]] = _Block(fields[:3], p, p, 0, line, True)
+            p, line = e + 1, line + 1
+            continue
+        count = _row_count(fields[2].encode())
+        end = _block_end(text, p, first[: len(first) - len(fields[3]) - len(fields[4]) - 1],
+                         count)
+        if end < 0:
+            return None
+        blocks[fields[0]] = _Block(fields[:3], p, end, count, line, False)
+        p, line = end, line + count
+    return _CsvSource(text, blocks, metadata, path, limits)
+
+
+class _CsvSource(TensorSource):
+    """A CSV file's tensors, each read from its block of rows when asked."""
+
+    lazy = True
+
+    def __init__(self, text: _fasttext.FileText, blocks: dict[str, _Block],
+                 metadata: dict[str, str], path: str, limits: Limits) -> None:
+        infos = []
+        for name, block in blocks.items():
+            dtype, shape = _tensor_type(name, block.fields[1], block.fields[2], path)
+            count = math.prod(shape)
+            limits.check_tensor(path, name, count * dtype.itemsize)
+            _check_rows(name, count, block.rows, block.empty, block.fields[2], path)
+            infos.append(TensorInfo(name, dtype, shape))
+        super().__init__(infos, metadata)
+        self._infos = {info.name: info for info in infos}
+        self._text, self._blocks, self._path = text, blocks, path
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        info, block = self._infos[name], self._blocks[name]
+        if info.count == 0:
+            return np.zeros(info.shape, dtype=info.dtype)
+        placer = _Placer(name, info.dtype, info.shape, self._path)
+        position, line = block.begin, block.line
+        while position < block.end:
+            piece = self._text.get(position, min(block.end, position + _SLICE_BYTES))
+            if position + len(piece) < block.end:
+                piece = piece[:piece.rfind(b"\n") + 1]  # whole lines (one is < 1.3 MB)
+            rows = piece.count(b"\n")
+            for chunk in self._chunks(piece, rows, block.fields, line):
+                placer.values(chunk, placer.indexes(chunk))
+            position, line = position + len(piece), line + rows
+        placer.check_complete()
+        return placer.out.reshape(info.shape)
+
+    def _chunks(self, piece: bytes, rows: int, fields: list[str], line: int) -> list[_Chunk]:
+        """The rows in *piece* (all of one tensor), parsed as the block reader parses them."""
+        got = _Rows(self._path, DEFAULT_LIMITS)
+        if not _add_block(got, piece, 0, len(piece), rows, [*fields, "", ""], line):
+            try:
+                for i, text_line in enumerate(piece.split(b"\n")[:-1]):
+                    got.add_row([f.decode("utf-8") for f in text_line.rstrip(b"\r").split(b",")],
+                                line + i)
+            except UnicodeDecodeError as e:
+                raise FormatError(f"not UTF-8 text ({e.reason})", path=self._path,
+                                  field=f"line {line}") from e
+        return got.order[fields[0]][2] if fields[0] in got.order else []
+
+
+def _no_hex(data: bytes, p: int, end: int, rows: int, prefix: bytes) -> bool:
+    """Whether data[p:end] (*rows* rows starting with *prefix*) has no x or X beyond the
+    prefixes: Arrow reads an integer 0x10 as 16, where the general reader refuses it.
+    Counted in slices into reused buffers (no fresh pages for a whole block)."""
+    step = 1 << 22
+    lowered = np.empty(step, np.uint8)
+    hits = np.empty(step, bool)
+    found = 0
+    for start in range(p, end, step):
+        n = min(step, end - start)
+        np.bitwise_or(np.frombuffer(data, np.uint8, n, start), 0x20, out=lowered[:n])
+        found += np.count_nonzero(np.equal(lowered[:n], ord("x"), out=hits[:n]))  # x or X
+    return found == rows * (prefix.count(b"x") + prefix.count(b"X"))
 
 
 def _row_count(shape_text: bytes) -> int:
@@ -451,6 +737,7 @@ def _strip_prefix(data: bytes, starts: np.ndarray, ends: np.ndarray, k: int, run
 def _add_run(rows: _Rows, tail: bytes, k: int, run: int, fields: list[bytes]) -> bool:
     """Add lines k .. k+run-1, given without their shared prefix (the first three *fields*);
     False if they must go row by row."""
+    name, dtype_text, shape_text = (f.decode("utf-8") for f in fields[:3])
     raw = np.frombuffer(tail, np.uint8)
     commas, breaks = np.flatnonzero(raw == 44), np.flatnonzero(raw == 10)
     if commas.size != run or breaks.size != run or not (commas < breaks).all() or not (
@@ -461,8 +748,6 @@ def _add_run(rows: _Rows, tail: bytes, k: int, run: int, fields: list[bytes]) ->
     flat = flat.replace(b"\r\n", b",")
     if b"\n" in flat:  # some lines end with LF alone
         flat = flat.replace(b"\n", b",")
-    name, dtype_text, shape_text = (f.decode("utf-8") for f in fields[:3])
-    name = unguard(name)
     chunk = None
     if dtype_text != "bool" and not flat.translate(None, _NUMERIC) and not (
             flat.startswith(b"-0,") or b",-0," in flat or flat.endswith(b",-0")):
@@ -498,41 +783,76 @@ def _parse_run(flat: bytes, dtype_text: str) -> _Chunk | None:
 
 def _build(name: str, dtype_text: str, shape_text: str, chunks: list[_Chunk],
            marked_empty: bool, path: str, limits: Limits, total: int) -> np.ndarray:
+    dtype, shape = _tensor_type(name, dtype_text, shape_text, path)
+    count = math.prod(shape)  # exact: a float product overflows on absurd claims
+    limits.check_tensor(path, name, count * dtype.itemsize, total)
+    _check_rows(name, count, sum(len(c.values) for c in chunks), marked_empty, shape_text, path)
+    if count == 0:
+        return np.zeros(shape, dtype=dtype)
+    placer = _Placer(name, dtype, shape, path)
+    indexes = [placer.indexes(c) for c in chunks]
+    placer.check_complete()
+    for chunk, idx in zip(chunks, indexes, strict=True):
+        placer.values(chunk, idx)
+    return placer.out.reshape(shape)
+
+
+def _tensor_type(name: str, dtype_text: str, shape_text: str,
+                 path: str) -> tuple[np.dtype, tuple[int, ...]]:
+    """A tensor's dtype and shape from their fields, checked."""
     where = f"tensor {name!r}"
     try:
         dtype = canonical_dtype(dtype_text)
     except WeightsError as e:
         raise FormatError(path=path, field=f"{where} dtype", expected=e.expected,
                           found=dtype_text) from e
-    shape = parse_shape(shape_text, where, path)
-    count = math.prod(shape)  # exact: a float product overflows on absurd claims
-    limits.check_tensor(path, name, count * dtype.itemsize, total)
-    rows = sum(len(c.values) for c in chunks)
+    return dtype, parse_shape(shape_text, where, path)
+
+
+def _check_rows(name: str, count: int, rows: int, marked_empty: bool, shape_text: str,
+                path: str) -> None:
     if rows != count or (marked_empty and count):
-        raise FormatError(path=path, field=where,
+        raise FormatError(path=path, field=f"tensor {name!r}",
                           expected=f"{count:,} value rows for shape {shape_text}",
                           found=f"{rows:,}" + (" and an empty-tensor row"
                                                if marked_empty and count else ""))
-    if count == 0:
-        return np.zeros(shape, dtype=dtype)
-    try:
-        idx = np.concatenate([np.asarray(c.indexes, dtype=np.int64) for c in chunks])
-    except (ValueError, OverflowError) as e:
-        raise FormatError(path=path, field=f"{where} index", expected="integers") from e
-    if idx.min() < 0 or idx.max() >= count:
-        raise FormatError(path=path, field=f"{where} index", expected=f"0 to {count - 1}",
-                          found=int(idx.min() if idx.min() < 0 else idx.max()))
-    seen = np.zeros(count, dtype=bool)
-    seen[idx] = True
-    if not seen.all():
-        missing = int(np.argmin(seen))
-        raise FormatError(path=path, field=f"{where} index",
-                          expected="each index once", found=f"index {missing} missing")
-    parts = [_parse_values(c.values, dtype, where, path) if isinstance(c.values, list)
-             else cast_exact(c.values, dtype, f"{where} value", path) for c in chunks]
-    out = np.empty(count, dtype=dtype)
-    out[idx] = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    return out.reshape(shape)
+
+
+class _Placer:
+    """A tensor's values put in place chunk by chunk, each index checked."""
+
+    def __init__(self, name: str, dtype: np.dtype, shape: tuple[int, ...], path: str) -> None:
+        self.where, self.dtype, self.path = f"tensor {name!r}", dtype, path
+        self.count = math.prod(shape)
+        self.out = np.empty(self.count, dtype=dtype)
+        self.seen = np.zeros(self.count, dtype=bool)
+
+    def indexes(self, chunk: _Chunk) -> np.ndarray:
+        """The chunk's indexes, checked to be integers within the tensor, marked as seen."""
+        try:
+            idx = np.asarray(chunk.indexes, dtype=np.int64)
+        except (ValueError, OverflowError) as e:
+            raise FormatError(path=self.path, field=f"{self.where} index",
+                              expected="integers") from e
+        if idx.size and (idx.min() < 0 or idx.max() >= self.count):
+            raise FormatError(path=self.path, field=f"{self.where} index",
+                              expected=f"0 to {self.count - 1}",
+                              found=int(idx.min() if idx.min() < 0 else idx.max()))
+        self.seen[idx] = True
+        return idx
+
+    def check_complete(self) -> None:
+        if not self.seen.all():
+            missing = int(np.argmin(self.seen))
+            raise FormatError(path=self.path, field=f"{self.where} index",
+                              expected="each index once", found=f"index {missing} missing")
+
+    def values(self, chunk: _Chunk, idx: np.ndarray) -> None:
+        """The chunk's values parsed and put at *idx*."""
+        values = (_parse_values(chunk.values, self.dtype, self.where, self.path)
+                  if isinstance(chunk.values, list)
+                  else cast_exact(chunk.values, self.dtype, f"{self.where} value", self.path))
+        self.out[idx] = values
 
 
 def _parse_values(values: list[str], dtype: np.dtype, where: str, path: str) -> np.ndarray:

@@ -288,11 +288,14 @@ class NpzCodec(Codec):
                               field="zip comment") from e
         stored = None
         if prefix == COMMENT_PREFIX:
-            if not isinstance(doc, dict) or set(doc) != {"metadata", "header_crc32"}:
+            # header_crc32 is optional (docs/formats.md: files without it load unverified)
+            if not isinstance(doc, dict) or not {"metadata"} <= set(doc) <= {"metadata",
+                                                                            "header_crc32"}:
                 raise FormatError(path=path, field="zip comment",
-                                  expected='{"metadata": {...}, "header_crc32": "..."}',
-                                  found=doc)
-            stored = parse_crc(doc["header_crc32"], path, "zip comment header_crc32")
+                                  expected='{"metadata": {...}} with an optional '
+                                  '"header_crc32": "..."', found=doc)
+            if "header_crc32" in doc:
+                stored = parse_crc(doc["header_crc32"], path, "zip comment header_crc32")
             doc = doc["metadata"]
         if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
             raise FormatError(path=path, field="zip comment metadata",

@@ -15,22 +15,27 @@ significant digits in JSON and CSV) and the ``weightstore shrink`` result. The P
 frontier (:func:`pareto`) is the smallest file at each accuracy: a row is on it when no
 other row is as small or smaller with an accuracy as high or higher (and one of the two
 strictly better). :mod:`.render` writes the report as text, Markdown, JSON or CSV;
-:mod:`.plot` draws it (the ``plot`` extra).
+:mod:`.html` writes it as one self-contained web page (chart, sortable table, per-tensor
+error histograms: :attr:`Row.tensor_errors`); :mod:`.plot` draws it (the ``plot`` extra).
 
 Nothing here is a stored figure: every number comes from files written in the run.
 """
 
 from __future__ import annotations
 
+from .html import render_html
 from .measure import (
+    ERROR_BIN_EDGES,
     Diff,
     Headline,
     Progress,
     Report,
     Row,
+    TensorErrors,
     build_report,
     compare,
     pareto,
+    tensor_errors,
     zip_size,
 )
 from .plot import check_plot_available, plot
@@ -52,4 +57,5 @@ __all__ = [
     "default_variants", "precision_variants", "build_report", "compare", "zip_size", "pareto",
     "text_dump", "parse_text_dump", "render", "render_text", "render_markdown", "render_json",
     "render_csv", "frontier_only", "iter_formats", "check_plot_available", "plot",
+    "render_html", "TensorErrors", "tensor_errors", "ERROR_BIN_EDGES",
 ]

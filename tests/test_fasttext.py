@@ -1,0 +1,285 @@
+"""The text codecs' compiled paths (weightstore/codecs/_fasttext.py) against their general
+code: the same bytes written, the same values read bit for bit, the same kind of error
+(a FormatError naming the file) for damaged files; and the text formats' lazy open."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+
+import numpy as np
+import orjson
+import pytest
+from corpus import corpus, damaged_csv
+
+import weightstore as ws
+from weightstore.codec import DEFAULT_LIMITS
+from weightstore.codecs import _fasttext, json_codec
+from weightstore.codecs.csv_codec import CsvCodec, _read_blocks, _read_fast, _rows
+from weightstore.codecs.json_codec import JsonCodec
+
+pytest.importorskip("pyarrow", reason="the compiled path needs the 'text' extra")
+
+
+@pytest.fixture
+def compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled path for tensors of any size (it is used from MIN_VALUES values on)."""
+    monkeypatch.setattr(_fasttext, "MIN_VALUES", 0)
+
+
+def _weights() -> ws.Weights:
+    tensors, metadata = corpus()
+    rng = np.random.default_rng(5)
+    tensors["big"] = (rng.standard_normal((300, 70)) * 0.02).astype(np.float32)
+    tensors["big16"] = tensors["big"][:40].astype(np.float16)
+    tensors["ints"] = rng.integers(-2**40, 2**40, 999).astype(np.int64)
+    tensors["wide"] = rng.integers(0, 2**64 - 1, 50, dtype=np.uint64)
+    return ws.Weights(tensors, metadata)
+
+
+def _outcome(read, data: bytes):
+    """What reading gives: the tensors' names, dtypes, shapes and bytes, or the error."""
+    try:
+        got = read(data)
+    except ws.WeightstoreError as e:
+        return ("error", type(e).__name__, "'f'" in str(e) or "f:" in str(e) or " f " in str(e))
+    if got is None:
+        return None
+    return ("ok", list(got), [(got[k].dtype.str, got[k].shape, got[k].tobytes()) for k in got],
+            dict(got.metadata))
+
+
+def _both(data: bytes, fast, general, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(_fasttext, "MIN_VALUES", 0)
+    a = _outcome(fast, data)
+    monkeypatch.setattr(_fasttext, "MIN_VALUES", 1 << 62)
+    b = _outcome(general, data)
+    return a, b
+
+
+def test_csv_rows_are_the_same_bytes_both_ways() -> None:
+    rng = np.random.default_rng(2)
+    from weightstore.codecs._text import value_text
+
+    for values in (rng.standard_normal(1000).astype(np.float32), np.arange(-5, 5),
+                   np.array([np.nan, np.inf, -0.0, 1e-45], np.float32)):
+        text = value_text(values)
+        for start in (0, 7, 2**40):
+            assert bytes(_fasttext.csv_rows(b"a/b,float32,9,", start, text)) == \
+                _rows(b"a/b,float32,9,", start, text)
+
+
+def test_csv_written_and_read_both_ways_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = _weights()
+    files = []
+    for fast in (True, False):
+        monkeypatch.setattr(_fasttext, "MIN_VALUES", 0 if fast else 1 << 62)
+        buf = io.BytesIO()
+        CsvCodec().write(weights, buf, path="f")
+        files.append(buf.getvalue())
+    assert files[0] == files[1]
+    fast, general = _both(files[0], lambda d: CsvCodec().read(io.BytesIO(d), path="f"),
+                          lambda d: CsvCodec().read(io.BytesIO(d), path="f"), monkeypatch)
+    assert fast == general and fast[0] == "ok"
+    got = CsvCodec().read(io.BytesIO(files[0]), path="f")
+    assert got.equal(weights)
+
+
+def test_csv_block_reader_agrees_with_the_run_reader_on_damaged_files(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block reader with the compiled path gives what the run reader gives without it,
+    on files with rows shuffled, duplicated, blanked or given odd values and line ends."""
+    weights = _weights()
+    plain = ws.Weights({k: v for k, v in weights.items() if not any(c in k for c in ',"')})
+    files = []
+    for w in (weights, plain):
+        buf = io.BytesIO()
+        CsvCodec().write(w, buf, path="f")
+        files.append(buf.getvalue())
+    r = random.Random(7)
+    edits = [b"x", b"e5", b".5", b"0", b" ", b",", b"-0", b"1e400", b"NaN", b"+1", b"1.0",
+             b"99999999999999999999", b"nan", b"-nan", b"inf", b"0x10", b"1e", b"01"]
+    compared = 0
+    for _ in range(150):
+        op, data = damaged_csv(files, r, edits, shuffle_all=False)
+        fast, general = _both(data, lambda d: _read_blocks(d, "f", DEFAULT_LIMITS),
+                              lambda d: _read_fast(d, "f", DEFAULT_LIMITS), monkeypatch)
+        if fast is not None and general is not None:
+            compared += 1
+            assert fast == general, (op, data[:300])
+    assert compared > 100
+
+
+def test_csv_falls_back_without_pyarrow(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr(_fasttext, "MIN_VALUES", 0)
+    monkeypatch.setattr(_fasttext, "_pyarrow", lambda: None)
+    assert not _fasttext.enabled(10**9)
+    weights = _weights()
+    ws.save(weights, tmp_path / "w.csv")
+    assert ws.load(tmp_path / "w.csv").equal(weights)
+
+
+def _json_general(data: bytes) -> ws.Weights:
+    original = json_codec._read_compact
+    json_codec._read_compact = lambda *a: None
+    try:
+        return JsonCodec().read(io.BytesIO(data), path="f")
+    finally:
+        json_codec._read_compact = original
+
+
+def _json_compact(data: bytes) -> ws.Weights | None:
+    return json_codec._read_compact(data, "f", DEFAULT_LIMITS, True)
+
+
+def test_json_compact_reader_agrees_with_the_whole_document_reader(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = _weights()
+    buf = io.BytesIO()
+    JsonCodec().write(weights, buf, path="f")
+    data = buf.getvalue()
+    assert _json_compact(data) is not None  # the writer's layout is the compact one
+    fast, general = _both(data, _json_compact, _json_general, monkeypatch)
+    assert fast == general and fast[0] == "ok"
+    # in slices: each slice of the numbers parsed on its own
+    monkeypatch.setattr(_fasttext, "JSON_SLICE_BYTES", 64)
+    assert _outcome(_json_compact, data) == general
+
+
+def test_json_compact_reader_agrees_on_damaged_documents(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(9)
+    weights = ws.Weights({"a": (rng.standard_normal((20, 30)) * 0.02).astype(np.float32),
+                          "i": np.arange(-50, 50, dtype=np.int8),
+                          "h": np.array([0.5, np.nan, 2.0], np.float16)}, {"k": "v"})
+    buf = io.BytesIO()
+    JsonCodec().write(weights, buf, path="f")
+    data = buf.getvalue()
+    r = random.Random(3)
+    edits = [b"01", b"-0", b".5", b"5.", b"+1", b"1e400", b"1e5", b" 1", b'"NaN"', b"[1]",
+             b"1,2", b"", b"true", b"300", b"-129", b"1.5", b"]", b"[", b"0x1", b"1E-5"]
+    monkeypatch.setattr(_fasttext, "JSON_SLICE_BYTES", 200)
+    compared = 0
+    for _ in range(200):
+        at = [m for m in range(len(data)) if data[m:m + 1] in (b",", b"[")]
+        i = r.choice(at) + 1
+        j = i
+        while data[j:j + 1] not in (b",", b"]"):
+            j += 1
+        damaged = data[:i] + r.choice(edits) + data[j:]
+        fast, general = _outcome(_json_compact, damaged), _outcome(_json_general, damaged)
+        if fast is None:
+            continue  # not the compact layout: the whole-document reader reads it
+        compared += 1
+        if general[0] == "error":
+            assert fast[0] == "error" and fast[1] == general[1], damaged
+        else:
+            assert fast == general, damaged
+    assert compared > 100
+
+
+def test_json_read_holds_one_tensors_python_objects_at_a_time(tmp_path) -> None:
+    """The compact reader parses the numbers of one slice of one tensor at a time."""
+    seen = []
+    original = orjson.loads
+
+    def counting(text, *a):
+        seen.append(len(text))
+        return original(text, *a)
+
+    weights = ws.Weights({f"t{i}": np.arange(5000, dtype=np.float32) / 7 for i in range(4)})
+    ws.save(weights, tmp_path / "w.json")
+    size = (tmp_path / "w.json").stat().st_size
+    import weightstore.codecs._fasttext as ft
+
+    ft_orjson = ft.orjson
+    try:
+        ft.orjson = type("O", (), {"loads": staticmethod(counting)})
+        got = ws.load(tmp_path / "w.json")
+    finally:
+        ft.orjson = ft_orjson
+    assert got.equal(weights)
+    assert len(seen) == 4 and max(seen) < size / 3
+
+
+# --- safetensors, streamed -------------------------------------------------------------
+
+
+def test_streamed_safetensors_is_read_by_the_library(tmp_path) -> None:
+    st = pytest.importorskip("safetensors.numpy")
+    tensors, metadata = corpus()
+    tensors = {k: v for k, v in tensors.items() if "bfloat16" not in k}
+    weights = ws.Weights(tensors, metadata)
+    path = tmp_path / "w.safetensors"
+    ws.save(weights, path)
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    assert length % 8 == 0
+    header = json.loads(raw[8:8 + length])
+    crcs = json.loads(header["__metadata__"]["weightstore.crc32"])
+    from weightstore.integrity import tensor_crc32
+
+    assert crcs == {k: f"{tensor_crc32(v):08x}" for k, v in weights.items()}
+    loaded = st.load_file(str(path))
+    for name, array in weights.items():
+        np.testing.assert_array_equal(loaded[name], array)
+    assert ws.load(path).equal(weights)  # checksums verified
+
+
+# --- lazy open of the text formats -------------------------------------------------------
+
+
+def _lazy_outcome(path):
+    try:
+        with ws.open(path) as lazy:
+            got = ws.Weights({k: np.array(lazy[k]) for k in lazy}, dict(lazy.metadata))
+    except ws.WeightstoreError as e:
+        return ("error", type(e).__name__)
+    return ("ok", list(got), [(got[k].dtype.str, got[k].shape, got[k].tobytes()) for k in got],
+            dict(got.metadata))
+
+
+def _load_outcome(path):
+    try:
+        got = ws.load(path)
+    except ws.WeightstoreError as e:
+        return ("error", type(e).__name__)
+    return ("ok", list(got), [(got[k].dtype.str, got[k].shape, got[k].tobytes()) for k in got],
+            dict(got.metadata))
+
+
+@pytest.mark.parametrize("ext", [".csv", ".json"])
+def test_lazy_open_reads_what_load_reads_on_damaged_files(ext: str, tmp_path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """open() reads each tensor from its own text (in slices: small ones here); it gives what
+    load gives, or an error of the same kind, on files with values, rows or shapes edited."""
+    from weightstore.codecs import csv_codec, json_codec
+
+    monkeypatch.setattr(csv_codec, "_SLICE_BYTES", 300)
+    monkeypatch.setattr(_fasttext, "JSON_SLICE_BYTES", 300)
+    monkeypatch.setattr(_fasttext, "MIN_VALUES", 0)
+    rng = np.random.default_rng(4)
+    weights = ws.Weights({"a": (rng.standard_normal((20, 30)) * 0.02).astype(np.float32),
+                          "i": np.arange(-50, 50, dtype=np.int8),
+                          "h": np.array([0.5, np.nan, 2.0], np.float16),
+                          "e": np.zeros((0, 3), np.float32)}, {"k": "v"})
+    path = tmp_path / f"w{ext}"
+    ws.save(weights, path)
+    data = path.read_bytes()
+    assert isinstance(ws.open(path)._source, (csv_codec._CsvSource, json_codec._CompactSource))
+    assert _lazy_outcome(path) == _load_outcome(path) == _load_outcome(path)
+    r = random.Random(11)
+    edits = [b"1.5", b"-0", b"x", b"NaN", b"300", b"99999999999999999999", b"", b"1e400",
+             b"7", b"0,1", b"2x2"]
+    for _ in range(60):
+        cut = r.choice([m for m in range(len(data)) if data[m:m + 1] == b","]) + 1
+        stop = cut
+        while data[stop:stop + 1] not in (b",", b"\r", b"]"):
+            stop += 1
+        path.write_bytes(data[:cut] + r.choice(edits) + data[stop:])
+        lazy, loaded = _lazy_outcome(path), _load_outcome(path)
+        if loaded[0] == "ok":
+            assert lazy == loaded
+        else:
+            assert lazy[0] == "error", (lazy, loaded)
