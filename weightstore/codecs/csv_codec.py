@@ -241,7 +241,11 @@ class CsvCodec(Codec):
         the spreadsheet guard removed (:func:`unguard`)."""
         source = self._open(fileobj, path=path, limits=limits, verify=verify)
         fileobj.seek(0)
-        return source if fileobj.read(4) == ZIP_MAGICS[0] else _Unguarded(source)
+        if fileobj.read(4) == ZIP_MAGICS[0] or not any(
+                unguard(text) != text for text in (*(t.name for t in source.tensors),
+                                                    *source.metadata, *source.metadata.values())):
+            return source  # the matrix layout, or nothing guarded: the source itself
+        return _Unguarded(source)
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True, budget: Budget | None = None) -> Weights:
