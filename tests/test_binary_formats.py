@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import shutil
+import struct
 import subprocess
 import zipfile
 from pathlib import Path
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zstandard
+from conftest import require_tool
 
 import weightstore as ws
 from weightstore.codec import Limits
@@ -82,9 +83,15 @@ def test_hdf5_layout_for_other_tools(tmp_path: Path) -> None:
         # metadata is a fixed-length UTF-8 string: h5py gives it back as bytes
         assert f["W1"].compression == "gzip" and f.attrs["source"] == b"t"
         np.testing.assert_array_equal(f["W1"][()], W["W1"])
-    if shutil.which("h5dump"):
-        out = subprocess.run(["h5dump", "-H", str(path)], capture_output=True, text=True)
-        assert 'DATASET "W1"' in out.stdout
+
+
+def test_hdf5_tools_read_our_file(tmp_path: Path) -> None:
+    h5dump = require_tool("h5dump")  # Debian's hdf5-tools; .ci/run installs it
+    path = tmp_path / "w.h5"
+    ws.save(W, path, compression="gzip", level=9)
+    out = subprocess.run([h5dump, "-H", str(path)], capture_output=True, text=True, check=True)
+    assert 'DATASET "W1"' in out.stdout and 'GROUP "g"' in out.stdout
+    assert 'DATASET "b"' in out.stdout
 
 
 def test_hdf5_written_by_h5py_in_name_order_loads(tmp_path: Path) -> None:
@@ -140,11 +147,10 @@ def test_bfloat16_is_refused_where_the_format_cannot_hold_it(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("inner", ["json", "csv", "npz", "pkl", "h5"])
 def test_zstd_command_line_restores_the_inner_file(tmp_path: Path, inner: str) -> None:
-    if not shutil.which("zstd"):
-        pytest.skip("the zstd command-line tool is not installed")
+    zstd = require_tool("zstd")
     path = tmp_path / f"w.{inner}.zst"
     ws.save(W, path, level=19)
-    subprocess.run(["zstd", "-q", "-d", str(path)], check=True)
+    subprocess.run([zstd, "-q", "-d", str(path)], check=True)
     assert W.equal(ws.load(tmp_path / f"w.{inner}"))
 
 
@@ -231,3 +237,80 @@ def test_npz_header_numpy_cannot_tokenize_is_a_format_error(tmp_path: Path) -> N
         ws.load(path)
     with pytest.raises(ws.FormatError, match="token.npz"), ws.open(path) as lazy:
         lazy["x"]
+
+
+# --- damaged compressed npz members; zstd frames other than one plain frame ---------
+
+
+def _deflated_member_span(path: Path, name: str) -> tuple[int, int]:
+    """(start, length) of *name*'s deflate data in the npz at *path*."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+        assert info.compress_type == zipfile.ZIP_DEFLATED
+    raw = path.read_bytes()
+    offset = info.header_offset
+    name_len, extra_len = struct.unpack_from("<HH", raw, offset + 26)
+    return offset + 30 + name_len + extra_len, info.compress_size
+
+
+@pytest.mark.parametrize("where", [0.0, 0.5, 0.99])
+def test_npz_damaged_compressed_member_is_named(tmp_path: Path, where: float) -> None:
+    path = tmp_path / "w.npz"
+    big = ws.Weights({"W1": np.random.default_rng(0).standard_normal((200, 50)), "b": np.ones(3)})
+    ws.save(big, path, compressed=True)
+    start, length = _deflated_member_span(path, "W1.npy")
+    data = bytearray(path.read_bytes())
+    data[start + int(length * where)] ^= 0x55
+    path.write_bytes(bytes(data))
+    with pytest.raises(ws.FormatError, match="W1") as e:  # bad deflate data or its CRC
+        ws.load(path)
+    assert str(path) in str(e.value)
+    # lazily: refused when its header is read (at open) or its data (on access)
+    with pytest.raises(ws.FormatError, match="W1"), ws.open(path) as lazy:
+        assert np.array_equal(lazy["b"], np.ones(3))  # the other member still reads
+        lazy["W1"]
+
+
+def _skippable(payload: bytes, kind: int = 0) -> bytes:
+    return struct.pack("<II", 0x184D2A50 + kind, len(payload)) + payload
+
+
+def test_zstd_skippable_frames_around_the_data_are_ignored(tmp_path: Path) -> None:
+    inner = tmp_path / "w.json"
+    ws.save(W, inner)
+    frame = zstandard.ZstdCompressor().compress(inner.read_bytes())
+    path = tmp_path / "w.json.zst"
+    path.write_bytes(_skippable(b"made by a tool") + frame + _skippable(b"", 15))
+    assert ws.load(path).equal(W)
+    # two data frames one after the other are one stream, as `zstd -d` reads it
+    half = len(inner.read_bytes()) // 2
+    c = zstandard.ZstdCompressor()
+    path.write_bytes(c.compress(inner.read_bytes()[:half]) + _skippable(b"x")
+                     + c.compress(inner.read_bytes()[half:]))
+    assert ws.load(path).equal(W)
+
+
+def test_zstd_skippable_frame_cut_short_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "w.json.zst"
+    ws.save(W, path)
+    path.write_bytes(path.read_bytes() + _skippable(b"0123456789")[:-3])
+    with pytest.raises(ws.FormatError, match="skippable frame .*truncated"):
+        ws.load(path)
+
+
+def test_zstd_only_skippable_frames_is_not_a_weight_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.json.zst"
+    path.write_bytes(_skippable(b"nothing else"))
+    with pytest.raises(ws.WeightstoreError, match="w.json.zst"):
+        ws.load(path)
+
+
+def test_zstd_inside_zstd_is_refused(tmp_path: Path) -> None:
+    once = tmp_path / "w.json.zst"
+    ws.save(W, once)
+    twice = tmp_path / "twice.zst"  # the content, not the name, says what is inside
+    twice.write_bytes(zstandard.ZstdCompressor().compress(once.read_bytes()))
+    with pytest.raises(ws.FormatError, match="zstd inside zstd"):
+        ws.load(twice)
+    with pytest.raises(ws.FormatError, match="zstd inside zstd"):
+        ws.load(twice, "zstd")

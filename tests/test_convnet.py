@@ -6,51 +6,39 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_data_dir
 
 import net.convnet as convnet
 import weightstore
 from net.convnet import ConvNet, ConvSpec, DeepConvNet, SimpleConvNet
 from net.data import resolve
 from net.errors import ModelError, OptionError
+from net.mlp import ThreeLayerNet
 from net.mnist import load_test_set
 from net.models import MODELS, build_model, detect_model, multiply_adds_per_image
 
-DATA = shared_data_dir() or Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"reference data not found at {DATA} (../shared/data)"
-)
+#: Images on which the engine is compared with the book's layer-by-layer path.
+LAYER_CHECK_IMAGES = 300
 
 
-def load_params(name: str) -> dict[str, np.ndarray]:
-    """A reference file through the project's resolver (SHA-256 checked) and safe loader."""
-    return dict(weightstore.load(resolve(name, DATA)))
-
-
-def load_mnist_test() -> tuple[np.ndarray, np.ndarray]:
+@pytest.fixture(scope="module")
+def mnist(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """MNIST test set: images (10000, 1, 28, 28) float32 in [0, 1], labels (10000,) uint8."""
-    return load_test_set(DATA, flatten=False, download=False)
+    return load_test_set(data_dir, flatten=False, download=False)
+
+
+def load_params(name: str, data_dir: Path) -> dict[str, np.ndarray]:
+    """A reference file through the project's resolver (SHA-256 checked) and safe loader."""
+    return dict(weightstore.load(resolve(name, data_dir)))
 
 
 @pytest.fixture(scope="module")
-def mnist():
-    if not DATA.is_dir():
-        pytest.skip(f"reference data not found at {DATA}")
-    return load_mnist_test()
+def simple_params(data_dir: Path) -> dict[str, np.ndarray]:
+    return load_params("simple_convnet_params.pkl", data_dir)
 
 
 @pytest.fixture(scope="module")
-def simple_params():
-    if not DATA.is_dir():
-        pytest.skip(f"reference data not found at {DATA}")
-    return load_params("simple_convnet_params.pkl")
-
-
-@pytest.fixture(scope="module")
-def deep_params():
-    if not DATA.is_dir():
-        pytest.skip(f"reference data not found at {DATA}")
-    return load_params("deep_convnet_params.pkl")
+def deep_params(data_dir: Path) -> dict[str, np.ndarray]:
+    return load_params("deep_convnet_params.pkl", data_dir)
 
 
 def random_params(cls: type[ConvNet], seed: int = 0, dtype=np.float64) -> dict[str, np.ndarray]:
@@ -82,7 +70,6 @@ def test_param_shapes_are_the_books():
     }  # fmt: skip
 
 
-@needs_data
 def test_param_shapes_match_reference_files(simple_params, deep_params):
     for cls, params in ((SimpleConvNet, simple_params), (DeepConvNet, deep_params)):
         assert {k: v.shape for k, v in params.items()} == cls.param_shapes()
@@ -259,11 +246,10 @@ def test_dropout_before_last_affine_matters():
 
 
 # --------------------------------------------------------------------------- models
-@needs_data
-def test_detect_reference_files(simple_params, deep_params):
+def test_detect_reference_files(simple_params, deep_params, data_dir):
     assert detect_model(simple_params) == "simple_convnet"
     assert detect_model(deep_params) == "deep_convnet"
-    assert detect_model(load_params("sample_weight.pkl")) == "mlp"
+    assert detect_model(load_params("sample_weight.pkl", data_dir)) == "mlp"
     assert isinstance(build_model(simple_params), SimpleConvNet)
     assert isinstance(build_model(deep_params), DeepConvNet)
 
@@ -306,48 +292,42 @@ def test_build_model_explicit():
 
 
 def test_build_mlp():
-    mlp = pytest.importorskip("net.mlp", reason="net.mlp is not written yet")
     params = {k: np.zeros(s, np.float32) for k, s in MODELS["mlp"].param_shapes().items()}
-    assert isinstance(build_model(params), mlp.ThreeLayerNet)
+    assert isinstance(build_model(params), ThreeLayerNet)
 
 
 # --------------------------------------------------------------------------- reference results
-@needs_data
-def test_simple_convnet_reference_accuracy(simple_params, mnist):
+@pytest.mark.parametrize(("name", "cls", "measured"), [
+    ("simple_convnet_params.pkl", SimpleConvNet, 0.989),
+    # the session's one DeepConvNet run over the test set, when this test comes first
+    pytest.param("deep_convnet_params.pkl", DeepConvNet, 0.9935, marks=pytest.mark.slow),
+])
+def test_reference_accuracy(name, cls, measured, data_dir, mnist, full_test_set_evaluation):
     x, t = mnist
-    net = SimpleConvNet.from_weights(simple_params)
-    scores = net.predict(x)
-    expected = direct_scores(net, x)
-    np.testing.assert_allclose(scores, expected, rtol=1e-10, atol=1e-10)
-    assert np.array_equal(np.argmax(scores, axis=1), np.argmax(expected, axis=1))
-    accuracy = net.accuracy(x, t)
-    assert accuracy == np.mean(np.argmax(expected, axis=1) == t)
-    assert accuracy == 0.989  # measured; the book reports about 0.99
+    full = full_test_set_evaluation(name)
+    # On the first few hundred images: the engine's scores are the layer-by-layer ones,
+    # and its classes those of the session's full-test-set run.
+    net = cls.from_weights(load_params(name, data_dir))
+    few = x[:LAYER_CHECK_IMAGES]
+    expected = direct_scores(net, few)
+    np.testing.assert_allclose(net.predict(few), expected, rtol=1e-10, atol=1e-10)
+    assert np.array_equal(np.argmax(expected, axis=1), full.predictions[:LAYER_CHECK_IMAGES])
+    assert full.model == name.removesuffix("_params.pkl") and full.total == len(t) == 10_000
+    assert full.accuracy == np.mean(full.predictions == t) == full.correct / 10_000
+    assert full.accuracy == measured  # the book reports about 0.99
 
 
-@needs_data
-def test_deep_convnet_reference_accuracy(deep_params, mnist):
+@pytest.mark.parametrize("name", [
+    "simple_convnet_params.pkl",
+    pytest.param("deep_convnet_params.pkl", marks=pytest.mark.slow),
+])
+def test_float16_weights_keep_accuracy(name, mnist, data_dir, full_test_set_evaluation):
     x, t = mnist
-    net = DeepConvNet.from_weights(deep_params)
-    scores = net.predict(x)
-    expected = direct_scores(net, x)
-    np.testing.assert_allclose(scores, expected, rtol=1e-10, atol=1e-10)
-    assert np.array_equal(np.argmax(scores, axis=1), np.argmax(expected, axis=1))
-    accuracy = float(np.mean(np.argmax(scores, axis=1) == t))
-    assert accuracy == np.mean(np.argmax(expected, axis=1) == t)
-    assert accuracy == 0.9935  # measured; the book reports about 0.99
-
-
-@needs_data
-@pytest.mark.parametrize("name", ["simple_convnet_params.pkl", "deep_convnet_params.pkl"])
-def test_float16_weights_keep_accuracy(name, mnist):
-    x, t = mnist
-    params = load_params(name)
-    net64 = build_model(params)
+    params = load_params(name, data_dir)
     net16 = build_model({k: v.astype(np.float16) for k, v in params.items()})
     assert net16.dtype == np.float32
     n = 2000 if "deep" in name else len(x)  # deep net: a subset keeps the suite fast
-    acc64 = net64.accuracy(x[:n], t[:n])
+    acc64 = float(np.mean(full_test_set_evaluation(name).predictions[:n] == t[:n]))
     acc16 = net16.accuracy(x[:n], t[:n])
     # the book's ch. 8 claim: half-precision weights do not change recognition accuracy
     assert abs(acc16 - acc64) <= 1 / n

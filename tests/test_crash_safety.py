@@ -219,3 +219,70 @@ def test_a_write_in_progress_keeps_its_temporary_while_another_write_finishes(
         assert len(_temporaries(dest)) == 1
     assert dest.read_bytes() == b"first, still being written"
     assert _temporaries(dest) == []
+
+
+# --- atomicity observed from outside: no hook into the writer -----------------------
+#
+# A rename puts the new file's inode in place in one step; a reader that opened the old
+# file keeps the old inode, complete. Copying into the destination (and unlinking the
+# temporary) instead rewrites the old inode in place: the reader would see it truncated
+# and refilled, and the destination would not be the file that was written.
+
+
+def _held(path: Path) -> tuple[Any, int, bytes]:
+    """An open reader of *path*, its inode, and the bytes it holds now."""
+    f = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    return f, os.fstat(f.fileno()).st_ino, path.read_bytes()
+
+
+@pytest.mark.parametrize("ext", [".npz", ".json", ".wsc"])
+def test_save_puts_a_new_file_in_place_and_old_readers_keep_the_old_one(
+    tmp_path: Path, ext: str
+) -> None:
+    dest = tmp_path / f"w{ext}"
+    ws.save({"old": np.arange(50_000, dtype=np.float32)}, dest)
+    reader, old_inode, old_bytes = _held(dest)
+    try:
+        ws.save({"new": np.ones(7)}, dest)
+        assert os.stat(dest).st_ino != old_inode  # a new file, not the old one rewritten
+        assert os.stat(dest).st_nlink == 1
+        assert reader.read() == old_bytes  # the old file, complete, for whoever had it open
+    finally:
+        reader.close()
+    assert list(ws.load(dest)) == ["new"]
+    assert _temporaries(dest) == []
+
+
+def test_the_written_file_is_the_one_renamed_into_place(tmp_path: Path) -> None:
+    for exists in (False, True):
+        dest = tmp_path / f"w{exists}.bin"
+        if exists:
+            dest.write_bytes(b"old")
+        with fileio.atomic_write(dest) as f:
+            f.write(b"new bytes")
+            written = os.fstat(f.fileno())
+            (temporary,) = _temporaries(dest)  # beside the destination: same file system
+            assert os.stat(dest.parent / temporary).st_ino == written.st_ino
+            assert dest.read_bytes() == b"old" if exists else not dest.exists()
+        now = os.stat(dest)
+        assert (now.st_ino, now.st_dev) == (written.st_ino, written.st_dev)
+        assert _temporaries(dest) == [] and dest.read_bytes() == b"new bytes"
+
+
+def test_a_sharded_save_renames_every_file_into_place(tmp_path: Path) -> None:
+    dest = tmp_path / "model.npz"
+    big = {f"t{i}": np.full(20_000, i, np.float32) for i in range(4)}
+    index = Path(ws.save(big, dest, max_shard_size=100_000))
+    files = sorted(p for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert len(files) > 2 and index in files
+    held = {p: _held(p) for p in files}
+    try:
+        ws.save({k: v + 1 for k, v in big.items()}, dest, max_shard_size=100_000)
+        for p, (reader, inode, old_bytes) in held.items():
+            if p.exists():
+                assert os.stat(p).st_ino != inode, p.name
+            assert reader.read() == old_bytes, p.name
+    finally:
+        for reader, _, _ in held.values():
+            reader.close()
+    assert ws.load(index).equal({k: v + 1 for k, v in big.items()})

@@ -272,3 +272,25 @@ def test_layer_errors():
         Affine(np.zeros((6, 2)), np.zeros(2)).forward(np.zeros((2, 5)))
     with pytest.raises(ModelError):
         Dropout(1.5)
+
+
+@pytest.mark.parametrize(("make", "field"), [
+    (lambda: Convolution(np.zeros((2, 1, 3)), np.zeros(2)), "Convolution W"),
+    (lambda: Convolution(np.zeros((2, 1, 3, 3)), np.zeros(3)), "Convolution b"),
+    (lambda: Convolution(np.zeros((2, 1, 3, 3)), np.zeros(2), stride=0), "Convolution"),
+    (lambda: MaxPooling(2, 0), "MaxPooling"),
+    (lambda: Affine(np.zeros(3), np.zeros(3)), "Affine W"),
+    (lambda: Affine(np.zeros((3, 4)), np.zeros(3)), "Affine b"),
+    (lambda: conv2d(np.zeros((1, 1, 5, 5)), np.zeros((2, 1, 3, 3)), np.zeros(3)), "conv2d bias"),
+], ids=["conv-W", "conv-b", "conv-stride", "pool", "affine-W", "affine-b", "conv2d-bias"])
+def test_layers_refuse_bad_shapes_naming_what(make, field) -> None:
+    with pytest.raises(ModelError, match=rf"^{field} \(expected .*, found "):
+        make()
+
+
+def test_layers_describe_themselves() -> None:
+    layers = [Convolution(np.zeros((2, 1, 3, 3)), np.zeros(2), pad=1), MaxPooling(2, 2, 2),
+              Relu(), Affine(np.zeros((8, 3)), np.zeros(3)), Dropout(0.25)]
+    assert [repr(x) for x in layers] == [
+        "Convolution(W=(2, 1, 3, 3), stride=1, pad=1)", "MaxPooling(2, 2, stride=2, pad=0)",
+        "Relu()", "Affine(W=(8, 3))", "Dropout(0.25)"]

@@ -12,8 +12,6 @@ import pytest
 from net.errors import FileAccessError, FormatError
 from net.mnist import load_images, load_labels, load_test_set
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 RNG = np.random.default_rng(3)
 PIXELS = RNG.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
 LABELS = np.array([7, 0, 9], dtype=np.uint8)
@@ -175,16 +173,13 @@ def test_missing_file_and_directory(tmp_path):
         load_labels(tmp_path)
 
 
-@pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"reference data {SHARED_DATA} (../shared/data) is absent"
-)
-def test_the_real_test_set():
-    x, t = load_test_set(SHARED_DATA, download=False)
+def test_the_real_test_set(data_dir):
+    x, t = load_test_set(data_dir, download=False)
     assert x.shape == (10_000, 784) and x.dtype == np.float32
     assert t.shape == (10_000,) and t.dtype == np.uint8
     assert float(x.min()) == 0.0 and float(x.max()) == 1.0
     assert np.bincount(t).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert t[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
-    x4, _ = load_test_set(SHARED_DATA, flatten=False, normalize=False, download=False)
+    x4, _ = load_test_set(data_dir, flatten=False, normalize=False, download=False)
     assert x4.shape == (10_000, 1, 28, 28) and x4.dtype == np.uint8
     np.testing.assert_array_equal(x4.reshape(10_000, 784).astype(np.float32) / 255.0, x)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import pickle
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,11 +24,6 @@ from net.mlp import (
     softmax,
 )
 from net.mnist import load_test_set
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_shared_data = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"reference data {SHARED_DATA} (../shared/data) is absent"
-)
 
 # A 2-2-2-2 network small enough to evaluate by hand.
 TINY = {
@@ -193,13 +187,12 @@ def test_bad_inputs_are_reported():
         ThreeLayerNet.from_weights(TINY, sizes=(2, 2, 2))
 
 
-@needs_shared_data
-def test_book_accuracy_on_the_mnist_test_set():
-    path = resolve("sample_weight.pkl", SHARED_DATA, download=False)
+def test_book_accuracy_on_the_mnist_test_set(data_dir):
+    path = resolve("sample_weight.pkl", data_dir, download=False)
     with path.open("rb") as f:
         weights = pickle.load(f)  # the project's safe loader replaces this later
     net = ThreeLayerNet.from_weights(weights, source=path)
-    x, t = load_test_set(SHARED_DATA, download=False)
+    x, t = load_test_set(data_dir, download=False)
     assert x.shape == (10_000, 784) and x.dtype == np.float32
     classes = net.predict_classes(x)
     assert int(np.count_nonzero(classes == t)) == 9352

@@ -135,3 +135,29 @@ def test_truncated_pickle_is_a_format_error(sample_weight_path: Path, tmp_path: 
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ws.FormatError, match="cut.pkl"):
         ws.load(path)
+
+
+@pytest.mark.parametrize(("obj", "field", "found"), [
+    ([np.zeros(2)], "top level", "list"),
+    ({1: np.zeros(2)}, "key in top-level dict", "1"),
+    ({"g": {2: np.zeros(2)}}, "key in g", "2"),
+    ({"W": np.zeros(2), "__metadata__": {"k": 1}}, "__metadata__", "dict"),
+    ({"W": np.zeros(2), "__metadata__": ["k"]}, "__metadata__", "list"),
+], ids=["list", "int-key", "nested-int-key", "metadata-int-value", "metadata-list"])
+def test_refuses_pickles_that_are_not_named_arrays(tmp_path: Path, obj: object, field: str,
+                                                   found: str) -> None:
+    path = tmp_path / "odd.pkl"
+    path.write_bytes(pickle.dumps(obj, protocol=4))
+    with pytest.raises(ws.FormatError) as e:
+        ws.load(path)
+    assert e.value.field == field and str(path) in str(e.value) and found in str(e.value)
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_byte_strings_and_out_of_band_buffers_become_arrays(tmp_path: Path,
+                                                             protocol: int) -> None:
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    path = tmp_path / "w.pkl"
+    path.write_bytes(pickle.dumps({"a": a, "f": np.asfortranarray(a)}, protocol=protocol))
+    got = ws.load(path)
+    assert arrays_identical(got["a"], a) and arrays_identical(got["f"], a)

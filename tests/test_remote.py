@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import S3Server
 from corpus import corpus
 
 import weightstore as ws
@@ -103,34 +103,11 @@ def test_file_urls_are_local_paths(tmp_path: Path) -> None:
 # --- S3, served by moto on the loopback interface --------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """storage_options for a moto S3 server on 127.0.0.1, with a bucket 'weights'."""
-    pytest.importorskip("s3fs", reason="S3 URLs need the 'remote' extra (s3fs)")
-    server_mod = pytest.importorskip("moto.server", reason="moto[server] runs the local S3")
-    port = _free_port()
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    options = {"key": "testing", "secret": "testing", "skip_instance_cache": True,
-               "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}",
-                                 "region_name": "us-east-1"},
-               "config_kwargs": {"retries": {"max_attempts": 2}, "connect_timeout": 5,
-                                 "read_timeout": 20}}
-    try:
-        import boto3
-
-        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                     aws_access_key_id="testing", aws_secret_access_key="testing",
-                     ).create_bucket(Bucket="weights")
-        yield options
-    finally:
-        server.stop()
+def s3(s3_server: S3Server) -> dict:
+    """storage_options for the local S3 server, with a bucket 'weights'."""
+    s3_server.create_bucket("weights")
+    return s3_server.options
 
 
 @pytest.mark.parametrize("ext", [".npz", ".h5", ".json", ".npz.zst"])
@@ -176,3 +153,23 @@ def test_s3_sharded_convert_from_local(tmp_path: Path, s3: dict) -> None:
     assert ws.load(f"{prefix}/model.npz.index.json", storage_options=s3).equal(weights)
     with pytest.raises(ws.FileAccessError, match="no such file"):
         ws.load(f"{prefix}/absent.npz", storage_options=s3)
+
+
+def test_remote_file_helpers(mem: str, tmp_path: Path) -> None:
+    from weightstore import remote
+
+    local = tmp_path / "w.npz"
+    ws.save({"a": np.arange(3.0)}, local)
+    url = f"{mem}/deep/er/w.npz"
+    assert not remote.url_exists(url)
+    remote.upload(local, url)  # makes the folders it needs
+    assert remote.url_exists(url) and remote.url_size(url) == local.stat().st_size
+    with remote.open_url(url) as f:
+        assert f.read() == local.read_bytes()
+    with pytest.raises(ws.FileAccessError, match="expected a file, found a directory"):
+        remote.open_url(f"{mem}/deep")
+    remote.remove_url(url)
+    remote.remove_url(url)  # already gone: nothing to do
+    assert not remote.url_exists(url)
+    with pytest.raises(ws.FileAccessError, match="no such file"):
+        remote.url_size(url)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import json
 import pickle
 import sys
@@ -17,19 +20,40 @@ from weightstore.model import arrays_identical
 
 
 @pytest.fixture(scope="module")
-def report_json(tmp_path_factory, sample_weight_path: Path, data_dir: Path) -> tuple[dict, Path]:
+def report_run(tmp_path_factory, sample_weight_path: Path,
+               data_dir: Path) -> tuple[dict, Path, rep.Report, Path]:
+    """The full report on the book's weights, built once for this module through the
+    command line (JSON, kept files, plot): its JSON, the kept files' folder, the Report
+    object the command rendered, and the plot."""
     keep = tmp_path_factory.mktemp("report")
-    out = keep / "report.json"
+    plot = keep / "r.png"
     argv = ["report", str(sample_weight_path), "--format", "json", "--keep", str(keep / "files"),
-            "--repeats", "1", "--data-dir", str(data_dir), "-q"]
-    import contextlib
-    import io
+            "--repeats", "1", "--data-dir", str(data_dir), "-q", "--plot", str(plot)]
+    built: list[rep.Report] = []
+    real = rep.build_report
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(real(*args, **kwargs))
+        return built[-1]
 
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(buf), \
+            contextlib.redirect_stderr(io.StringIO()):
+        mp.setattr(rep, "build_report", recording)
         assert main(argv) == 0
-    out.write_text(buf.getvalue())
-    return json.loads(buf.getvalue()), keep / "files"
+    (report,) = built
+    return json.loads(buf.getvalue()), keep / "files", report, plot
+
+
+@pytest.fixture(scope="module")
+def report_json(report_run) -> tuple[dict, Path]:
+    doc, files, _, _ = report_run
+    return doc, files
+
+
+@pytest.fixture(scope="module")
+def book_report(report_run) -> rep.Report:
+    return report_run[2]
 
 
 def _independent_accuracy(weights: dict, data_dir: Path) -> tuple[float, np.ndarray]:
@@ -55,6 +79,7 @@ def _independent_accuracy(weights: dict, data_dir: Path) -> tuple[float, np.ndar
     return float((pred == t).mean()), pred
 
 
+@pytest.mark.slow  # builds the module's report (with the shrink search) when run first
 def test_every_codec_has_a_row_and_rows_match_the_files_written(
     report_json, sample_weight_path: Path, data_dir: Path
 ) -> None:
@@ -132,26 +157,48 @@ def test_compare_counts_ulps_and_relative_error() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["text", "markdown", "csv"])
-def test_other_renderings_carry_every_row(fmt: str, sample_weight_path: Path, data_dir) -> None:
-    variants = [rep.Variant("json", "json", ".json"), rep.Variant("npz", "npz", ".npz")]
-    report = rep.build_report([sample_weight_path], variants=variants, repeats=1,
-                              data_dir=data_dir)
-    text = rep.render(report, fmt)
-    assert "json" in text and "npz" in text and "895,218" in text or fmt == "csv"
+def test_other_renderings_carry_every_row(fmt: str, book_report: rep.Report) -> None:
+    (section,) = book_report.sections
+    text = rep.render(book_report, fmt)
     if fmt == "csv":
-        import csv
-        import io
-
         rows = list(csv.DictReader(io.StringIO(text)))
-        assert [r["label"] for r in rows] == ["json", "npz"]
+        assert [r["label"] for r in rows] == [r.label for r in section[1]]
+        assert [int(r["bytes"]) for r in rows] == [r.bytes for r in section[1]]
+    else:
+        assert "895,218" in text  # the headline's text dump size
+        for row in section[1]:
+            assert row.label in text and f"{row.bytes:,}" in text, row.label
 
 
-def test_plot_is_written(tmp_path: Path, sample_weight_path: Path, data_dir) -> None:
-    pytest.importorskip("matplotlib", reason="--plot needs the optional 'plot' extra")
-    report = rep.build_report([sample_weight_path], variants=[rep.Variant("npz", "npz", ".npz")],
-                              repeats=1, data_dir=data_dir)
-    rep.plot(report, tmp_path / "r.png")
-    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_plot_is_written(report_run) -> None:
+    plot = report_run[3]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_without_files_takes_the_books_weights(monkeypatch, data_dir: Path,
+                                                      book_report: rep.Report, capsys) -> None:
+    """The command's own work: which files, which options; the report itself is the
+    module's (building it again would measure the same thing)."""
+    calls: list[tuple[list, dict]] = []
+
+    def recording(files, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append((list(files), kwargs))
+        return book_report
+
+    monkeypatch.setattr(rep, "build_report", recording)
+    assert main(["report", "--data-dir", str(data_dir), "--format", "csv", "-q"]) == 0
+    assert main(["report", "--all-reference", "--data-dir", str(data_dir), "--pareto",
+                 "--repeats", "2", "-q"]) == 0
+    (no_files, options), (every, more) = calls
+    assert no_files == [data_dir / "sample_weight.pkl"]
+    assert every == [data_dir / n for n in ("sample_weight.pkl", "simple_convnet_params.pkl",
+                                            "deep_convnet_params.pkl")]
+    assert (options["repeats"], more["repeats"]) == (5, 2)
+    out = capsys.readouterr().out
+    assert out.startswith(rep.render(book_report, "csv"))
+    assert out.endswith(rep.render(book_report, "text", pareto_only=True))
+    assert main(["report", "--repeats", "0"]) == 1
+    assert "--repeats: expected 1 or more" in capsys.readouterr().err
 
 
 def test_plot_without_matplotlib_names_the_extra(monkeypatch) -> None:
@@ -230,18 +277,10 @@ def test_pareto_keeps_the_smallest_file_at_each_accuracy() -> None:
     assert rep.pareto([]) == []
 
 
-def test_pareto_only_rendering_lists_the_frontier(sample_weight_path: Path, data_dir) -> None:
-    variants = [rep.Variant("npz", "npz", ".npz"),
-                rep.Variant("int2", "zstd", ".npz.zst", {"level": 3}, {"quantize": "2"}),
-                rep.Variant("int8 plain", "npz", ".npz", {}, {"quantize": "8"})]
-    report = rep.build_report([sample_weight_path], variants=variants, repeats=1,
-                              data_dir=data_dir)
-    import csv
-    import io
-
-    rows = list(csv.DictReader(io.StringIO(rep.render(report, "csv", pareto_only=True))))
-    (section,) = report.sections
+def test_pareto_only_rendering_lists_the_frontier(book_report: rep.Report) -> None:
+    rows = list(csv.DictReader(io.StringIO(rep.render(book_report, "csv", pareto_only=True))))
+    (section,) = book_report.sections
     assert [r["label"] for r in rows] == [r.label for r in rep.pareto(section[1])]
-    assert "int2" in [r["label"] for r in rows] and all(r["pareto"] == "True" for r in rows)
-    text = rep.render(report, "text")
+    assert 0 < len(rows) < len(section[1]) and all(r["pareto"] == "True" for r in rows)
+    text = rep.render(book_report, "text")
     assert "frontier" in text and "int8/per-column" in text

@@ -536,3 +536,21 @@ def test_lazy_reads_check_each_tensors_checksum(ext: str, tmp_path: Path) -> Non
     with pytest.raises(ws.ChecksumError, match="tensor 'target'"):
         ws.convert(path, tmp_path / "out.h5")
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_lazy_weights_describe_their_tensors_from_the_header(tmp_path: Path) -> None:
+    w = ws.Weights({"enc/W": np.zeros((3, 4), np.float32), "b": np.arange(5, dtype=np.int16),
+                    "enc/b": np.ones(4)}, metadata={"k": "v"})
+    path = tmp_path / "w.wsc"
+    ws.save(w, path)
+    lazy = ws.open(path)
+    assert "b" in lazy and "nope" not in lazy
+    assert lazy.lazy and not lazy.closed and lazy.metadata == {"k": "v"}
+    assert lazy.grouped_order() == w.grouped_order()
+    assert (lazy.dtype("b"), lazy.shape("enc/W")) == (np.dtype(np.int16), (3, 4))
+    assert lazy.tensor_nbytes("enc/W") == 48 and lazy.nbytes == w.nbytes
+    assert lazy.total_values == w.total_values == 21
+    assert repr(lazy) == f"<LazyWeights {str(path)!r} wsc, 3 tensors, {w.nbytes:,} bytes, open>"
+    lazy.close()
+    lazy.close()  # twice is harmless
+    assert lazy.closed and repr(lazy).endswith("closed>")

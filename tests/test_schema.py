@@ -6,6 +6,7 @@ import copy
 import importlib.util
 import io
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -189,12 +190,21 @@ INVALID = {
     "rows of wrong length": (_set("tensors.0.data", [[0, 1], [2, 3], [4, 5]]),
                              "tensors[0].data", True),
     "integer written as 1.0": (_set("tensors.1.data", [1.0, 2]), "tensors[1].data", True),
+    # Stricter than the reader: a bare number JavaScript would round (the codec writes a
+    # decimal string beyond +-(2**53 - 1)).
+    "int64 beyond -(2**53 - 1) as a number": (_set("tensors.2.data.0", -(2**53)),
+                                              "tensors[2].data[0]", False),
+    "int64 beyond 2**53 - 1 as a number": (_set("tensors.2.data.0", 2**60),
+                                           "tensors[2].data[0]", False),
     # Stricter than the reader: the layout puts decimal strings only in 64-bit data.
     "int32 as string": (_set("tensors.1.data.0", "1"), "tensors[1].data[0]", False),
 }
 INVALID["uint64 negative string"] = (
     lambda d: (_set("tensors.2.dtype", "uint64")(d), _set("tensors.2.data", ["-5"])(d)),
     "tensors[2].data[0]", True)
+INVALID["uint64 beyond 2**53 - 1 as a number"] = (
+    lambda d: (_set("tensors.2.dtype", "uint64")(d), _set("tensors.2.data", [2**64 - 1])(d)),
+    "tensors[2].data[0]", False)
 
 
 @pytest.mark.parametrize("change, field, reader_refuses", INVALID.values(), ids=INVALID.keys())
@@ -213,7 +223,8 @@ def test_invalid_documents_are_refused(tmp_path: Path, change: Callable[[dict[st
         with pytest.raises(FormatError):
             weightstore.load(path)
     else:  # the parser takes it; the value changed, so its checksum no longer matches
-        weightstore.load(path, verify=False)
+        got = weightstore.load(path, verify=False)
+        assert list(got) == [t["name"] for t in doc["tensors"]]
 
 
 def test_not_json_at_all(tmp_path: Path) -> None:
@@ -252,3 +263,27 @@ def test_the_suite_hook_fails_a_test_whose_json_breaks_the_schema(
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_writes_bad_json*",
                                  "*does not match the schema*"])
+
+
+def test_validating_a_missing_or_unreadable_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(weightstore.FileAccessError, match="no such file") as e:
+        validate_json_file(tmp_path / "missing.json")
+    assert "missing.json" in str(e.value)
+    with pytest.raises(weightstore.FileAccessError, match="cannot open"):
+        validate_json_file(tmp_path)  # a folder
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(_doc()).encode())
+    validate_json_file(path)  # a byte order mark is allowed, as the reader allows it
+
+
+def test_without_jsonschema_validation_names_the_extra(monkeypatch) -> None:
+    from weightstore import schema
+
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # import jsonschema -> ImportError
+    schema._validator.cache_clear()
+    try:
+        with pytest.raises(weightstore.MissingDependencyError, match=r"weightstore\[schema\]"):
+            validate_json_document(_doc())
+    finally:
+        monkeypatch.undo()
+        schema._validator.cache_clear()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from conftest import require_tool
 
 import weightstore as ws
 
@@ -112,6 +112,30 @@ def test_json_is_plain_json_for_a_standard_parser(tmp_path: Path) -> None:
     t = doc["tensors"][0]
     rebuilt = np.array(t["data"], dtype=np.float64).astype(t["dtype"]).reshape(t["shape"])
     assert np.array_equal(rebuilt.view(np.uint32), weights["x"].view(np.uint32))
+
+
+SAFE = 2**53 - 1  # the largest integer every JavaScript number holds exactly
+
+
+@pytest.mark.parametrize(("dtype", "values"), [
+    ("int64", [-(2**53), -(2**63), -SAFE, 0, SAFE]),  # only negative ones beyond
+    ("int64", [2**53, -(2**53) - 7, 5]),
+    ("int64", [2**63 - 1, SAFE + 1, -SAFE]),  # only positive ones beyond
+    ("uint64", [2**64 - 1, SAFE + 1, SAFE, 0]),
+])
+def test_64_bit_integers_beyond_2_53_are_strings(tmp_path: Path, dtype: str,
+                                                 values: list[int]) -> None:
+    """What JavaScript's JSON.parse would round is written as a decimal string: negative
+    values too; the others, and every value of a smaller type, as bare numbers."""
+    path = tmp_path / "w.json"
+    weights = ws.Weights({"x": np.array(values, dtype), "s": np.array(values[0], dtype),
+                          "small": np.array([-(2**31), 2**31 - 1], np.int32)})
+    ws.save(weights, path)
+    doc = json.loads(path.read_text())
+    expected = [str(v) if abs(v) > SAFE else v for v in values]
+    data = {t["name"]: t["data"] for t in doc["tensors"]}
+    assert data == {"x": expected, "s": expected[0], "small": [-(2**31), 2**31 - 1]}
+    assert ws.load(path).equal(weights)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
@@ -217,23 +241,24 @@ def test_csv_imports_into_sqlite_with_default_options(tmp_path: Path, sample_wei
     path = tmp_path / "w.csv"
     ws.convert(sample_weight_path, path)
     weights = ws.load(sample_weight_path)
-    if shutil.which("sqlite3"):
-        db = tmp_path / "w.db"
-        subprocess.run(["sqlite3", str(db), f".import --csv {path} w"], check=True)
-        con = sqlite3.connect(db)
-    else:  # the same import done with the standard library
-        con = sqlite3.connect(":memory:")
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-        con.execute(f"create table w ({', '.join(rows[0])})")
-        con.executemany("insert into w values (?,?,?,?,?)", rows[1:])
-    count, tensors = con.execute("select count(*), count(distinct tensor) from w").fetchone()
-    assert (count, tensors) == (45_360, 6)
-    # W1[3, 7] by SQL integer arithmetic on the flat row-major index
-    (value,) = con.execute(
-        "select cast(value as real) from w where tensor='W1' and cast(\"index\" as integer)=3*50+7"
-    ).fetchone()
-    assert np.float32(value) == weights["W1"][3, 7]
+    db = tmp_path / "w.db"
+    subprocess.run([require_tool("sqlite3"), str(db), f".import --csv {path} w"], check=True)
+    memory = sqlite3.connect(":memory:")  # the same import done with the standard library
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    columns = ", ".join('"' + c + '"' for c in rows[0])  # "index" is an SQL keyword
+    memory.execute(f"create table w ({columns})")
+    memory.executemany("insert into w values (?,?,?,?,?)", rows[1:])
+    for con in (sqlite3.connect(db), memory):
+        count, tensors = con.execute("select count(*), count(distinct tensor) from w").fetchone()
+        assert (count, tensors) == (45_360, 6)
+        # W1[3, 7] by SQL integer arithmetic on the flat row-major index
+        (value,) = con.execute(
+            "select cast(value as real) from w where tensor='W1' "
+            "and cast(\"index\" as integer)=3*50+7"
+        ).fetchone()
+        assert np.float32(value) == weights["W1"][3, 7]
+        con.close()
 
 
 def test_csv_reads_with_pandas_defaults(tmp_path: Path) -> None:
@@ -248,3 +273,38 @@ def test_csv_reads_with_pandas_defaults(tmp_path: Path) -> None:
     a = df[df.tensor == "a"].sort_values("index")["value"].to_numpy().astype("f4").reshape(2, 2)
     assert np.array_equal(a.view(np.uint32), weights["a"].view(np.uint32))
     assert df[df.tensor == "b, c"]["value"].tolist() == [0, 1, 2]
+
+
+def _doc(*tensors: object, **top: object) -> bytes:
+    doc = {"format": "weightstore.json", "version": 1, "tensors": list(tensors), **top}
+    return json.dumps(doc).encode()
+
+
+def _tensor(**fields: object) -> dict:
+    return {"name": "x", "dtype": "float32", "shape": [2], "data": [1.5, 2.5], **fields}
+
+
+@pytest.mark.parametrize(("content", "field"), [
+    (b"[1, 2]", "top level"),
+    (_doc(tensors={"x": 1}), "tensors"),
+    (_doc(_tensor(name=7)), "tensors[0].name"),
+    (_doc(_tensor(dtype=["float32"])), "tensor 'x' dtype"),
+    (_doc(_tensor(shape=[0], data=[[]])), "tensor 'x' data"),
+    (_doc(_tensor(dtype="bool", data=[1, 0])), "tensor 'x' data"),
+    (_doc(_tensor(data=["1.5", "two"])), "tensor 'x' data[1]"),
+    (_doc(_tensor(data=[{"a": 1}, 2.0])), "tensor 'x' data[0]"),
+], ids=["array", "tensors-object", "name-number", "dtype-list", "empty-nesting", "bool-ints",
+        "bad-token", "object-value"])
+def test_json_reader_names_the_field_it_refuses(tmp_path: Path, content: bytes,
+                                                field: str) -> None:
+    path = tmp_path / "w.json"
+    path.write_bytes(content)
+    with pytest.raises(ws.FormatError) as e:
+        ws.load(path)
+    assert e.value.field == field and str(path) in str(e.value)
+
+
+def test_json_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    path = tmp_path / "w.json"
+    path.write_bytes(b"\xef\xbb\xbf" + _doc(_tensor()))
+    assert ws.load(path).equal({"x": np.array([1.5, 2.5], np.float32)})

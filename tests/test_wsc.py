@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -19,8 +18,6 @@ from weightstore import ChecksumError, FormatError, LimitError, Limits, Weights
 from weightstore.codecs import wsc as compact
 from weightstore.codecs.wsc import MAGIC, WscCodec
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-REFERENCE = DATA / "sample_weight.pkl"
 #: The issue's target for the reference weights: within 1% of the order-0 bound
 #: (152,450 bytes: sign and exponent entropy-coded, mantissa stored raw).
 REFERENCE_TARGET = 153_500
@@ -370,6 +367,24 @@ def test_zstd_plane_must_declare_its_size(size):
         decode(join(front, header))
 
 
+@pytest.mark.parametrize("count", [7, 200_000])  # one read, and streamed in chunks
+@pytest.mark.parametrize("bad", [2, 0xFF])
+def test_bool_bytes_other_than_0_and_1_are_refused(count, bad):
+    # A uint8 tensor stores exactly as a bool one (one plane, not rotated) and its CRC-32
+    # is of the same bytes: relabelled 'bool', it is a file with valid checksums whose
+    # bool bytes are not all 0 or 1.
+    values = (np.arange(count) % 2).astype(np.uint8)
+    values[count // 2] = bad
+    data = _rewrite(encode({"b": values}), lambda h: h["tensors"][0].update(dtype="bool"))
+    with pytest.raises(FormatError, match=rf"'b'.*bool bytes 0 or 1.*found {bad}"):
+        decode(data)
+    with pytest.raises(FormatError, match="bool bytes 0 or 1"):
+        WscCodec().read_tensor(io.BytesIO(data), "b", path="t.wsc")
+    values[count // 2] = 1  # the same file with good bytes reads
+    good = _rewrite(encode({"b": values}), lambda h: h["tensors"][0].update(dtype="bool"))
+    assert np.array_equal(decode(good)["b"], values.astype(bool))
+
+
 def test_load_reports_a_bad_file_as_weightstore_error(tmp_path):
     path = tmp_path / "w.wsc"
     path.write_bytes(MAGIC + b"\x01\x00" + b"garbage")
@@ -380,9 +395,8 @@ def test_load_reports_a_bad_file_as_weightstore_error(tmp_path):
 # -- the reference weights ---------------------------------------------------------
 
 
-@pytest.mark.skipif(not REFERENCE.exists(), reason="shared/data is not present")
-def test_reference_weights_meet_the_size_target(tmp_path):
-    w = weightstore.load(REFERENCE)
+def test_reference_weights_meet_the_size_target(tmp_path, sample_weight_path):
+    w = weightstore.load(sample_weight_path)
     path = weightstore.save(w, tmp_path / "sample.wsc")
     size = path.stat().st_size
     assert size <= REFERENCE_TARGET, f"{size:,} bytes"

@@ -15,6 +15,8 @@ A file holds an ordered set of named numpy arrays plus string metadata
 
 from __future__ import annotations
 
+import importlib
+
 from .api import (
     STREAMING_WARN_BYTES,
     FileInfo,
@@ -51,14 +53,23 @@ from .model import TensorInfo, Weights
 from .registry import codecs as formats
 from .registry import get_codec, register
 
+
+def __getattr__(name: str) -> object:
+    """``weightstore.convert_many``: :mod:`weightstore.cluster` (extra 'cluster') is
+    imported on first use, so that ``import weightstore`` does not pay for it."""
+    if name == "convert_many":
+        return importlib.import_module(f"{__name__}.cluster").convert_many
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 #: ``weightstore.open(path)``: random access to a file's tensors (:class:`LazyWeights`).
 open = open_weights  # noqa: A001  (the module's own open; builtins.open is untouched)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "save", "convert", "inspect", "verify", "diff", "stats", "Diff", "Verified",
-    "formats", "get_codec", "register", "codec_for_writing",
+    "load", "save", "convert", "convert_many", "inspect", "verify", "diff", "stats", "Diff",
+    "Verified", "formats", "get_codec", "register", "codec_for_writing",
     "open", "open_weights", "LazyWeights", "StreamingWarning", "STREAMING_WARN_BYTES",
     "Weights", "Codec", "Option", "Limits", "DEFAULT_LIMITS", "Budget", "FileInfo", "TensorInfo",
     "Written",

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import FileAccessError, OptionError, UnknownFormatError
 from ..integrity import HINT as DAMAGED_HINT
+from ..precision import FLOAT_DTYPES, Precision, Quantization
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, str]:
@@ -126,3 +127,24 @@ def output_path(path: str, to: str | None) -> Iterator[str]:
             shutil.copyfileobj(f, sys.stdout.buffer, 8 << 20)
         sys.stdout.buffer.flush()
 
+def add_precision_args(parser: argparse.ArgumentParser) -> None:
+    """The lossy precision flags of ``convert`` and ``convert-many``."""
+    g = parser.add_argument_group("precision (lossy; works with every format)")
+    g.add_argument("--dtype", choices=FLOAT_DTYPES,
+                   help="cast every float tensor (bfloat16 needs: pip install "
+                   "'weightstore[bfloat16]')")
+    g.add_argument("--quantize", metavar="BITS[/per-column|/block:N]",
+                   help="integer codes of 2-8 bits, one scale per column (default) or per N "
+                   "rows of a column; stored as NAME.q and NAME.scale")
+    g.add_argument("--digits", type=int, metavar="N",
+                   help="round every float to N significant digits (shrinks JSON and CSV)")
+    g.add_argument("--dequantize", action="store_true",
+                   help="write a quantized source's floats instead of its codes")
+
+
+def precision_from_args(args: argparse.Namespace) -> Precision | None:
+    """The :class:`Precision` the flags of :func:`add_precision_args` ask for, or None."""
+    if not (args.dtype or args.quantize or args.digits is not None):
+        return None
+    quantize = Quantization.parse(args.quantize) if args.quantize else None
+    return Precision(args.dtype, quantize, args.digits)

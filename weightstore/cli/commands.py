@@ -16,6 +16,8 @@ from types import ModuleType
 #: Command name -> module in this package, in the order ``--help`` lists them.
 COMMANDS: dict[str, str] = {
     "convert": "convert",
+    "convert-many": "convert_many",
+    "report-many": "report_many",
     "inspect": "inspect_cmd",
     "eval": "eval_cmd",
     "diff": "diff_cmd",
@@ -33,6 +35,9 @@ COMMANDS: dict[str, str] = {
 #: Command name -> its one-line help, as its module's ``add_parser`` gives it.
 HELP: dict[str, str] = {
     "convert": "convert a weight file to another format (chosen by DST's extension or --to)",
+    "convert-many": "convert many weight files (paths, globs, s3:// URLs) on a Dask cluster",
+    "report-many": "tabulate format, parameters, bytes per parameter and dtypes of many "
+                   "weight files",
     "inspect": "list a weight file's tensors (name, dtype, shape, count), its format and size",
     "eval": "run the book's network from a weight file on the 10,000 MNIST test images",
     "diff": "compare two weight files tensor by tensor; exit 0 when they match, else 1",

@@ -7,9 +7,17 @@ import sys
 
 from .. import api
 from ..errors import OptionError
-from ..precision import FLOAT_DTYPES, Precision, Quantization
 from ._progress import progress_bar
-from ._util import STDIO, add_option_arg, check_distinct, input_path, output_path, parse_options
+from ._util import (
+    STDIO,
+    add_option_arg,
+    add_precision_args,
+    check_distinct,
+    input_path,
+    output_path,
+    parse_options,
+    precision_from_args,
+)
 
 HELP = "convert a weight file to another format (chosen by DST's extension or --to)"
 EXAMPLES = """\
@@ -51,17 +59,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--from", dest="from_format", metavar="FORMAT",
                    help="input format (default: from SRC's content, then its extension)")
     add_option_arg(p)
-    g = p.add_argument_group("precision (lossy; works with every format)")
-    g.add_argument("--dtype", choices=FLOAT_DTYPES,
-                   help="cast every float tensor (bfloat16 needs: pip install "
-                   "'weightstore[bfloat16]')")
-    g.add_argument("--quantize", metavar="BITS[/per-column|/block:N]",
-                   help="integer codes of 2-8 bits, one scale per column (default) or per N "
-                   "rows of a column; stored as NAME.q and NAME.scale")
-    g.add_argument("--digits", type=int, metavar="N",
-                   help="round every float to N significant digits (shrinks JSON and CSV)")
-    g.add_argument("--dequantize", action="store_true",
-                   help="write a quantized source's floats instead of its codes")
+    add_precision_args(p)
     g = p.add_argument_group("choosing tensors (applied while streaming)")
     g.add_argument("--include", action="append", default=[], metavar="GLOB",
                    help="keep only tensors whose name matches GLOB (repeatable; * matches /)")
@@ -87,10 +85,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 def run(args: argparse.Namespace) -> int:
     check_distinct(args.src, args.dst)
     options = parse_options(args.options)
-    precision = None
-    if args.dtype or args.quantize or args.digits is not None:
-        quantize = Quantization.parse(args.quantize) if args.quantize else None
-        precision = Precision(args.dtype, quantize, args.digits)
+    precision = precision_from_args(args)
     to_stdout = args.dst == STDIO
     if to_stdout and args.max_shard_size:
         raise OptionError(field="--max-shard-size", expected="a DST path (shards are files)",
