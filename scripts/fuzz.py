@@ -5,6 +5,10 @@ run again alone with ``--case`` (a writer whose bytes vary from run to run, like
 safetensors library's hash-ordered metadata, may damage a different byte then:
 ``--keep DIR`` saves the damaged file of every reported case).
 
+For pickle, a third of the damage cases are structure-aware instead: random opcode
+streams, or opcodes inserted, replaced, deleted or repeated at opcode boundaries of a
+valid file, with valid, lying or absurd arguments (``random_pickle_ops``).
+
 Nine cases in ten take a valid file (one of a few random weight sets the codec
 wrote), damage it (a byte flip, a flip near the header or trailer, a cut, an
 insertion, a deletion, a number in a text header replaced, a binary length
@@ -56,12 +60,15 @@ from weightstore.testing import (
     file_name,
     for_codec,
     random_mutation,
+    random_pickle_ops,
     random_weights,
     same_content,
 )
 
 #: Share of cases that are round trips of fresh random weights rather than damage.
 ROUND_TRIP_SHARE = 0.1
+#: Share of pickle's damage cases built from random opcodes rather than byte damage.
+PICKLE_OPCODE_SHARE = 1 / 3
 #: Valid files per codec that damaged cases start from.
 BASE_FILES = 8
 COLUMNS = ("codec", "cases", "clean errors", "harmless", "undetected", "crashes", "hangs",
@@ -129,14 +136,33 @@ def run_case(codec: str, seed: int, case: int, folder: Path,
         bases[index] = made
     data, clean = bases[index]
     kinds = []
-    for _ in range(1 if rng.random() < 0.8 else rng.randint(2, 3)):
-        kind, data = random_mutation(rng, data)
+    if cls.name == "pickle" and rng.random() < PICKLE_OPCODE_SHARE:
+        kind, data = random_pickle_ops(rng, data)
         kinds.append(kind)
+    else:
+        for _ in range(1 if rng.random() < 0.8 else rng.randint(2, 3)):
+            kind, data = random_mutation(rng, data)
+            kinds.append(kind)
     result: Result = classify(cls, data, clean, folder, f"case{case}")
     if keep is not None and result.outcome in (Outcome.CRASH, Outcome.UNDETECTED):
         keep.mkdir(parents=True, exist_ok=True)
         (keep / file_name(cls, f"{codec}-seed{seed}-case{case}")).write_bytes(data)
     return result.outcome.value, "+".join(kinds), result.detail
+
+
+def warm_up(codec: str, seed: int, folder: Path,
+            bases: dict[int, tuple[bytes, ws.Weights]]) -> None:
+    """What a worker does once per codec before its cases are timed: import the codec and
+    write the valid files damaged cases start from (on a loaded machine this alone can
+    take longer than a case's time limit, and is not a case)."""
+    cls = ws.get_codec(codec)
+    for index in range(BASE_FILES):
+        if index not in bases:
+            made = _weights_for(cls, random.Random(f"{seed}/{codec}/base{index}"), folder,
+                                "base")
+            if made is None:
+                raise RuntimeError(f"{codec}: no random weights it can write")
+            bases[index] = made
 
 
 def _limit_memory(extra_mib: int) -> None:
@@ -163,6 +189,13 @@ def _worker(conn: Connection, memory_mib: int, keep: Path | None) -> None:
                 codec, seed, case = conn.recv()
             except EOFError:
                 return
+            if case is None:  # warm-up, untimed: import the codec, write the base files
+                try:
+                    warm_up(codec, seed, Path(tmp), bases.setdefault((codec, seed), {}))
+                    conn.send(("ready", "", ""))
+                except BaseException as e:  # noqa: BLE001
+                    conn.send((Outcome.CRASH.value, "warm-up", f"{type(e).__name__}: {e}"))
+                continue
             try:
                 reply = run_case(codec, seed, case, Path(tmp), bases.setdefault((codec, seed), {}),
                                  keep)
@@ -221,6 +254,13 @@ class Pool:
         todo = iter(cases)
         busy = 0
         done = 0
+        for w in self.workers:  # untimed warm-up (a worker replaced later warms in its case)
+            w.conn.send((codec, seed, None))
+        for w in self.workers:
+            if w.conn.poll(600):
+                outcome, kind, detail = w.conn.recv()
+                if outcome != "ready":
+                    tally.add(outcome, -1, kind, detail)
         for w in self.workers:
             busy += self._give(w, codec, seed, todo)
         while busy:

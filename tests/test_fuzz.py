@@ -192,3 +192,21 @@ def test_damaged_files_raise_only_the_librarys_errors(cls: type[Codec], tmp_path
     # Counted, not failed, where the format has no checksum to notice (see docs/security.md).
     print(f"{cls.name}: {dict(outcomes)}")
     assert outcomes[testing.Outcome.REFUSED.value] > 0
+
+
+def test_random_pickle_opcode_streams_raise_only_the_librarys_errors(tmp_path: Path) -> None:
+    """Structure-aware pickle fuzzing: random opcode streams and opcodes spliced into valid
+    files, with valid, lying and absurd arguments (``testing.random_pickle_ops``)."""
+    cls = ws.get_codec("pickle")
+    bases = _bases(cls, tmp_path)
+    outcomes: Counter[str] = Counter()
+    for case in range(400):
+        rng = random.Random(f"pickle-ops/{case}")
+        data, clean = bases[case % len(bases)]
+        kind, data = testing.random_pickle_ops(rng, data)
+        with testing.time_limit(30):
+            result = testing.classify(cls, data, clean, tmp_path)
+        outcomes[result.outcome.value] += 1
+        assert result.outcome is not testing.Outcome.CRASH, f"case {case} {kind}: {result.detail}"
+    print(f"pickle opcodes: {dict(outcomes)}")
+    assert outcomes[testing.Outcome.REFUSED.value] > 0

@@ -224,10 +224,13 @@ def test_tensor_checksum_is_of_the_canonical_bytes() -> None:
 
 
 def test_every_codec_reads_with_the_one_signature() -> None:
-    """One read signature for every codec: ``read(fileobj, *, path, limits, verify)``."""
+    """One read signature for every codec: ``read(fileobj, *, path, limits, verify, budget)``
+    (and the same keywords for ``open``)."""
     for cls in ws.formats():
-        params = inspect.signature(cls.read).parameters
-        assert [p for p in params if p != "self"] == ["fileobj", "path", "limits", "verify"], cls
+        for method in (cls.read, cls.open):
+            params = inspect.signature(method).parameters
+            assert [p for p in params if p != "self"] == [
+                "fileobj", "path", "limits", "verify", "budget"], (cls, method)
 
 
 def test_the_declared_codecs_carry_checksums_and_pickle_csv_do_not() -> None:

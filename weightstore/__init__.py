@@ -30,7 +30,7 @@ from .api import (
     save,
     verify,
 )
-from .codec import DEFAULT_LIMITS, Codec, Limits, Option
+from .codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option
 from .compare import Diff, diff, stats
 from .errors import (
     ChecksumError,
@@ -71,7 +71,8 @@ __all__ = [
     "load", "save", "convert", "convert_many", "inspect", "verify", "diff", "stats", "Diff",
     "Verified", "formats", "get_codec", "register", "codec_for_writing",
     "open", "open_weights", "LazyWeights", "StreamingWarning", "STREAMING_WARN_BYTES",
-    "Weights", "Codec", "Option", "Limits", "DEFAULT_LIMITS", "FileInfo", "TensorInfo", "Written",
+    "Weights", "Codec", "Option", "Limits", "DEFAULT_LIMITS", "Budget", "FileInfo", "TensorInfo",
+    "Written",
     "WeightstoreError", "FormatError", "UnsafeFileError", "ChecksumError", "LimitError",
     "UnknownFormatError", "UnsupportedError", "OptionError", "WeightsError", "FileAccessError",
     "DataError", "ModelError", "MissingDependencyError", "LossyWarning", "__version__",

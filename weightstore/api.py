@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from . import precision as _precision
 from . import registry, remote, shard, sniffing
-from .codec import DEFAULT_LIMITS, Codec, Limits
+from .codec import DEFAULT_LIMITS, Budget, Codec, Limits, file_size
 from .errors import FileAccessError, FormatError, UnknownFormatError, translating_faults
 from .fileio import atomic_write, open_for_read
 from .lazy import LazyWeights, StreamingWarning
@@ -251,17 +251,22 @@ def load(
     Quantized tensors come back as floats under their own names unless *dequantize* is
     false, which gives the stored integer codes and scales (:mod:`weightstore.precision`).
     """
+    limits = limits or DEFAULT_LIMITS
+    budget = Budget(limits)  # one for the whole load: every shard, every layer
     if shard.is_index(path) or progress is not None:
-        with open_weights(path, format, limits=limits, verify=verify, mmap=False,
-                          storage_options=storage_options, **options) as lazy:
-            stored = lazy.load(limits=limits, progress=progress)
-        return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
+        with _open(path, format, limits=limits, verify=verify, mmap=False,
+                   storage_options=storage_options, options=options, budget=budget) as lazy:
+            stored = lazy.load(limits=limits, progress=progress, budget=budget)
+        return _precision.dequantize(stored, path=os.fspath(path), budget=budget) \
+            if dequantize else stored
     with open_for_read(path, storage_options) as f:
+        budget.add_input(file_size(f))
         codec = _codec_for_reading(f, path, format, options, dequantize)
         with translating_faults(os.fspath(path), codec.name):
-            stored = codec.read(f, path=os.fspath(path), limits=limits or DEFAULT_LIMITS,
-                                verify=verify)
-            return _precision.dequantize(stored, path=os.fspath(path)) if dequantize else stored
+            stored = codec.read(f, path=os.fspath(path), limits=limits, verify=verify,
+                                budget=budget)
+            return _precision.dequantize(stored, path=os.fspath(path), budget=budget) \
+                if dequantize else stored
 
 
 def convert(
@@ -304,8 +309,10 @@ def convert(
         _refuse_existing(written_path(dst, to, max_shard_size=max_shard_size, **options),
                          storage_options)
     p = _precision.Precision.of(precision)
-    with open_weights(src, from_format, limits=limits, verify=verify, mmap=False,
-                      storage_options=storage_options) as source:
+    limits = limits or DEFAULT_LIMITS
+    budget = Budget(limits)  # one for the whole conversion: every shard, every layer
+    with _open(src, from_format, limits=limits, verify=verify, mmap=False,
+               storage_options=storage_options, options={}, budget=budget) as source:
         if not source.lazy and source.nbytes > STREAMING_WARN_BYTES:
             warnings.warn(
                 f"{source.format} cannot be read one tensor at a time: converting "
@@ -314,8 +321,9 @@ def convert(
         weights: LazyWeights | Weights = _selecting(source, include, exclude, rename)
         if p is not None or (dequantize and _precision.is_quantized(source)):  # type: ignore[arg-type]
             weights = _precision.apply(
-                _precision.dequantize(weights.load(limits=limits),  # type: ignore[union-attr]
-                                      path=os.fspath(src)), p)
+                _precision.dequantize(
+                    weights.load(limits=limits, budget=budget),  # type: ignore[union-attr]
+                    path=os.fspath(src), budget=budget), p)
         return _write(weights, dst, to, precision=None, max_shard_size=max_shard_size,
                       progress=progress, storage_options=storage_options, options=options,
                       overwrite=overwrite)
@@ -371,8 +379,9 @@ def inspect(path: PathLike, format: str | None = None, *, limits: Limits | None 
 
     A quantized file shows its codes and scales as stored (the record is in the metadata).
     """
-    with open_weights(path, format, limits=limits, verify=verify,
-                      storage_options=storage_options) as weights:
+    limits = limits or DEFAULT_LIMITS
+    with _open(path, format, limits=limits, verify=verify, mmap=True,
+               storage_options=storage_options, options={}, budget=Budget(limits)) as weights:
         tensors = [weights.info(name) for name in weights]
     size = sum(_file_size(p, storage_options) for p in weights.files)
     return FileInfo(path=os.fspath(path), format=weights.format, file_size=size,
@@ -461,15 +470,24 @@ def open_weights(
     false. Use as a context manager, or ``close()``.
     """
     limits = limits or DEFAULT_LIMITS
+    return _open(path, format, limits=limits, verify=verify, mmap=mmap,
+                 storage_options=storage_options, options=options, budget=Budget(limits))
+
+
+def _open(path: PathLike, format: str | None, *, limits: Limits, verify: bool, mmap: bool,
+          storage_options: dict[str, Any] | None, options: dict[str, Any],
+          budget: Budget) -> LazyWeights:
+    """:func:`open_weights` drawing on the operation's *budget*."""
     if shard.is_index(path):
         return _open_sharded(os.fspath(path), format, limits, verify, mmap, storage_options,
-                             options)
+                             options, budget)
     where = os.fspath(path)
     f = open_for_read(path, storage_options)
     try:
+        budget.add_input(file_size(f))
         codec = _codec_for_reading(f, path, format, options)
         with translating_faults(where, codec.name):
-            source = codec.open(f, path=where, limits=limits, verify=verify)
+            source = codec.open(f, path=where, limits=limits, verify=verify, budget=budget)
         try:
             return LazyWeights(source, path=where, format=codec.label, mmap=mmap,
                                closers=[f.close], files=[where])
@@ -482,16 +500,16 @@ def open_weights(
 
 
 def _open_sharded(index: str, format: str | None, limits: Limits, verify: bool, mmap: bool,
-                  storage_options: dict[str, Any] | None, options: dict[str, Any]
-                  ) -> LazyWeights:
+                  storage_options: dict[str, Any] | None, options: dict[str, Any],
+                  budget: Budget) -> LazyWeights:
     weight_map, metadata = shard.read_index(index, storage_options)
     names = list(dict.fromkeys(weight_map.values()))
     opened: list[LazyWeights] = []
     try:
         for name in names:
-            opened.append(open_weights(remote.join(index, name), format, limits=limits,
-                                       verify=verify, mmap=mmap,
-                                       storage_options=storage_options, **options))
+            opened.append(_open(remote.join(index, name), format, limits=limits,
+                                verify=verify, mmap=mmap, storage_options=storage_options,
+                                options=options, budget=budget))
         source = shard.ShardedSource(index, weight_map, metadata,
                                      {n: lw._source for n, lw in zip(names, opened, strict=True)},
                                      limits)

@@ -2,10 +2,11 @@
 
 A codec has a ``name``, the file ``extensions`` it claims, a ``sniff`` test on a
 file's first bytes, and two methods: ``write(weights, fileobj, *, path)`` and
-``read(fileobj, *, path, limits, verify)``. Everything else a caller may ask of a
-codec is a class attribute declared on :class:`Codec` with its default (``layer``,
-``inner``, ``streams_writes``, ``detects_cut_between_tensors``, ...), never probed
-with ``getattr``. Options are constructor keywords declared as :class:`Option`
+``read(fileobj, *, path, limits, verify, budget)`` (*budget*: the operation's
+:class:`Budget`, charged before allocating, handed on to inner codecs). Everything
+else a caller may ask of a codec is a class attribute declared on :class:`Codec` with
+its default (``layer``, ``inner``, ``streams_writes``, ``detects_cut_between_tensors``,
+...), never probed with ``getattr``. Options are constructor keywords declared as :class:`Option`
 (name, type, default, help); they are validated once here and kept as public
 attributes (each codec class annotates its own), so ``repr``, equality,
 :meth:`Codec.get_config` and :meth:`Codec.from_config` are written once.
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, ClassVar
 
@@ -37,7 +38,7 @@ import numpy as np
 from .errors import LimitError, OptionError
 from .model import TensorInfo, Weights, grouped_names, weights_from_file
 
-__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "warn_if_regrouped",
+__all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "Budget", "warn_if_regrouped",
            "TensorSource", "LoadedSource", "read_all", "read_through_open"]
 
 GiB = 1 << 30
@@ -68,6 +69,24 @@ class Limits:
     max_header_bytes: int = 100 * MiB
     #: Deepest nesting accepted in JSON and pickle structures.
     max_depth: int = 64
+    #: Most memory one operation (a load, inspect or convert, all shards and layers) may
+    #: take for what its files hold or claim: tensors, parser structures, scratch. None:
+    #: twice ``max_total_bytes``. See :class:`Budget`.
+    max_memory_bytes: int | None = None
+    #: Most temporary disk one operation may fill (decompressed layers spooled to disk).
+    #: None: ``max_total_bytes``.
+    max_temp_bytes: int | None = None
+
+    @property
+    def memory_cap(self) -> int:
+        """:attr:`max_memory_bytes`, or twice :attr:`max_total_bytes` when it is None."""
+        return self.max_memory_bytes if self.max_memory_bytes is not None \
+            else 2 * self.max_total_bytes
+
+    @property
+    def temp_cap(self) -> int:
+        """:attr:`max_temp_bytes`, or :attr:`max_total_bytes` when it is None."""
+        return self.max_temp_bytes if self.max_temp_bytes is not None else self.max_total_bytes
 
     def check_tensor(self, path: str, name: str, nbytes: int, total: int = 0) -> None:
         """Refuse a tensor of *nbytes* (with *total* bytes already read) beyond the limits."""
@@ -92,6 +111,121 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def file_size(fileobj: IO[bytes]) -> int:
+    """Bytes in a seekable *fileobj*, its position kept."""
+    pos = fileobj.tell()
+    try:
+        return fileobj.seek(0, 2)
+    finally:
+        fileobj.seek(pos)
+
+
+class Budget:
+    """What one operation may still take: ONE per :func:`weightstore.load`, ``inspect``,
+    ``convert`` or ``open``, shared by every shard and every layer it reads.
+
+    Readers charge it BEFORE they allocate, for anything whose size a file decides:
+
+    - :meth:`take` -- memory: tensors, parser containers (pickle memo entries, lists,
+      dicts; parsed JSON), scratch (dequantization), names built from parts. Like
+      decompression, memory is earned by input: at most ``min(memory_cap,
+      max(expansion_free_bytes, input x max_expansion))``, where *input* is every byte
+      the operation read from its files or decompressed (:meth:`add_input`), so a file of
+      a few kilobytes never costs more than ``expansion_free_bytes`` (256 MiB by default)
+      however it nests, shares or repeats; capped by :attr:`Limits.memory_cap`.
+    - :meth:`expand` -- decompressed bytes (zstd layers, deflated npz members, filtered
+      HDF5 datasets) against the compressed bytes they came from: the whole operation
+      may produce at most ``min(max_total_bytes, max(expansion_free_bytes, compressed x
+      max_expansion))``, where *compressed* sums every stream seen so far -- so the
+      free allowance is granted once per operation, not once per shard or layer.
+    - :meth:`spool` -- temporary disk (a zstd layer decompressed to a temporary file).
+      Capped by :attr:`Limits.temp_cap`.
+
+    Exhausting any of them raises :class:`~weightstore.errors.LimitError` naming the file,
+    what was being read and the :class:`Limits` field. A codec receives it as the
+    ``budget`` keyword of ``read``/``open`` (None when called directly: it then makes its
+    own with :meth:`of`) and passes the same object to anything it reads in turn.
+    """
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        #: Bytes of memory charged so far.
+        self.memory = 0
+        #: Decompressed bytes produced so far, and the compressed bytes they came from.
+        self.expanded = 0
+        self.compressed = 0
+        #: Bytes of temporary disk charged so far.
+        self.temp = 0
+        #: Bytes read from files or decompressed so far (what earns memory).
+        self.input = 0
+
+    @classmethod
+    def of(cls, budget: Budget | None, limits: Limits,
+           fileobj: IO[bytes] | None = None) -> Budget:
+        """*budget* itself, or a new one for *limits* (a codec called on its own), which
+        has read *fileobj* whole (its size earns memory, see :meth:`take`)."""
+        if budget is not None:
+            return budget
+        new = cls(limits)
+        if fileobj is not None:
+            new.add_input(file_size(fileobj))
+        return new
+
+    def add_input(self, nbytes: int) -> None:
+        """Register *nbytes* read from a file (its size, when opened whole)."""
+        self.input += max(0, nbytes)
+
+    def memory_allowance(self) -> int:
+        """Memory the operation may take, given what it read so far."""
+        lim = self.limits
+        return min(lim.memory_cap, max(lim.expansion_free_bytes, self.input * lim.max_expansion))
+
+    def take(self, nbytes: int, *, path: str | None, field: str) -> None:
+        """Charge *nbytes* of memory for *field* of *path*, or raise LimitError."""
+        cap = self.memory_allowance()
+        self.memory = _charge(self.memory, nbytes, cap, path, field, lambda: (
+            f"this load within {cap:,} bytes of memory for {self.input:,} bytes read "
+            "(Limits.max_memory_bytes, Limits.max_expansion, Limits.expansion_free_bytes)"))
+
+    def give_back(self, nbytes: int) -> None:
+        """Return memory charged for scratch that has been freed."""
+        self.memory = max(0, self.memory - nbytes)
+
+    def allowance(self) -> int:
+        """Decompressed bytes the whole operation may produce, given what it read."""
+        lim = self.limits
+        return min(lim.max_total_bytes,
+                   max(lim.expansion_free_bytes, self.compressed * lim.max_expansion))
+
+    def add_compressed(self, nbytes: int) -> None:
+        """Register *nbytes* of compressed input (a stream about to be decompressed)."""
+        self.compressed += max(0, nbytes)
+
+    def expand(self, nbytes: int, *, path: str | None, field: str) -> None:
+        """Charge *nbytes* of decompressed output for *field*, or raise LimitError."""
+        allowed = self.allowance()
+        self.expanded = _charge(self.expanded, nbytes, allowed, path, field, lambda: (
+            f"at most {allowed:,} decompressed bytes in this load from {self.compressed:,} "
+            "compressed (Limits.max_expansion, Limits.expansion_free_bytes, "
+            "Limits.max_total_bytes)"))
+        self.input += nbytes
+
+    def spool(self, nbytes: int, *, path: str | None, field: str) -> None:
+        """Charge *nbytes* of temporary disk, or raise LimitError."""
+        cap = self.limits.temp_cap
+        self.temp = _charge(self.temp, nbytes, cap, path, field, lambda: (
+            f"this load within {cap:,} bytes of temporary disk (Limits.max_temp_bytes)"))
+
+
+def _charge(used: int, nbytes: int, cap: int, path: str | None, field: str,
+            expected: Callable[[], str]) -> int:
+    """*used* + *nbytes*, or LimitError (saying *expected()*) when that passes *cap*."""
+    if nbytes < 0 or used + nbytes > cap:
+        raise LimitError(path=path, field=field, expected=expected(),
+                         found=f"{used + nbytes:,} bytes needed")
+    return used + nbytes
 
 
 def warn_if_regrouped(weights: Mapping[str, Any], path: str, codec: str) -> None:
@@ -144,22 +278,27 @@ class LoadedSource(TensorSource):
 
 
 def read_through_open(self: Codec, fileobj: IO[bytes], *, path: str,
-                      limits: Limits = DEFAULT_LIMITS, verify: bool = True) -> Weights:
+                      limits: Limits = DEFAULT_LIMITS, verify: bool = True,
+                      budget: Budget | None = None) -> Weights:
     """``Codec.read`` for codecs whose :meth:`~Codec.open` reads tensors one by one:
     every tensor through the same source (``read = read_through_open`` in the class)."""
-    source = self.open(fileobj, path=path, limits=limits, verify=verify)
+    budget = Budget.of(budget, limits, fileobj)
+    source = self.open(fileobj, path=path, limits=limits, verify=verify, budget=budget)
     try:
-        return read_all(source, path, limits)
+        return read_all(source, path, limits, budget)
     finally:
         source.close()
 
 
-def read_all(source: TensorSource, path: str, limits: Limits) -> Weights:
-    """Every tensor of *source* in memory, checking the total against *limits* first."""
+def read_all(source: TensorSource, path: str, limits: Limits,
+             budget: Budget | None = None) -> Weights:
+    """Every tensor of *source* in memory, checking the total against *limits* and
+    charging it to *budget* first."""
     total = 0
     for meta in source.tensors:
         limits.check_tensor(path, meta.name, meta.nbytes, total)
         total += meta.nbytes
+    Budget.of(budget, limits).take(total, path=path, field="tensors")
     tensors = [(meta.name, source.read(meta.name)) for meta in source.tensors]
     return weights_from_file(tensors, source.metadata, path)
 
@@ -305,22 +444,25 @@ class Codec:
         raise NotImplementedError
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+             verify: bool = True, budget: Budget | None = None) -> Weights:
         """Read a file object positioned at the start. *path* is for messages only.
 
         A codec that stores checksums verifies them unless *verify* is false; one that
-        stores none ignores it.
+        stores none ignores it. *budget* is the operation's :class:`Budget` (None: the
+        codec makes one from *limits* with ``Budget.of``): charge it before allocating
+        what the file decides, and hand it on to any codec read inside.
         """
         raise NotImplementedError
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The file's tensors, to be read one at a time. *fileobj* must stay open until the
         source is closed. This default reads the whole file with :meth:`read`; codecs whose
         header tells where each tensor lies override it to read only the header (checking
         the header's checksum on opening, each tensor's as it is read, unless *verify* is
         false)."""
-        return LoadedSource(self.read(fileobj, path=path, limits=limits, verify=verify))
+        return LoadedSource(self.read(fileobj, path=path, limits=limits, verify=verify,
+                                      budget=budget))
 
     @classmethod
     def opens_lazily(cls) -> bool:

@@ -54,7 +54,20 @@ __all__ = [
     "MissingDependencyError",
     "LossyWarning",
     "translating_faults",
+    "printable",
 ]
+
+
+def printable(text: str) -> str:
+    """*text* safe to show on a terminal, on one line: every control or other
+    non-printable character (escape sequences, line breaks, NUL, bidirectional
+    overrides) as a Python escape (``\\x1b``, ``\\n``, ``\\u202e``). Printable text,
+    non-ASCII letters included, is unchanged, so applying it twice changes nothing."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] if ord(c) < 0x100
+                   else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+                   for c in text)
 
 
 def _shorten(value: Any, limit: int = 80) -> str:
@@ -105,6 +118,9 @@ class WeightstoreError(Exception):
         text = ": ".join([*parts, body]) if body else ": ".join(parts)
         if hint:
             text = f"{text}; {hint}"
+        # One line, safe for a terminal: file names, fields and what was found come from
+        # the file and may hold escape sequences or line breaks.
+        text = printable(text)
         self.message = text
         super().__init__(text)
 

@@ -52,8 +52,8 @@ except ImportError:  # pragma: no cover - depends on the extra
 
     _FAST_CRC = False
 
-__all__ = ["atomic_write", "StagedFiles", "open_for_read", "stale_temporaries", "TEMP_PREFIX",
-           "TEMP_SUFFIX", "RawFile", "CHUNK", "crc32"]
+__all__ = ["atomic_write", "StagedFiles", "open_for_read", "write_failure", "stale_temporaries",
+           "TEMP_PREFIX", "TEMP_SUFFIX", "RawFile", "CHUNK", "crc32"]
 
 #: Temporary files are named ``.<name>.<random>.<host>-<pid>.weightstore-tmp``.
 TEMP_PREFIX = "."
@@ -199,9 +199,12 @@ class StagedFiles:
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
-        except BaseException:
+        except BaseException as e:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            failure = write_failure(e, where) if isinstance(e, Exception) else None
+            if failure is not None:  # ENOSPC, EFBIG (RLIMIT_FSIZE), EACCES...: one line
+                raise failure from e
             raise
         self.pending.append((tmp, where))
 
@@ -226,10 +229,13 @@ class StagedFiles:
                     os.unlink(tmp)
                 else:
                     os.chmod(tmp, _mode_for(dest))
-                    if self.replace:
-                        os.replace(tmp, dest)
-                    else:
-                        _link_new(tmp, dest)
+                    try:
+                        if self.replace:
+                            os.replace(tmp, dest)
+                        else:
+                            _link_new(tmp, dest)
+                    except OSError as e:
+                        raise write_failure(e, dest) or e from e
                 done.append(dest)
         except BaseException:
             for dest in done:  # all or nothing: take back what this commit put in place
@@ -312,22 +318,67 @@ def remove_stale_temporaries(dest: str | os.PathLike[str]) -> None:
     _remove_stale_temporaries(Path(dest))
 
 
+def _kind(mode: int) -> str | None:
+    """What a non-regular file is ("a FIFO", ...), or None for a regular file."""
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character "
+                       "device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
 def open_for_read(path: str | os.PathLike[str],
                   storage_options: dict[str, Any] | None = None) -> IO[bytes]:
-    """Open *path* for binary reading, turning OS failures into :class:`FileAccessError`."""
+    """Open *path* for binary reading, turning OS failures into :class:`FileAccessError`.
+
+    Only a regular file is opened (symbolic links followed): a FIFO, a device
+    (``/dev/zero``), a socket or a directory is refused before anything is read, and the
+    open itself never blocks (a FIFO swapped in after the check is refused as well).
+    """
     if remote.is_url(path):
         return remote.open_url(path, storage_options)  # type: ignore[arg-type]
     p = Path(remote.local_path(path))
-    if p.is_dir():
-        raise FileAccessError(path=p, field="source", expected="a file", found="a directory")
     try:
-        return open(p, "rb")  # noqa: SIM115  (the caller closes it)
+        kind = _kind(os.stat(p).st_mode)
+        if kind is not None:
+            raise FileAccessError(path=p, field="source", expected="a regular file", found=kind)
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileAccessError:
+        raise
     except FileNotFoundError as e:
         raise FileAccessError("no such file", path=p) from e
     except PermissionError as e:
         raise FileAccessError("permission denied", path=p) from e
     except OSError as e:
         raise FileAccessError(f"cannot open: {e.strerror}", path=p) from e
+    try:
+        kind = _kind(os.fstat(fd).st_mode)  # what was opened, not what was checked
+        if kind is not None:
+            raise FileAccessError(path=p, field="source", expected="a regular file", found=kind)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def write_failure(e: BaseException, dest: str | os.PathLike[str]) -> FileAccessError | None:
+    """A one-line :class:`FileAccessError` for a write the system refused (a full disk,
+    a file-size limit, a quota, no permission, a read-only file system, an I/O error)
+    anywhere in *e*'s chain, or None when *e* is something else."""
+    seen: BaseException | None = e
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and not isinstance(seen, FileAccessError) \
+                and seen.errno is not None:
+            return FileAccessError(path=dest, field="write",
+                                   expected="room and permission to write the file",
+                                   found=seen.strerror or os.strerror(seen.errno))
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 #: Bytes per read call.

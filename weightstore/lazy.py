@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .codec import DEFAULT_LIMITS, Limits, TensorSource
+from .codec import DEFAULT_LIMITS, Budget, Limits, TensorSource
 from .errors import FileAccessError, FormatError, WeightsError, translating_faults
 from .model import TensorInfo, Weights, _check_groups, _check_name, grouped_names
 from .progress import ProgressCallback
@@ -135,13 +135,17 @@ class LazyWeights(Mapping[str, np.ndarray]):
     # --- reading everything ---------------------------------------------------------
 
     def load(self, *, limits: Limits | None = None,
-             progress: ProgressCallback | None = None) -> Weights:
-        """Every tensor in memory as :class:`Weights` (new arrays, not memory maps)."""
+             progress: ProgressCallback | None = None,
+             budget: Budget | None = None) -> Weights:
+        """Every tensor in memory as :class:`Weights` (new arrays, not memory maps),
+        charged to *budget* (the operation's :class:`~weightstore.codec.Budget`) first."""
         limits = limits or DEFAULT_LIMITS
         total = 0
         for meta in self._metas.values():
             limits.check_tensor(self.path, meta.name, meta.nbytes, total)
             total += meta.nbytes
+        if self._source.lazy:  # a source read whole on opening was charged then
+            Budget.of(budget, limits).take(total, path=self.path, field="tensors")
         saved, self._mmap = self._mmap, False
         try:
             done = 0

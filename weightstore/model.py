@@ -291,17 +291,34 @@ def _flatten_into(out: dict[str, np.ndarray], name: str, value: Any) -> None:
     out[name] = value
 
 
-def _check_groups(flat: Mapping[str, np.ndarray]) -> None:
-    names = set(flat)
+def _check_groups(flat: Iterable[str]) -> None:
+    """Refuse a name that is also another name's group (``a`` beside ``a/b``).
+
+    Linear in the total length of the names: each name walks a tree of its parts once
+    (slicing every prefix of a name of many ``/`` parts would be quadratic).
+    """
+    root: dict[str, Any] = {}
+    leaf = object()  # marks a node that is a tensor
     for name in flat:
+        node = root
         parts = name.split("/")
-        for i in range(1, len(parts)):
-            prefix = "/".join(parts[:i])
-            if prefix in names:
+        for i, part in enumerate(parts):
+            child = node.get(part)
+            last = i == len(parts) - 1
+            if child is leaf or (last and child is not None):
+                prefix = name if last else "/".join(parts[: i + 1])
+                other = prefix if child is leaf else f"{prefix}/..."
                 raise WeightsError(
-                    field=f"tensor name {name!r}",
+                    field=f"tensor name {name!r}" if child is leaf else f"tensor name {prefix!r}",
                     expected=f"{prefix!r} to be a group, not also a tensor",
+                    found=other if child is not leaf else None,
                 )
+            if last:
+                node[part] = leaf
+            else:
+                if child is None:
+                    child = node[part] = {}
+                node = child
 
 
 def weights_from_file(

@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from .codec import Budget
 from .errors import FormatError, LossyWarning, MissingDependencyError, OptionError, WeightsError
 from .model import Weights, as_weights, canonical_dtype, dtype_name
 
@@ -83,6 +84,8 @@ MAX_DIGITS = 17
 
 _ENTRY_KEYS = {"dtype", "shape", "bits", "granularity"}
 _GRANULARITIES = ("tensor", "column", "block")
+#: Largest block of rows (a block never needs more rows than a tensor can have).
+MAX_BLOCK = 1 << 62
 
 
 def _is_float(array: np.ndarray) -> bool:
@@ -116,8 +119,10 @@ class Quantization:
                 or not MIN_BITS <= self.bits <= MAX_BITS):
             raise OptionError(field="quantize bits", expected=f"{MIN_BITS} to {MAX_BITS}",
                               found=self.bits)
-        if self.block is not None and (not isinstance(self.block, int) or self.block < 1):
-            raise OptionError(field="quantize block", expected="a positive number of rows",
+        if self.block is not None and (not isinstance(self.block, int)
+                                       or not 1 <= self.block <= MAX_BLOCK):
+            raise OptionError(field="quantize block",
+                              expected=f"a positive number of rows up to {MAX_BLOCK:,}",
                               found=self.block)
 
     @classmethod
@@ -266,8 +271,8 @@ class QuantizedTensor:
         scale = np.asarray(self.scale).astype(np.float64)
         if self.codes.ndim >= 2:
             rows = _as_matrix(codes)
-            if self.block:
-                scale = np.repeat(scale, self.block, axis=0)[: rows.shape[0]]
+            if self.block:  # each row's block scale; never more rows than the codes have
+                scale = scale[np.arange(rows.shape[0]) // self.block]
             values = (rows * scale).reshape(self.codes.shape)
         else:
             values = codes * scale
@@ -329,13 +334,12 @@ def quantize_tensor(array: np.ndarray, bits: int, *, block: int | None = None,
         return QuantizedTensor(codes.reshape(a.shape), scale, bits, name_dtype, None)
     rows = _as_matrix(wide)
     n = rows.shape[0]
-    if block:
-        pad = -n % block
-        padded = np.pad(np.abs(rows), ((0, pad), (0, 0)))
-        amax = padded.reshape(-1, block, rows.shape[1]).max(axis=1) if n else \
-            np.zeros((0, rows.shape[1]))
+    if block:  # per block of rows, without padding to the block size (it may be huge)
+        starts = np.arange(0, n, block) if n else np.zeros(0, dtype=np.intp)
+        amax = np.maximum.reduceat(np.abs(rows), starts, axis=0) if n and rows.shape[1] \
+            else np.zeros((len(starts), rows.shape[1]))
         scale = (amax / top).astype(sdtype)
-        full = np.repeat(scale.astype(np.float64), block, axis=0)[:n]
+        full = scale.astype(np.float64)[np.arange(n) // block]
     else:
         amax = np.abs(rows).max(axis=0) if n else np.zeros(rows.shape[1])
         scale = (amax / top).astype(sdtype)
@@ -453,13 +457,15 @@ def _parse_record(text: str, path: str | None) -> dict[str, dict[str, Any]]:
                               expected="'tensor' for 0-d and 1-d tensors, 'column' or 'block' "
                               "for others", found=e["granularity"])
         if "block" in e and (not isinstance(e["block"], int) or isinstance(e["block"], bool)
-                             or e["block"] < 1):
-            raise FormatError(path=path, field=f"{where}.block", expected="a positive integer",
+                             or not 1 <= e["block"] <= MAX_BLOCK):
+            raise FormatError(path=path, field=f"{where}.block",
+                              expected=f"a positive integer up to {MAX_BLOCK:,}",
                               found=e["block"])
     return doc["tensors"]
 
 
-def dequantize(weights: Weights, *, path: str | None = None) -> Weights:
+def dequantize(weights: Weights, *, path: str | None = None,
+               budget: Budget | None = None) -> Weights:
     """Stored weights with their quantized tensors restored to floats, in their places and
     under their own names; the record leaves the metadata. Unquantized weights unchanged.
 
@@ -495,7 +501,11 @@ def dequantize(weights: Weights, *, path: str | None = None) -> Weights:
             raise FormatError(path=path, field=f"tensor {scale_name!r}",
                               expected=f"float scales of shape {q.scale_shape()}",
                               found=f"{scale.dtype} of shape {scale.shape}")
+        if budget is not None:  # float64 codes, row scales and product, then the result
+            budget.take(codes.size * 4 * 8, path=path, field=f"dequantizing tensor {name!r}")
         restored[codes_name] = q.dequantize()
+        if budget is not None:  # the float64 scratch is freed; the result stays
+            budget.give_back(codes.size * 3 * 8)
     scales = {name + SCALE_SUFFIX for name in record}
     out = [(key[: -len(CODES_SUFFIX)], restored[key]) if key in restored else (key, array)
            for key, array in weights.items() if key not in scales]

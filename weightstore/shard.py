@@ -73,7 +73,11 @@ def parse_size(size: int | str) -> int:
             raise OptionError(field="max_shard_size",
                               expected="a size like 2GB, 500MB, 1GiB or a number of bytes",
                               found=size)
-        value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        number = float(m.group(1)) * _UNITS[m.group(2).lower()]
+        if not number < 2.0**63:  # inf from a number of hundreds of digits, too
+            raise OptionError(field="max_shard_size", expected="a size below 2**63 bytes",
+                              found=size)
+        value = int(number)
     if value <= 0:
         raise OptionError(field="max_shard_size", expected="a positive size", found=size)
     return value
@@ -162,7 +166,8 @@ def write_sharded(weights: Mapping[str, np.ndarray], path: str, codec: Codec,
     except BaseException:
         staged.discard()
         raise
-    old = _old_shards(index_path, storage_options)
+    stem, ext = split_name(path, codec)
+    old = _old_shards(index_path, f"{_basename(stem)}\0{ext}", storage_options)
     staged.commit()
     keep = {_basename(p) for p in shard_paths}
     for name in old - keep:
@@ -175,8 +180,17 @@ def write_sharded(weights: Mapping[str, np.ndarray], path: str, codec: Codec,
     return [*shard_paths, index_path]
 
 
-def _old_shards(index_path: str, storage_options: dict[str, Any] | None) -> set[str]:
-    """Shard names an existing index at *index_path* lists (and that look like shards)."""
+def _old_shards(index_path: str, naming: str,
+                storage_options: dict[str, Any] | None) -> set[str]:
+    """Shards of an earlier save to the same path that the index there lists, which this
+    save may remove once its own are in place.
+
+    Only names it can prove are its own: each must be exactly what :func:`shard_names`
+    gives for this stem and extension (*naming* is ``stem NUL ext``, file name only),
+    ``stem-<i>-of-<n>ext`` with the same *n* in every name and each *i* from 1 to *n*
+    at most once. An index that lists anything else (another model's files, the index
+    itself, a name in another folder) is not trusted at all: nothing is removed.
+    """
     try:
         with open_for_read(index_path, storage_options) as f:
             doc = orjson.loads(f.read(_MAX_INDEX_BYTES))
@@ -184,7 +198,15 @@ def _old_shards(index_path: str, storage_options: dict[str, Any] | None) -> set[
     except (FileAccessError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError,
             OSError):
         return set()
-    return {n for n in names if isinstance(n, str) and _SHARD_NAME.match(n) and _plain(n)}
+    stem, ext = naming.split("\0")
+    own = re.compile(re.escape(stem) + r"-(\d{5})-of-(\d{5})" + re.escape(ext))
+    counts: set[int] = set()
+    for n in names:
+        m = own.fullmatch(n) if isinstance(n, str) and _plain(n) else None
+        if m is None or not 1 <= int(m[1]) <= int(m[2]):
+            return set()
+        counts.add(int(m[2]))
+    return names if len(counts) == 1 else set()
 
 
 def _plain(name: str) -> bool:
@@ -244,10 +266,14 @@ def read_index(path: str, storage_options: dict[str, Any] | None = None
     if not weight_map:
         raise FormatError(path=path, field="weight_map", expected="at least one tensor",
                           found="{}")
+    own_name = _basename(path)
     for name, shard in weight_map.items():
         if not isinstance(shard, str) or not _plain(shard):
             raise FormatError(path=path, field=f"weight_map[{name!r}]",
                               expected="a file name in the index's folder", found=shard)
+        if shard == own_name or is_index(shard):
+            raise FormatError(path=path, field=f"weight_map[{name!r}]",
+                              expected="a shard file, not an index", found=shard)
     meta = doc.get("metadata", {})
     if meta is None:
         meta = {}

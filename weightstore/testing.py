@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import os
+import pickletools
 import random
 import re
 import signal
@@ -298,6 +299,92 @@ def random_mutation(rng: random.Random, data: bytes) -> tuple[str, bytes]:
 
 
 # --- outcomes ------------------------------------------------------------------------
+
+
+# --- structure-aware pickles: random opcode streams ---------------------------------------
+
+#: Globals a random pickle names: the ones the reader allows and ones it must refuse.
+_PICKLE_GLOBALS = (
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+    ("_codecs", "encode"), ("ml_dtypes", "bfloat16"), ("builtins", "getattr"),
+    ("os", "system"), ("builtins", "eval"), ("numpy", "frombuffer"), ("copyreg", "_reconstructor"),
+)
+_PICKLE_TEXT = ("W", "b", "f4", "<f8", "|b1", "latin1", "<", "b", "C", "F", "", "__metadata__",
+                "a/b", "x" * 300)
+
+
+def _pickle_arg(rng: random.Random, kind: str) -> bytes:
+    """Bytes for an opcode argument of pickletools' *kind*: valid, lying or absurd."""
+    def n_bytes(width: int) -> int:
+        return rng.choice([0, 1, 2, 3, 4, 8, 16, 255, rng.randrange(1 << min(8 * width, 31)),
+                           (1 << (8 * width)) - 1])
+
+    def sized(width: int, payload: bytes) -> bytes:
+        payload = payload[: (1 << (8 * width)) - 1]
+        length = len(payload) if rng.random() < 0.8 else n_bytes(width)
+        return (length & ((1 << (8 * width)) - 1)).to_bytes(width, "little") + payload
+
+    text = rng.choice(_PICKLE_TEXT).encode()
+    simple = {
+        "uint1": lambda: bytes([n_bytes(1) & 0xFF]),
+        "uint2": lambda: (n_bytes(2) & 0xFFFF).to_bytes(2, "little"),
+        "int4": lambda: rng.randrange(-(1 << 31), 1 << 31).to_bytes(4, "little", signed=True),
+        "uint4": lambda: (n_bytes(4) & 0xFFFFFFFF).to_bytes(4, "little"),
+        "uint8": lambda: n_bytes(8).to_bytes(8, "little"),
+        "float8": lambda: os.urandom(8),
+        "long1": lambda: sized(1, os.urandom(rng.choice([0, 1, 2, 8, 9]))),
+        "long4": lambda: sized(4, os.urandom(rng.choice([0, 1, 8, 9]))),
+        "string1": lambda: sized(1, text), "bytes1": lambda: sized(1, text),
+        "unicodestring1": lambda: sized(1, text),
+        "string4": lambda: sized(4, text), "bytes4": lambda: sized(4, text),
+        "unicodestring4": lambda: sized(4, text),
+        "bytes8": lambda: sized(8, text), "bytearray8": lambda: sized(8, text),
+        "unicodestring8": lambda: sized(8, text),
+        "decimalnl_short": lambda: str(rng.randrange(-9, 1 << 40)).encode() + b"\n",
+        "decimalnl_long": lambda: str(rng.randrange(-9, 1 << 40)).encode() + b"L\n",
+        "floatnl": lambda: b"1.5\n", "stringnl": lambda: b"'" + text + b"'\n",
+        "unicodestringnl": lambda: text + b"\n", "stringnl_noescape": lambda: text + b"\n",
+    }
+    if kind == "stringnl_noescape_pair":
+        module, name = rng.choice(_PICKLE_GLOBALS)
+        return f"{module}\n{name}\n".encode()
+    make = simple.get(kind)
+    return make() if make is not None else b""
+
+
+def random_pickle_ops(rng: random.Random, base: bytes) -> tuple[str, bytes]:
+    """A pickle built from random opcodes with random (valid, lying or absurd) arguments:
+    a whole stream, or a few opcodes spliced into, over or out of *base* at an opcode
+    boundary. Returns (what was done, the bytes)."""
+    ops = list(pickletools.opcodes)
+
+    def stream(n: int) -> bytes:
+        out = []
+        for _ in range(n):
+            op = rng.choice(ops)
+            arg = _pickle_arg(rng, op.arg.name) if op.arg is not None else b""
+            out.append(op.code.encode("latin1") + arg)
+        return b"".join(out)
+
+    if rng.random() < 0.4:
+        return "opcode stream", b"\x80\x04" + stream(rng.randint(1, 300)) + b"."
+    try:
+        starts = [pos for _, _, pos in pickletools.genops(base)]
+    except Exception:  # noqa: BLE001  (a base that is not a pickle: splice anywhere)
+        starts = [0]
+    at = rng.choice(starts)
+    ends = [p for p in starts if p > at] or [len(base)]
+    how = rng.choice(["insert", "replace", "delete", "repeat"])
+    if how == "insert":
+        return "opcodes inserted", base[:at] + stream(rng.randint(1, 5)) + base[at:]
+    if how == "replace":
+        return "opcode replaced", base[:at] + stream(rng.randint(1, 3)) + base[ends[0]:]
+    if how == "delete":
+        return "opcode deleted", base[:at] + base[ends[0]:]
+    chunk = base[at:ends[0]]
+    return "opcode repeated", base[:at] + chunk * rng.randint(2, 1000) + base[ends[0]:]
 
 
 class Outcome(enum.Enum):

@@ -34,16 +34,35 @@ GiB = 1 << 30
 
 @dataclass(frozen=True)
 class Hostile:
-    """One hostile file and what loading it must do."""
+    """One hostile file and what loading it must do: raise *error* with a message matching
+    *match*, or, when *error* is None, load as the weights *expect* returns (compared by
+    :func:`digest`)."""
 
     file: str
     build: Callable[[Path, Path], None]  # (path to write, marker path)
-    error: type[ws.WeightstoreError]
+    error: type[ws.WeightstoreError] | None
     match: str
     what: str
     measure: bool = False
     max_growth_mib: int = 64
     limits: dict[str, int] = field(default_factory=dict)
+    expect: Callable[[], ws.Weights] | None = None
+    #: The issue-12 class it belongs to (budget, time, writes, output, special, code, ...).
+    kind: str = "refuse"
+
+
+def digest(weights: Any) -> str:
+    """SHA-256 of names, dtypes, shapes, values and metadata: equal weights, equal digest."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in weights:
+        a = np.ascontiguousarray(weights[name])
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode("utf-8", "surrogatepass"))
+        h.update(a.tobytes())
+    for key, value in sorted(getattr(weights, "metadata", {}).items()):
+        h.update(f"{key}\0{value}\0".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
 
 
 class _Reduce:
@@ -345,6 +364,190 @@ def _wsc_plane_bomb(path: Path, marker: Path) -> None:
                                        "planes": [["zstd", len(frame)]]}]}, frame)(path, marker)
 
 
+# --- issue 12: one budget per load ----------------------------------------------------
+
+
+def _memo_index(path: Path, marker: Path) -> None:
+    # a valid pickle that memoizes its dict at index 2**31 - 1: the C unpickler sizes its
+    # memo array by the largest index (16 GiB); the budget charges one entry
+    body = pickle.dumps({"W": np.arange(4, dtype=np.float32)}, protocol=2)
+    assert body[2:3] == b"}"
+    path.write_bytes(body[:3] + b"r\xff\xff\xff\x7f" + body[3:])
+
+
+def _memo_index_expect() -> ws.Weights:
+    return ws.Weights({"W": np.arange(4, dtype=np.float32)})
+
+
+def _containers(path: Path, marker: Path) -> None:
+    # 4 million empty lists appended to one list: 4 MiB of opcodes, ~300 MiB of objects
+    path.write_bytes(b"\x80\x04](" + b"]" * 4_000_000 + b"e.")
+
+
+def _quant_block(path: Path, marker: Path) -> None:
+    # a quantization record whose block is 2**40 rows for a (4, 4) tensor: np.repeat of
+    # the scales by the block size took 2**40 x 4 float64 before it was cut to 4 rows
+    import json
+
+    codes = np.array([[1, -2, 3, 0]] * 4, dtype=np.int8)
+    record = {"version": 1, "scheme": "symmetric", "tensors": {"W": {
+        "dtype": "float32", "shape": [4, 4], "bits": 4, "granularity": "block",
+        "block": 1 << 40}}}
+    path.write_bytes(pickle.dumps({"W.q": codes, "W.scale": np.full((1, 4), 0.5, np.float32),
+                                   "__metadata__": {"weightstore.quantization":
+                                                    json.dumps(record)}}, protocol=4))
+
+
+def _quant_block_expect() -> ws.Weights:
+    return ws.Weights({"W": np.array([[0.5, -1.0, 1.5, 0.0]] * 4, dtype=np.float32)})
+
+
+def _empty_json(shape: list[int], nesting: bool) -> Callable[[Path, Path], None]:
+    def build(path: Path, marker: Path) -> None:
+        data = b"[" + b",".join([b"[]"] * shape[0]) + b"]" if nesting else b"[]"
+        path.write_bytes(_JSON_HEAD + b'"metadata":{},"tensors":[{"name":"E","dtype":"float32",'
+                         b'"shape":' + str(shape).replace(" ", "").encode() + b',"data":'
+                         + data + b"}]}")
+    return build
+
+
+def _empty_expect(shape: tuple[int, ...]) -> Callable[[], ws.Weights]:
+    return lambda: ws.Weights({"E": np.zeros(shape, np.float32)})
+
+
+def _shared_names(path: Path, marker: Path) -> None:
+    # 30 dicts, each {key_a: previous, key_b: previous} with 4 KiB keys: 2**30 paths whose
+    # names are 120 KiB each, from a 250 KiB file
+    out = [b"\x80\x02}q\x000"]
+    for level in range(1, 31):
+        out.append(b"}" + _u("a" * 4096) + b"h" + bytes([level - 1]) + b"s"
+                   + _u("b" * 4096) + b"h" + bytes([level - 1]) + b"sq" + bytes([level]) + b"0")
+    out.append(b"h\x1e.")
+    path.write_bytes(b"".join(out))
+
+
+def _zstd_shards(path: Path, marker: Path) -> None:
+    # 8 shards, each a zstd frame holding 4 MiB of zeros: each within the 8 MiB allowance
+    # alone, 32 MiB together (the limits of the entry)
+    model = path.name[: -len(".index.json")]
+    ws.save({f"t{i}": np.zeros(MiB, np.float32) for i in range(8)}, path.with_name(model),
+            max_shard_size=4 * MiB, level=1)
+
+
+# --- issue 12: linear time ------------------------------------------------------------
+
+
+def _h5_links(path: Path, marker: Path) -> None:
+    # 40 groups, each linking twice to the next: 2**40 paths to the one dataset at the end
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        groups = [f.create_group(f"g{i}") for i in range(40)]
+        groups[-1]["W"] = np.ones(3)
+        for a, b in zip(groups, groups[1:], strict=False):
+            a["x"] = b
+            a["y"] = b
+
+
+def _h5_heap_compound(path: Path, marker: Path) -> None:
+    # a compound attribute with a variable-length string field, its heap object's size
+    # wrapped: the heap is walked only if the reader sees the string inside the compound
+    import h5py
+
+    dt = np.dtype([("n", "<i4"), ("s", h5py.string_dtype())])
+    with h5py.File(path, "w") as f:
+        f.attrs.create("note", np.array((1, "hello"), dtype=dt))
+        f["W"] = np.ones(3)
+    data = bytearray(path.read_bytes())
+    heap = data.find(b"GCOL")
+    struct.pack_into("<Q", data, heap + 16 + 8, 0xFFFFFFFFFFFFFFF0)
+    path.write_bytes(bytes(data))
+
+
+def _h5_compact_attrs(path: Path, marker: Path) -> None:
+    # 5,000 metadata attributes in the root's object header (the HDF5 1.6 layout): the
+    # library finds each by a scan of all, n**2 in all
+    import h5py
+
+    with h5py.File(path, "w", libver="earliest") as f:
+        f["W"] = np.ones(3)
+        for i in range(5000):
+            f.attrs[f"k{i}"] = np.bytes_(b"v")
+
+
+_PARTS = 40_000
+
+
+def _many_parts(path: Path, marker: Path) -> None:
+    ws.save(_many_parts_expect(), path)
+
+
+def _many_parts_expect() -> ws.Weights:
+    return ws.Weights({"/".join(["p"] * _PARTS): np.arange(3, dtype=np.float32)})
+
+
+def _int_keys(path: Path, marker: Path) -> None:
+    # 100,000 int keys that all hash alike (multiples of 2**61 - 1): quadratic inserts
+    body = b"\x80\x04}(" + b"".join(
+        b"\x8a\x10" + (i * ((1 << 61) - 1)).to_bytes(16, "little", signed=True) + b"N"
+        for i in range(1, 100_001)) + b"u."
+    path.write_bytes(body)
+
+
+def _deep_lists(path: Path, marker: Path) -> None:
+    # lists nested a million levels (APPEND each into the one below); the C unpickler
+    # builds it, and walking or freeing it can overflow the C stack
+    n = 1_000_000
+    path.write_bytes(b"\x80\x04" + b"]" * n + b"a" * (n - 1) + b".")
+
+
+def _deep_tuples(path: Path, marker: Path) -> None:
+    n = 1_000_000
+    path.write_bytes(b"\x80\x04)" + b"\x85" * n + b".")
+
+
+# --- issue 12: writes and indexes ------------------------------------------------------
+
+
+def _self_index(path: Path, marker: Path) -> None:
+    path.write_bytes(b'{"metadata":{},"weight_map":{"W":"' + path.name.encode() + b'"}}')
+
+
+def _escape_name(path: Path, marker: Path) -> None:
+    # a tensor name full of terminal escapes (clear screen, set title) and line breaks,
+    # with a dtype the reader refuses, so the error quotes the name
+    import json
+
+    name = "W\x1b[2J\x1b]0;pwned\x07\r\nweightstore: ok"
+    header = ("{" + json.dumps(name) + ':{"dtype":"F99","shape":[1],"data_offsets":[0,4]}}'
+              ).encode()
+    _safetensors(header, bytes(4))(path, marker)
+
+
+# --- issue 12: special files -----------------------------------------------------------
+
+
+def _fifo(path: Path, marker: Path) -> None:
+    os.mkfifo(path)
+
+
+def _zero_link(path: Path, marker: Path) -> None:
+    os.symlink("/dev/zero", path)
+
+
+def _socket_file(path: Path, marker: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+
+
+def _fifo_shard(path: Path, marker: Path) -> None:
+    shard = path.with_name("fifo-shard-00001-of-00001.npz")
+    os.mkfifo(shard)
+    path.write_bytes(b'{"metadata":{},"weight_map":{"W":"' + shard.name.encode() + b'"}}')
+
+
 # --- pytorch ------------------------------------------------------------------------
 
 
@@ -494,7 +697,8 @@ HOSTILE: list[Hostile] = [
             ws.UnsafeFileError, r"global subprocess\.Popen", "subprocess.Popen(['touch', ...])"),
     Hostile("getattr-chain.pkl", _getattr_chain, ws.UnsafeFileError,
             r"global builtins\.getattr", "getattr(__import__('os'), 'system')(...)"),
-    Hostile("protocol0-inst.pkl", _protocol0_inst, ws.UnsafeFileError, r"global os\.system",
+    Hostile("protocol0-inst.pkl", _protocol0_inst, ws.UnsafeFileError,
+            r"global os\.system|opcode (STRING|INST)",
             "protocol 0 INST opcode calling os.system"),
     Hostile("numpy-load.pkl", _dump(lambda m: _Reduce(np.load, str(m))), ws.UnsafeFileError,
             r"global numpy\.load", "numpy.load of another file"),
@@ -508,13 +712,14 @@ HOSTILE: list[Hostile] = [
                                     {})),
             ws.UnsafeFileError, r"global numpy\.testing\._private\.utils\.runstring",
             "numpy.testing's runstring: exec in disguise"),
-    Hostile("build-on-global.pkl", _build_on_global, ws.UnsafeFileError, r"attribute 'x'",
+    Hostile("build-on-global.pkl", _build_on_global, ws.UnsafeFileError, r"attribute 'x'|BUILD",
             "BUILD setting an attribute on an allowed global"),
     Hostile("reconstruct-huge.pkl", _reconstruct_huge, ws.UnsafeFileError, r"_reconstruct",
             "_reconstruct(ndarray, (2**40,), ...) allocating 1 TiB"),
     Hostile("array-state-lies.pkl", _array_state_lies, ws.FormatError, r"bytes for shape",
             "array state claiming 2**40 float64 with 8 bytes", measure=True),
-    Hostile("billion-laughs.pkl", _billion_laughs, ws.LimitError, r"Limits\.max_tensors",
+    Hostile("billion-laughs.pkl", _billion_laughs, ws.LimitError,
+            r"Limits\.max_(tensors|memory_bytes)",
             "40 shared dicts: 2**40 paths from 1 KiB", measure=True),
     Hostile("deep-dicts.pkl", _deep_dicts, ws.FormatError, r"nesting within 64",
             "dicts nested 100,000 levels deep"),
@@ -672,23 +877,83 @@ HOSTILE: list[Hostile] = [
                          b'"data_offsets":[0,4294967296]}}', bytes(8)),
             ws.FormatError, r"data_offsets|buffer|bytes", "data offsets 4 GiB past the end",
             measure=True),
+    # --- issue 12: one budget per load (memory, decompressed bytes, temporary disk) ---
+    Hostile("memo-index.pkl", _memo_index, None, "", "a memo index of 2**31 - 1 "
+            "(the C unpickler's memo array: 16 GiB)", measure=True,
+            expect=_memo_index_expect, kind="budget"),
+    Hostile("containers.pkl", _containers, ws.LimitError, r"Limits\.max_memory_bytes",
+            "4 million empty lists in 4 MiB, Limits(expansion_free_bytes=16 MiB, "
+            "max_expansion=8)", measure=True,
+            limits={"expansion_free_bytes": 16 * MiB, "max_expansion": 8}, kind="budget"),
+    Hostile("quant-block.pkl", _quant_block, None, "", "a quantization block of 2**40 rows "
+            "for a 4x4 tensor (dequantization scratch)", measure=True,
+            expect=_quant_block_expect, kind="budget"),
+    Hostile("empty-2pow40.json", _empty_json([1 << 40, 0], False), None, "",
+            "an empty tensor of shape [2**40, 0] (its full nesting: 2 TiB of text)",
+            measure=True, expect=_empty_expect((1 << 40, 0)), kind="budget"),
+    Hostile("empty-nesting.json", _empty_json([1 << 20, 0], True), None, "",
+            "an empty tensor spelled as 2**20 empty lists", measure=True,
+            expect=_empty_expect((1 << 20, 0)), max_growth_mib=256, kind="budget"),
+    Hostile("shared-names.pkl", _shared_names, ws.LimitError,
+            r"Limits\.max_(memory_bytes|tensors)", "30 shared dicts with 4 KiB keys: "
+            "2**30 names of 120 KiB from 250 KiB", measure=True, max_growth_mib=320,
+            kind="budget"),
+    Hostile("zshards.npz.zst.index.json", _zstd_shards, ws.LimitError,
+            r"Limits\.max_expansion", "8 zstd shards of 4 MiB each, "
+            "Limits(expansion_free_bytes=8 MiB): the allowance is one per load",
+            measure=True, limits={"expansion_free_bytes": 8 * MiB, "max_expansion": 100},
+            kind="budget"),
+    # --- issue 12: linear time --------------------------------------------------------
+    Hostile("two-links.h5", _h5_links, ws.FormatError, r"second link",
+            "40 groups each linked twice: 2**40 paths", measure=True, kind="time"),
+    Hostile("heap-loop-compound.h5", _h5_heap_compound, ws.FormatError, r"global heap",
+            "a wrapping heap object behind a compound attribute's string field",
+            kind="time"),
+    Hostile("compact-attrs.h5", _h5_compact_attrs, ws.LimitError, r"object header",
+            "5,000 metadata attributes in the object header (n**2 lookups)", kind="time"),
+    Hostile("many-parts.safetensors", _many_parts, None, "",
+            f"a name of {_PARTS:,} '/' parts (the name check was quadratic)",
+            measure=True, expect=_many_parts_expect, kind="time"),
+    Hostile("int-keys.pkl", _int_keys, ws.FormatError, r"dict key",
+            "100,000 int keys that hash alike", kind="time"),
+    Hostile("deep-lists.pkl", _deep_lists, ws.FormatError, r"nesting within 64",
+            "lists nested a million levels (SIGSEGV before)", measure=True, max_growth_mib=256,
+            kind="time"),
+    Hostile("deep-tuples.pkl", _deep_tuples, ws.FormatError, r"nesting within 64",
+            "tuples nested a million levels", measure=True, kind="time"),
+    # --- issue 12: indexes and output -------------------------------------------------
+    Hostile("self.npz.index.json", _self_index, ws.FormatError, r"not an index",
+            "a shard index naming itself as its shard", kind="writes"),
+    Hostile("escape.safetensors", _escape_name, ws.FormatError, r"dtype",
+            "a name of terminal escapes and line breaks, quoted by the error", kind="output"),
+    # --- issue 12: special files --------------------------------------------------------
+    Hostile("fifo.npz", _fifo, ws.FileAccessError, r"FIFO", "a named pipe (blocks forever)",
+            kind="special"),
+    Hostile("zero-link.npz", _zero_link, ws.FileAccessError, r"character device",
+            "a symlink to /dev/zero (endless zeros)", measure=True, kind="special"),
+    Hostile("socket.npz", _socket_file, ws.FileAccessError, r"socket", "a Unix socket",
+            kind="special"),
+    Hostile("fifo-shard.npz.index.json", _fifo_shard, ws.FileAccessError, r"FIFO",
+            "a shard index whose shard is a named pipe", kind="special"),
 ]
 
 
 _MEASURE = """
 import json, resource, sys, time
 import weightstore as ws
+from hostile.build import digest
 path, limits = sys.argv[1], json.loads(sys.argv[2])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 try:
-    ws.load(path, limits=ws.Limits(**limits) if limits else None)
-    out = {"error": None, "message": "loaded"}
+    got = ws.load(path, limits=ws.Limits(**limits) if limits else None)
+    out = {"error": None, "message": "loaded", "digest": digest(got)}
 except ws.WeightstoreError as e:
     out = {"error": type(e).__name__, "message": str(e)}
 except BaseException as e:
     out = {"error": "not a WeightstoreError: " + type(e).__name__, "message": str(e)}
 out["seconds"] = time.perf_counter() - started
+out["cpu_seconds"] = time.process_time() - cpu
 out["grew_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
 print(json.dumps(out))
 """
@@ -703,8 +968,8 @@ def load_measured(path: Path, h: Hostile, timeout: float) -> dict[str, Any]:
     import json
 
     repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(repo), str(repo / "tests"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", _MEASURE, str(path), json.dumps(h.limits)],
                           capture_output=True, text=True, timeout=timeout, env=env, check=False)
     if done.returncode != 0:
@@ -729,14 +994,17 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     marker = out / "MARKER-if-this-exists-something-ran"
     built = build_all(out, marker)
-    print("| file | bytes | attack | outcome | time | peak memory growth |")
-    print("|---|---:|---|---|---:|---:|")
+    print("| file | bytes | attack | outcome | time | CPU | peak memory growth |")
+    print("|---|---:|---|---|---:|---:|---:|")
     for h in HOSTILE:
         got = load_measured(built[h.file], h, timeout=120)
         message = got["message"].replace(str(out) + os.sep, "")
-        print(f"| {h.file} | {built[h.file].stat().st_size:,} | {h.what} | "
+        if h.error is None:
+            message += " (correct)" if got.get("digest") == digest(h.expect()) else " (WRONG)"
+        size = os.lstat(built[h.file]).st_size
+        print(f"| {h.file} | {size:,} | {h.what} | "
               f"{got['error']}: {message} | {got['seconds']:.2f} s | "
-              f"{got['grew_kib'] / 1024:.1f} MiB |")
+              f"{got['cpu_seconds']:.2f} s | {got['grew_kib'] / 1024:.1f} MiB |")
     print(f"\nmarker present: {marker.exists() or marker.with_suffix('.npy').exists()}")
 
 

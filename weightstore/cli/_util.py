@@ -37,9 +37,21 @@ def add_option_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def print_json(data: Any) -> None:
-    """Indented JSON to stdout."""
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    """Indented JSON to stdout. Characters a terminal could act on (json escapes those
+    below U+0020; this also the C1 controls, bidirectional overrides and the like) are
+    written as ``\\uXXXX``, which every JSON reader decodes back."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() or c in "\n" else _json_escape(c) for c in text)
+    sys.stdout.write(text + "\n")
+
+
+def _json_escape(c: str) -> str:
+    code = ord(c)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def add_data_dir_arg(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 
 from .. import api
 from ..display import table
+from ..errors import printable
 from ._util import input_path, print_json
 from .verify_cmd import describe
 
@@ -39,13 +40,14 @@ def run(args: argparse.Namespace) -> int:
             data["verified"] = checked.to_dict()
         print_json(data)
         return 0
-    print(f"{info.path}: {info.format}, {info.file_size:,} bytes")
-    rows = [[t.name, t.dtype, "x".join(map(str, t.shape)) or "scalar", f"{t.count:,}"]
-            for t in info.tensors]
+    # names and metadata come from the file: escaped (no terminal escape sequences)
+    print(f"{printable(info.path)}: {info.format}, {info.file_size:,} bytes")
+    rows = [[printable(t.name), t.dtype, "x".join(map(str, t.shape)) or "scalar",
+             f"{t.count:,}"] for t in info.tensors]
     print(table(rows, ["tensor", "dtype", "shape", "values"], right={3}))
     print(f"{len(info.tensors)} tensors, {info.total_values:,} values")
     for key, value in info.metadata.items():
-        print(f"metadata {key}: {value}")
+        print(f"metadata {printable(key)}: {printable(value)}")
     if checked is not None:
         print(describe(checked))
     return 0

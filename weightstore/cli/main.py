@@ -8,14 +8,48 @@ shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 from .. import __version__
-from ..errors import WeightstoreError
+from ..errors import WeightstoreError, printable
 from . import commands
 from ._util import in_cli_words
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised like Ctrl-C's KeyboardInterrupt, so that every
+    ``finally`` and ``except BaseException`` on the way out runs (a staged write removes
+    its temporary files)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Terminated` while the command runs."""
+    wanted = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    saved = {}
+    try:
+        for sig in wanted:
+            saved[sig] = signal.signal(sig, _raise)
+    except ValueError:  # not the main thread: leave the handlers alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
 
 EPILOG = """\
 examples:
@@ -71,9 +105,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     warnings.simplefilter("default")
     if not debug:
-        warnings.formatwarning = lambda msg, cat, *a, **k: f"weightstore: warning: {msg}\n"
+        warnings.formatwarning = lambda msg, cat, *a, **k: \
+            f"weightstore: warning: {printable(str(msg))}\n"
     try:
-        return int(args.run(args) or 0)
+        with _signals_raise():
+            return int(args.run(args) or 0)
+    except Terminated as e:
+        if debug:
+            raise
+        print(f"weightstore: stopped by signal {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum
     except WeightstoreError as e:
         if debug:
             raise

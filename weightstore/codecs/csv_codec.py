@@ -19,6 +19,13 @@ with a line break is refused as truncated, and so is a tensor with rows
 missing. A file cut exactly between two tensors cannot be told from a file
 with fewer tensors; use ``.csv.zst`` (which carries a checksum) where that matters.
 
+Spreadsheet formulas: a name, metadata key or metadata value that starts with
+``=``, ``+``, ``-``, ``@``, a tab, a carriage return or ``'`` is written with one
+``'`` before it (``=SUM(A1)`` as ``'=SUM(A1)``), so that a spreadsheet shows text
+instead of running a formula; a reader removes one leading ``'`` when what follows
+starts with one of those characters (:func:`guard`, :func:`unguard`), so every text
+round-trips exactly.
+
 Rows may come in any order (a reader places each by its index). Two kinds of
 row carry no element and appear only when needed: an empty tensor has one row
 with empty ``index`` and ``value``; each metadata entry is a row with ``dtype``
@@ -42,7 +49,7 @@ from typing import IO, NamedTuple
 import numpy as np
 import orjson
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, LoadedSource, Option, TensorSource
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, LoadedSource, Option, TensorSource
 from ..errors import FormatError, LimitError, WeightsError
 from ..fileio import RawFile
 from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
@@ -96,6 +103,41 @@ def _bounded_lines(text: IO[str], path: str) -> Iterator[str]:
                              expected=f"at most {limit:,} characters (five fields within "
                              "csv.field_size_limit())", found=f"more than {limit:,}")
         yield line
+
+
+#: A field starting with one of these is a formula to a spreadsheet (or, for the quote
+#: itself, would read back ambiguously): the writer puts a quote ``'`` before it.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def guard(text: str) -> str:
+    """*text* as written in a name or metadata field: with a ``'`` before it when it
+    starts with ``= + - @``, a tab, a carriage return or ``'`` (so a spreadsheet shows
+    it as text instead of running it as a formula). :func:`unguard` undoes it."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def unguard(text: str) -> str:
+    """The text :func:`guard` was given: one leading ``'`` removed when what follows it
+    starts with one of :data:`FORMULA_STARTS`; any other text unchanged."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
+
+
+class _Unguarded(TensorSource):
+    """A row-layout source with its names and metadata as :func:`guard` was given them."""
+
+    def __init__(self, inner: TensorSource) -> None:
+        self._inner = inner
+        self._names = {unguard(t.name): t.name for t in inner.tensors}
+        super().__init__([TensorInfo(unguard(t.name), t.dtype, t.shape) for t in inner.tensors],
+                         {unguard(k): unguard(v) for k, v in inner.metadata.items()})
+        self.lazy = inner.lazy
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        return self._inner.read(self._names[name], mmap=mmap)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def _quote(text: str) -> str:
@@ -178,7 +220,7 @@ class CsvCodec(Codec):
             return
         fileobj.write(HEADER_LINE + b"\r\n")
         for name, array in weights.items():
-            prefix = (f"{_quote(name)},{dtype_name(array.dtype)},"
+            prefix = (f"{_quote(guard(name))},{dtype_name(array.dtype)},"
                       f"{format_shape(array.shape)},").encode()
             if array.size == 0:
                 fileobj.write(prefix + b",\r\n")
@@ -190,10 +232,37 @@ class CsvCodec(Codec):
                 fileobj.write(rows(prefix, start, value_text(flat[start:start + _WRITE_STEP])))
             del array, flat  # from a lazy source: one tensor in memory at a time
         for key, value in weights.metadata.items():
-            fileobj.write(f"{_quote(key)},{METADATA_DTYPE},,,{_quote(value)}\r\n".encode())
+            fileobj.write(f"{_quote(guard(key))},{METADATA_DTYPE},,,{_quote(guard(value))}"
+                          "\r\n".encode())
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
+        """The file's tensors (:meth:`_open`); in the row layout, names and metadata with
+        the spreadsheet guard removed (:func:`unguard`)."""
+        source = self._open(fileobj, path=path, limits=limits, verify=verify)
+        fileobj.seek(0)
+        if fileobj.read(4) == ZIP_MAGICS[0] or not any(
+                unguard(text) != text for text in (*(t.name for t in source.tensors),
+                                                    *source.metadata, *source.metadata.values())):
+            return source  # the matrix layout, or nothing guarded: the source itself
+        return _Unguarded(source)
+
+    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True, budget: Budget | None = None) -> Weights:
+        """The file's weights (:meth:`_read`); in the row layout, names and metadata with
+        the spreadsheet guard removed (:func:`unguard`)."""
+        fileobj.seek(0)
+        matrix = fileobj.read(4) == ZIP_MAGICS[0]
+        fileobj.seek(0)
+        weights = self._read(fileobj, path=path, limits=limits, verify=verify)
+        if matrix:
+            return weights
+        return weights_from_file([(unguard(k), v) for k, v in weights.items()],
+                                 {unguard(k): unguard(v) for k, v in weights.metadata.items()},
+                                 path)
+
+    def _open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+              verify: bool = True) -> TensorSource:
         """A file as the writer lays it out (each tensor's rows together and in order) is
         scanned for where each tensor's rows are, a window at a time, and each tensor is
         parsed from its rows when read; any other file is read whole."""
@@ -205,11 +274,11 @@ class CsvCodec(Codec):
             source = _open_blocks(_fasttext.FileText(raw), path, limits)
         if source is None:
             fileobj.seek(0)
-            return LoadedSource(self.read(fileobj, path=path, limits=limits, verify=verify))
+            return LoadedSource(self._read(fileobj, path=path, limits=limits, verify=verify))
         return source
 
-    def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+    def _read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+              verify: bool = True) -> Weights:
         if fileobj.read(4) == ZIP_MAGICS[0]:
             fileobj.seek(0)
             return _matrix.read(fileobj, path=path, limits=limits, parse=_parse_values)

@@ -66,7 +66,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource, read_through_open
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option, TensorSource, read_through_open
 from ..errors import (
     FormatError,
     LimitError,
@@ -648,7 +648,7 @@ class GgufCodec(Codec):
     read = read_through_open
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The header alone (checked); tensors are read, or dequantized, on access."""
         try:
             return GgufSource(fileobj, path, limits, self.dequantize)  # type: ignore[attr-defined]

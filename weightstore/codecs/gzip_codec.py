@@ -24,7 +24,7 @@ import tempfile
 import zlib
 from typing import IO
 
-from ..codec import Limits, Option
+from ..codec import Budget, Limits, Option
 from ..errors import ChecksumError, FormatError
 from ..model import Weights
 from ..sniffing import GZIP_MAGIC
@@ -68,21 +68,25 @@ class GzipCodec(ZstdCodec):
                 inner.write(weights, _Unseekable(gz), path=path)
 
     def decompress(self, fileobj: IO[bytes], path: str, limits: Limits,
-                   out: IO[bytes] | None = None) -> IO[bytes]:
+                   out: IO[bytes] | None = None, budget: Budget | None = None) -> IO[bytes]:
         """The whole decompressed content, in memory or written into *out*, refusing more
-        than the limits allow (read in pieces: at most the limit plus one piece is held)."""
+        than the operation's *budget* allows (read in pieces, each charged before it is
+        kept: at most the limit plus one piece is held)."""
         size = fileobj.seek(0, io.SEEK_END)
-        limit = limits.max_output(size)
+        budget = Budget.of(budget, limits)
+        budget.add_compressed(size)
+        limit = budget.allowance() - budget.expanded
         fileobj.seek(0)
         if fileobj.read(3) != MAGIC:
             raise FormatError(path=path, field="gzip header",
                               expected="1f 8b 08 (gzip, deflate)", found="other bytes")
         fileobj.seek(0)
+        spooled = out is not None
         if out is None:
             out = io.BytesIO()
         reader = gzip.GzipFile(fileobj=fileobj, mode="rb")
         try:
-            self.copy_bounded(reader, out, limit, size, path)
+            self.copy_bounded(reader, out, limit, size, path, budget, spooled)
         except gzip.BadGzipFile as e:
             if "CRC" in str(e) or "length" in str(e):
                 raise ChecksumError(path=path, field="gzip content",

@@ -46,7 +46,6 @@ import io
 import json
 import math
 import mmap
-import os
 import struct
 import warnings
 from typing import IO, Any
@@ -56,6 +55,7 @@ import numpy as np
 
 from ..codec import (
     DEFAULT_LIMITS,
+    Budget,
     Codec,
     Limits,
     Option,
@@ -165,27 +165,21 @@ class Hdf5Codec(Codec):
     read = read_through_open
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The file's structure only (and its header checksum); datasets are read on
         access: contiguous ones straight from their offset (``dset.id.get_offset()``) or
         memory-mapped, others through h5py, each checked against its checksum."""
         raw = RawFile(fileobj, path)
-        # A local file is opened by name: HDF5's own driver reads the structure several
-        # times faster than through a Python file object.
+        # Always through our one open handle, never by name: a file replaced on disk
+        # while it is read must not mix two files' bytes.
         target: Any = fileobj
-        name = getattr(fileobj, "name", None)
-        if raw.fd is not None and isinstance(name, str):
-            try:
-                same = os.path.samestat(os.fstat(raw.fd), os.stat(name))
-            except OSError:
-                same = False
-            target = name if same else fileobj  # not if the name now points elsewhere
         try:
             f = h5py.File(target, "r")
         except OSError as e:
             raise _damage(e, "not a readable HDF5 file", path) from e
         try:
-            return _Hdf5Source(h5py, f, raw, path, limits, verify)
+            return _Hdf5Source(h5py, f, raw, path, limits, verify,
+                               Budget.of(budget, limits, fileobj))
         except BaseException:
             f.close()
             raise
@@ -197,8 +191,9 @@ class _Hdf5Source(TensorSource):
     lazy = True
 
     def __init__(self, h5py: Any, f: Any, raw: RawFile, path: str, limits: Limits,
-                 verify: bool) -> None:
+                 verify: bool, budget: Budget) -> None:
         self._h5py, self._f, self._raw, self._path = h5py, f, raw, path
+        self._budget = budget
         self._verify = verify
         #: dataset name -> file offset of its raw bytes, or -1 to read through h5py
         self._offsets: dict[str, int] = {}
@@ -212,6 +207,8 @@ class _Hdf5Source(TensorSource):
         try:
             metadata = self._root_attrs(f)
             stored_header = _crc_attr(f, HEADER_ATTR, "root group", path)
+            #: addresses of the objects walked: each is visited once (a graph, not a tree)
+            self._seen = {_address(h5py, f)}
             self._walk(f, "", limits, metas, 0)
             for where, values in self._attrs.items():
                 metadata[ATTRS_PREFIX + where] = _canonical(values)
@@ -231,8 +228,10 @@ class _Hdf5Source(TensorSource):
                                     found=f"CRC-32 {actual:08x}", hint=HINT)
 
     def _attr_values(self, obj: Any, where: str, skip: tuple[str, ...]) -> dict[str, Any]:
-        """The attributes of *obj* as typed values, each checked before it is read."""
+        """The attributes of *obj* as typed values, each checked (and charged to the
+        budget) before it is read."""
         h5py, out = self._h5py, {}
+        _check_attribute_storage(h5py, obj, self._path)
         for key in obj.attrs:
             if key in skip:
                 continue
@@ -246,7 +245,12 @@ class _Hdf5Source(TensorSource):
                 raise LimitError(path=self._path, field=field,
                                  expected=f"at most {self._limits.max_header_bytes:,} bytes "
                                  "(Limits.max_header_bytes)", found=f"{nbytes:,} bytes")
-            if h5py.check_vlen_dtype(attr.dtype) is not None and not self._heaps_checked:
+            self._budget.take(nbytes + len(key) + 100, path=self._path, field=field)
+            if _has_vlen(h5py, attr.dtype, numbers=True):  # h5py can crash reading these
+                raise FormatError(path=self._path, field=f"{field} type",
+                                  expected="numbers or text",
+                                  found="variable-length sequences (damaged or foreign)")
+            if _has_vlen(h5py, attr.dtype) and not self._heaps_checked:  # compound too
                 _check_global_heaps(self._raw.fileobj, self._path)
                 self._heaps_checked = True
             out[key] = _typed(h5py, obj.attrs[key], attr.dtype, self._path, field)
@@ -282,6 +286,12 @@ class _Hdf5Source(TensorSource):
                 obj = group[key]
             except (KeyError, OSError) as e:
                 raise _damage(e, "cannot open object", path, f"object {name!r}") from e
+            address = _address(h5py, obj)
+            if address in self._seen:  # several links to one object: refused, not re-walked
+                raise FormatError(path=path, field=f"link {name!r}",
+                                  expected="one link to each group and dataset",
+                                  found="a second link to an object already read")
+            self._seen.add(address)
             values = self._attr_values(obj, f"object {name!r}", (CRC_ATTR,))
             if values:
                 self._attrs["/" + name] = values
@@ -291,7 +301,11 @@ class _Hdf5Source(TensorSource):
                 if len(out) >= limits.max_tensors:
                     raise FormatError(path=path, field="datasets",
                                       expected=f"at most {limits.max_tensors}")
-                meta, offset = _check_dataset(h5py, obj, name, path, limits, self._raw.size)
+                meta, offset, stored = _check_dataset(h5py, obj, name, path, limits,
+                                                      self._raw.size)
+                if offset < 0 and stored != meta.nbytes:  # filtered: the one allowance
+                    self._budget.add_compressed(stored)
+                    self._budget.expand(meta.nbytes, path=path, field=f"dataset {name!r}")
                 out.append(meta)
                 self._offsets[name] = offset
                 stored = _crc_attr(obj, CRC_ATTR, f"dataset {name!r}", path)
@@ -335,9 +349,10 @@ class _Hdf5Source(TensorSource):
 
 
 def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
-                   file_size: int) -> tuple[TensorInfo, int]:
-    """The dataset's meta after the checks, and the offset of its raw bytes (-1 when it
-    must be read through h5py: chunked, filtered, compact, big-endian or bool)."""
+                   file_size: int) -> tuple[TensorInfo, int, int]:
+    """The dataset's meta after the checks, the offset of its raw bytes (-1 when it
+    must be read through h5py: chunked, filtered, compact, big-endian or bool), and the
+    bytes it takes in the file."""
     where = f"dataset {name!r}"
     if ds.is_virtual:
         raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
@@ -373,7 +388,46 @@ def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
         found = ds.id.get_offset()
         if found is not None and found + meta.nbytes <= file_size:
             offset = found
-    return meta, offset
+    return meta, offset, stored
+
+
+#: Most root attributes (metadata entries) read from an object header (compact storage).
+MAX_COMPACT_ATTRIBUTES = 1024
+
+
+def _check_attribute_storage(h5py: Any, obj: Any, path: str) -> None:
+    """Refuse more than :data:`MAX_COMPACT_ATTRIBUTES` attributes kept in an object header.
+
+    The HDF5 library finds such an attribute by name with a scan of the header, so reading
+    n of them costs n**2 (8,000 take seconds); files written by weightstore (HDF5 1.8
+    format) keep more than 8 in indexed "dense" storage, which is not limited.
+    """
+    info = h5py.h5o.get_info(obj.id)
+    if info.num_attrs > MAX_COMPACT_ATTRIBUTES and info.hdr.nmesgs >= info.num_attrs:
+        raise LimitError(path=path, field="attributes",
+                         expected=f"at most {MAX_COMPACT_ATTRIBUTES:,} kept in the object "
+                         "header (read in quadratic time), or an indexed attribute table",
+                         found=f"{info.num_attrs:,} in the header")
+
+
+def _address(h5py: Any, obj: Any) -> int:
+    """Where an object's header lies in the file: the same object, the same address."""
+    return int(h5py.h5o.get_info(obj.id).addr)
+
+
+def _has_vlen(h5py: Any, dtype: np.dtype, numbers: bool = False) -> bool:
+    """Whether *dtype* holds a variable-length type anywhere (in a compound's field or a
+    sub-array too): reading it goes through the global heap. With *numbers*: only a
+    variable-length sequence of numbers (not text), which no weight file's attribute
+    holds and which the library can crash on when damaged."""
+    vlen = h5py.check_vlen_dtype(dtype)
+    if vlen is not None:
+        return vlen not in (str, bytes) if numbers else True
+    if dtype.kind == "O":
+        return not numbers
+    if dtype.fields:
+        return any(_has_vlen(h5py, field[0], numbers) for field in dtype.fields.values())
+    return dtype.subdtype is not None and _has_vlen(h5py, dtype.subdtype[0], numbers)
 
 
 def _damage(e: Exception, what: str, path: str, field: str | None = None) -> FormatError:
@@ -423,7 +477,8 @@ def _check_global_heaps(fileobj: IO[bytes], path: str) -> None:
     global heap collections. The HDF5 library walks a collection's objects by
     their stated sizes, and a size that wraps around makes it loop forever, so the
     collections are walked here first. Only bytes that start with the full
-    8-byte collection signature are taken for one.
+    8-byte collection signature are taken for one. Collections may not overlap, so the
+    walk reads each byte at most once (linear in the file's size).
     """
     fileobj.seek(0)
     try:
@@ -433,7 +488,12 @@ def _check_global_heaps(fileobj: IO[bytes], path: str) -> None:
     try:
         end = len(view)
         at = view.find(_GCOL)
+        walked_to = 0
         while at >= 0:
+            if at < walked_to:
+                raise FormatError(path=path, field=f"global heap at byte {at}",
+                                  expected="collections that do not overlap",
+                                  found=f"one inside the collection ending at byte {walked_to}")
             (size,) = struct.unpack_from("<Q", view, at + 8) if at + 16 <= end else (0,)
             if size < _GCOL_HEADER or at + size > end:
                 raise FormatError(path=path, field=f"global heap at byte {at}",
@@ -448,6 +508,7 @@ def _check_global_heaps(fileobj: IO[bytes], path: str) -> None:
                                       f"{index}", expected=f"at most {stop - p:,} bytes",
                                       found=f"{osize:,} bytes")
                 p += need
+            walked_to = stop
             at = view.find(_GCOL, at + 1)
     finally:
         if isinstance(view, mmap.mmap):

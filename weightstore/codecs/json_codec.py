@@ -19,8 +19,10 @@ Layout (version 1), specified in full in ``docs/formats.md``::
   float16 bfloat16 float32 float64``.
 - ``shape`` is a list of non-negative integers (``[]`` for a 0-d tensor).
 - ``data`` holds the values in row-major (C) order as nested lists, one level per
-  dimension (a bare value for a 0-d tensor; an empty tensor keeps the nesting
-  down to its first zero dimension, e.g. shape ``[3, 0]`` is ``[[], [], []]``).
+  dimension (a bare value for a 0-d tensor). An empty tensor keeps the nesting down
+  to its first zero dimension, e.g. shape ``[3, 0]`` is ``[[], [], []]``, while that
+  takes at most :data:`MAX_EMPTY_LISTS` lists; beyond, its ``data`` is ``[]`` (shape
+  ``[10**9, 0]`` would otherwise be 2 GB of text for no value). Readers accept both.
 - A value is ``true``/``false`` for bool; a JSON integer for integer dtypes, or a
   decimal string when a 64-bit value is beyond ±(2**53 - 1); for floats, the
   shortest decimal that reads back to the identical value of that dtype, or one of
@@ -62,7 +64,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, LoadedSource, Option, TensorSource
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, LoadedSource, Option, TensorSource
 from ..errors import ChecksumError, FormatError, WeightsError
 from ..fileio import RawFile
 from ..integrity import (
@@ -92,10 +94,49 @@ PLAIN_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int6
                 "uint16", "uint32", "uint64", "bool")
 
 
+#: Most lists an empty tensor's nesting is written with; beyond, its data is ``[]``.
+MAX_EMPTY_LISTS = 4096
+
+
+def _empty_lists(shape: tuple[int, ...]) -> int:
+    """How many lists the full nesting of an empty tensor of *shape* takes."""
+    lists, run = 1, 1
+    for d in shape:
+        if d == 0:
+            break
+        run *= d
+        lists += run
+        if lists > MAX_EMPTY_LISTS:
+            return lists
+    return lists
+
+
 def _empty_nesting(shape: tuple[int, ...]) -> Any:
+    if _empty_lists(shape) > MAX_EMPTY_LISTS:
+        return []  # shape [10**9, 0] would be 2 GB of text holding no value
     if not shape or shape[0] == 0:
         return []
     return [_empty_nesting(shape[1:]) for _ in range(shape[0])]
+
+
+def _is_empty_nesting(data: Any, shape: tuple[int, ...]) -> bool:
+    """Whether *data* is ``[]`` or the full nesting of an empty tensor of *shape*; walked
+    without building anything, so its cost is the size of *data* (already parsed)."""
+    if data == []:
+        return True
+    stack = [(data, 0)]
+    while stack:
+        node, level = stack.pop()
+        if not isinstance(node, list):
+            return False
+        if level == len(shape) or shape[level] == 0:
+            if node:
+                return False
+            continue
+        if len(node) != shape[level]:
+            return False
+        stack.extend((child, level + 1) for child in node)
+    return True
 
 
 class JsonCodec(Codec):
@@ -202,10 +243,16 @@ class JsonCodec(Codec):
         fileobj.write(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2))
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+             verify: bool = True, budget: Budget | None = None) -> Weights:
+        budget = Budget.of(budget, limits, fileobj)
         raw = fileobj.read()
         if raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
+        # What parsing will build, charged first: each list or object (an empty list is
+        # 56 bytes for 2 bytes of text) and each value (a float object and its slot).
+        containers = raw.count(b"[") + raw.count(b"{")
+        budget.take(len(raw) + 88 * containers + 40 * (raw.count(b",") + 1), path=path,
+                    field="JSON document (parsed)")
         fast = _read_compact(raw, path, limits, verify)
         if fast is not None:
             return fast
@@ -234,7 +281,7 @@ class JsonCodec(Codec):
         return _finish(tensors, crcs, metadata, stored_header, path, verify)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The tensors of a compact document (as the writer makes it without indent) from
         its text outside the data arrays, each parsed from the file when read (its
         checksum checked then; the header's on opening); any other document (the plain
@@ -244,7 +291,8 @@ class JsonCodec(Codec):
             dataclasses.replace(limits, max_total_bytes=1 << 62), verify)
         if source is None:
             fileobj.seek(0)
-            return LoadedSource(self.read(fileobj, path=path, limits=limits, verify=verify))
+            return LoadedSource(self.read(fileobj, path=path, limits=limits, verify=verify,
+                                          budget=budget))
         if verify and source.stored_header is not None:
             actual = header_crc32([(t.name, t.dtype_name, t.shape) for t in source.tensors],
                                   source.metadata)
@@ -345,7 +393,7 @@ def _tensor_values(data: Any, name: str, dtype: np.dtype, shape_t: tuple[int, ..
     where = f"tensor {name!r}"
     shape = list(shape_t)
     if math.prod(shape_t) == 0:
-        if data != _empty_nesting(shape_t):
+        if not _is_empty_nesting(data, shape_t):
             raise FormatError(path=path, field=f"{where} data",
                               expected=f"empty nesting for shape {shape}", found=data)
         return np.zeros(shape_t, dtype=dtype)

@@ -48,7 +48,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorSource, read_through_open
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, TensorSource, read_through_open
 from ..errors import FormatError, LimitError, UnsupportedError
 from ..model import TensorInfo, Weights
 from ..sniffing import is_keras_archive
@@ -197,7 +197,7 @@ def _weights_member(fileobj: IO[bytes], path: str,
     try:
         zf = zipfile.ZipFile(fileobj)
         members = {i.filename: i for i in zf.infolist()}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
         raise FormatError(f"not a readable zip archive ({e})", path=path) from e
     if WEIGHTS_MEMBER not in members:
         raise FormatError(path=path, field="archive members",
@@ -284,7 +284,7 @@ class KerasCodec(Codec):
     read = read_through_open
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The HDF5 structure and Keras's names; datasets are read on access."""
         head = fileobj.read(8)
         fileobj.seek(0)
@@ -298,7 +298,8 @@ class KerasCodec(Codec):
             target, metadata, zf = _weights_member(fileobj, path, limits)
             closing = (target, zf)
         try:
-            inner = Hdf5Codec().open(target, path=path, limits=limits, verify=verify)
+            inner = Hdf5Codec().open(target, path=path, limits=limits, verify=verify,
+                                     budget=budget)
             try:
                 offsets = {m.name: inner.data_offset(m.name)  # type: ignore[attr-defined]
                            for m in inner.tensors}

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorSource, read_through_open
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, TensorSource, read_through_open
 from ..errors import FormatError, LossyWarning, UnsupportedError
 from ..fileio import RawFile
 from ..model import TensorInfo, dtype_name, little_endian
@@ -134,7 +134,7 @@ class NpyCodec(Codec):
         write_npy(weights, fileobj, path)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         return NpySource(fileobj, path, limits)
 
     read = read_through_open

@@ -34,6 +34,7 @@ import orjson
 
 from ..codec import (
     DEFAULT_LIMITS,
+    Budget,
     Codec,
     Limits,
     Option,
@@ -123,7 +124,7 @@ class NpzCodec(Codec):
     read = read_through_open
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The members' headers only (and the header checksum); each tensor is read, its
         zip CRC-32 checked, or memory-mapped, on access."""
         try:
@@ -133,7 +134,8 @@ class NpzCodec(Codec):
         except NotImplementedError as e:  # zipfile's word for a feature it lacks
             raise FormatError(f"uses a zip feature this reader lacks ({e})", path=path) from e
         try:
-            return _NpzSource(zf, RawFile(fileobj, path), path, limits, verify)
+            return _NpzSource(zf, RawFile(fileobj, path), path, limits, verify,
+                              Budget.of(budget, limits, fileobj))
         except BaseException:
             zf.close()
             raise
@@ -264,9 +266,14 @@ class NpzCodec(Codec):
             if comment.startswith(prefix):
                 break
         else:
+            head = comment[:len(COMMENT_PREFIX)]
             looks_ours = comment and (b"weightstore".startswith(comment[:11])
                                       or comment.startswith(b"weight")
-                                      or b'"header_crc32"' in comment)
+                                      or b"store:" in comment[:24]
+                                      or b'"header_crc' in comment
+                                      or b'"metadata":' in comment
+                                      or sum(a == b for a, b in zip(head, COMMENT_PREFIX,
+                                                                    strict=False)) >= 6)
             if looks_ours:
                 # another tool's comment is ignored, but not ours with a damaged prefix,
                 # which would silently drop the metadata and its checksum
@@ -313,7 +320,7 @@ class _NpzSource(TensorSource):
     lazy = True
 
     def __init__(self, zf: zipfile.ZipFile, raw: RawFile, path: str, limits: Limits,
-                 verify: bool) -> None:
+                 verify: bool, budget: Budget) -> None:
         self._zf, self._raw, self._path, self._verify = zf, raw, path, verify
         self._limits = limits
         infos = [i for i in zf.infolist() if not i.is_dir()]
@@ -352,6 +359,11 @@ class _NpzSource(TensorSource):
             meta, member = self._header(info, name, limits)
             metas.append(meta)
             self._members[name] = member
+        deflated = [i for i in infos if i.compress_type != zipfile.ZIP_STORED]
+        if deflated:  # what the members claim, against the operation's one allowance
+            budget.add_compressed(sum(i.compress_size for i in deflated))
+            budget.expand(sum(i.file_size for i in deflated), path=path,
+                          field="deflated members")
         metadata, stored_header = NpzCodec._read_comment(zf.comment, path)
         super().__init__(metas, metadata)
         self._metas = {m.name: m for m in metas}

@@ -40,7 +40,7 @@ from typing import IO, Any
 import numpy as np
 
 from .. import remote
-from ..codec import DEFAULT_LIMITS, Codec, Limits
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits
 from ..errors import (
     FileAccessError,
     FormatError,
@@ -269,7 +269,7 @@ class OnnxCodec(Codec):
                                "builds a model)", found="onnx")
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+             verify: bool = True, budget: Budget | None = None) -> Weights:
         size = fileobj.seek(0, os.SEEK_END)
         fileobj.seek(0)
         most = limits.max_total_bytes + limits.max_header_bytes

@@ -1,4 +1,4 @@
-"""pickle: the book's format, read with a restricted unpickler.
+"""pickle: the book's format, read by a restricted pickle machine of our own.
 
 Reading admits only what a weight file needs: dicts (plain or ``OrderedDict``),
 lists, tuples, numpy arrays, dtypes and scalars, from pickle protocols 2 to 5,
@@ -8,6 +8,13 @@ whether numpy pickled them under ``numpy.core`` (numpy 1.x) or ``numpy._core``
 naming it, before anything from the file runs. Arrays of dtype ``object`` are
 refused as well.
 
+The opcodes are run by :class:`_Machine`, not :class:`pickle.Unpickler`: it charges
+every object, container slot and memo entry to the operation's budget before making
+it, checks every length against the bytes left, admits only string dict keys, and
+measures nesting as it builds (see its docstring and docs/security.md). Opcodes a
+pickle of arrays never needs (``INST``, ``OBJ``, ``NEWOBJ``, ``EXT*``, persistent
+ids, sets, out-of-band buffers, protocol 0's text opcodes) are refused by name.
+
 Writing gives a plain dict of arrays (nested dicts for ``/`` in names) that
 ``pickle.load`` returns as is, as the book's code expects. Metadata, when there is
 any, is stored under the key ``"__metadata__"`` as a dict of strings.
@@ -15,15 +22,18 @@ any, is stored under the key ``"__metadata__"`` as a dict of strings.
 
 from __future__ import annotations
 
+import contextvars
 import io
 import pickle
 import re
+import struct
 from collections import OrderedDict
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, ClassVar
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, warn_if_regrouped
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option, file_size, warn_if_regrouped
 from ..errors import FormatError, LimitError, UnsafeFileError, WeightsError, WeightstoreError
 from ..model import Weights, canonical_dtype, to_storage, weights_from_file
 from ..sniffing import is_pickle
@@ -39,6 +49,9 @@ _ALLOWED: dict[tuple[str, str], Any] = {}
 _DTYPE_CODE = re.compile(r"[<>=|]?(?:b1|\?|[iu][1248]|f[248])")
 #: Most dimensions numpy allows.
 _MAX_DIMS = 64
+#: The budget and path of the read in progress, for the array builders below.
+_BUDGET: contextvars.ContextVar[tuple[Budget, str] | None] = contextvars.ContextVar(
+    "weightstore_pickle_budget", default=None)
 
 
 #: Stands for numpy.ndarray: only _reconstruct may use it, as its first argument.
@@ -144,6 +157,9 @@ def _build_array(shape: Any, dtype: Any, fortran: Any, raw: Any, where: str) -> 
     if len(data) != count * dt.itemsize:
         raise _refuse(f"{where} data", f"{count * dt.itemsize:,} bytes for shape {shape} "
                       f"{dt.name}", f"{len(data):,} bytes")
+    current = _BUDGET.get()
+    if current is not None:  # the copy below: charged before it is made
+        current[0].take(len(data), path=current[1], field=f"{where} ({shape} {dt.name})")
     flat = np.frombuffer(data, dtype=dt)
     array = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
     return array.copy(order="K")  # writable and owning its data, as numpy's unpickling gives
@@ -206,33 +222,402 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: IO[bytes], path: str) -> None:
-        super().__init__(file, encoding="latin1")
-        self._path = path
+#: Bytes charged for each object the pickle makes, beyond its own contents: a generous
+#: upper bound on CPython's object headers, list slots, dict entries and memo entries.
+_OBJECT_COST = 112
+#: Longest module or attribute name a GLOBAL opcode may give.
+_MAX_GLOBAL_NAME = 256
+#: Bytes the machine takes from the budget at a time (see :meth:`_Machine.charge`).
+_RESERVE = 1 << 20
+_CONTAINERS = (list, dict, tuple)
 
-    def find_class(self, module: str, name: str) -> Any:
+
+class _Mark:
+    """The MARK opcode's position on the stack."""
+
+    __slots__ = ()
+
+
+_MARK = _Mark()
+
+
+class _Machine:
+    """A pickle virtual machine of our own, in place of :class:`pickle.Unpickler`.
+
+    It runs the opcodes of protocols 2 to 5 that a pickle of arrays and dicts needs and
+    refuses the rest by name. Owning the loop fixes, at the cause, what the C unpickler
+    lets a small file do: every object, container slot and memo entry is charged to the
+    operation's :class:`~weightstore.codec.Budget` before it is made (the C memo is an
+    array sized by the largest index a file names); a length is checked against the
+    bytes left in the file before it is read; dict keys must be strings (whose hashes
+    are randomised per process, so a file cannot make them collide); nesting is
+    measured as containers are built and refused beyond ``max_depth``, long before the
+    interpreter's own recursion limit; and a container already placed inside another
+    cannot change, so no cycle and no late deepening can be built.
+    """
+
+    def __init__(self, fileobj: IO[bytes], path: str, limits: Limits, budget: Budget) -> None:
+        self.f, self.path, self.limits, self.budget = fileobj, path, limits, budget
+        self.left = file_size(fileobj) - fileobj.tell()
+        self.stack: list[Any] = []
+        self.memo: dict[int, Any] = {}
+        self.depth: dict[int, int] = {}  # id of a container made here -> its nesting
+        self.sealed: set[int] = set()  # ids of containers placed inside another
+        self.keep: list[Any] = []  # containers stay alive, so their ids stay theirs
+        self.reserved = 0  # bytes taken from the budget and not yet spent
+
+    # --- input -----------------------------------------------------------------------
+
+    def read(self, n: int, what: str) -> bytes:
+        if n > self.left:
+            raise FormatError(path=self.path, field=what, expected=f"{n:,} bytes",
+                              found=f"{self.left:,} left in the file (truncated)")
+        data = self.f.read(n)
+        if len(data) != n:
+            raise FormatError(path=self.path, field=what, expected=f"{n:,} bytes",
+                              found=f"{len(data):,} (the file ends there)")
+        self.left -= n
+        return data
+
+    def length(self, size: int, what: str) -> int:
+        (n,) = struct.unpack({1: "<B", 4: "<I", 8: "<Q"}[size], self.read(size, what))
+        if n > self.left:
+            raise FormatError(path=self.path, field=what, expected=f"at most {self.left:,} "
+                              "bytes (what is left of the file)", found=f"{n:,} (truncated?)")
+        return n
+
+    def line(self, what: str) -> str:
+        out = bytearray()
+        while True:
+            c = self.read(1, what)
+            if c == b"\n":
+                return out.decode("utf-8", "strict")
+            out += c
+            if len(out) > _MAX_GLOBAL_NAME:
+                raise FormatError(path=self.path, field=what,
+                                  expected=f"a name of at most {_MAX_GLOBAL_NAME} characters",
+                                  found=bytes(out[:40]))
+
+    # --- accounting ------------------------------------------------------------------
+
+    def charge(self, nbytes: int, what: str) -> None:
+        """Charge the budget before making an object: drawn from a reserve taken from the
+        budget :data:`_RESERVE` bytes at a time (exactly what is needed when the budget
+        has less), so that each opcode does not pay a budget call."""
+        need = nbytes + _OBJECT_COST
+        if need > self.reserved:
+            want = need - self.reserved
+            try:
+                self.budget.take(want + _RESERVE, path=self.path, field=f"pickle {what}")
+                self.reserved += want + _RESERVE
+            except LimitError:
+                self.budget.take(want, path=self.path, field=f"pickle {what}")
+                self.reserved += want
+        self.reserved -= need
+
+    def nest(self, parent: Any, items: list[Any]) -> None:
+        """*items* go into container *parent*: seal them, measure the depth."""
+        pid = id(parent)
+        if pid in self.sealed and isinstance(parent, list | dict):
+            raise FormatError(path=self.path, field="pickle container",
+                              expected="no change to a container after it is placed in "
+                              "another (weight files have no cycles)", found="a change")
+        deepest = self.depth.get(pid, 1)
+        for item in items:
+            if isinstance(item, (*_CONTAINERS, _ArraySpec)):
+                self.sealed.add(id(item))
+                deepest = max(deepest, self.depth.get(id(item), 1) + 1)
+        if deepest > self.limits.max_depth:
+            raise FormatError(path=self.path, field="pickle nesting",
+                              expected=f"nesting within {self.limits.max_depth} levels "
+                              "(Limits.max_depth)", found=f"{deepest} levels")
+        self.depth[pid] = deepest
+
+    def new(self, obj: Any, items: list[Any], what: str) -> Any:
+        """A new container holding *items*, charged and measured, pushed on the stack."""
+        self.charge(16 * len(items), what)
+        self.keep.append(obj)
+        self.nest(obj, items)
+        self.stack.append(obj)
+        return obj
+
+    def pop_mark(self) -> list[Any]:
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i] is _MARK:
+                items = self.stack[i + 1:]
+                del self.stack[i:]
+                return items
+        raise FormatError(path=self.path, field="pickle stack", expected="a MARK",
+                          found="none")
+
+    def pop(self) -> Any:
+        if not self.stack or self.stack[-1] is _MARK:
+            raise FormatError(path=self.path, field="pickle stack", expected="a value",
+                              found="an empty stack")
+        return self.stack.pop()
+
+    def set_items(self, target: Any, items: list[Any]) -> None:
+        if not isinstance(target, dict) or len(items) % 2:
+            raise FormatError(path=self.path, field="pickle SETITEMS",
+                              expected="a dict and key-value pairs",
+                              found=type(target).__name__)
+        keys = items[0::2]
+        for key in keys:
+            if type(key) is not str:  # str hashes are randomised: no collision flood
+                raise FormatError(path=self.path, field="pickle dict key",
+                                  expected="a string (weight files use no other keys)",
+                                  found=type(key).__name__)
+        self.charge(64 * len(keys), "dict entries")
+        self.nest(target, items[1::2])
+        for key, value in zip(keys, items[1::2], strict=True):
+            target[key] = value
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def run(self) -> Any:
+        refused = {b"P": "PERSID", b"Q": "BINPERSID", b"\x82": "EXT1", b"\x83": "EXT2",
+                   b"\x84": "EXT4", b"o": "OBJ", b"\x81": "NEWOBJ", b"\x92": "NEWOBJ_EX",
+                   b"\x8f": "EMPTY_SET", b"\x90": "ADDITEMS", b"\x91": "FROZENSET",
+                   b"\x97": "NEXT_BUFFER", b"\x98": "READONLY_BUFFER", b"I": "INT",
+                   b"L": "LONG", b"F": "FLOAT", b"S": "STRING", b"V": "UNICODE",
+                   b"p": "PUT", b"g": "GET", b"\x8b": "LONG4", b"l": "LIST", b"d": "DICT"}
+        stack, read, ops = self.stack, self.f.read, self.ops
+        while True:
+            op = read(1)
+            if not op:
+                raise FormatError(path=self.path, field="pickle opcode", expected="1 byte",
+                                  found="the end of the file (truncated)")
+            self.left -= 1
+            if op == b".":
+                if len(stack) != 1:
+                    raise FormatError(path=self.path, field="pickle STOP",
+                                      expected="one value on the stack",
+                                      found=f"{len(stack)} values")
+                self.budget.give_back(self.reserved)  # what the reserve did not spend
+                self.reserved = 0
+                return stack[0]
+            handler = ops.get(op)
+            if handler is None:
+                if op in (b"i", b"c"):
+                    pass
+                elif op in refused:
+                    raise UnsafeFileError(path=self.path, field=f"pickle opcode {refused[op]}",
+                                          expected="only the opcodes a pickle of arrays and "
+                                          "dicts uses (protocols 2 to 5)")
+                else:
+                    raise FormatError(path=self.path, field="pickle opcode",
+                                      expected="a known opcode", found=op)
+            if op == b"i":  # INST: name the global, then refuse the opcode
+                self.global_(self.line("INST module"), self.line("INST name"))
+                raise UnsafeFileError(path=self.path, field="pickle opcode INST",
+                                      expected="only the opcodes a pickle of arrays uses")
+            if op == b"c":
+                stack.append(self.global_(self.line("GLOBAL module"), self.line("GLOBAL name")))
+                continue
+            handler(self)
+
+    def global_(self, module: str, name: str) -> Any:
         obj = _allowed().get((module, name))
         if obj is None:
             raise UnsafeFileError(
                 "refused to load: the pickle references a global a weight file never needs, "
                 "and loading it could run code",
-                path=self._path, field=f"global {module}.{name}",
+                path=self.path, field=f"global {module}.{name}",
                 expected="only numpy arrays, dtypes, scalars and dicts",
             )
         return obj
 
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafeFileError(path=self._path, field="persistent id",
-                              expected="none in a weight file", found=pid)
+    def memo_put(self, index: int) -> None:
+        if not self.stack:
+            raise FormatError(path=self.path, field="pickle memo", expected="a value to store",
+                              found="an empty stack")
+        if index not in self.memo:
+            self.charge(0, "memo entry")
+        self.memo[index] = self.stack[-1]
+
+    def memo_get(self, index: int) -> None:
+        if index not in self.memo:
+            raise FormatError(path=self.path, field="pickle memo", expected="a stored index",
+                              found=index)
+        self.stack.append(self.memo[index])
+
+    def text(self, n: int, what: str, encoding: str) -> None:
+        self.charge(4 * n if encoding == "utf-8" else n, what)
+        raw = self.read(n, what)
+        try:
+            self.stack.append(raw.decode(encoding, "surrogatepass"))
+        except UnicodeDecodeError as e:
+            raise FormatError(path=self.path, field=what, expected="UTF-8 text",
+                              found=str(e)) from e
+
+    def raw(self, n: int, what: str, mutable: bool = False) -> None:
+        self.charge(n, what)
+        data = self.read(n, what)
+        self.stack.append(bytearray(data) if mutable else data)
+
+    def reduce(self) -> None:
+        args = self.pop()
+        func = self.pop()
+        if not isinstance(func, Frozen) or not isinstance(args, tuple):
+            raise UnsafeFileError(path=self.path, field="pickle REDUCE",
+                                  expected="an allowed global called with a tuple",
+                                  found=type(func).__name__)
+        for a in args:  # the arguments are used: they may not change any more
+            if isinstance(a, _CONTAINERS):
+                self.sealed.add(id(a))
+        if func is _allowed()[("collections", "OrderedDict")]:
+            if args:  # pickle writes OrderedDict() and fills it with SETITEMS
+                raise UnsafeFileError(path=self.path, field="global collections.OrderedDict",
+                                      expected="OrderedDict() without arguments",
+                                      found=f"{len(args)} arguments")
+            self.new(OrderedDict(), [], "dict")
+            return
+        self.stack.append(func(*args))
+
+    def build(self) -> None:
+        state = self.pop()
+        inst = self.pop()
+        if not isinstance(inst, _ArraySpec | _DtypeSpec):
+            raise UnsafeFileError(path=self.path, field="pickle BUILD",
+                                  expected="the state of a numpy array or dtype",
+                                  found=type(inst).__name__)
+        if isinstance(state, _CONTAINERS):
+            self.sealed.add(id(state))
+        inst.__setstate__(state)
+        self.stack.append(inst)
+
+    ops: ClassVar[dict[bytes, Callable[[_Machine], None]]] = {}
+
+
+def _op(code: bytes) -> Callable[[Callable[[_Machine], None]], Callable[[_Machine], None]]:
+    def register(fn: Callable[[_Machine], None]) -> Callable[[_Machine], None]:
+        _Machine.ops[code] = fn
+        return fn
+    return register
+
+
+def _define_ops() -> None:  # noqa: C901 - one short entry per opcode
+    M = _Machine
+    reg = M.ops
+
+    def proto(m: M) -> None:
+        (v,) = m.read(1, "PROTO")
+        if v > pickle.HIGHEST_PROTOCOL:
+            raise FormatError(path=m.path, field="pickle protocol",
+                              expected=f"at most {pickle.HIGHEST_PROTOCOL}", found=v)
+
+    reg[b"\x80"] = proto
+    def frame(m: M) -> None:  # frames are plain bytes here: the length is only checked
+        m.length(8, "FRAME length")
+
+    def mark(m: M) -> None:
+        m.charge(0, "mark")
+        m.stack.append(_MARK)
+
+    def pop(m: M) -> None:
+        m.pop()
+
+    def pop_mark(m: M) -> None:
+        m.pop_mark()
+
+    reg[b"\x95"], reg[b"("], reg[b"0"], reg[b"1"] = frame, mark, pop, pop_mark
+    reg[b"2"] = lambda m: m.stack.append(m.stack[-1] if m.stack else m.pop())
+    reg[b"N"] = lambda m: m.stack.append(None)
+    reg[b"\x88"] = lambda m: m.stack.append(True)
+    reg[b"\x89"] = lambda m: m.stack.append(False)
+    reg[b"J"] = lambda m: m.stack.append(struct.unpack("<i", m.read(4, "BININT"))[0])
+    reg[b"K"] = lambda m: m.stack.append(m.read(1, "BININT1")[0])
+    reg[b"M"] = lambda m: m.stack.append(struct.unpack("<H", m.read(2, "BININT2"))[0])
+    reg[b"\x8a"] = lambda m: m.stack.append(
+        int.from_bytes(m.read(m.length(1, "LONG1 length"), "LONG1"), "little", signed=True))
+    reg[b"G"] = lambda m: m.stack.append(struct.unpack(">d", m.read(8, "BINFLOAT"))[0])
+    reg[b"\x8c"] = lambda m: m.text(m.length(1, "SHORT_BINUNICODE length"),
+                                    "SHORT_BINUNICODE", "utf-8")
+    reg[b"X"] = lambda m: m.text(m.length(4, "BINUNICODE length"), "BINUNICODE", "utf-8")
+    reg[b"\x8d"] = lambda m: m.text(m.length(8, "BINUNICODE8 length"), "BINUNICODE8", "utf-8")
+    reg[b"U"] = lambda m: m.text(m.length(1, "SHORT_BINSTRING length"), "SHORT_BINSTRING",
+                                 "latin1")
+    reg[b"T"] = lambda m: m.text(m.length(4, "BINSTRING length"), "BINSTRING", "latin1")
+    reg[b"C"] = lambda m: m.raw(m.length(1, "SHORT_BINBYTES length"), "SHORT_BINBYTES")
+    reg[b"B"] = lambda m: m.raw(m.length(4, "BINBYTES length"), "BINBYTES")
+    reg[b"\x8e"] = lambda m: m.raw(m.length(8, "BINBYTES8 length"), "BINBYTES8")
+    reg[b"\x96"] = lambda m: m.raw(m.length(8, "BYTEARRAY8 length"), "BYTEARRAY8", True)
+    reg[b"}"] = lambda m: m.new({}, [], "dict") and None
+    reg[b"]"] = lambda m: m.new([], [], "list") and None
+    reg[b")"] = lambda m: m.new((), [], "tuple") and None
+
+    def tuple_n(n: int) -> Callable[[M], None]:
+        def run(m: M) -> None:
+            if len(m.stack) < n or any(x is _MARK for x in m.stack[len(m.stack) - n:]):
+                raise FormatError(path=m.path, field=f"pickle TUPLE{n}",
+                                  expected=f"{n} values", found="fewer")
+            items = m.stack[len(m.stack) - n:]
+            del m.stack[len(m.stack) - n:]
+            m.new(tuple(items), items, "tuple")
+        return run
+
+    reg[b"\x85"], reg[b"\x86"], reg[b"\x87"] = tuple_n(1), tuple_n(2), tuple_n(3)
+
+    def tuple_mark(m: M) -> None:
+        items = m.pop_mark()
+        m.new(tuple(items), items, "tuple")
+
+    reg[b"t"] = tuple_mark
+
+    def extend(m: M, items: list[Any], what: str) -> None:
+        target = m.stack[-1] if m.stack else None
+        if not isinstance(target, list):
+            raise FormatError(path=m.path, field=f"pickle {what}", expected="a list",
+                              found=type(target).__name__)
+        m.charge(16 * len(items), "list items")
+        m.nest(target, items)
+        target.extend(items)
+
+    def append(m: M) -> None:
+        extend(m, [m.pop()], "APPEND")
+
+    def appends(m: M) -> None:
+        extend(m, m.pop_mark(), "APPENDS")
+
+    def setitem(m: M) -> None:
+        value = m.pop()
+        key = m.pop()
+        m.set_items(m.stack[-1] if m.stack else None, [key, value])
+
+    def setitems(m: M) -> None:
+        items = m.pop_mark()
+        m.set_items(m.stack[-1] if m.stack else None, items)
+
+    reg[b"a"], reg[b"e"], reg[b"s"], reg[b"u"] = append, appends, setitem, setitems
+    reg[b"q"] = lambda m: m.memo_put(m.read(1, "BINPUT")[0])
+    reg[b"r"] = lambda m: m.memo_put(struct.unpack("<I", m.read(4, "LONG_BINPUT"))[0])
+    reg[b"\x94"] = lambda m: m.memo_put(len(m.memo))
+    reg[b"h"] = lambda m: m.memo_get(m.read(1, "BINGET")[0])
+    reg[b"j"] = lambda m: m.memo_get(struct.unpack("<I", m.read(4, "LONG_BINGET"))[0])
+
+    def stack_global(m: M) -> None:
+        name, module = m.pop(), m.pop()
+        if not isinstance(module, str) or not isinstance(name, str):
+            raise FormatError(path=m.path, field="pickle STACK_GLOBAL",
+                              expected="module and name strings", found=type(name).__name__)
+        m.stack.append(m.global_(module, name))
+
+    reg[b"\x93"] = stack_global
+    reg[b"R"] = M.reduce
+    reg[b"b"] = M.build
+
+
+_define_ops()
 
 
 def _collect(obj: Any, path: str, prefix: str, out: dict[str, Any], depth: int,
-             limits: Limits, visits: list[int]) -> None:
+             limits: Limits, visits: list[int], budget: Budget) -> None:
     """The arrays in *obj* by their ``/``-joined names, into *out*.
 
     *visits* counts the dicts and arrays walked: a pickle may refer to one dict from
-    many places, so that a small file describes a tree with billions of paths.
+    many places, so that a small file describes a tree with billions of paths; and
+    each name built is charged to *budget* before it is made (long keys shared that
+    way would otherwise build gigabytes of names).
     """
     if depth > limits.max_depth:
         raise FormatError(path=path, field=prefix or "top level",
@@ -247,10 +632,11 @@ def _collect(obj: Any, path: str, prefix: str, out: dict[str, Any], depth: int,
             if not isinstance(key, str):
                 raise FormatError(path=path, field=f"key in {prefix or 'top-level dict'}",
                                   expected="a string", found=key)
-            name = f"{prefix}/{key}" if prefix else key
             if not prefix and key == METADATA_KEY:
                 continue
-            _collect(value, path, name, out, depth + 1, limits, visits)
+            budget.take(len(prefix) + len(key) + 80, path=path, field="pickle tensor names")
+            name = f"{prefix}/{key}" if prefix else key
+            _collect(value, path, name, out, depth + 1, limits, visits, budget)
         return
     if isinstance(obj, _ArraySpec):
         if obj.array is None:
@@ -296,20 +682,25 @@ class PickleCodec(Codec):
         pickle.dump(nested, fileobj, protocol=self.protocol)
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+             verify: bool = True, budget: Budget | None = None) -> Weights:
+        budget = Budget.of(budget, limits, fileobj)
+        token = _BUDGET.set((budget, path))
         try:
-            obj = _RestrictedUnpickler(fileobj, path).load()
-        except WeightstoreError:  # refused by a builder above
+            obj = _Machine(fileobj, path, limits, budget).run()
+        except WeightstoreError as e:  # refused by the machine or a builder above
+            if e.path is None:
+                raise type(e)(e.message, path=path) from e
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-                IndexError, KeyError, MemoryError, OverflowError, RecursionError,
+        except (ValueError, TypeError, struct.error, IndexError, KeyError, OverflowError,
                 io.UnsupportedOperation) as e:
             raise FormatError(f"not a valid pickle ({type(e).__name__}: {e})", path=path) from e
+        finally:
+            _BUDGET.reset(token)
         if not isinstance(obj, dict):
             raise FormatError(path=path, field="top level", expected="a dict of arrays",
                               found=type(obj).__name__)
         tensors: dict[str, Any] = {}
-        _collect(obj, path, "", tensors, 0, limits, [0])
+        _collect(obj, path, "", tensors, 0, limits, [0], budget)
         meta = obj.get(METADATA_KEY, {})
         if not isinstance(meta, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in meta.items()

@@ -70,7 +70,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorSource, read_through_open
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, TensorSource, read_through_open
 from ..errors import (
     ChecksumError,
     FormatError,
@@ -1056,7 +1056,7 @@ class PytorchCodec(Codec):
         write_checkpoint(weights, fileobj, path)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """Read the pickle (no tensor data); each tensor is read, checked or memory-mapped
         when asked for."""
         return open_checkpoint(fileobj, path, replace(limits, max_total_bytes=1 << 62), verify)

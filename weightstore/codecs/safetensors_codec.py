@@ -50,7 +50,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, TensorSource
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, TensorSource
 from ..errors import (
     ChecksumError,
     FormatError,
@@ -191,9 +191,11 @@ class SafetensorsCodec(Codec):
         write_streaming(weights, fileobj, path)
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+             verify: bool = True, budget: Budget | None = None) -> Weights:
         _safetensors()  # the format's own package stays required, as for writing
         source = self._open(fileobj, path, limits, verify)
+        Budget.of(budget, limits, fileobj).take(sum(m.nbytes for m in source.tensors),
+                                                path=path, field="tensors")
         # The header checks (offsets tiling the buffer exactly, sizes matching dtype and
         # shape) are what safetensors.deserialize checks; each tensor is then read from its
         # offset straight into its array: one copy, where the library makes two.
@@ -201,7 +203,7 @@ class SafetensorsCodec(Codec):
                                  source.metadata, path)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The header alone, checked as :meth:`read` checks it (its checksum too); each
         tensor is then read from its offset, checked, or memory-mapped."""
         # Opening holds no tensor, so only the per-tensor limit applies here.

@@ -87,7 +87,7 @@ import numpy as np
 import orjson
 import zstandard
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnsupportedError
 from ..fileio import crc32
 from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
@@ -430,10 +430,14 @@ class WscCodec(Codec):
     # -- reading -------------------------------------------------------------------
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
+             verify: bool = True, budget: Budget | None = None) -> Weights:
         """Every tensor; tensor CRC-32s checked unless *verify* or the ``verify`` option is
         false (``weightstore.load(path, verify=False)``). The header's is always checked."""
         metadata, entries = self.read_index(fileobj, path=path, limits=limits)
+        budget = Budget.of(budget, limits, fileobj)
+        _charge(entries, budget, path)
+        budget.take(sum(e.count * canonical_dtype(e.dtype).itemsize for e in entries),
+                    path=path, field="tensors")
         check = verify and self.verify
         workers = min(os.cpu_count() or 1, len(entries))
         big = sum(e.count * canonical_dtype(e.dtype).itemsize for e in entries) > _MT_BYTES
@@ -454,10 +458,11 @@ class WscCodec(Codec):
         return weights_from_file(tensors, metadata, path)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The header alone (its CRC-32 checked); each tensor is decoded when read, with its
         CRC-32 checked unless *verify* or the ``verify`` option is false."""
         metadata, entries = self.read_index(fileobj, path=path, limits=limits)
+        _charge(entries, Budget.of(budget, limits, fileobj), path)
         return _WscSource(self, fileobj, path, limits, metadata, entries,
                           verify and self.verify)
 
@@ -596,6 +601,15 @@ class _PositionalFile:
             n = self._file.readinto(buffer) or 0
         self._pos += n
         return n
+
+
+def _charge(entries: list[TensorEntry], budget: Budget, path: str) -> None:
+    """What the zstd planes claim, against the operation's one decompression allowance."""
+    planes = [(stored, entry.count) for entry in entries for method, stored in entry.planes
+              if method == ZSTD]
+    if planes:
+        budget.add_compressed(sum(stored for stored, _ in planes))
+        budget.expand(sum(count for _, count in planes), path=path, field="zstd planes")
 
 
 class _WscSource(TensorSource):

@@ -35,7 +35,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 import zstandard
 
-from ..codec import DEFAULT_LIMITS, Codec, Limits, Option, TensorSource
+from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnknownFormatError
 from ..model import Weights
 from ..registry import SNIFF_BYTES, get_codec, sniff
@@ -251,7 +251,7 @@ class ZstdCodec(Codec):
         writer.close()
 
     def decompress(self, fileobj: IO[bytes], path: str, limits: Limits,
-                   out: IO[bytes] | None = None) -> IO[bytes]:
+                   out: IO[bytes] | None = None, budget: Budget | None = None) -> IO[bytes]:
         """The whole decompressed content, refusing more than the limits allow: in memory,
         or written into *out* (a seekable binary file) when given.
 
@@ -260,9 +260,15 @@ class ZstdCodec(Codec):
         decompressed, and so is a declared content size beyond the limits. Then the
         content is read in bounded pieces: at most the limit plus one piece is ever
         held, however well the data compresses (a 4-byte block can stand for 128 KiB).
+
+        Every piece is charged to *budget* before it is kept: as decompressed output
+        (shared by all layers and shards of the operation, see
+        :class:`~weightstore.codec.Budget`), and as memory, or temporary disk with *out*.
         """
         size = fileobj.seek(0, io.SEEK_END)
-        limit = limits.max_output(size)
+        budget = Budget.of(budget, limits)
+        budget.add_compressed(size)
+        limit = budget.allowance() - budget.expanded
         frames = walk_frames(fileobj, size, path)
         table = read_seek_table(fileobj, size, path, limits)
         if table is not None:  # damage to the table is found on a full read too
@@ -273,13 +279,14 @@ class ZstdCodec(Codec):
                              expected=f"at most {limit:,} bytes from {size:,} compressed "
                              "(Limits.max_expansion, Limits.max_total_bytes)",
                              found=f"{sum(declared):,} bytes declared")
+        spooled = out is not None
         if out is None:
             out = io.BytesIO()
         fileobj.seek(0)
         reader = zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=True,
                                                        closefd=False)
         try:
-            self.copy_bounded(reader, out, limit, size, path)
+            self.copy_bounded(reader, out, limit, size, path, budget, spooled)
         except zstandard.ZstdError as e:
             if "checksum" in str(e):
                 raise ChecksumError(path=path, field="zstd content",
@@ -294,21 +301,29 @@ class ZstdCodec(Codec):
         return out
 
     def copy_bounded(self, reader: Any, out: IO[bytes], limit: int, size: int,
-                     path: str) -> None:
+                     path: str, budget: Budget, spooled: bool) -> None:
         """Copy decompressed *reader* into *out* in pieces, refusing more than *limit*
-        bytes (from *size* compressed) after at most one piece beyond it."""
+        bytes (from *size* compressed) before keeping a piece beyond it. Each piece is
+        charged to *budget* before it is kept: as decompressed output, and as memory,
+        or temporary disk when *spooled*."""
+        what = f"{self.name} content"
         while True:
             chunk = reader.read(min(_CHUNK, limit + 1 - out.tell()))
             if not chunk:
                 return
-            out.write(chunk)
-            if out.tell() > limit:
+            if out.tell() + len(chunk) > limit:
                 raise LimitError(
-                    path=path, field=f"{self.name} content",
+                    path=path, field=what,
                     expected=f"at most {limit:,} bytes from {size:,} compressed "
                     "(Limits.max_expansion, Limits.max_total_bytes)",
                     found=f"more than {limit:,} bytes",
                 )
+            budget.expand(len(chunk), path=path, field=what)
+            if spooled:
+                budget.spool(len(chunk), path=path, field=f"{what} on temporary disk")
+            else:
+                budget.take(len(chunk), path=path, field=f"{what} in memory")
+            out.write(chunk)
 
     def inner_for(self, content: IO[bytes], path: str) -> Codec:
         """The codec for decompressed *content*: by its bytes, else by the name."""
@@ -330,26 +345,33 @@ class ZstdCodec(Codec):
         return cls(**self.inner_options) if cls.name == self.inner else cls()
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> Weights:
-        content = self.decompress(fileobj, path, limits)
+             verify: bool = True, budget: Budget | None = None) -> Weights:
+        budget = Budget.of(budget, limits, fileobj)
+        content = self.decompress(fileobj, path, limits, budget=budget)
         return self.inner_for(content, path).read(content, path=path, limits=limits,
-                                                  verify=verify)
+                                                  verify=verify, budget=budget)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-             verify: bool = True) -> TensorSource:
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """A seekable file whose inner codec reads by offset: that codec opened on a view
         of the content that decompresses only the frames each read spans. Any other:
         decompress into an unnamed temporary file (disk, not memory), then open the inner
         codec's file there: its tensors are read one at a time as the inner codec allows."""
         size = fileobj.seek(0, io.SEEK_END)
         table = read_seek_table(fileobj, size, path, limits)
+        budget = Budget.of(budget, limits, fileobj)
         if table is not None:
             reader = SeekableReader(fileobj, table, path)
             try:
                 inner = self.inner_for(reader, path)
                 if inner.opens_lazily():
+                    # the whole content is what the frames declare: charged as decompressed
+                    # output up front, though a read decompresses only the frames it spans
+                    budget.add_compressed(size)
+                    budget.expand(table.content_size, path=path, field="zstd content")
                     reader.seek(0)
-                    source = inner.open(reader, path=path, limits=limits, verify=verify)
+                    source = inner.open(reader, path=path, limits=limits, verify=verify,
+                                        budget=budget)
                     return _SpooledSource(source, reader)
             except BaseException:
                 reader.close()
@@ -357,9 +379,10 @@ class ZstdCodec(Codec):
             reader.close()
         tmp = tempfile.TemporaryFile()  # noqa: SIM115  (closed with the source)
         try:
-            content = self.decompress(fileobj, path, limits, out=tmp)
+            content = self.decompress(fileobj, path, limits, out=tmp, budget=budget)
             inner = self.inner_for(content, path)
-            source = inner.open(content, path=path, limits=limits, verify=verify)
+            source = inner.open(content, path=path, limits=limits, verify=verify,
+                                budget=budget)
         except BaseException:
             tmp.close()
             raise
