@@ -270,7 +270,10 @@ class ZstdCodec(Codec):
         budget.add_compressed(size)
         limit = budget.allowance() - budget.expanded
         frames = walk_frames(fileobj, size, path)
-        table = read_seek_table(fileobj, size, path, limits)
+        # A seek table is the file's last frame, a skippable one: bytes that only look like
+        # a table's footer (the end of a zstd file stored raw inside another) are content.
+        table = (read_seek_table(fileobj, size, path, limits)
+                 if _ends_in_skippable_frame(fileobj, frames) else None)
         if table is not None:  # damage to the table is found on a full read too
             check_table(table, frames, path)
         declared = [f.content_size for f in frames if f.content_size is not None]
@@ -358,7 +361,10 @@ class ZstdCodec(Codec):
         decompress into an unnamed temporary file (disk, not memory), then open the inner
         codec's file there: its tensors are read one at a time as the inner codec allows."""
         size = fileobj.seek(0, io.SEEK_END)
-        table = read_seek_table(fileobj, size, path, limits)
+        try:
+            table = read_seek_table(fileobj, size, path, limits)
+        except FormatError:  # not a table after all, or a damaged one: the full path below
+            table = None    # walks the frames and tells which (see decompress)
         budget = Budget.of(budget, limits, fileobj)
         if table is not None:
             reader = SeekableReader(fileobj, table, path)
@@ -387,6 +393,15 @@ class ZstdCodec(Codec):
             tmp.close()
             raise
         return _SpooledSource(source, tmp)
+
+
+def _ends_in_skippable_frame(fileobj: IO[bytes], frames: list[Frame]) -> bool:
+    """Whether the last of *frames* is a skippable frame (where a seek table lives)."""
+    if not frames:
+        return False
+    fileobj.seek(frames[-1].start)
+    head = fileobj.read(4)
+    return len(head) == 4 and int.from_bytes(head, "little") in _SKIPPABLE
 
 
 class _SpooledSource(TensorSource):
