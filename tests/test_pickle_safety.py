@@ -139,8 +139,10 @@ def test_truncated_pickle_is_a_format_error(sample_weight_path: Path, tmp_path: 
 
 @pytest.mark.parametrize(("obj", "field", "found"), [
     ([np.zeros(2)], "top level", "list"),
-    ({1: np.zeros(2)}, "key in top-level dict", "1"),
-    ({"g": {2: np.zeros(2)}}, "key in g", "2"),
+    # refused as the dict is built, before any name is made of it (issue 12: no key type
+    # we never write may reach a dict, where equal hashes could flood it)
+    ({1: np.zeros(2)}, "pickle dict key", "int 1"),
+    ({"g": {2: np.zeros(2)}}, "pickle dict key", "int 2"),
     ({"W": np.zeros(2), "__metadata__": {"k": 1}}, "__metadata__", "dict"),
     ({"W": np.zeros(2), "__metadata__": ["k"]}, "__metadata__", "list"),
 ], ids=["list", "int-key", "nested-int-key", "metadata-int-value", "metadata-list"])

@@ -366,7 +366,7 @@ class _Machine:
             if type(key) is not str:  # str hashes are randomised: no collision flood
                 raise FormatError(path=self.path, field="pickle dict key",
                                   expected="a string (weight files use no other keys)",
-                                  found=type(key).__name__)
+                                  found=f"{type(key).__name__} {key!r}")
         self.charge(64 * len(keys), "dict entries")
         self.nest(target, items[1::2])
         for key, value in zip(keys, items[1::2], strict=True):
