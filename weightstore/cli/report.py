@@ -47,6 +47,7 @@ examples:
   weightstore report my_weights.npz --repeats 9
   weightstore report --all-reference               the ch. 3, 7 and 8 networks, one section each
   weightstore report --pareto --plot front.png     only the smallest file at each accuracy
+  weightstore report --pareto --accept 0.2         ... within 0.2 points of the source's
   weightstore report model.safetensors --only 'zstd*' --only float16   some rows only
 
 Any weights can be measured: accuracy columns need one of the book's networks (a line
@@ -91,8 +92,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    f"the source's accuracy (default: {rep.ACCEPT_POINTS:g}; 0: only rows as "
                    "accurate as the source)")
     p.add_argument("--repeats", type=int, default=5, metavar="N",
-                   help="timed runs per write, read and one-tensor access; the median is shown "
-                   "(default: 5)")
+                   help="at most N timed runs per write, read and one-tensor access (see "
+                   "--max-seconds); the median is shown (default: 5)")
     p.add_argument("--max-seconds", type=float, default=rep.MAX_SECONDS, metavar="S",
                    help="stop repeating a timing once its runs took S seconds in all (at least "
                    f"one run; default: {rep.MAX_SECONDS:g}; 'inf': always --repeats runs)")

@@ -59,6 +59,7 @@ from .render import (
     render_jsonl,
     render_markdown,
     render_text,
+    replay,
     writer,
 )
 from .textdump import parse_text_dump, text_dump
@@ -72,4 +73,5 @@ __all__ = [
     "render_html", "TensorErrors", "tensor_errors", "ERROR_BIN_EDGES", "ACCEPT_POINTS",
     "MAX_SECONDS", "Sink",
     "load_peak_bytes", "one_tensor_access", "STREAMED_FORMATS", "render_jsonl", "writer",
+    "replay",
 ]
