@@ -74,8 +74,8 @@ Progress = Callable[[int, int, str], None]
 #: source's accuracy (that of every bit-exact row) are candidates; ``--accept`` changes it.
 ACCEPT_POINTS = 1.0
 #: A time is the median of ``repeats`` runs, or of fewer once the runs took this many
-#: seconds in all (a 6-second write is timed once, a 20 ms one five times).
-MAX_SECONDS = 1.0
+#: seconds in all (a 6-second write is timed once, a 20 ms one five times, a 200 ms one 3).
+MAX_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -222,8 +222,10 @@ class Row:
     read_ms: float
     precision: str = "as stored"
     pareto: bool = False
-    #: False when a bit-exact row took the source's predictions instead of running the network
-    #: again (identical weights give identical predictions); see ``build_report(reevaluate=)``.
+    #: False when the row took the predictions of the source or of an earlier row whose
+    #: loaded arrays are bit-identical (:attr:`predictions_from`) instead of running the
+    #: network again (identical weights give identical predictions); see
+    #: ``build_report(reevaluate=)``.
     evaluated: bool = True
     rms_error: float = 0.0
     cosine: float = 1.0
