@@ -14,11 +14,14 @@ The file layouts are unchanged: see ``docs/formats.md``.
   dtype); Arrow joins ``prefix, index, ",", value, CRLF`` row by row in C++.
 - Reading CSV: the ``index,value`` tails of a run of rows that share their first
   three fields are parsed as a two-column CSV (int64 index, float64 or integer value).
-- Reading JSON (needs no pyarrow): a tensor's ``data`` text holding only numbers,
-  commas and brackets is checked against the bracket skeleton its shape implies, then
-  its numbers are parsed by orjson as flat lists, one slice at a time (orjson's number
-  parser is as fast as Arrow's, and it is the one the general reader uses, so the
-  grammar and the values are the same by construction).
+- Reading JSON: a tensor's ``data`` text holding only numbers, commas and brackets is
+  checked against the bracket skeleton its shape implies, one slice at a time. With
+  ``pysimdjson`` (the ``text`` extra) each slice, cut between two of the outermost list's
+  elements, is parsed by simdjson (strict RFC 8259 numbers, exactly rounded, the same
+  grammar as orjson's) straight into a buffer of doubles or 64-bit integers; any number
+  simdjson refuses (``1e400``, an integer beyond 64 bits) hands the tensor to orjson.
+  Without it the numbers are parsed by orjson as flat lists (the general reader's parser,
+  so the grammar and the values are the same by construction).
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ from ..fileio import RawFile
 MIN_VALUES = 1 << 16
 #: Bytes of JSON number text parsed per slice (bounds the temporaries of one tensor).
 JSON_SLICE_BYTES = 8 << 20
+
+
+@functools.cache
+def _simdjson() -> Any:
+    """The ``simdjson`` module (pysimdjson), or None when the extra is not installed."""
+    try:
+        import simdjson
+    except ImportError:
+        return None
+    return simdjson
 
 
 @functools.cache
@@ -200,22 +213,27 @@ def _skeleton(shape: tuple[int, ...]) -> bytes:
 
 def json_numbers(text: Text, begin: int, end: int, shape: tuple[int, ...], dtype: np.dtype,
                  convert: Callable[[np.ndarray], np.ndarray],
-                 slice_bytes: int = JSON_SLICE_BYTES) -> np.ndarray | None:
+                 slice_bytes: int | None = None) -> np.ndarray | None:
     """The numbers of a tensor's ``data`` text (bytes *begin* to *end*) as an array of *dtype* and
-    *shape*, parsed by orjson one slice of about *slice_bytes* at a time and each slice
-    turned into *dtype* by *convert* (given what ``np.array`` makes of orjson's numbers:
-    float64, int64, or object for integers beyond 64 bits), or None when
-    the text is anything but numbers in exactly the nesting of *shape* (strings, spaces,
-    other nesting): the caller then parses it whole, which names any fault. A slice that
-    is not valid JSON raises ``orjson.JSONDecodeError``.
+    *shape*, parsed one slice of about *slice_bytes* at a time and each slice turned into
+    *dtype* by *convert* (given float64, int64 or uint64 numbers, or object for integers
+    beyond 64 bits: what ``np.array`` makes of orjson's numbers), or None when the text is
+    anything but numbers in exactly the nesting of *shape* (strings, spaces, other nesting)
+    or holds a number the fast parser refuses: the caller then parses it whole, which
+    names any fault. A slice that is not valid JSON raises ``orjson.JSONDecodeError``
+    (without pysimdjson) or gives None (with it).
 
-    Bulk parsing without nested lists: the brackets and commas are checked against the
-    nesting *shape* implies (one ``bytes.translate``), and the numbers between them are
-    parsed as one flat JSON list per slice, so that Python objects exist for one slice
-    at a time, never for the whole tensor."""
+    Bulk parsing without nested lists of Python objects: the brackets and commas are
+    checked against the nesting *shape* implies (one ``bytes.translate`` per slice), and
+    the numbers are parsed by simdjson into one buffer per slice (:func:`_simd_numbers`)
+    or, without pysimdjson, by orjson as one flat list per slice."""
+    slice_bytes = JSON_SLICE_BYTES if slice_bytes is None else slice_bytes
     count = math.prod(shape)
-    if not shape or not count or text.get(begin, begin + 1) != b"[":
+    if not shape or not count or text.get(begin, begin + 1) != b"[" or \
+            text.get(end - 1, end) != b"]":
         return None
+    if _simdjson() is not None and dtype.kind != "b":
+        return _simd_numbers(text, begin, end, shape, dtype, convert, slice_bytes)
     skeleton = _skeleton(shape)
     out = np.empty(count, dtype)
     position, matched, done = begin, 0, 0
@@ -241,6 +259,64 @@ def json_numbers(text: Text, begin: int, end: int, shape: tuple[int, ...], dtype
         done += values.size
         position = stop + 1
     if matched != len(skeleton) or done != count:
+        return None
+    return out.reshape(shape)
+
+
+#: The buffer type pysimdjson fills for a dtype kind: doubles, int64 or uint64.
+_SIMD_TYPES = {"i": ("i", np.int64), "u": ("u", np.uint64)}
+
+
+def _simd_numbers(text: Text, begin: int, end: int, shape: tuple[int, ...], dtype: np.dtype,
+                  convert: Callable[[np.ndarray], np.ndarray],
+                  slice_bytes: int) -> np.ndarray | None:
+    """:func:`json_numbers` by simdjson. The text inside the outermost brackets is cut into
+    slices of whole elements of the outermost list (after a comma for a vector; between
+    ``]``...``,``...``[`` for more dimensions); each slice's brackets and commas must be
+    ``k`` copies of one element's skeleton joined by commas, and its numbers are parsed by
+    simdjson as the list ``[slice]``, flattened into one buffer of ``k`` elements' values."""
+    simdjson = _simdjson()
+    of_type, wide = _SIMD_TYPES.get(dtype.kind, ("d", np.float64))
+    inner_shape = shape[1:]
+    element = _skeleton(inner_shape) if inner_shape else b""
+    per_element = math.prod(inner_shape)
+    depth = len(inner_shape)
+    boundary = b"]" * depth + b"," + b"[" * depth
+    parser = simdjson.Parser()
+    count = math.prod(shape)
+    out = np.empty(count, dtype)
+    position, stop_all, done, elements = begin + 1, end - 1, 0, 0
+    while position < stop_all:
+        piece = text.get(position, min(stop_all, position + slice_bytes))
+        stop = position + len(piece)
+        if stop < stop_all:  # cut between two elements of the outermost list
+            cut = piece.rfind(boundary)
+            if cut < 0:  # one element longer than a slice: up to the end of it
+                at = text.find(boundary, stop - len(boundary) + 1)
+                if at < 0 or at >= stop_all:
+                    at = -1
+                piece = text.get(position, at + depth if at >= 0 else stop_all)
+            else:
+                piece = piece[:cut + depth]
+            stop = position + len(piece)
+        shape_text = piece.translate(None, _NUMBER_TEXT)
+        k = (len(shape_text) + 1) // (len(element) + 1)
+        if shape_text != b",".join([element] * k):
+            return None  # other characters, or other nesting
+        try:
+            document = parser.parse(b"[" + piece + b"]")
+            values = np.frombuffer(document.as_buffer(of_type=of_type), wide)
+            del document
+        except (ValueError, TypeError, RuntimeError, OverflowError):
+            return None  # a number simdjson refuses (1e400, a 65-bit integer...): orjson's
+        del piece, shape_text
+        if values.size != k * per_element or done + values.size > count:
+            return None
+        out[done:done + values.size] = convert(values)
+        done += values.size
+        elements += k
+        position = stop + 1  # past the comma
+    if elements != shape[0] or done != count:
         return None
     return out.reshape(shape)
 
