@@ -112,15 +112,31 @@ def csv_rows(prefix: bytes, start: int, values: bytes) -> memoryview:
 # --- CSV reading ---------------------------------------------------------------------------
 
 
+def digits_before(n: int) -> int:
+    """How many decimal digits the indexes 0 .. n - 1 take together."""
+    total, power = n, 10
+    while power < n:
+        total += n - power
+        power *= 10
+    return total
+
+
 def csv_lines(text: memoryview, dtype_text: str,
-              run: int) -> tuple[np.ndarray, np.ndarray] | None:
+              run: int) -> tuple[range | np.ndarray, np.ndarray] | None:
     """Indexes and values of *run* CSV lines (CRLF or LF ends) of five unquoted fields,
-    the last two numbers: int64 indexes, and float64 values for a float dtype or
+    the last two numbers: the indexes as a ``range`` when they are the plain decimals of
+    consecutive integers (the writer's layout), the values as float64 for a float dtype or
     int64/uint64 for an integer one. None when any line is not that (the general reader
-    then reads them). The caller checks that the first three fields are the same."""
+    then reads them). The caller checks that the first three fields are the same, and for
+    an integer dtype that no value is hexadecimal (Arrow reads ``0x10`` as 16).
+
+    The index texts are kept as text by Arrow and cast to int64; that they are consecutive
+    and take exactly as many bytes as those integers' plain decimals proves that each one
+    is that plain decimal (any other text Arrow reads as the same integer -- ``+5``,
+    ``05``, `` 5``, ``0x5`` -- is longer)."""
     if dtype_text == "bool":
         return None
-    pa, _, csv = _pyarrow()
+    pa, pc, csv = _pyarrow()
     if dtype_text.startswith("uint"):
         value_type = pa.uint64()
     elif dtype_text.startswith("int"):
@@ -134,15 +150,22 @@ def csv_lines(text: memoryview, dtype_text: str,
             parse_options=csv.ParseOptions(quote_char=False, double_quote=False,
                                            ignore_empty_lines=False),
             convert_options=csv.ConvertOptions(
-                column_types={"i": pa.int64(), "v": value_type}, include_columns=["i", "v"],
+                column_types={"i": pa.binary(), "v": value_type}, include_columns=["i", "v"],
                 null_values=[],
                 strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
+        if table.num_rows != run or table.num_columns != 2 or not run:
+            return None
+        texts = table.column(0)
+        indexes = pc.cast(texts, pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if table.num_rows != run or table.num_columns != 2:
-        return None
-    return (table.column(0).to_numpy(), table.column(1).to_numpy())
+    first = int(indexes[0])
+    lengths = pc.sum(pc.binary_length(texts)).as_py()
+    if first < 0 or lengths != digits_before(first + run) - digits_before(first) or \
+            not np.array_equal(indexes, np.arange(first, first + run)):
+        return None  # not the writer's indexes: the general reader places them
+    return range(first, first + run), table.column(1).to_numpy()
 
 
 # --- JSON reading --------------------------------------------------------------------------
@@ -321,5 +344,5 @@ def _simd_numbers(text: Text, begin: int, end: int, shape: tuple[int, ...], dtyp
     return out.reshape(shape)
 
 
-__all__ = ["MIN_VALUES", "enabled", "csv_rows", "csv_lines", "json_numbers", "MemoryText",
+__all__ = ["MIN_VALUES", "enabled", "csv_rows", "csv_lines", "digits_before", "json_numbers", "MemoryText",
            "FileText", "Text"]

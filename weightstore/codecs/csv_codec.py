@@ -319,9 +319,10 @@ class CsvCodec(Codec):
 
 
 class _Chunk(NamedTuple):
-    """Rows of one tensor: index and value texts, or already parsed numbers."""
+    """Rows of one tensor: index and value texts, or already parsed numbers (the indexes
+    as a range when they are consecutive)."""
 
-    indexes: list[str] | np.ndarray
+    indexes: list[str] | np.ndarray | range
     values: list[str] | np.ndarray
 
 
@@ -400,17 +401,15 @@ _MIN_RUN = 8
 
 
 def _read_text_bounded(fileobj: IO[bytes]) -> bytes | None:
-    """The whole file, or None as soon as a stretch of :func:`max_line_chars` bytes holds no
-    line break (a line too long: the general reader refuses it in bounded memory)."""
+    """The whole file (read in one call: one copy), or None when one of its stretches of
+    :func:`max_line_chars` bytes (from the start, one after the other) holds no line break:
+    a line too long, which the general reader refuses in bounded memory."""
     size = max_line_chars()
-    parts = []
-    while True:
-        chunk = fileobj.read(size)
-        if not chunk:
-            return b"".join(parts)
-        if len(chunk) == size and b"\n" not in chunk:
+    data = fileobj.read()
+    for start in range(0, len(data) - size + 1, size):
+        if data.find(b"\n", start, start + size) < 0:
             return None
-        parts.append(chunk)
+    return data
 
 
 def _read_fast(data: bytes, path: str, limits: Limits, rows: _Rows | None = None,
@@ -535,8 +534,14 @@ def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
 
 def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int) -> int:
     """Where the *count* rows from *p* end, if every one starts with *prefix* and the last
-    has index count - 1; else -1."""
-    last = data.find(b"\n" + prefix + b"%d," % (count - 1), p - 1)
+    has index count - 1; else -1.
+
+    Each line that starts with *prefix* is longer than it (a field after it, a line break),
+    so the last of *count* such lines cannot start before ``(count - 1) * (len(prefix) + 1)``
+    bytes from *p*: the search for it starts there (a first occurrence before that point
+    could not end *count* such lines, and the count below refuses any other)."""
+    last = data.find(b"\n" + prefix + b"%d," % (count - 1),
+                     p - 1 + (count - 1) * (len(prefix) + 1))
     if last < 0:
         return -1
     end = data.find(b"\n", last + 1) + 1
@@ -551,7 +556,8 @@ def _add_block(rows: _Rows, data: bytes, p: int, end: int, count: int, fields: l
     False if they must be read row by row."""
     name, dtype_text, shape_text = fields[:3]
     prefix = ",".join(fields[:3]).encode("utf-8") + b","
-    if _fasttext.enabled(count) and _no_hex(data, p, end, count, prefix):
+    if _fasttext.enabled(count) and (dtype_text.startswith(("float", "bfloat")) or
+                                     _no_hex(data, p, end, count, prefix)):
         parsed = _fasttext.csv_lines(memoryview(data)[p:end], dtype_text, count)
         if parsed is None:
             return False
@@ -831,8 +837,15 @@ class _Placer:
         self.out = np.empty(self.count, dtype=dtype)
         self.seen = np.zeros(self.count, dtype=bool)
 
-    def indexes(self, chunk: _Chunk) -> np.ndarray:
+    def indexes(self, chunk: _Chunk) -> np.ndarray | slice:
         """The chunk's indexes, checked to be integers within the tensor, marked as seen."""
+        if isinstance(chunk.indexes, range):
+            run = chunk.indexes
+            if run and run.stop > self.count:
+                raise FormatError(path=self.path, field=f"{self.where} index",
+                                  expected=f"0 to {self.count - 1}", found=run.stop - 1)
+            self.seen[run.start:run.stop] = True
+            return slice(run.start, run.stop)
         try:
             idx = np.asarray(chunk.indexes, dtype=np.int64)
         except (ValueError, OverflowError) as e:
@@ -851,7 +864,7 @@ class _Placer:
             raise FormatError(path=self.path, field=f"{self.where} index",
                               expected="each index once", found=f"index {missing} missing")
 
-    def values(self, chunk: _Chunk, idx: np.ndarray) -> None:
+    def values(self, chunk: _Chunk, idx: np.ndarray | slice) -> None:
         """The chunk's values parsed and put at *idx*."""
         values = (_parse_values(chunk.values, self.dtype, self.where, self.path)
                   if isinstance(chunk.values, list)
