@@ -63,10 +63,11 @@ def test_csv_rows_are_the_same_bytes_both_ways() -> None:
     from weightstore.codecs._text import value_text
 
     for values in (rng.standard_normal(1000).astype(np.float32), np.arange(-5, 5),
-                   np.array([np.nan, np.inf, -0.0, 1e-45], np.float32)):
+                   np.array([np.nan, np.inf, -0.0, 1e-45], np.float32), np.array([7.5]),
+                   np.arange(2**40 - 20, 2**40 + 20, dtype=np.int64)):
         text = value_text(values)
-        for start in (0, 7, 2**40):
-            assert bytes(_fasttext.csv_rows(b"a/b,float32,9,", start, text)) == \
+        for start in (0, 7, 9_999_990, 2**40):
+            assert b"".join(_fasttext.csv_rows(b"a/b,float32,9,", start, text)) == \
                 _rows(b"a/b,float32,9,", start, text)
 
 

@@ -72,41 +72,48 @@ def enabled(values: int) -> bool:
 # --- CSV writing ---------------------------------------------------------------------------
 
 
-def _strings(text: bytes) -> tuple[int, np.ndarray, bytes]:
-    """Count, offsets and data of an Arrow string array of the comma-separated tokens in
-    *text* (none empty)."""
-    comma = np.flatnonzero(np.frombuffer(text, np.uint8) == 44)
-    count = comma.size + 1
-    offsets = np.empty(count + 1, np.int64)
-    offsets[0] = 0
-    offsets[1:-1] = comma - np.arange(comma.size)
-    offsets[-1] = len(text) - comma.size
-    return count, offsets, text.replace(b",", b"")
-
-
 #: 10, 100, ... 10**18: the number of digits of n >= 0 is searchsorted(_POWERS, n, "right") + 1.
 _POWERS = 10 ** np.arange(1, 19, dtype=np.int64)
 
 
-def csv_rows(prefix: bytes, start: int, values: bytes) -> memoryview:
+def _tokens(text: bytes, separator: bytes, count: int, ends: np.ndarray) -> Any:
+    """An Arrow string array of *count* tokens: each comma-separated token of *text* with
+    *separator* after it (the comma replaced by it; *ends* gives where each ends)."""
+    pa = _pyarrow()[0]
+    data = (text.replace(b",", separator) if separator != b"," else text) + separator
+    return pa.LargeStringArray.from_buffers(count, pa.py_buffer(ends), pa.py_buffer(data))
+
+
+def csv_rows(prefix: bytes, start: int, values: bytes) -> list[bytes | memoryview]:
     """``prefix + index + "," + value + CRLF`` for each comma-separated value in *values*
-    (at least one, none empty), indexes counted from *start*: the same bytes as
-    ``csv_codec._rows``. Needs pyarrow (check :func:`enabled` first)."""
+    (at least one, none empty), indexes counted from *start*, as parts to write one after
+    the other: the same bytes as ``csv_codec._rows``. Needs pyarrow (check
+    :func:`enabled` first).
+
+    Each value's text with a line feed after it and each index's decimals with a comma
+    after it are Arrow strings over the texts orjson made (no copy per token); one Arrow
+    kernel joins them pairwise into ``index,value\n`` rows, and one ``bytes.replace``
+    turns each line feed into CRLF and the next row's prefix."""
     pa, pc, _ = _pyarrow()
-    count, offsets, data = _strings(values)
-    texts = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
-    # The indexes' decimals from orjson, their lengths from their digit counts.
+    raw = np.frombuffer(values, np.uint8)
+    comma = np.flatnonzero(raw == 44)
+    count = comma.size + 1
+    ends = np.empty(count + 1, np.int64)
+    ends[0] = 0
+    ends[1:-1] = comma + 1
+    ends[-1] = len(values) + 1
+    texts = _tokens(values, b"\n", count, ends)
+    # The indexes' decimals from orjson, their lengths (and commas) from their digit counts.
     index = np.arange(start, start + count, dtype=np.int64)
     ends = np.empty(count + 1, np.int64)
     ends[0] = 0
-    np.cumsum(np.searchsorted(_POWERS, index, side="right") + 1, out=ends[1:])
-    digits = orjson.dumps(index, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b",", b"")
-    indexes = pa.LargeStringArray.from_buffers(count, pa.py_buffer(ends), pa.py_buffer(digits))
-    text = functools.partial(pa.scalar, type=pa.large_string())
-    rows = pc.binary_join_element_wise(text(prefix.decode("utf-8")), indexes, text(","), texts,
-                                       text("\r\n"), text(""))
-    bounds = np.frombuffer(rows.buffers()[1], np.int64, count + 1, rows.offset * 8)
-    return memoryview(rows.buffers()[2])[int(bounds[0]):int(bounds[-1])]
+    np.cumsum(np.searchsorted(_POWERS, index, side="right") + 2, out=ends[1:])
+    digits = orjson.dumps(index, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+    indexes = _tokens(digits, b",", count, ends)
+    body = pc.binary_join_element_wise(indexes, texts, pa.scalar("", pa.large_string()))
+    size = int(ends[-1]) + len(values) + 1  # "index,value\n" for every row
+    rows = memoryview(body.buffers()[2])[:size].tobytes().replace(b"\n", b"\r\n" + prefix)
+    return [prefix, memoryview(rows)[:len(rows) - len(prefix)]]
 
 
 # --- CSV reading ---------------------------------------------------------------------------
@@ -344,5 +351,5 @@ def _simd_numbers(text: Text, begin: int, end: int, shape: tuple[int, ...], dtyp
     return out.reshape(shape)
 
 
-__all__ = ["MIN_VALUES", "enabled", "csv_rows", "csv_lines", "digits_before", "json_numbers", "MemoryText",
-           "FileText", "Text"]
+__all__ = ["MIN_VALUES", "enabled", "csv_rows", "csv_lines", "digits_before", "json_numbers",
+           "MemoryText", "FileText", "Text"]

@@ -43,7 +43,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, NamedTuple
 
 import numpy as np
@@ -191,6 +193,32 @@ def _rows(prefix: bytes, start: int, values: bytes) -> bytes:
     return prefix + body[:-1].replace(b"\n", b"\r\n" + prefix) + b"\r\n"
 
 
+#: Threads that turn slices into rows while the file is written (orjson holds the GIL for
+#: the decimals, Arrow's kernels and the write itself release it).
+_WRITE_THREADS = 2
+
+
+def _slice_rows(pool: ThreadPoolExecutor, prefix: bytes,
+                flat: np.ndarray) -> Iterator[list[bytes | memoryview]]:
+    """The rows of *flat* (a tensor's values) in order, one slice of :data:`_WRITE_STEP`
+    values at a time, made by *pool* a few slices ahead of the one yielded (memory stays
+    bounded by a few slices of text)."""
+    compiled = _fasttext.enabled(flat.size)
+
+    def make(start: int) -> list[bytes | memoryview]:
+        text = value_text(flat[start:start + _WRITE_STEP])
+        return _fasttext.csv_rows(prefix, start, text) if compiled else \
+            [_rows(prefix, start, text)]
+
+    pending: deque[Future[list[bytes | memoryview]]] = deque()
+    for start in range(0, flat.size, _WRITE_STEP):
+        pending.append(pool.submit(make, start))
+        if len(pending) > _WRITE_THREADS:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 class CsvCodec(Codec):
     """One value per row: tensor, dtype, shape, index, value."""
 
@@ -219,18 +247,18 @@ class CsvCodec(Codec):
             _matrix.write(weights, fileobj, level=self.level)
             return
         fileobj.write(HEADER_LINE + b"\r\n")
-        for name, array in weights.items():
-            prefix = (f"{_quote(guard(name))},{dtype_name(array.dtype)},"
-                      f"{format_shape(array.shape)},").encode()
-            if array.size == 0:
-                fileobj.write(prefix + b",\r\n")
-                continue
-            flat = np.ascontiguousarray(array).reshape(-1)
-            # In slices, so that memory stays bounded by one slice of text.
-            rows = _fasttext.csv_rows if _fasttext.enabled(flat.size) else _rows
-            for start in range(0, flat.size, _WRITE_STEP):
-                fileobj.write(rows(prefix, start, value_text(flat[start:start + _WRITE_STEP])))
-            del array, flat  # from a lazy source: one tensor in memory at a time
+        with ThreadPoolExecutor(_WRITE_THREADS) as pool:
+            for name, array in weights.items():
+                prefix = (f"{_quote(guard(name))},{dtype_name(array.dtype)},"
+                          f"{format_shape(array.shape)},").encode()
+                if array.size == 0:
+                    fileobj.write(prefix + b",\r\n")
+                    continue
+                flat = np.ascontiguousarray(array).reshape(-1)
+                for parts in _slice_rows(pool, prefix, flat):
+                    for part in parts:
+                        fileobj.write(part)
+                del array, flat  # from a lazy source: one tensor in memory at a time
         for key, value in weights.metadata.items():
             fileobj.write(f"{_quote(guard(key))},{METADATA_DTYPE},,,{_quote(guard(value))}"
                           "\r\n".encode())
