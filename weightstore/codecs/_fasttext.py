@@ -129,8 +129,9 @@ def digits_before(n: int) -> int:
 
 
 def csv_lines(text: memoryview, dtype_text: str,
-              run: int) -> tuple[range | np.ndarray, np.ndarray] | None:
-    """Indexes and values of *run* CSV lines (CRLF or LF ends) of five unquoted fields,
+              run: int | None) -> tuple[range | np.ndarray, np.ndarray] | None:
+    """Indexes and values of *run* CSV lines (any number when None; CRLF or LF ends) of
+    five unquoted fields,
     the last two numbers: the indexes as a ``range`` when they are the plain decimals of
     consecutive integers (the writer's layout), the values as float64 for a float dtype or
     int64/uint64 for an integer one. None when any line is not that (the general reader
@@ -161,6 +162,8 @@ def csv_lines(text: memoryview, dtype_text: str,
                 null_values=[],
                 strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
+        if run is None:
+            run = table.num_rows
         if table.num_rows != run or table.num_columns != 2 or not run:
             return None
         texts = table.column(0)

@@ -536,6 +536,18 @@ def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
     rows = _Rows(path, limits)
     line = 2  # the number of the line at p
     size = len(data)
+    with ThreadPoolExecutor(1) as pool:
+        p, line = _walk_blocks(data, p, line, rows, pool)
+    if p >= size:
+        return rows.finish()
+    return _read_fast(HEADER_LINE + b"\r\n" + data[p:], path, limits, rows, line - 2)
+
+
+def _walk_blocks(data: bytes, p: int, line: int, rows: _Rows,
+                 pool: ThreadPoolExecutor) -> tuple[int, int]:
+    """Add the blocks of rows from *p* (line *line*) to *rows*, up to the first one it does
+    not recognise: where it stopped (the end of *data* when done) and its line number."""
+    size = len(data)
     while p < size:
         e = data.find(b"\n", p)
         first = data[p:e - 1] if data[e - 1:e] == b"\r" else data[p:e]
@@ -550,19 +562,67 @@ def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
             p, line = e + 1, line + 1
             continue
         count = _row_count(fields[2].encode())
-        end = _block_end(data, p, first[: len(first) - len(fields[3]) - len(fields[4]) - 1],
-                         count)
-        if end < 0 or not _add_block(rows, data, p, end, count, fields, line):
-            break
+        prefix = first[: len(first) - len(fields[3]) - len(fields[4]) - 1]
+        if _fasttext.enabled(count) and fields[1].startswith(("float", "bfloat")):
+            end = _block_end(data, p, prefix, count, counted=False)
+            chunks = None if end < 0 else _parse_block(pool, data, p, end, count, prefix,
+                                                       fields[1])
+            if chunks is None:
+                break
+            for chunk in chunks:
+                rows.add_chunk(fields[0], fields[1], fields[2], chunk, line)
+        else:
+            end = _block_end(data, p, prefix, count)
+            if end < 0 or not _add_block(rows, data, p, end, count, fields, line):
+                break
         p, line = end, line + count
-    if p >= size:
-        return rows.finish()
-    return _read_fast(HEADER_LINE + b"\r\n" + data[p:], path, limits, rows, line - 2)
+    return p, line
 
 
-def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int) -> int:
+#: Bytes of a block handed to Arrow at a time by the whole-file reader.
+_PIECE_BYTES = 32 << 20
+
+
+def _parse_block(pool: ThreadPoolExecutor, data: bytes, p: int, end: int, count: int,
+                 prefix: bytes, dtype_text: str) -> list[_Chunk] | None:
+    """The *count* rows of a float tensor in data[p:end] (the last one with index
+    count - 1) as chunks of parsed numbers, or None if they must be read as text: every
+    line must start with *prefix*, hold the writer's indexes 0 .. count - 1 in order and
+    finite values.
+
+    The block is cut into pieces of whole lines; Arrow parses each on a worker thread
+    (releasing the GIL) while this thread counts the piece's lines that start with
+    *prefix* (holding it): a piece is taken when the two counts agree."""
+    pieces = []
+    a = p
+    while a < end:
+        b = end if end - a <= _PIECE_BYTES else data.find(b"\n", a + _PIECE_BYTES) + 1
+        pieces.append((a, b))
+        a = b
+    view = memoryview(data)
+    parsed = [pool.submit(_fasttext.csv_lines, view[a:b], dtype_text, None)
+              for a, b in pieces]
+    needle = b"\n" + prefix
+    counts = [data.count(needle, a - 1, b - 1) for a, b in pieces]
+    chunks, done = [], 0
+    for future, counted in zip(parsed, counts, strict=True):
+        got = future.result()
+        if got is None:
+            return None
+        indexes, values = got
+        if len(values) != counted or indexes != range(done, done + counted) or \
+                not np.isfinite(values).all():
+            return None  # NaN(0x..) and friends: read as text, which keeps a NaN's bits
+        chunks.append(_Chunk(indexes, values))
+        done += counted
+    return chunks if done == count else None
+
+
+def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int,
+               counted: bool = True) -> int:
     """Where the *count* rows from *p* end, if every one starts with *prefix* and the last
-    has index count - 1; else -1.
+    has index count - 1; else -1. Unless *counted*, the caller counts the lines that start
+    with *prefix* itself.
 
     Each line that starts with *prefix* is longer than it (a field after it, a line break),
     so the last of *count* such lines cannot start before ``(count - 1) * (len(prefix) + 1)``
@@ -573,7 +633,7 @@ def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int) 
     if last < 0:
         return -1
     end = data.find(b"\n", last + 1) + 1
-    if data.count(b"\n" + prefix, p - 1, end - 1) != count:
+    if counted and data.count(b"\n" + prefix, p - 1, end - 1) != count:
         return -1
     return end
 
