@@ -11,9 +11,12 @@ caller then takes the general route, which names the fault.
 The file layouts are unchanged: see ``docs/formats.md``.
 
 - Writing CSV: the values' shortest decimals come from orjson as before (ryu, per
-  dtype); Arrow joins ``prefix, index, ",", value, CRLF`` row by row in C++.
-- Reading CSV: the ``index,value`` tails of a run of rows that share their first
-  three fields are parsed as a two-column CSV (int64 index, float64 or integer value).
+  dtype); Arrow joins each index (with its comma) and value (with a line feed) into
+  ``index,value\n`` rows, and one ``bytes.replace`` puts CRLF and the next row's
+  ``tensor,dtype,shape,`` prefix at each line feed.
+- Reading CSV: the rows of a tensor's block (all sharing their first three fields, which
+  the caller checks) are parsed by Arrow's CSV reader, the first three fields skipped,
+  the index kept as text and proved to be the writer's, the value as float64 or integer.
 - Reading JSON: a tensor's ``data`` text holding only numbers, commas and brackets is
   checked against the bracket skeleton its shape implies, one slice at a time. With
   ``pysimdjson`` (the ``text`` extra) each slice, cut between two of the outermost list's
