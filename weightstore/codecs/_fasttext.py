@@ -79,11 +79,9 @@ def enabled(values: int) -> bool:
 _POWERS = 10 ** np.arange(1, 19, dtype=np.int64)
 
 
-def _tokens(text: bytes, separator: bytes, count: int, ends: np.ndarray) -> Any:
-    """An Arrow string array of *count* tokens: each comma-separated token of *text* with
-    *separator* after it (the comma replaced by it; *ends* gives where each ends)."""
+def _strings(count: int, ends: np.ndarray, data: bytes) -> Any:
+    """An Arrow string array of *count* strings, string k being data[ends[k]:ends[k + 1]]."""
     pa = _pyarrow()[0]
-    data = (text.replace(b",", separator) if separator != b"," else text) + separator
     return pa.LargeStringArray.from_buffers(count, pa.py_buffer(ends), pa.py_buffer(data))
 
 
@@ -93,10 +91,11 @@ def csv_rows(prefix: bytes, start: int, values: bytes) -> list[bytes | memoryvie
     the other: the same bytes as ``csv_codec._rows``. Needs pyarrow (check
     :func:`enabled` first).
 
-    Each value's text with a line feed after it and each index's decimals with a comma
-    after it are Arrow strings over the texts orjson made (no copy per token); one Arrow
-    kernel joins them pairwise into ``index,value\n`` rows, and one ``bytes.replace``
-    turns each line feed into CRLF and the next row's prefix."""
+    Three Arrow string arrays over texts made in bulk, one string per row: CRLF and the
+    prefix (the first row's without the CRLF) over ``(CRLF + prefix) * rows``; the index
+    decimals (orjson's, commas removed); each value with the comma before it, over
+    ``"," + values``. One Arrow kernel joins them row by row into the rows' text, the
+    last CRLF written after it."""
     pa, pc, _ = _pyarrow()
     raw = np.frombuffer(values, np.uint8)
     comma = np.flatnonzero(raw == 44)
@@ -105,18 +104,24 @@ def csv_rows(prefix: bytes, start: int, values: bytes) -> list[bytes | memoryvie
     ends[0] = 0
     ends[1:-1] = comma + 1
     ends[-1] = len(values) + 1
-    texts = _tokens(values, b"\n", count, ends)
-    # The indexes' decimals from orjson, their lengths (and commas) from their digit counts.
+    texts = _strings(count, ends, b"," + values)
+    # The indexes' decimals from orjson, their lengths from their digit counts.
     index = np.arange(start, start + count, dtype=np.int64)
     ends = np.empty(count + 1, np.int64)
     ends[0] = 0
-    np.cumsum(np.searchsorted(_POWERS, index, side="right") + 2, out=ends[1:])
-    digits = orjson.dumps(index, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
-    indexes = _tokens(digits, b",", count, ends)
-    body = pc.binary_join_element_wise(indexes, texts, pa.scalar("", pa.large_string()))
-    size = int(ends[-1]) + len(values) + 1  # "index,value\n" for every row
-    rows = memoryview(body.buffers()[2])[:size].tobytes().replace(b"\n", b"\r\n" + prefix)
-    return [prefix, memoryview(rows)[:len(rows) - len(prefix)]]
+    np.cumsum(np.searchsorted(_POWERS, index, side="right") + 1, out=ends[1:])
+    digits = orjson.dumps(index, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b",", b"")
+    indexes = _strings(count, ends, digits)
+    lead = b"\r\n" + prefix
+    bounds = np.arange(count + 1, dtype=np.int64) * len(lead)
+    bounds[0] = 2  # the first row has no line break before it
+    prefixes = _strings(count, bounds, lead * count)
+    rows = pc.binary_join_element_wise(prefixes, indexes, texts,
+                                       pa.scalar("", pa.large_string()))
+    offsets = np.frombuffer(rows.buffers()[1], np.int64, 2, rows.offset * 8)
+    begin = int(offsets[0])
+    end = int(np.frombuffer(rows.buffers()[1], np.int64, 1, (rows.offset + count) * 8)[0])
+    return [memoryview(rows.buffers()[2])[begin:end], b"\r\n"]
 
 
 # --- CSV reading ---------------------------------------------------------------------------
