@@ -42,6 +42,7 @@ from .errors import (
     MissingDependencyError,
     ModelError,
     OptionError,
+    SkippedEntriesWarning,
     UnknownFormatError,
     UnsafeFileError,
     UnsupportedError,
@@ -75,5 +76,6 @@ __all__ = [
     "Written",
     "WeightstoreError", "FormatError", "UnsafeFileError", "ChecksumError", "LimitError",
     "UnknownFormatError", "UnsupportedError", "OptionError", "WeightsError", "FileAccessError",
-    "DataError", "ModelError", "MissingDependencyError", "LossyWarning", "__version__",
+    "DataError", "ModelError", "MissingDependencyError", "LossyWarning", "SkippedEntriesWarning",
+    "__version__",
 ]
