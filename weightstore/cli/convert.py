@@ -12,6 +12,7 @@ from ._util import (
     STDIO,
     add_option_arg,
     add_precision_args,
+    add_strict_arg,
     check_distinct,
     input_path,
     output_path,
@@ -74,6 +75,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    "larger than SIZE gets a shard of its own")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="read SRC without checking its checksums (to salvage a damaged file)")
+    add_strict_arg(p)
     p.add_argument("-n", "--no-clobber", action="store_true",
                    help="refuse to replace an existing DST (checked before reading SRC, "
                    "and again atomically when DST is put in place)")
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                               verify=args.verify, max_shard_size=args.max_shard_size,
                               progress=progress, overwrite=not args.no_clobber,
                               include=args.include, exclude=args.exclude, rename=args.rename,
-                              **options)
+                              strict=args.strict, **options)
     if not args.quiet:
         print(f"wrote {'stdout' if to_stdout else written.path} ({written.format}, "
               f"{written.file_size:,} bytes, {len(written)} tensors, "

@@ -420,7 +420,7 @@ class _NpzSource(TensorSource):
         if dtype_name(dtype) is None:
             return Skipped(name, f"a {dtype} array of shape {tuple(shape)}"
                            if dtype.kind != "O" else
-                           f"an object array of shape {tuple(shape)} (a pickle, never loaded)")
+                           f"an object array of shape {tuple(shape)}, never unpickled")
         meta = TensorInfo(name, dtype, tuple(shape))
         limits.check_tensor(path, name, meta.nbytes)
         if header_len + meta.nbytes != info.file_size:

@@ -712,7 +712,7 @@ def _collect(obj: Any, path: str, prefix: str, found: _Found, depth: int,
     elif isinstance(obj, _Unheld):
         found.skipped.append(Skipped(prefix, obj.describe()))
     else:
-        kind = repr(obj) if isinstance(obj, Frozen) else f"a {type(obj).__name__}"
+        kind = repr(obj) if isinstance(obj, Frozen) else f"a {type(obj).__name__} value"
         found.skipped.append(Skipped(prefix, kind, "a numpy array, a plain number or string, "
                                      "or a dict, list or tuple of them"))
 
