@@ -68,7 +68,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="drop tensors whose name matches GLOB (repeatable)")
     g.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
                    help="replace the name prefix OLD with NEW, or with re:PATTERN=REPL a "
-                   "name PATTERN matches in full (repeatable; the first that applies wins)")
+                   "name PATTERN matches in full (repeatable; the first that applies wins); "
+                   "a quantized tensor is matched and renamed by its own name, its codes, "
+                   "scales and quantization record following it")
     p.add_argument("--max-shard-size", metavar="SIZE",
                    help="split into numbered shards plus DST.index.json, each holding at most "
                    "SIZE bytes of tensor values (2GB = 10**9, 500MiB = 500*2**20); a tensor "
