@@ -166,6 +166,6 @@ def test_a_batch_beyond_the_budget_is_refused_before_it_is_read(tmp_path: Path) 
     w = {"W": np.ones((64, 64), np.float32)}
     path = tmp_path / "m.csv"
     ws.save(w, path, layout="matrix")
-    with ws.open(path, limits=ws.Limits(max_memory_bytes=20_000)) as lazy:
-        with pytest.raises(ws.LimitError, match=r"tensor 'W' file 'W.csv' \(a batch of lines\)"):
-            lazy["W"]
+    with ws.open(path, limits=ws.Limits(max_memory_bytes=20_000)) as lazy, \
+            pytest.raises(ws.LimitError, match=r"tensor 'W' file 'W.csv' \(a batch of lines\)"):
+        lazy["W"]

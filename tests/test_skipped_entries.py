@@ -180,3 +180,15 @@ def test_strict_is_in_the_help(command: str, capsys) -> None:
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert "--strict" in capsys.readouterr().out
+
+
+def test_pickle_opened_lazily_skips_a_large_unheld_array_without_reading_it(
+        tmp_path: Path) -> None:
+    path = tmp_path / "big.pkl"
+    with open(path, "wb") as f:  # arrays of 64 KiB and more are left in the file on open
+        pickle.dump({"W": np.ones((200, 200), np.float32), "z": np.zeros(10_000, complex),
+                     "lr": 0.1, "layers": [np.ones(20_000)]}, f, protocol=4)
+    with pytest.warns(ws.SkippedEntriesWarning, match=r"'z' \(a complex128 array"), \
+            ws.open(path) as lazy:
+        assert lazy.lazy and list(lazy) == ["W", "layers/0"]
+        assert lazy.metadata == {"lr": "0.1"} and lazy["layers/0"].shape == (20_000,)

@@ -5,8 +5,11 @@ lists, tuples, numpy arrays, dtypes and scalars, from pickle protocols 2 to 5,
 whether numpy pickled them under ``numpy.core`` (numpy 1.x) or ``numpy._core``
 (numpy 2.x). Any other global (``os.system``, ``builtins.eval``,
 ``subprocess.Popen``, ...) is refused with :class:`~weightstore.errors.UnsafeFileError`
-naming it, before anything from the file runs. Arrays of dtype ``object`` are
-refused as well.
+naming it, before anything from the file runs. Arrays of a dtype weightstore does not
+hold (complex, fixed-length text or bytes, ``object``) are never made: they are skipped
+and listed in one :class:`~weightstore.errors.SkippedEntriesWarning` (``strict`` refuses
+the file instead); plain numbers, strings, booleans and ``None`` become metadata, and
+lists and tuples are named by index (``layers/0``), as :func:`_collect` says.
 
 The opcodes are run by :class:`_Machine`, not :class:`pickle.Unpickler`: it charges
 every object, container slot and memo entry to the operation's budget before making
@@ -15,15 +18,23 @@ measures nesting as it builds (see its docstring and docs/security.md). Opcodes 
 pickle of arrays never needs (``INST``, ``OBJ``, ``NEWOBJ``, ``EXT*``, persistent
 ids, sets, out-of-band buffers, protocol 0's text opcodes) are refused by name.
 
+:meth:`PickleCodec.open` runs the same machine once with every byte string of 64 KiB or
+more left in the file (a seek over it, its offset kept): an array's data is such a string
+in protocols 3 to 5, so each array is then read from its offset on access, and converting
+a pickle holds one tensor at a time.
+
 Writing gives a plain dict of arrays (nested dicts for ``/`` in names) that
 ``pickle.load`` returns as is, as the book's code expects. Metadata, when there is
-any, is stored under the key ``"__metadata__"`` as a dict of strings.
+any, is stored under the key ``"__metadata__"`` as a dict of strings. The pickler keeps
+no memo (nothing is shared) and fetches each tensor as it reaches it, so a lazily opened
+source is written one tensor at a time.
 """
 
 from __future__ import annotations
 
 import contextvars
 import io
+import math
 import pickle
 import re
 import struct
@@ -38,14 +49,17 @@ from ..codec import (
     Budget,
     Codec,
     Limits,
+    LoadedSource,
     Option,
     Skipped,
+    TensorSource,
     file_size,
     report_skipped,
     warn_if_regrouped,
 )
 from ..errors import FormatError, LimitError, UnsafeFileError, WeightsError, WeightstoreError
-from ..model import Weights, canonical_dtype, to_storage, weights_from_file
+from ..fileio import RawFile
+from ..model import TensorInfo, Weights, canonical_dtype, to_storage, weights_from_file
 from ..sniffing import is_pickle
 from ._unpickle import Frozen
 
@@ -146,7 +160,36 @@ def _dtype(value: Any, where: str) -> np.dtype:
     return value.dtype
 
 
-def _raw_bytes(value: Any, where: str) -> bytes | bytearray:
+class _Span:
+    """Bytes the file holds at *offset*, left there: what :class:`_Machine` in lazy mode
+    puts on the stack for a long ``BINBYTES``/``BYTEARRAY8`` instead of reading it."""
+
+    __slots__ = ("offset", "size")
+
+    def __init__(self, offset: int, size: int) -> None:
+        self.offset, self.size = offset, size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class _OnDisk:
+    """An array whose bytes the file holds at :attr:`offset` (``open()``; read on access)."""
+
+    __slots__ = ("dtype", "fortran", "offset", "shape")
+
+    def __init__(self, offset: int, shape: tuple[int, ...], dtype: np.dtype,
+                 fortran: bool) -> None:
+        self.offset, self.shape, self.dtype, self.fortran = offset, shape, dtype, fortran
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _raw_bytes(value: Any, where: str) -> bytes | bytearray | _Span:
+    if isinstance(value, _Span):
+        return value
     if isinstance(value, str):  # written by Python 2: bytes were str, read as latin-1
         return value.encode("latin1")
     if isinstance(value, bytes | bytearray):
@@ -171,9 +214,10 @@ class _Unheld:
 
 
 def _build_array(shape: Any, dtype: Any, fortran: Any, raw: Any,
-                 where: str) -> np.ndarray | _Unheld:
-    """An array of *shape* and *dtype* holding a copy of *raw*, after checking each (or
-    for a dtype weightstore does not hold, its description: nothing is made)."""
+                 where: str) -> np.ndarray | _OnDisk | _Unheld:
+    """An array of *shape* and *dtype* holding a copy of *raw*, after checking each (an
+    :class:`_OnDisk` where *raw* was left in the file; for a dtype weightstore does not
+    hold, an :class:`_Unheld` description: nothing is made)."""
     if (not isinstance(shape, tuple) or len(shape) > _MAX_DIMS
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                        for d in shape)):
@@ -191,6 +235,8 @@ def _build_array(shape: Any, dtype: Any, fortran: Any, raw: Any,
     if len(data) != count * dt.itemsize:
         raise _refuse(f"{where} data", f"{count * dt.itemsize:,} bytes for shape {shape} "
                       f"{dt.name}", f"{len(data):,} bytes")
+    if isinstance(data, _Span):
+        return _OnDisk(data.offset, shape, dt, bool(fortran))
     current = _BUDGET.get()
     if current is not None:  # the copy below: charged before it is made
         current[0].take(len(data), path=current[1], field=f"{where} ({shape} {dt.name})")
@@ -205,7 +251,7 @@ class _ArraySpec:
     __slots__ = ("array",)
 
     def __init__(self) -> None:
-        self.array: np.ndarray | _Unheld | None = None
+        self.array: np.ndarray | _OnDisk | _Unheld | None = None
 
     def __setstate__(self, state: Any) -> None:
         where = "numpy array state"
@@ -237,11 +283,14 @@ def _reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> _ArraySpec:
 
 def _scalar(dtype: Any, raw: Any = None) -> np.generic | _Unheld:
     """``numpy.core.multiarray.scalar(dtype, bytes)``: a numpy scalar of a core dtype."""
-    built = _build_array((), dtype, False, raw, "numpy scalar")
-    return built if isinstance(built, _Unheld) else built[()]
+    array = _build_array((), dtype, False, raw, "numpy scalar")
+    if isinstance(array, _Unheld):
+        return array
+    assert isinstance(array, np.ndarray)  # a span is longer than any scalar: refused above
+    return array[()]
 
 
-def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray | _Unheld:
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray | _OnDisk | _Unheld:
     """``numpy.core.numeric._frombuffer``, which pickle protocol 5 uses for arrays."""
     if order not in ("C", "F"):
         raise _refuse("numpy array order", "'C' or 'F'", order)
@@ -265,6 +314,8 @@ _MAX_GLOBAL_NAME = 256
 #: Bytes the machine takes from the budget at a time (see :meth:`_Machine.charge`).
 _RESERVE = 1 << 20
 _CONTAINERS = (list, dict, tuple)
+#: Byte strings at least this long stay in the file when a pickle is opened lazily.
+_LAZY_BYTES = 1 << 16
 
 
 class _Mark:
@@ -291,8 +342,11 @@ class _Machine:
     cannot change, so no cycle and no late deepening can be built.
     """
 
-    def __init__(self, fileobj: IO[bytes], path: str, limits: Limits, budget: Budget) -> None:
+    def __init__(self, fileobj: IO[bytes], path: str, limits: Limits, budget: Budget,
+                 lazy: bool = False) -> None:
         self.f, self.path, self.limits, self.budget = fileobj, path, limits, budget
+        #: Leave long byte strings in the file (:class:`_Span`): ``open()``, seekable files.
+        self.lazy = lazy
         self.left = file_size(fileobj) - fileobj.tell()
         self.stack: list[Any] = []
         self.memo: dict[int, Any] = {}
@@ -486,6 +540,12 @@ class _Machine:
                               found=str(e)) from e
 
     def raw(self, n: int, what: str, mutable: bool = False) -> None:
+        if self.lazy and n >= _LAZY_BYTES:  # n is within the file: checked by length()
+            self.charge(_OBJECT_COST, what)
+            self.stack.append(_Span(self.f.tell(), n))
+            self.f.seek(n, io.SEEK_CUR)
+            self.left -= n
+            return
         self.charge(n, what)
         data = self.read(n, what)
         self.stack.append(bytearray(data) if mutable else data)
@@ -649,7 +709,7 @@ class _Found:
     """What :func:`_collect` finds: tensors, plain values (metadata) and skipped entries."""
 
     def __init__(self) -> None:
-        self.tensors: dict[str, np.ndarray] = {}
+        self.tensors: dict[str, np.ndarray | _OnDisk] = {}
         self.values: dict[str, str] = {}
         self.skipped: list[Skipped] = []
         self.visits = 0
@@ -700,7 +760,7 @@ def _collect(obj: Any, path: str, prefix: str, found: _Found, depth: int,
         obj = obj.array
     if isinstance(obj, np.generic):
         obj = np.asarray(obj)
-    if isinstance(obj, np.ndarray):
+    if isinstance(obj, np.ndarray | _OnDisk):
         found.tensors[prefix] = obj
     elif not prefix:
         raise FormatError(path=path, field="top level",
@@ -717,12 +777,46 @@ def _collect(obj: Any, path: str, prefix: str, found: _Found, depth: int,
                                      "or a dict, list or tuple of them"))
 
 
+class _Pending:
+    """A tensor of the weights being written, fetched only when pickle reaches it, so that a
+    lazily opened source is written one tensor at a time."""
+
+    __slots__ = ("name", "weights")
+
+    def __init__(self, weights: Any, name: str) -> None:
+        self.weights, self.name = weights, name
+
+
+class _Pickler(pickle.Pickler):
+    """``pickle.Pickler`` that fetches each :class:`_Pending` tensor as it reaches it and
+    keeps no memo (which would hold every tensor's bytes to the end of the file)."""
+
+    def __init__(self, fileobj: IO[bytes], protocol: int) -> None:
+        super().__init__(fileobj, protocol=protocol)
+        self._protocol = protocol
+        # Nothing written here is shared or self-referential, so without the memo the
+        # output is what pickle.dump writes minus its memo opcodes, and pickle.load returns
+        # the same dict.
+        self.fast = True
+
+    def reducer_override(self, obj: Any) -> Any:
+        """A :class:`_Pending` is pickled as its array, by numpy's own reduction; anything
+        else as usual."""
+        if not isinstance(obj, _Pending):
+            return NotImplemented
+        array = obj.weights[obj.name]
+        if array.dtype.byteorder == ">":
+            array = to_storage(array)
+        return array.__reduce_ex__(self._protocol)
+
+
 class PickleCodec(Codec):
     """The book's format: a pickled dict of numpy arrays, loaded with a restricted unpickler."""
 
     name = "pickle"
     extensions = (".pkl", ".pickle")
     groups_together = True
+    streams_writes = True  # one tensor in memory at a time (protocol 4 and below: two copies)
     description = "Python pickle of a dict of numpy arrays (the book's format), read safely"
     options = (
         Option("protocol", int, 4, "pickle protocol to write (2 to 5)", min=2,
@@ -734,47 +828,100 @@ class PickleCodec(Codec):
     def sniff(cls, head: bytes) -> bool:
         return is_pickle(head)
 
-    def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+    def write(self, weights: Any, fileobj: IO[bytes], *, path: str) -> None:
         warn_if_regrouped(weights, path, self.name)
-        nested: dict[str, Any] = Weights(
-            ((k, to_storage(v) if v.dtype.byteorder == ">" else v) for k, v in weights.items())
-        ).to_nested()
-        if weights.metadata:
+        metadata = getattr(weights, "metadata", None) or {}
+        nested: dict[str, Any] = {}
+        for name in weights:  # the tensors are fetched as pickle reaches them (_Pending)
+            *groups, leaf = name.split("/")
+            node = nested
+            for group in groups:
+                node = node.setdefault(group, {})
+            node[leaf] = _Pending(weights, name)
+        if metadata:
             if METADATA_KEY in nested:
                 raise WeightsError(path=path, field=f"tensor {METADATA_KEY!r}",
                                    expected="no tensor under the metadata key")
-            nested[METADATA_KEY] = dict(weights.metadata)
-        pickle.dump(nested, fileobj, protocol=self.protocol)
+            nested[METADATA_KEY] = dict(metadata)
+        _Pickler(fileobj, self.protocol).dump(nested)
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True, budget: Budget | None = None) -> Weights:
+        tensors, meta = _parse(fileobj, path, limits, Budget.of(budget, limits, fileobj))
+        return weights_from_file(tensors, meta, path)
+
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
+        """The pickle run once with its long byte strings left in the file (seeked over):
+        each array is then read from its offset on access. Arrays whose bytes are not
+        stored raw (Python 2's latin-1 text) are made on opening."""
         budget = Budget.of(budget, limits, fileobj)
-        token = _BUDGET.set((budget, path))
-        try:
-            obj = _Machine(fileobj, path, limits, budget).run()
-        except WeightstoreError as e:  # refused by the machine or a builder above
-            if e.path is None:
-                raise type(e)(e.message, path=path) from e
-            raise
-        except (ValueError, TypeError, struct.error, IndexError, KeyError, OverflowError,
-                io.UnsupportedOperation) as e:
-            raise FormatError(f"not a valid pickle ({type(e).__name__}: {e})", path=path) from e
-        finally:
-            _BUDGET.reset(token)
-        if not isinstance(obj, dict | list | tuple):
-            raise FormatError(path=path, field="top level", expected="a dict of arrays",
-                              found=type(obj).__name__)
-        found = _Found()
-        _collect(obj, path, "", found, 0, limits, budget)
-        meta = obj.get(METADATA_KEY, {}) if isinstance(obj, dict) else {}
-        if not isinstance(meta, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
-        ):
-            raise FormatError(path=path, field=METADATA_KEY, expected="a dict of strings",
-                              found=type(meta).__name__)
-        report_skipped(path, found.skipped, budget)
-        total = 0
-        for name, array in found.tensors.items():
-            limits.check_tensor(path, name, array.nbytes, total)
-            total += array.nbytes
-        return weights_from_file(found.tensors, {**found.values, **meta}, path)
+        if not fileobj.seekable():
+            return LoadedSource(self.read(fileobj, path=path, limits=limits, budget=budget))
+        tensors, meta = _parse(fileobj, path, limits, budget, lazy=True)
+        return _PickleSource(fileobj, path, tensors, meta)
+
+
+def _parse(fileobj: IO[bytes], path: str, limits: Limits, budget: Budget,
+           lazy: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run the pickle: its arrays (:class:`_OnDisk` for those left in the file) by name, and
+    its metadata (the file's ``__metadata__`` and its plain values); the entries it does not
+    hold are reported (:func:`~weightstore.codec.report_skipped`)."""
+    token = _BUDGET.set((budget, path))
+    try:
+        obj = _Machine(fileobj, path, limits, budget, lazy=lazy).run()
+    except WeightstoreError as e:  # refused by the machine or a builder above
+        if e.path is None:
+            raise type(e)(e.message, path=path) from e
+        raise
+    except (ValueError, TypeError, struct.error, IndexError, KeyError, OverflowError,
+            io.UnsupportedOperation) as e:
+        raise FormatError(f"not a valid pickle ({type(e).__name__}: {e})", path=path) from e
+    finally:
+        _BUDGET.reset(token)
+    if not isinstance(obj, dict | list | tuple):
+        raise FormatError(path=path, field="top level", expected="a dict of arrays",
+                          found=type(obj).__name__)
+    found = _Found()
+    _collect(obj, path, "", found, 0, limits, budget)
+    meta = obj.get(METADATA_KEY, {}) if isinstance(obj, dict) else {}
+    if not isinstance(meta, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
+        raise FormatError(path=path, field=METADATA_KEY, expected="a dict of strings",
+                          found=type(meta).__name__)
+    report_skipped(path, found.skipped, budget)
+    total = 0
+    for name, array in found.tensors.items():
+        limits.check_tensor(path, name, array.nbytes, total)
+        total += array.nbytes
+    return found.tensors, {**found.values, **meta}
+
+
+class _PickleSource(TensorSource):
+    """An opened pickle: the arrays the file holds raw are read from their offsets on access."""
+
+    def __init__(self, fileobj: IO[bytes], path: str, tensors: dict[str, Any],
+                 metadata: dict[str, str]) -> None:
+        super().__init__([TensorInfo(k, v.dtype, tuple(v.shape)) for k, v in tensors.items()],
+                         metadata)
+        self._raw = RawFile(fileobj, path)
+        self._tensors = tensors
+        # Lazy unless a long array had to be made on opening (its bytes were not raw).
+        self.lazy = not any(isinstance(v, np.ndarray) and v.nbytes >= _LAZY_BYTES
+                            for v in tensors.values())
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        found = self._tensors[name]
+        if isinstance(found, np.ndarray):
+            return found
+        shape = found.shape[::-1] if found.fortran else found.shape
+        if mmap and self._raw.can_mmap:
+            array = self._raw.map_array(found.offset, found.dtype, shape).view(np.ndarray)
+        else:
+            array = self._raw.read_array(found.offset, found.dtype, shape,
+                                         field=f"tensor {name!r}")
+        return array.T if found.fortran else array
+
+    def close(self) -> None:
+        self._tensors = {}
