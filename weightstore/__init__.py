@@ -42,6 +42,7 @@ from .errors import (
     MissingDependencyError,
     ModelError,
     OptionError,
+    SkippedEntriesWarning,
     UnknownFormatError,
     UnsafeFileError,
     UnsupportedError,
@@ -92,5 +93,6 @@ __all__ = [
     "Written",
     "WeightstoreError", "FormatError", "UnsafeFileError", "ChecksumError", "LimitError",
     "UnknownFormatError", "UnsupportedError", "OptionError", "WeightsError", "FileAccessError",
-    "DataError", "ModelError", "MissingDependencyError", "LossyWarning", "__version__",
+    "DataError", "ModelError", "MissingDependencyError", "LossyWarning", "SkippedEntriesWarning",
+    "__version__",
 ]

@@ -5,8 +5,11 @@ lists, tuples, numpy arrays, dtypes and scalars, from pickle protocols 2 to 5,
 whether numpy pickled them under ``numpy.core`` (numpy 1.x) or ``numpy._core``
 (numpy 2.x). Any other global (``os.system``, ``builtins.eval``,
 ``subprocess.Popen``, ...) is refused with :class:`~weightstore.errors.UnsafeFileError`
-naming it, before anything from the file runs. Arrays of dtype ``object`` are
-refused as well.
+naming it, before anything from the file runs. Arrays of a dtype weightstore does not
+hold (complex, fixed-length text or bytes, ``object``) are never made: they are skipped
+and listed in one :class:`~weightstore.errors.SkippedEntriesWarning` (``strict`` refuses
+the file instead); plain numbers, strings, booleans and ``None`` become metadata, and
+lists and tuples are named by index (``layers/0``), as :func:`_collect` says.
 
 The opcodes are run by :class:`_Machine`, not :class:`pickle.Unpickler`: it charges
 every object, container slot and memo entry to the operation's budget before making
@@ -48,8 +51,10 @@ from ..codec import (
     Limits,
     LoadedSource,
     Option,
+    Skipped,
     TensorSource,
     file_size,
+    report_skipped,
     warn_if_regrouped,
 )
 from ..errors import FormatError, LimitError, UnsafeFileError, WeightsError, WeightstoreError
@@ -66,6 +71,9 @@ _ALLOWED: dict[tuple[str, str], Any] = {}
 
 #: dtype codes numpy writes for the core dtypes ("f4", "<i8", "b1", ...).
 _DTYPE_CODE = re.compile(r"[<>=|]?(?:b1|\?|[iu][1248]|f[248])")
+#: dtype codes of arrays weightstore does not hold but recognises, to skip them: complex,
+#: fixed-length bytes and text, objects (whose items the machine below has made safely).
+_UNHELD_CODE = re.compile(r"[<>=|]?(?:c(?:8|16|32)|[SU][0-9]{1,6}|O8?)")
 #: Most dimensions numpy allows.
 _MAX_DIMS = 64
 #: The budget and path of the read in progress, for the array builders below.
@@ -115,13 +123,16 @@ class _DtypeSpec:
     sizes) is checked against the form numpy writes for them.
     """
 
-    __slots__ = ("dtype",)
+    __slots__ = ("dtype", "held")
 
     def __init__(self, code: Any, align: Any = False, copy: Any = True) -> None:
+        self.held = True
         if code is _BFLOAT16:
             self.dtype = canonical_dtype("bfloat16")  # needs ml_dtypes, else says so
         elif isinstance(code, str) and _DTYPE_CODE.fullmatch(code):
             self.dtype = np.dtype(code)
+        elif isinstance(code, str) and _UNHELD_CODE.fullmatch(code):
+            self.dtype, self.held = np.dtype(code), False  # an array to skip, never made
         else:
             raise UnsafeFileError(field="numpy dtype",
                                   expected="bool, (u)int8-64, float16/32/64 or bfloat16",
@@ -188,10 +199,25 @@ def _raw_bytes(value: Any, where: str) -> bytes | bytearray | _Span:
     raise _refuse(where, "bytes", type(value).__name__)
 
 
+class _Unheld:
+    """An array of a dtype weightstore does not hold (complex, text, objects): its
+    description alone, for the warning that says it was skipped."""
+
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self.dtype, self.shape = dtype, shape
+
+    def describe(self) -> str:
+        kind = "an object" if self.dtype.kind == "O" else f"a {self.dtype}"
+        return f"{kind} array of shape {self.shape}"
+
+
 def _build_array(shape: Any, dtype: Any, fortran: Any, raw: Any,
-                 where: str) -> np.ndarray | _OnDisk:
+                 where: str) -> np.ndarray | _OnDisk | _Unheld:
     """An array of *shape* and *dtype* holding a copy of *raw*, after checking each (an
-    :class:`_OnDisk` where *raw* was left in the file)."""
+    :class:`_OnDisk` where *raw* was left in the file; for a dtype weightstore does not
+    hold, an :class:`_Unheld` description: nothing is made)."""
     if (not isinstance(shape, tuple) or len(shape) > _MAX_DIMS
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                        for d in shape)):
@@ -200,6 +226,8 @@ def _build_array(shape: Any, dtype: Any, fortran: Any, raw: Any,
     dt = _dtype(dtype, f"{where} dtype")
     if not isinstance(fortran, bool | int):
         raise _refuse(f"{where} order", "a flag", fortran)
+    if not dtype.held:
+        return _Unheld(dt, shape)  # the data (bytes, or the objects) is left unused
     data = _raw_bytes(raw, f"{where} data")
     count = 1
     for d in shape:
@@ -223,7 +251,7 @@ class _ArraySpec:
     __slots__ = ("array",)
 
     def __init__(self) -> None:
-        self.array: np.ndarray | _OnDisk | None = None
+        self.array: np.ndarray | _OnDisk | _Unheld | None = None
 
     def __setstate__(self, state: Any) -> None:
         where = "numpy array state"
@@ -253,14 +281,16 @@ def _reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> _ArraySpec:
     return _ArraySpec()
 
 
-def _scalar(dtype: Any, raw: Any = None) -> np.generic:
+def _scalar(dtype: Any, raw: Any = None) -> np.generic | _Unheld:
     """``numpy.core.multiarray.scalar(dtype, bytes)``: a numpy scalar of a core dtype."""
     array = _build_array((), dtype, False, raw, "numpy scalar")
+    if isinstance(array, _Unheld):
+        return array
     assert isinstance(array, np.ndarray)  # a span is longer than any scalar: refused above
     return array[()]
 
 
-def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray | _OnDisk:
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray | _OnDisk | _Unheld:
     """``numpy.core.numeric._frombuffer``, which pickle protocol 5 uses for arrays."""
     if order not in ("C", "F"):
         raise _refuse("numpy array order", "'C' or 'F'", order)
@@ -675,46 +705,76 @@ def _define_ops() -> None:  # noqa: C901 - one short entry per opcode
 _define_ops()
 
 
-def _collect(obj: Any, path: str, prefix: str, out: dict[str, Any], depth: int,
-             limits: Limits, visits: list[int], budget: Budget) -> None:
-    """The arrays in *obj* by their ``/``-joined names, into *out*.
+class _Found:
+    """What :func:`_collect` finds: tensors, plain values (metadata) and skipped entries."""
 
-    *visits* counts the dicts and arrays walked: a pickle may refer to one dict from
-    many places, so that a small file describes a tree with billions of paths; and
+    def __init__(self) -> None:
+        self.tensors: dict[str, np.ndarray | _OnDisk] = {}
+        self.values: dict[str, str] = {}
+        self.skipped: list[Skipped] = []
+        self.visits = 0
+
+
+#: Plain values a pickle may hold beside its arrays, kept as metadata.
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _collect(obj: Any, path: str, prefix: str, found: _Found, depth: int,
+             limits: Limits, budget: Budget) -> None:
+    """The arrays in *obj* by their ``/``-joined names, into *found*: dict keys and list or
+    tuple indices (``layers/0``) make the names; plain numbers, strings, booleans and
+    ``None`` become metadata under the same name (``str(value)``: ``"0.001"``, ``"3"``);
+    anything else is recorded as skipped.
+
+    *found.visits* counts the containers and arrays walked: a pickle may refer to one dict
+    from many places, so that a small file describes a tree with billions of paths; and
     each name built is charged to *budget* before it is made (long keys shared that
     way would otherwise build gigabytes of names).
     """
+    where = repr(prefix) if prefix else "top level"
     if depth > limits.max_depth:
         raise FormatError(path=path, field=prefix or "top level",
                           expected=f"nesting within {limits.max_depth} levels")
-    visits[0] += 1
-    if visits[0] > 2 * limits.max_tensors + 1:
+    found.visits += 1
+    if found.visits > 2 * limits.max_tensors + 1:
         raise LimitError(path=path, field="dicts and arrays",
                          expected=f"at most {limits.max_tensors:,} tensors "
-                         "(Limits.max_tensors)", found=f"more than {visits[0] - 1:,} entries")
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if not isinstance(key, str):
+                         "(Limits.max_tensors)", found=f"more than {found.visits - 1:,} entries")
+    if isinstance(obj, dict | list | tuple):
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for key, value in items:
+            if not isinstance(key, str | int):
                 raise FormatError(path=path, field=f"key in {prefix or 'top-level dict'}",
                                   expected="a string", found=key)
             if not prefix and key == METADATA_KEY:
                 continue
-            budget.take(len(prefix) + len(key) + 80, path=path, field="pickle tensor names")
-            name = f"{prefix}/{key}" if prefix else key
-            _collect(value, path, name, out, depth + 1, limits, visits, budget)
-        return
+            budget.take(len(prefix) + len(str(key)) + 80, path=path,
+                        field="pickle tensor names")
+            name = f"{prefix}/{key}" if prefix else str(key)
+            _collect(value, path, name, found, depth + 1, limits, budget)
+        return  # an empty container holds nothing to keep
     if isinstance(obj, _ArraySpec):
         if obj.array is None:
-            raise FormatError(path=path, field=repr(prefix) if prefix else "top level",
+            raise FormatError(path=path, field=where,
                               expected="a numpy array with its state", found="no state")
         obj = obj.array
     if isinstance(obj, np.generic):
         obj = np.asarray(obj)
-    if not isinstance(obj, np.ndarray | _OnDisk):
-        raise FormatError(path=path, field=repr(prefix) if prefix else "top level",
-                          expected="a numpy array or a dict of them",
-                          found=type(obj).__name__)
-    out[prefix] = obj
+    if isinstance(obj, np.ndarray | _OnDisk):
+        found.tensors[prefix] = obj
+    elif not prefix:
+        raise FormatError(path=path, field="top level",
+                          expected="a dict of numpy arrays", found=type(obj).__name__)
+    elif isinstance(obj, _PLAIN):
+        text = str(obj)
+        budget.take(len(text) + 80, path=path, field=f"pickle value {where}")
+        found.values[prefix] = text
+    elif isinstance(obj, _Unheld):
+        found.skipped.append(Skipped(prefix, obj.describe()))
+    else:
+        kind = repr(obj) if isinstance(obj, Frozen) else f"a {type(obj).__name__} value"
+        found.skipped.append(Skipped(prefix, kind, "a numpy array, a plain number or string, "
+                                     "or a dict, list or tuple of them"))
 
 
 class _Pending:
@@ -805,7 +865,8 @@ class PickleCodec(Codec):
 def _parse(fileobj: IO[bytes], path: str, limits: Limits, budget: Budget,
            lazy: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
     """Run the pickle: its arrays (:class:`_OnDisk` for those left in the file) by name, and
-    its metadata."""
+    its metadata (the file's ``__metadata__`` and its plain values); the entries it does not
+    hold are reported (:func:`~weightstore.codec.report_skipped`)."""
     token = _BUDGET.set((budget, path))
     try:
         obj = _Machine(fileobj, path, limits, budget, lazy=lazy).run()
@@ -818,22 +879,23 @@ def _parse(fileobj: IO[bytes], path: str, limits: Limits, budget: Budget,
         raise FormatError(f"not a valid pickle ({type(e).__name__}: {e})", path=path) from e
     finally:
         _BUDGET.reset(token)
-    if not isinstance(obj, dict):
+    if not isinstance(obj, dict | list | tuple):
         raise FormatError(path=path, field="top level", expected="a dict of arrays",
                           found=type(obj).__name__)
-    tensors: dict[str, Any] = {}
-    _collect(obj, path, "", tensors, 0, limits, [0], budget)
-    meta = obj.get(METADATA_KEY, {})
+    found = _Found()
+    _collect(obj, path, "", found, 0, limits, budget)
+    meta = obj.get(METADATA_KEY, {}) if isinstance(obj, dict) else {}
     if not isinstance(meta, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
     ):
         raise FormatError(path=path, field=METADATA_KEY, expected="a dict of strings",
                           found=type(meta).__name__)
+    report_skipped(path, found.skipped, budget)
     total = 0
-    for name, array in tensors.items():
+    for name, array in found.tensors.items():
         limits.check_tensor(path, name, array.nbytes, total)
         total += array.nbytes
-    return tensors, meta
+    return found.tensors, {**found.values, **meta}
 
 
 class _PickleSource(TensorSource):
