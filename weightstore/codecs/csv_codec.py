@@ -43,6 +43,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import mmap
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -447,15 +448,29 @@ _MIN_RUN = 8
 
 
 def _read_text_bounded(fileobj: IO[bytes]) -> bytes | None:
-    """The whole file (read in one call: one copy), or None when one of its stretches of
-    :func:`max_line_chars` bytes (from the start, one after the other) holds no line break:
-    a line too long, which the general reader refuses in bounded memory."""
+    """The whole file, or None when one of its stretches of :func:`max_line_chars` bytes
+    (from the start, one after the other) holds no line break: a line too long, which the
+    general reader refuses in bounded memory. A file on disk is checked through a memory
+    map (a page or so per stretch) and then read in one call (one copy); any other stream
+    a stretch at a time."""
     size = max_line_chars()
-    data = fileobj.read()
-    for start in range(0, len(data) - size + 1, size):
-        if data.find(b"\n", start, start + size) < 0:
+    try:
+        with mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            for start in range(0, len(view) - size + 1, size):
+                if view.find(b"\n", start, start + size) < 0:
+                    return None
+        fileobj.seek(0)
+        return fileobj.read()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        fileobj.seek(0)  # not a file on disk (or an empty one): read a stretch at a time
+    parts = []
+    while True:
+        chunk = fileobj.read(size)
+        if not chunk:
+            return b"".join(parts)
+        if len(chunk) == size and b"\n" not in chunk:
             return None
-    return data
+        parts.append(chunk)
 
 
 def _read_fast(data: bytes, path: str, limits: Limits, rows: _Rows | None = None,
