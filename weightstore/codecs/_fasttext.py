@@ -11,9 +11,9 @@ caller then takes the general route, which names the fault.
 The file layouts are unchanged: see ``docs/formats.md``.
 
 - Writing CSV: the values' shortest decimals come from orjson as before (ryu, per
-  dtype); Arrow joins each index (with its comma) and value (with a line feed) into
-  ``index,value\n`` rows, and one ``bytes.replace`` puts CRLF and the next row's
-  ``tensor,dtype,shape,`` prefix at each line feed.
+  dtype); one Arrow kernel joins, row by row, three string arrays made in bulk over
+  those texts: CRLF and the ``tensor,dtype,shape,`` prefix, the index, and the value
+  with its comma.
 - Reading CSV: the rows of a tensor's block (all sharing their first three fields, which
   the caller checks) are parsed by Arrow's CSV reader, the first three fields skipped,
   the index kept as text and proved to be the writer's, the value as float64 or integer.
@@ -137,14 +137,14 @@ def digits_before(n: int) -> int:
 
 
 def csv_lines(text: memoryview, dtype_text: str,
-              run: int | None) -> tuple[range | np.ndarray, np.ndarray] | None:
+              run: int | None) -> tuple[range, np.ndarray] | None:
     """Indexes and values of *run* CSV lines (any number when None; CRLF or LF ends) of
-    five unquoted fields,
-    the last two numbers: the indexes as a ``range`` when they are the plain decimals of
-    consecutive integers (the writer's layout), the values as float64 for a float dtype or
-    int64/uint64 for an integer one. None when any line is not that (the general reader
-    then reads them). The caller checks that the first three fields are the same, and for
-    an integer dtype that no value is hexadecimal (Arrow reads ``0x10`` as 16).
+    five unquoted fields, the last two numbers: the indexes as a ``range`` (they must be
+    the plain decimals of consecutive integers, as the writer writes them), the values as
+    float64 for a float dtype or int64/uint64 for an integer one. None when any line is
+    not that (the general reader then reads them). The caller checks that the first
+    three fields are the same, and for an integer dtype that no value is hexadecimal
+    (Arrow reads ``0x10`` as 16).
 
     The index texts are kept as text by Arrow and cast to int64; that they are consecutive
     and take exactly as many bytes as those integers' plain decimals proves that each one
