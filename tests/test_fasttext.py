@@ -66,8 +66,10 @@ def test_csv_rows_are_the_same_bytes_both_ways() -> None:
                    np.array([np.nan, np.inf, -0.0, 1e-45], np.float32), np.array([7.5]),
                    np.arange(2**40 - 20, 2**40 + 20, dtype=np.int64)):
         text = value_text(values)
-        for start in (0, 7, 9_999_990, 2**40):
+        cache: dict = {}
+        for start in (0, 7, 9_999_990, 2**40, 0, 7):  # the last two from the cache
             assert b"".join(_fasttext.csv_rows(b"a/b,float32,9,", start, text)) == \
+                b"".join(_fasttext.csv_rows(b"a/b,float32,9,", start, text, cache)) == \
                 _rows(b"a/b,float32,9,", start, text)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -85,11 +86,57 @@ def _strings(count: int, ends: np.ndarray, data: bytes) -> Any:
     return pa.LargeStringArray.from_buffers(count, pa.py_buffer(ends), pa.py_buffer(data))
 
 
-def csv_rows(prefix: bytes, start: int, values: bytes) -> list[bytes | memoryview]:
+#: Index and prefix string arrays kept by :func:`csv_rows` for the next slices (every
+#: tensor's slices start at the same indexes, and a tensor's slices share its prefix).
+_ROW_PARTS_KEPT = 8
+
+
+_KEPT_LOCK = threading.Lock()
+
+
+def _kept(cache: dict[Any, Any] | None, key: Any, make: Callable[[], Any]) -> Any:
+    """``make()``, kept in *cache* under *key* (at most :data:`_ROW_PARTS_KEPT` entries,
+    the oldest dropped first)."""
+    if cache is None:
+        return make()
+    with _KEPT_LOCK:
+        got = cache.get(key)
+    if got is None:
+        got = make()
+        with _KEPT_LOCK:  # the writer's threads share the cache
+            cache[key] = got
+            while len(cache) > _ROW_PARTS_KEPT:
+                del cache[next(iter(cache))]
+    return got
+
+
+def _index_strings(start: int, count: int) -> Any:
+    """The decimals of start .. start + count - 1 as Arrow strings (orjson's digits, their
+    lengths from their digit counts)."""
+    index = np.arange(start, start + count, dtype=np.int64)
+    ends = np.empty(count + 1, np.int64)
+    ends[0] = 0
+    np.cumsum(np.searchsorted(_POWERS, index, side="right") + 1, out=ends[1:])
+    digits = orjson.dumps(index, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b",", b"")
+    return _strings(count, ends, digits)
+
+
+def _prefix_strings(prefix: bytes, count: int) -> Any:
+    """*count* Arrow strings: *prefix*, then CRLF and *prefix* for each row after the
+    first, over one ``(CRLF + prefix) * count`` text."""
+    lead = b"\r\n" + prefix
+    bounds = np.arange(count + 1, dtype=np.int64) * len(lead)
+    bounds[0] = 2  # the first row has no line break before it
+    return _strings(count, bounds, lead * count)
+
+
+def csv_rows(prefix: bytes, start: int, values: bytes,
+             cache: dict[Any, Any] | None = None) -> list[bytes | memoryview]:
     """``prefix + index + "," + value + CRLF`` for each comma-separated value in *values*
     (at least one, none empty), indexes counted from *start*, as parts to write one after
     the other: the same bytes as ``csv_codec._rows``. Needs pyarrow (check
-    :func:`enabled` first).
+    :func:`enabled` first). *cache* (a dict the caller keeps for one file) keeps the
+    index and prefix strings for the next slices.
 
     Three Arrow string arrays over texts made in bulk, one string per row: CRLF and the
     prefix (the first row's without the CRLF) over ``(CRLF + prefix) * rows``; the index
@@ -105,22 +152,13 @@ def csv_rows(prefix: bytes, start: int, values: bytes) -> list[bytes | memoryvie
     ends[1:-1] = comma + 1
     ends[-1] = len(values) + 1
     texts = _strings(count, ends, b"," + values)
-    # The indexes' decimals from orjson, their lengths from their digit counts.
-    index = np.arange(start, start + count, dtype=np.int64)
-    ends = np.empty(count + 1, np.int64)
-    ends[0] = 0
-    np.cumsum(np.searchsorted(_POWERS, index, side="right") + 1, out=ends[1:])
-    digits = orjson.dumps(index, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b",", b"")
-    indexes = _strings(count, ends, digits)
-    lead = b"\r\n" + prefix
-    bounds = np.arange(count + 1, dtype=np.int64) * len(lead)
-    bounds[0] = 2  # the first row has no line break before it
-    prefixes = _strings(count, bounds, lead * count)
+    indexes = _kept(cache, ("index", start, count), lambda: _index_strings(start, count))
+    prefixes = _kept(cache, ("prefix", prefix, count), lambda: _prefix_strings(prefix, count))
     rows = pc.binary_join_element_wise(prefixes, indexes, texts,
                                        pa.scalar("", pa.large_string()))
-    offsets = np.frombuffer(rows.buffers()[1], np.int64, 2, rows.offset * 8)
-    begin = int(offsets[0])
-    end = int(np.frombuffer(rows.buffers()[1], np.int64, 1, (rows.offset + count) * 8)[0])
+    offsets = rows.buffers()[1]
+    begin = int(np.frombuffer(offsets, np.int64, 1, rows.offset * 8)[0])
+    end = int(np.frombuffer(offsets, np.int64, 1, (rows.offset + count) * 8)[0])
     return [memoryview(rows.buffers()[2])[begin:end], b"\r\n"]
 
 

@@ -47,7 +47,7 @@ import mmap
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -208,16 +208,16 @@ def _rows(prefix: bytes, start: int, values: bytes) -> bytes:
 _WRITE_THREADS = 2
 
 
-def _slice_rows(pool: ThreadPoolExecutor, prefix: bytes,
-                flat: np.ndarray) -> Iterator[list[bytes | memoryview]]:
+def _slice_rows(pool: ThreadPoolExecutor, prefix: bytes, flat: np.ndarray,
+                cache: dict[Any, Any]) -> Iterator[list[bytes | memoryview]]:
     """The rows of *flat* (a tensor's values) in order, one slice of :data:`_WRITE_STEP`
     values at a time, made by *pool* a few slices ahead of the one yielded (memory stays
-    bounded by a few slices of text)."""
+    bounded by a few slices of text); *cache* is the compiled path's, for the file."""
     compiled = _fasttext.enabled(flat.size)
 
     def make(start: int) -> list[bytes | memoryview]:
         text = value_text(flat[start:start + _WRITE_STEP])
-        return _fasttext.csv_rows(prefix, start, text) if compiled else \
+        return _fasttext.csv_rows(prefix, start, text, cache) if compiled else \
             [_rows(prefix, start, text)]
 
     pending: deque[Future[list[bytes | memoryview]]] = deque()
@@ -257,6 +257,7 @@ class CsvCodec(Codec):
             _matrix.write(weights, fileobj, level=self.level)
             return
         fileobj.write(HEADER_LINE + b"\r\n")
+        cache: dict[Any, Any] = {}
         with ThreadPoolExecutor(_WRITE_THREADS) as pool:
             for name, array in weights.items():
                 prefix = (f"{_quote(guard(name))},{dtype_name(array.dtype)},"
@@ -265,7 +266,7 @@ class CsvCodec(Codec):
                     fileobj.write(prefix + b",\r\n")
                     continue
                 flat = np.ascontiguousarray(array).reshape(-1)
-                for parts in _slice_rows(pool, prefix, flat):
+                for parts in _slice_rows(pool, prefix, flat, cache):
                     for part in parts:
                         fileobj.write(part)
                 del array, flat  # from a lazy source: one tensor in memory at a time
