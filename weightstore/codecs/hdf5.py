@@ -212,6 +212,8 @@ class _Hdf5Source(TensorSource):
         self._crcs: dict[str, int | None] = {}
         #: datasets that carry a checksum attribute (read with the tensor)
         self._has_crc: set[str] = set()
+        #: HDF5 types met so far and the dtype each reads as
+        self._types: list[tuple[Any, np.dtype | None]] = []
         metas: list[TensorInfo] = []
         self._limits = limits
         self._heaps_checked = False
@@ -330,7 +332,7 @@ class _Hdf5Source(TensorSource):
                     raise FormatError(path=path, field="datasets",
                                       expected=f"at most {limits.max_tensors}")
                 meta, offset, stored = _check_dataset(h5py, obj, name, path, limits,
-                                                      self._raw.size)
+                                                      self._raw.size, self._types)
                 if offset < 0 and stored != meta.nbytes:  # filtered: the one allowance
                     self._budget.add_compressed(stored)
                     self._budget.expand(meta.nbytes, path=path, field=f"dataset {name!r}")
@@ -386,49 +388,64 @@ class _Hdf5Source(TensorSource):
 
 
 def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
-                   file_size: int) -> tuple[TensorInfo, int, int]:
+                   file_size: int, types: list[tuple[Any, np.dtype | None]] | None = None,
+                   ) -> tuple[TensorInfo, int, int]:
     """The dataset's meta after the checks, the offset of its raw bytes (-1 when it
     must be read through h5py: chunked, filtered, compact, big-endian or bool), and the
-    bytes it takes in the file. *ds* is the low-level ``DatasetID``."""
-    where = f"dataset {name!r}"
+    bytes it takes in the file. *ds* is the low-level ``DatasetID``; *types* caches the
+    HDF5 types already seen in this file with the dtype each reads as (None: refused)."""
     plist = ds.get_create_plist()
     layout = plist.get_layout()
     if layout == h5d.VIRTUAL:
-        raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
-                              found="a virtual dataset")
+        raise UnsafeFileError(path=path, field=f"dataset {name!r}",
+                              expected="data stored in this file", found="a virtual dataset")
     if plist.get_external_count() > 0:
-        raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
-                              found="external storage")
+        raise UnsafeFileError(path=path, field=f"dataset {name!r}",
+                              expected="data stored in this file", found="external storage")
     space = ds.get_space()
     if space.get_simple_extent_type() == h5s.NULL:
-        raise FormatError(path=path, field=where, expected="an array", found="an empty dataspace")
+        raise FormatError(path=path, field=f"dataset {name!r}", expected="an array",
+                          found="an empty dataspace")
     shape = space.shape
-    dtype = ds.dtype
-    if h5py.check_enum_dtype(dtype) is not None and dtype.itemsize == 1:
-        mapping = h5py.check_enum_dtype(dtype)
-        if set(mapping) == {"FALSE", "TRUE"}:
-            dtype = np.dtype(bool)
-    if dtype_name(dtype) is None:
-        raise FormatError(path=path, field=f"{where} dtype",
+    dtype = _read_dtype(h5py, ds, types if types is not None else [])
+    if dtype is None:
+        raise FormatError(path=path, field=f"dataset {name!r} dtype",
                           expected="bool, (u)int8-64 or float16/32/64", found=str(ds.dtype))
-    math.prod(shape)  # exact (a float product would overflow on absurd claims)
-    meta = TensorInfo(name, little_endian(np.empty(0, dtype)).dtype, tuple(shape))
-    limits.check_tensor(path, name, meta.nbytes)
+    meta = TensorInfo(name, dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype,
+                      tuple(shape))  # exact sizes below (a float product would overflow)
+    nbytes = meta.nbytes
+    limits.check_tensor(path, name, nbytes)
     stored = ds.get_storage_size()
-    if meta.nbytes > limits.max_output(stored):
+    if nbytes > limits.max_output(stored):
         raise FormatError(
-            path=path, field=where,
+            path=path, field=f"dataset {name!r}",
             expected=f"at most {limits.max_output(stored):,} bytes from {stored:,} stored "
             "(Limits.max_expansion)",
-            found=f"{meta.nbytes:,} bytes claimed",
+            found=f"{nbytes:,} bytes claimed",
         )
     offset = -1
-    if (meta.count and dtype.kind != "b" and dtype.byteorder != ">" and layout != h5d.CHUNKED
-            and plist.get_nfilters() == 0 and stored == meta.nbytes):
+    if (nbytes and dtype.kind != "b" and dtype.byteorder != ">" and layout != h5d.CHUNKED
+            and plist.get_nfilters() == 0 and stored == nbytes):
         found = ds.get_offset()
-        if found is not None and found + meta.nbytes <= file_size:
+        if found is not None and found + nbytes <= file_size:
             offset = found
     return meta, offset, stored
+
+
+def _read_dtype(h5py: Any, ds: Any, types: list[tuple[Any, np.dtype | None]]) -> np.dtype | None:
+    """The dtype dataset *ds* reads as (h5py's enum of FALSE/TRUE: bool), None when it is
+    not one weightstore holds; *types* remembers each HDF5 type's answer (``H5Tequal``)."""
+    tid = ds.get_type()
+    for seen, dtype in types:
+        if seen == tid:
+            return dtype
+    dtype = tid.dtype
+    enum = h5py.check_enum_dtype(dtype) if dtype.itemsize == 1 else None
+    if enum is not None and set(enum) == {"FALSE", "TRUE"}:
+        dtype = np.dtype(bool)
+    found = dtype if dtype_name(dtype) is not None else None
+    types.append((tid, found))
+    return found
 
 
 #: Most root attributes (metadata entries) read from an object header (compact storage).
