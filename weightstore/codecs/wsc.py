@@ -74,12 +74,14 @@ and :meth:`WscCodec.read_tensors` (only the tensors named are decoded).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
 import threading
+from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -119,6 +121,13 @@ _HEADER_KEYS = frozenset({"metadata", "tensors"})
 _CHUNK = 1 << 16
 #: A read of more than this many bytes of tensors decodes them on every core.
 _MT_BYTES = 32 << 20
+#: A write encodes on every core from the first tensor of at least this many bytes on
+#: (below it, a model never starts threads: small inputs pay no fixed cost).
+_MT_WRITE_BYTES = 4 << 20
+#: Tensor bytes a threaded write has submitted but not yet written, at most (besides the
+#: tensor being submitted): what bounds its memory (each in-flight tensor's words, and
+#: its planes as encoded, at most as large).
+_WRITE_WINDOW = 64 << 20
 
 
 _local = threading.local()
@@ -327,6 +336,78 @@ def _write_planes(fileobj: IO[bytes], words: np.ndarray, rotate: bool,
     return described, crc
 
 
+def _encode_plane(words: np.ndarray, rotate: bool, p: int) -> tuple[str, Any, int]:
+    """Plane *p* of the 1-d unsigned *words* (more than one chunk of them) encoded as
+    :func:`_write_planes` would write it: ``(method, bytes to write, CRC-32 of the words
+    when p == 0)``. Runs on any thread (its own compressor and scratch)."""
+    compressor = _plane_compressor()
+    splitter = _Splitter(words, rotate)
+    if p > 0 and not _worth_compressing(compressor, splitter.sample(p, _probe_size(words.size))):
+        return RAW, splitter.plane(p)[0], 0
+    plane, crc = splitter.plane(p, crc=p == 0)
+    method, data = _compress(compressor, plane)
+    return method, data, crc
+
+
+def _encode_small(words: np.ndarray, rotate: bool) -> tuple[list[list[Any]], int, bytes]:
+    """A tensor encoded whole, on any thread: its planes' list, CRC-32 and bytes."""
+    buf = io.BytesIO()
+    described, crc = _write_planes(buf, words, rotate, _plane_compressor())
+    return described, crc, buf.getvalue()
+
+
+class _PlaneEncoder:
+    """Encodes tensors on a pool of threads and writes them in order, byte for byte what
+    the single-threaded :func:`_write_planes` writes: a tensor's planes (or, for a small
+    tensor, the tensor) are the units of work, and nothing is written until every unit
+    before it is. At most :data:`_WRITE_WINDOW` bytes of tensors are in flight besides the
+    newest, so memory stays near twice that (their words and their encoded planes)."""
+
+    def __init__(self, fileobj: IO[bytes], workers: int) -> None:
+        self.fileobj = fileobj
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="wsc-encode")
+        self.pending: deque[tuple[dict[str, Any], list[Future[Any]], bool, int]] = deque()
+        self.in_flight = 0
+
+    def submit(self, entry: dict[str, Any], words: np.ndarray, rotate: bool) -> None:
+        """Queue one tensor (*entry* gets its ``crc32`` and ``planes`` when written)."""
+        n, k = words.size, words.itemsize
+        whole = n <= _CHUNK or k == 1
+        futures = [self.pool.submit(_encode_small, words, rotate)] if whole else [
+            self.pool.submit(_encode_plane, words, rotate, p) for p in range(k)]
+        while self.pending and self.in_flight + words.nbytes > _WRITE_WINDOW:
+            self._write_oldest()
+        self.pending.append((entry, futures, whole, words.nbytes))
+        self.in_flight += words.nbytes
+
+    def _write_oldest(self) -> None:
+        entry, futures, whole, nbytes = self.pending.popleft()
+        if whole:
+            described, crc, data = futures[0].result()
+            self.fileobj.write(data)
+        else:
+            described, crc = [], 0
+            for p, future in enumerate(futures):
+                method, data, value = future.result()
+                self.fileobj.write(data)
+                described.append([method, len(data) if method == ZSTD else data.size])
+                crc = value if p == 0 else crc
+        entry["crc32"], entry["planes"] = crc, described
+        self.in_flight -= nbytes
+
+    def finish(self) -> None:
+        """Write every tensor still queued."""
+        while self.pending:
+            self._write_oldest()
+
+    def close(self) -> None:
+        """Stop the threads (after :meth:`finish`, or on an error: pending work dropped)."""
+        for _, futures, _, _ in self.pending:
+            for future in futures:
+                future.cancel()
+        self.pool.shutdown(wait=True)
+
+
 class _PlaneReader:
     """Hands out one plane's bytes a chunk at a time, in order: a raw plane straight
     from the file, a zstd plane from a streaming decompressor, so that neither is ever
@@ -412,16 +493,40 @@ class WscCodec(Codec):
     # -- writing -------------------------------------------------------------------
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+        """Tensors one at a time, in order. From the first tensor of
+        :data:`_MT_WRITE_BYTES` on, their planes are encoded on every core (zstd, numpy
+        and CRC-32 release the GIL), the bytes written identical to a one-thread write."""
         fileobj.write(MAGIC + bytes(VERSION))
-        offset = PREFIX_SIZE
-        entries = []
+        entries: list[dict[str, Any]] = []
         compressor = _plane_compressor()
-        for name, array in weights.items():
-            dtype, storage, word = _storage_of(array.dtype)
-            words = np.ascontiguousarray(array, dtype=storage).reshape(-1).view(word)
-            described, crc = _write_planes(fileobj, words, dtype in FLOAT_DTYPES, compressor)
-            entries.append({"name": name, "dtype": dtype, "shape": list(array.shape),
-                            "offset": offset, "crc32": crc, "planes": described})
+        workers = min(os.cpu_count() or 1, 8)
+        encoder: _PlaneEncoder | None = None
+        try:
+            for name, array in weights.items():
+                dtype, storage, word = _storage_of(array.dtype)
+                words = np.ascontiguousarray(array, dtype=storage).reshape(-1).view(word)
+                entry: dict[str, Any] = {"name": name, "dtype": dtype,
+                                         "shape": list(array.shape)}
+                entries.append(entry)
+                rotate = dtype in FLOAT_DTYPES
+                if encoder is None and workers > 1 and words.nbytes >= _MT_WRITE_BYTES:
+                    encoder = _PlaneEncoder(fileobj, workers)
+                if encoder is not None:
+                    encoder.submit(entry, words, rotate)
+                else:
+                    entry["planes"], entry["crc32"] = _write_planes(fileobj, words, rotate,
+                                                                    compressor)
+                del array, words  # from a lazy source: only what is in flight is held
+            if encoder is not None:
+                encoder.finish()
+        finally:
+            if encoder is not None:
+                encoder.close()
+        offset = PREFIX_SIZE
+        for entry in entries:  # the header's key order, as the one-thread writer had it
+            described = entry.pop("planes")
+            crc = entry.pop("crc32")
+            entry.update(offset=offset, crc32=crc, planes=described)
             offset += sum(size for _, size in described)
         header = orjson.dumps({"metadata": weights.metadata, "tensors": entries})
         fileobj.write(header)
