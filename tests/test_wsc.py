@@ -441,19 +441,22 @@ def _mixed_weights() -> Weights:
     }, metadata={"source": "tests"})
 
 
+@pytest.mark.parametrize("whole", [0, 1 << 30], ids=["by-plane", "by-tensor"])
 @pytest.mark.parametrize("window", [1, 1 << 30], ids=["one-in-flight", "all-in-flight"])
-def test_writing_on_several_threads_gives_the_same_bytes(monkeypatch, window):
+def test_writing_on_several_threads_gives_the_same_bytes(monkeypatch, window, whole):
     w = _mixed_weights()
     monkeypatch.setattr(compact, "_MT_WRITE_BYTES", 1 << 62)  # never threaded
     single = encode(w)
     used: set[str] = set()
-    plane = compact._encode_plane
+    unit = "_encode_plane" if whole == 0 else "_encode_small"
+    encode_unit = getattr(compact, unit)
 
     def spy(*args):
         used.add(compact.threading.current_thread().name)
-        return plane(*args)
+        return encode_unit(*args)
 
-    monkeypatch.setattr(compact, "_encode_plane", spy)
+    monkeypatch.setattr(compact, unit, spy)
+    monkeypatch.setattr(compact, "_WHOLE_BYTES", whole)
     monkeypatch.setattr(compact.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(compact, "_MT_WRITE_BYTES", 0)  # threaded from the first tensor
     monkeypatch.setattr(compact, "_WRITE_WINDOW", window)
@@ -473,5 +476,6 @@ def test_a_failing_tensor_stops_a_threaded_write(monkeypatch):
         raise MemoryError("no room for the plane")
 
     monkeypatch.setattr(compact, "_encode_plane", broken)
+    monkeypatch.setattr(compact, "_WHOLE_BYTES", 0)
     with pytest.raises(MemoryError, match="no room"):
         encode(_mixed_weights())

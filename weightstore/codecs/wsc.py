@@ -124,6 +124,9 @@ _MT_BYTES = 32 << 20
 #: A write encodes on every core from the first tensor of at least this many bytes on
 #: (below it, a model never starts threads: small inputs pay no fixed cost).
 _MT_WRITE_BYTES = 4 << 20
+#: A threaded write encodes a tensor of at most this many bytes as one unit of work (many
+#: tensors keep the cores busy); a larger one plane by plane.
+_WHOLE_BYTES = 16 << 20
 #: Tensor bytes a threaded write has submitted but not yet written, at most (besides the
 #: tensor being submitted): what bounds its memory (each in-flight tensor's words, and
 #: its planes as encoded, at most as large).
@@ -349,11 +352,11 @@ def _encode_plane(words: np.ndarray, rotate: bool, p: int) -> tuple[str, Any, in
     return method, data, crc
 
 
-def _encode_small(words: np.ndarray, rotate: bool) -> tuple[list[list[Any]], int, bytes]:
+def _encode_small(words: np.ndarray, rotate: bool) -> tuple[list[list[Any]], int, memoryview]:
     """A tensor encoded whole, on any thread: its planes' list, CRC-32 and bytes."""
     buf = io.BytesIO()
     described, crc = _write_planes(buf, words, rotate, _plane_compressor())
-    return described, crc, buf.getvalue()
+    return described, crc, buf.getbuffer()  # no copy: written as it is
 
 
 class _PlaneEncoder:
@@ -372,7 +375,7 @@ class _PlaneEncoder:
     def submit(self, entry: dict[str, Any], words: np.ndarray, rotate: bool) -> None:
         """Queue one tensor (*entry* gets its ``crc32`` and ``planes`` when written)."""
         n, k = words.size, words.itemsize
-        whole = n <= _CHUNK or k == 1
+        whole = n <= _CHUNK or k == 1 or words.nbytes <= _WHOLE_BYTES
         futures = [self.pool.submit(_encode_small, words, rotate)] if whole else [
             self.pool.submit(_encode_plane, words, rotate, p) for p in range(k)]
         while self.pending and self.in_flight + words.nbytes > _WRITE_WINDOW:
