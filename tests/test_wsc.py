@@ -448,7 +448,7 @@ def test_writing_on_several_threads_gives_the_same_bytes(monkeypatch, window, wh
     monkeypatch.setattr(compact, "_MT_WRITE_BYTES", 1 << 62)  # never threaded
     single = encode(w)
     used: set[str] = set()
-    unit = "_encode_plane" if whole == 0 else "_encode_small"
+    unit = "_encode_plane" if whole == 0 else "_encode_planes"
     encode_unit = getattr(compact, unit)
 
     def spy(*args):

@@ -339,64 +339,85 @@ def _write_planes(fileobj: IO[bytes], words: np.ndarray, rotate: bool,
     return described, crc
 
 
+#: What :func:`_encode_plane` gives for a plane to be written raw, straight from the words.
+_STREAM = None
+
+
 def _encode_plane(words: np.ndarray, rotate: bool, p: int) -> tuple[str, Any, int]:
-    """Plane *p* of the 1-d unsigned *words* (more than one chunk of them) encoded as
-    :func:`_write_planes` would write it: ``(method, bytes to write, CRC-32 of the words
-    when p == 0)``. Runs on any thread (its own compressor and scratch)."""
+    """Plane *p* of the 1-d unsigned *words* (more than one chunk of them, more than one
+    byte each) as :func:`_write_planes` decides it: ``(method, data, CRC-32 of the words
+    when p == 0)``, *data* :data:`_STREAM` for a plane judged on its sample to be written
+    raw (the writer extracts it as it writes, as :func:`_write_planes` does, so it is
+    never held whole). Runs on any thread (its own compressor and scratch)."""
     compressor = _plane_compressor()
     splitter = _Splitter(words, rotate)
     if p > 0 and not _worth_compressing(compressor, splitter.sample(p, _probe_size(words.size))):
-        return RAW, splitter.plane(p)[0], 0
+        return RAW, _STREAM, 0
     plane, crc = splitter.plane(p, crc=p == 0)
     method, data = _compress(compressor, plane)
     return method, data, crc
 
 
-def _encode_small(words: np.ndarray, rotate: bool) -> tuple[list[list[Any]], int, memoryview]:
-    """A tensor encoded whole, on any thread: its planes' list, CRC-32 and bytes."""
+def _encode_planes(words: np.ndarray, rotate: bool) -> list[tuple[str, Any, int]]:
+    """Every plane of *words* by :func:`_encode_plane`, on one thread."""
+    return [_encode_plane(words, rotate, p) for p in range(words.itemsize)]
+
+
+def _encode_small(words: np.ndarray, rotate: bool) -> tuple[list[list[Any]], int, bytes]:
+    """A tensor of at most one chunk (or of one-byte words) encoded whole, on any
+    thread: its planes' list, CRC-32 and bytes."""
     buf = io.BytesIO()
     described, crc = _write_planes(buf, words, rotate, _plane_compressor())
-    return described, crc, buf.getbuffer()  # no copy: written as it is
+    return described, crc, buf.getvalue()
 
 
 class _PlaneEncoder:
     """Encodes tensors on a pool of threads and writes them in order, byte for byte what
-    the single-threaded :func:`_write_planes` writes: a tensor's planes (or, for a small
-    tensor, the tensor) are the units of work, and nothing is written until every unit
-    before it is. At most :data:`_WRITE_WINDOW` bytes of tensors are in flight besides the
-    newest, so memory stays near twice that (their words and their encoded planes)."""
+    the single-threaded :func:`_write_planes` writes. The threads compress (the planes
+    worth it, with the CRC-32) and judge the rest on samples; the writing thread extracts
+    the planes judged raw from the words as it writes them, as a one-thread write does,
+    overlapping the threads' work. A tensor up to :data:`_WHOLE_BYTES` is one unit of
+    work, a larger one a unit per plane. At most :data:`_WRITE_WINDOW` bytes of tensors are
+    in flight besides the newest (their words, and their compressed planes, smaller)."""
 
     def __init__(self, fileobj: IO[bytes], workers: int) -> None:
         self.fileobj = fileobj
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="wsc-encode")
-        self.pending: deque[tuple[dict[str, Any], list[Future[Any]], bool, int]] = deque()
+        self.pending: deque[tuple[dict[str, Any], np.ndarray, bool, list[Future[Any]]]] = \
+            deque()
         self.in_flight = 0
 
     def submit(self, entry: dict[str, Any], words: np.ndarray, rotate: bool) -> None:
         """Queue one tensor (*entry* gets its ``crc32`` and ``planes`` when written)."""
         n, k = words.size, words.itemsize
-        whole = n <= _CHUNK or k == 1 or words.nbytes <= _WHOLE_BYTES
-        futures = [self.pool.submit(_encode_small, words, rotate)] if whole else [
-            self.pool.submit(_encode_plane, words, rotate, p) for p in range(k)]
+        if n <= _CHUNK or k == 1:
+            futures = [self.pool.submit(_encode_small, words, rotate)]
+        elif words.nbytes <= _WHOLE_BYTES:
+            futures = [self.pool.submit(_encode_planes, words, rotate)]
+        else:
+            futures = [self.pool.submit(_encode_plane, words, rotate, p) for p in range(k)]
         while self.pending and self.in_flight + words.nbytes > _WRITE_WINDOW:
             self._write_oldest()
-        self.pending.append((entry, futures, whole, words.nbytes))
+        self.pending.append((entry, words, rotate, futures))
         self.in_flight += words.nbytes
 
     def _write_oldest(self) -> None:
-        entry, futures, whole, nbytes = self.pending.popleft()
-        if whole:
+        entry, words, rotate, futures = self.pending.popleft()
+        n = words.size
+        if n <= _CHUNK or words.itemsize == 1:
             described, crc, data = futures[0].result()
             self.fileobj.write(data)
         else:
-            described, crc = [], 0
-            for p, future in enumerate(futures):
-                method, data, value = future.result()
-                self.fileobj.write(data)
-                described.append([method, len(data) if method == ZSTD else data.size])
-                crc = value if p == 0 else crc
+            planes = futures[0].result() if len(futures) == 1 else [f.result() for f in futures]
+            described, crc = [], planes[0][2]
+            for p, (method, data, _) in enumerate(planes):
+                if data is _STREAM:
+                    _Splitter(words, rotate).write_raw(p, self.fileobj)
+                else:
+                    self.fileobj.write(data)
+                described.append([method, len(data) if method == ZSTD else n])
         entry["crc32"], entry["planes"] = crc, described
-        self.in_flight -= nbytes
+        self.in_flight -= words.nbytes
 
     def finish(self) -> None:
         """Write every tensor still queued."""
@@ -405,7 +426,7 @@ class _PlaneEncoder:
 
     def close(self) -> None:
         """Stop the threads (after :meth:`finish`, or on an error: pending work dropped)."""
-        for _, futures, _, _ in self.pending:
+        for *_, futures in self.pending:
             for future in futures:
                 future.cancel()
         self.pool.shutdown(wait=True)
