@@ -367,12 +367,12 @@ class _Hdf5Source(TensorSource):
     def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
         meta, offset = self._metas[name], self._offsets[name]
         where = f"dataset {name!r}"
+        if offset >= 0 and mmap and self._raw.can_mmap:  # not read here: nothing to check
+            return self._raw.map_array(offset, meta.dtype, meta.shape).view(np.ndarray)
         try:
             stored = self._stored_crc(name)
         except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
             raise _damage(e, "cannot read the checksum attribute", self._path, where) from e
-        if offset >= 0 and mmap and self._raw.can_mmap:
-            return self._raw.map_array(offset, meta.dtype, meta.shape).view(np.ndarray)
         if offset >= 0:
             check = self._verify and stored is not None
             try:  # the checksum computed beside the reads, while the bytes are in cache
