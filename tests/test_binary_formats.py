@@ -105,6 +105,33 @@ def test_hdf5_written_by_h5py_in_name_order_loads(tmp_path: Path) -> None:
     assert list(got) == ["a/w", "b"]
 
 
+def test_hdf5_open_reads_attributes_only_where_there_are_some(tmp_path: Path) -> None:
+    # the walk reads an object's attributes only when it has some besides the tensor
+    # checksum, and the checksum itself with its tensor: both must still be found
+    import h5py
+
+    path = tmp_path / "attrs.h5"
+    with h5py.File(path, "w") as f:
+        f["plain"] = np.arange(3)
+        f["units"] = np.ones(2)
+        f["units"].attrs["unit"] = np.float32(2.5)
+        f["units"].attrs["weightstore.crc32"] = np.uint32(0)  # wrong: found when read
+        f.create_group("g").attrs["note"] = np.int64(7)
+        f["g"]["w"] = np.eye(2)
+        f["bad"] = np.zeros(2)
+        f["bad"].attrs["weightstore.crc32"] = np.float64(1.5)
+    with ws.open(path, mmap=False) as w:
+        assert list(w) == ["bad", "g/w", "plain", "units"]
+        assert w.metadata["hdf5.attrs:/units"] == (
+            '{"unit":{"dtype":"float32","shape":[],"value":2.5}}')
+        assert w.metadata["hdf5.attrs:/g"] == '{"note":{"dtype":"int64","shape":[],"value":7}}'
+        assert np.array_equal(w["plain"], np.arange(3))
+        with pytest.raises(ws.ChecksumError, match="units"):
+            w["units"]
+        with pytest.raises(ws.FormatError, match=r"dataset 'bad' attribute 'weightstore\.crc32'"):
+            w["bad"]
+
+
 @pytest.mark.parametrize("kind", ["soft", "external"])
 def test_hdf5_links_to_elsewhere_are_refused(tmp_path: Path, kind: str) -> None:
     import h5py
