@@ -63,11 +63,15 @@ def test_npz_header_that_disagrees_with_the_data_is_refused(tmp_path: Path) -> N
         ws.load(path)
 
 
-def test_npz_with_pickled_object_member_is_refused(tmp_path: Path) -> None:
+def test_npz_pickled_object_member_is_skipped_never_unpickled_and_strict_refuses(
+        tmp_path: Path) -> None:
     path = tmp_path / "objects.npz"
-    np.savez(path, x=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ws.FormatError, match="objects.npz"):
-        ws.load(path)
+    np.savez(path, x=np.array([{"a": 1}], dtype=object), y=np.arange(3, dtype=np.float32))
+    with pytest.warns(ws.SkippedEntriesWarning, match="objects.npz") as caught:
+        got = ws.load(path)
+    assert list(got) == ["y"] and "'x'" in str(caught[0].message)
+    with pytest.raises(ws.WeightstoreError, match="objects.npz"):
+        ws.load(path, strict=True)
 
 
 # --- HDF5 ---------------------------------------------------------------------------
