@@ -25,9 +25,11 @@ against the source and after zip, whether the round trip is exact (else the
 max absolute, relative and ULP error, RMS error and cosine similarity), the
 accuracy on the 10,000 MNIST test images, how many predictions changed, the
 median write and read times, the peak memory of a load (tracemalloc: numpy
-arrays and Python objects, not C libraries' own buffers), whether
-'weightstore.open' reads one tensor without reading the file ('lazy') and the
-median time to open the file and copy out its last tensor ('1-tensor ms').
+arrays and Python objects, not C libraries' own buffers), the bytes read to
+open the file with 'weightstore.open' and copy out its last tensor, as a share
+of the file ('1-tensor read', counted by the kernel: /proc/self/io, '?'
+elsewhere), whether that is less than the file ('lazy') and its median time
+('1-tensor ms').
 Above the table: the notes' figures (neurons, weights, the str(network) text
 dump and its precision loss, zip sizes), measured afresh.
 

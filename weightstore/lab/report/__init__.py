@@ -34,6 +34,7 @@ from .measure import (
     MAX_SECONDS,
     Diff,
     Headline,
+    OneTensor,
     Progress,
     Report,
     Row,
@@ -73,5 +74,5 @@ __all__ = [
     "render_html", "TensorErrors", "tensor_errors", "ERROR_BIN_EDGES", "ACCEPT_POINTS",
     "MAX_SECONDS", "Sink",
     "load_peak_bytes", "one_tensor_access", "STREAMED_FORMATS", "render_jsonl", "writer",
-    "replay",
+    "replay", "OneTensor",
 ]

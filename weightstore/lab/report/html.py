@@ -42,7 +42,8 @@ SORT_FIELDS: tuple[str, ...] = (
     "label", "precision", "bytes", "bytes_per_weight", "vs_source", "zipped_bytes", "exact",
     "max_abs_error", "max_rel_error", "max_ulp_error", "rms_error", "cosine", "accuracy",
     "changed_predictions",
-    "pareto", "write_ms", "read_ms", "peak_bytes", "lazy", "one_tensor_ms")
+    "pareto", "write_ms", "read_ms", "peak_bytes", "lazy", "one_tensor_bytes_read",
+    "one_tensor_ms")
 #: The chart's accuracy axis starts zoomed on accuracies at most this far below the source's
 #: (rows further below sit on a band at the bottom; a checkbox shows the full range).
 ZOOM_POINTS = 0.05
@@ -65,7 +66,7 @@ def _sort_value(row: Row, column: int) -> str:
         value = 0  # the table shows 0 for an exact row
     if isinstance(value, bool):
         return "1" if value else "0"
-    return str(value)
+    return "" if value is None else str(value)
 
 
 def _tiles(h: Headline) -> str:

@@ -14,10 +14,11 @@ then). Besides size, precision and time, a row records what a format-chooser ask
   pages. The storage layer's :class:`~weightstore.codec.Budget` is not used: it holds what
   readers *declare* before allocating (a safety limit), not what was allocated, and it is
   not kept after a load.
-- **lazy access** (:attr:`Row.lazy`, :attr:`Row.one_tensor_ms`): whether
-  ``weightstore.open`` reads only the header, so that one tensor is read without reading the
-  file (:attr:`weightstore.LazyWeights.lazy`), and the median time to open the file and copy
-  out its last tensor in file order (the one a reader that scans must reach last).
+- **lazy access** (:attr:`Row.lazy`, :attr:`Row.one_tensor_bytes_read`,
+  :attr:`Row.one_tensor_ms`): the bytes read to open the file with ``weightstore.open`` and
+  copy out its last tensor in file order (the one a reader that scans reaches last), counted
+  by the kernel (Linux ``/proc/self/io``; elsewhere not counted); lazy when that is less than
+  the whole file; and the median time to do it.
 
 Accuracy is evaluated once per distinct set of loaded arrays: a row whose arrays are
 bit-identical to the source's or to a row evaluated before (float16 in npz and in zstd npz,
@@ -66,7 +67,7 @@ from .variants import SHRINK, Variant, default_variants
 
 __all__ = ["Progress", "Sink", "Diff", "Row", "Headline", "Report", "build_report", "compare",
            "zip_size", "pareto", "TensorErrors", "tensor_errors", "ERROR_BIN_EDGES",
-           "ACCEPT_POINTS", "MAX_SECONDS", "load_peak_bytes", "one_tensor_access"]
+           "ACCEPT_POINTS", "MAX_SECONDS", "load_peak_bytes", "one_tensor_access", "OneTensor"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -234,11 +235,14 @@ class Row:
     tensor_errors: list[TensorErrors] = field(default_factory=list)
     #: Peak bytes allocated during one load of the file (:func:`load_peak_bytes`).
     peak_bytes: int = 0
-    #: Whether ``weightstore.open`` reads one tensor without reading the file.
-    lazy: bool = False
+    #: Whether ``weightstore.open`` gave :attr:`one_tensor` reading less than the whole
+    #: file (:func:`one_tensor_access`); None where reads are not counted.
+    lazy: bool | None = None
     #: Median ms to open the file and copy out :attr:`one_tensor` (:func:`one_tensor_access`).
     one_tensor_ms: float = 0.0
     one_tensor: str = ""
+    #: Bytes read to open the file and copy out :attr:`one_tensor` (None: not counted).
+    one_tensor_bytes_read: int | None = None
     #: Where the predictions of a row that was not evaluated come from: ``"source"`` or the
     #: label of the row whose loaded arrays are bit-identical; empty when evaluated.
     predictions_from: str = ""
@@ -366,22 +370,62 @@ def load_peak_bytes(path: str | os.PathLike[str]) -> int:
     return max(0, peak - before)
 
 
-def one_tensor_access(path: str | os.PathLike[str], repeats: int,
-                      max_seconds: float = math.inf) -> tuple[bool, str, float, int]:
-    """Whether ``weightstore.open`` on *path* reads only the header (tensors on access), the
-    name of the last tensor in file order, the median ms to open the file and copy that
-    tensor out, and the runs timed (see :func:`_median_ms`)."""
-    with api.open_weights(path) as lw:
-        lazy, names = lw.lazy, list(lw)
-    name = names[-1] if names else ""
+@dataclass(frozen=True)
+class OneTensor:
+    """Reading one tensor through ``weightstore.open`` (:func:`one_tensor_access`)."""
 
-    def fetch() -> None:
-        with api.open_weights(path) as w:
+    #: The tensor read: the file's last, which a reader that scans reaches last.
+    name: str
+    #: Bytes the process read (``rchar`` of ``/proc/self/io``) to open the file and copy
+    #: the tensor out, without memory maps; None where the system does not count them.
+    bytes_read: int | None
+    #: Whether that is less than the whole file (None when not counted).
+    lazy: bool | None
+    #: Median ms to open the file and copy the tensor out (memory maps on, the default).
+    ms: float
+    runs: int
+
+
+def _rchar() -> int | None:
+    """Bytes this process has read through read/pread system calls (Linux), or None."""
+    try:
+        with open("/proc/self/io", "rb") as f:
+            for line in f:
+                if line.startswith(b"rchar:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def one_tensor_access(path: str | os.PathLike[str], repeats: int = 1,
+                      max_seconds: float = math.inf) -> OneTensor:
+    """Open *path* with ``weightstore.open`` and copy out its last tensor: the bytes read
+    to do so, whether that is less than the file (so one tensor is read without reading the
+    file), and the median ms of up to *repeats* runs (see :func:`_median_ms`).
+
+    The bytes are counted by the kernel (every read of the process, native libraries'
+    included), around a second opening, after one that loaded the codec's modules; the
+    count of reading the counter itself is taken off. :attr:`weightstore.LazyWeights.lazy`
+    is not used: a text format may index the whole file on opening and still call itself
+    lazy, as it holds one tensor at a time.
+    """
+    def fetch(mmap: bool = True) -> None:
+        with api.open_weights(path, mmap=mmap) as w:
             if name:
                 np.array(w[name], copy=True)  # a memory map is read here, not on access
 
+    with api.open_weights(path, mmap=False) as lw:
+        names = list(lw)
+    name = names[-1] if names else ""
+    fetch(mmap=False)  # modules imported, caches warm
+    before, again = _rchar(), _rchar()
+    fetch(mmap=False)
+    after = _rchar()
+    read = (after - again - (again - before)) if None not in (before, again, after) else None
+    size = os.stat(path).st_size
     ms, _, runs = _median_ms(fetch, repeats, max_seconds)
-    return lazy, name, ms, runs
+    return OneTensor(name, read, None if read is None else read < size, ms, runs)
 
 
 def _digest(weights: Weights) -> bytes:
@@ -584,7 +628,7 @@ def _measure(variant: Variant, weights: Weights, base: Evaluation | None, src: P
             seen.setdefault(key, (result, variant.label))
     zipped, _ = zip_size(path.read_bytes(), path.name, scratch)
     peak = load_peak_bytes(path)
-    lazy, one, one_ms, one_runs = one_tensor_access(path, *timing)
+    one = one_tensor_access(path, *timing)
     return Row(
         label=variant.label, format=variant.format, options=dict(variant.options),
         file=str(path), bytes=size, bytes_per_weight=size / weights.total_values,
@@ -598,6 +642,6 @@ def _measure(variant: Variant, weights: Weights, base: Evaluation | None, src: P
         write_ms=write_ms, read_ms=read_ms, precision=variant.precision_label,
         evaluated=base is not None and not source, predictions_from=source,
         tensor_errors=[] if diff.exact else tensor_errors(weights, got),
-        peak_bytes=peak, lazy=lazy, one_tensor_ms=one_ms, one_tensor=one,
-        timed_runs=min(write_runs, read_runs, one_runs),
+        peak_bytes=peak, lazy=one.lazy, one_tensor_ms=one.ms, one_tensor=one.name,
+        one_tensor_bytes_read=one.bytes_read, timed_runs=min(write_runs, read_runs, one.runs),
     )

@@ -32,7 +32,7 @@ __all__ = ["COLUMNS", "NUMERIC_COLUMNS", "STREAM_COLUMNS", "STREAMED_FORMATS", "
 
 COLUMNS = ["format", "precision", "bytes", "B/weight", "vs src", "zipped", "exact",
            "max abs err", "max rel err", "max ULP", "RMS err", "cosine", "accuracy", "changed",
-           "frontier", "write ms", "read ms", "peak KiB", "lazy", "1-tensor ms"]
+           "frontier", "write ms", "read ms", "peak KiB", "lazy", "1-tensor read", "1-tensor ms"]
 #: The columns of :data:`COLUMNS` that hold numbers (aligned right).
 NUMERIC_COLUMNS = frozenset(range(2, len(COLUMNS))) - {
     COLUMNS.index(c) for c in ("exact", "frontier", "lazy")}
@@ -44,7 +44,8 @@ _STREAM_NUMERIC = frozenset(i - (i > _FRONTIER) for i in NUMERIC_COLUMNS)
 #: (a wider one pushes the rest of its line along).
 _STREAM_WIDTHS = {"bytes": 11, "B/weight": 6, "vs src": 7, "zipped": 11, "max abs err": 9,
                   "max rel err": 9, "max ULP": 8, "RMS err": 9, "cosine": 11, "accuracy": 7,
-                  "changed": 5, "write ms": 8, "read ms": 8, "peak KiB": 9, "1-tensor ms": 8}
+                  "changed": 5, "write ms": 8, "read ms": 8, "peak KiB": 9, "1-tensor read": 6,
+                  "1-tensor ms": 8}
 #: Formats written row by row while measuring; the others are written at the end.
 STREAMED_FORMATS = ("text", "markdown", "csv", "jsonl")
 FORMATS = (*STREAMED_FORMATS, "json")
@@ -68,7 +69,10 @@ def cells(r: Row) -> list[str]:
             str(r.changed_predictions) if measured else "-",
             "*" if r.pareto else "",
             f"{r.write_ms:.1f}", f"{r.read_ms:.1f}", f"{r.peak_bytes / 1024:,.0f}",
-            "yes" if r.lazy else "no", f"{r.one_tensor_ms:.1f}"]
+            {True: "yes", False: "no", None: "?"}[r.lazy],
+            "?" if r.one_tensor_bytes_read is None else
+            f"{100 * r.one_tensor_bytes_read / r.bytes:.1f}%" if r.bytes else "-",
+            f"{r.one_tensor_ms:.1f}"]
 
 
 def stream_cells(r: Row) -> list[str]:
@@ -155,8 +159,10 @@ def notes(report: Report) -> list[str]:
                "(--accept): a smaller file that loses more is not on it")
     out.append("peak KiB: memory allocated during one load of the file (tracemalloc: numpy "
                "arrays and Python objects; not C libraries' own buffers nor memory maps); "
-               "lazy: 'weightstore.open' reads one tensor without reading the whole file; "
-               "1-tensor ms: open the file and copy out its last tensor (median)")
+               "1-tensor read: bytes read to open the file with 'weightstore.open' and copy "
+               "out its last tensor, against the file's size (counted by the kernel: "
+               "/proc/self/io, '?' where not available); lazy: that is less than the whole "
+               "file; 1-tensor ms: the time to do it (median)")
     return out
 
 
