@@ -147,9 +147,10 @@ def notes(report: Report) -> list[str]:
                    "source's or to an earlier row's, whose predictions it takes (identical "
                    "weights give identical predictions); the network was not run again")
     accept = sorted({h.accept_points for h, _ in report.sections}) or [ACCEPT_POINTS]
-    runs = f"median of {report.repeats} runs" if math.isinf(report.max_seconds) else (
-        f"median of up to {report.repeats} runs, fewer once they took "
-        f"{report.max_seconds:g} s (a row's 'timed_runs' in csv/json)")
+    runs = ("one run" if report.repeats == 1 else
+            f"median of {report.repeats} runs" if math.isinf(report.max_seconds) else
+            f"median of up to {report.repeats} runs, fewer once they took "
+            f"{report.max_seconds:g} s (a row's 'timed_runs' in csv/json)")
     out.append(f"times: {runs}; errors against the source values, "
                "ULPs in the source dtype; 'changed': predictions that differ from the source's")
     out.append("frontier (the table after each section's rows; '*' in the html table): the "
