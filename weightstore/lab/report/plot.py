@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import MissingDependencyError
-from .measure import Report, Row, pareto
+from .measure import Report, Row
 
 __all__ = ["check_plot_available", "plot", "place_labels"]
 
@@ -116,7 +116,7 @@ def plot(report: Report, path: str | os.PathLike[str]) -> list[list[Any]]:
     for (h, rows), (ax_err, ax_acc, ax_key) in zip(report.sections, axes, strict=True):
         floor = 1e-10
         total = 10_000
-        front = {id(r) for r in pareto(rows)}
+        front = {id(r) for r in rows if r.pareto}
         evaluated = not h.not_evaluated
         err_points, acc_points = [], []
         for i, r in enumerate(rows, 1):
@@ -146,7 +146,8 @@ def plot(report: Report, path: str | os.PathLike[str]) -> list[list[Any]]:
             fr.sort(key=lambda r: r.bytes)
             ax_acc.step([r.bytes for r in fr], [_lost(r, total, h.accuracy) for r in fr],
                         where="post", color="tab:blue", linewidth=1.0,
-                        label="frontier: smallest file at each accuracy (circled)")
+                        label=f"frontier: smallest file at each accuracy within "
+                        f"{h.accept_points:g} points of the source's (circled)")
             ax_acc.legend(loc="upper right", fontsize=8)
         name = Path(h.source).name
         errs = [p[1] for p in err_points]

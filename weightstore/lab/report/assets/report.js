@@ -54,7 +54,12 @@
       row.exact ? "bit-exact round trip" : `lossy (${escape(c.precision)}): max abs error ` +
         `${escape(c["max abs err"])}, max rel ${escape(c["max rel err"])}, ${escape(c["max ULP"])} ULP`,
       `write ${escape(c["write ms"])} ms, read ${escape(c["read ms"])} ms`];
-    if (row.pareto) lines.push("on the Pareto frontier: the smallest file at its accuracy");
+    lines.push(`peak ${escape(c["peak KiB"])} KiB to load; lazy open: ${escape(c.lazy)}, ` +
+      `one tensor in ${escape(c["1-tensor ms"])} ms`);
+    if (row.pareto) {
+      lines.push("on the frontier: the smallest file at its accuracy among the rows " +
+        "a user would accept (see the notes)");
+    }
     return lines.join("<br>");
   }
 
