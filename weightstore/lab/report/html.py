@@ -79,7 +79,8 @@ def _tiles(h: Headline) -> str:
     tiles += [
         (f"{h.accuracy:.4f}", "test accuracy"),
         (f"{h.source_bytes:,}", "bytes, source file"),
-        (f"{h.text_dump_bytes:,}", "bytes, str(network) text"),
+        (f"{h.text_dump_bytes:,}" if not h.text_skipped else "not measured",
+         "bytes, str(network) text"),
         (f"{h.source_zipped_bytes:,}", f"bytes, source zipped ({h.zip_tool})"),
     ]
     return "".join(f'<div class="tile"><b>{html.escape(v)}</b><span>{html.escape(t)}</span></div>'

@@ -294,6 +294,9 @@ class Headline:
     zip_tool: str
     source_zipped_bytes: int
     text_zipped_bytes: int
+    #: Why the ``str(network)`` text dump was not measured ("" when it was): numpy prints
+    #: about 125,000 values a second, so above :data:`TEXT_DUMP_MAX_VALUES` it is skipped.
+    text_skipped: str = ""
     #: Rows that could not be measured here, each with why: ``"bfloat16 (npz): needs ...;
     #: install it with: pip install 'weightstore[bfloat16]'"``.
     skipped: list[str] = field(default_factory=list)
@@ -558,17 +561,27 @@ def build_report(
     return report
 
 
+#: Most values whose ``str(network)`` text dump the headline measures: numpy prints about
+#: 125,000 float32 values a second (8 s for a million), and the dump is only the notes'
+#: baseline, not a format anyone converts to.
+TEXT_DUMP_MAX_VALUES = 2_000_000
+
+
 def _headline(src: Path, weights: Weights, base: Evaluation | None, scratch: Path,
               data_dir: str | os.PathLike[str] | None, why: str = "") -> Headline:
+    raw = src.read_bytes()
+    total = weights.total_values
+    if total > TEXT_DUMP_MAX_VALUES:
+        return _headline_without_text(src, weights, base, scratch, raw, why, (
+            f"{total:,} values; numpy would print them for about {total / 125_000:,.0f} s "
+            f"(measured up to {TEXT_DUMP_MAX_VALUES:,} values)"))
     text = text_dump(weights)
     back = parse_text_dump(text, weights)
     diff = compare(weights, back)
     text_eval = evaluate(back, data_dir=data_dir, model=base.model) if base else None
-    raw = src.read_bytes()
     src_zip, tool = zip_size(raw, src.name, scratch)
     text_zip, _ = zip_size(text.encode(), "network.txt", scratch)  # the notes' str(network)
     n = _neurons(base.model, weights) if base else None
-    total = weights.total_values
     nan = float("nan")
     return Headline(
         source=str(src), source_bytes=len(raw), model=base.model if base else "none",
@@ -584,6 +597,26 @@ def _headline(src: Path, weights: Weights, base: Evaluation | None, scratch: Pat
         if text_eval and base else 0,
         zip_tool=tool, source_zipped_bytes=src_zip, text_zipped_bytes=text_zip,
         not_evaluated=why,
+    )
+
+
+def _headline_without_text(src: Path, weights: Weights, base: Evaluation | None,
+                           scratch: Path, raw: bytes, why: str, skipped: str) -> Headline:
+    """The headline of weights too large for the text dump (see :data:`TEXT_DUMP_MAX_VALUES`)."""
+    src_zip, tool = zip_size(raw, src.name, scratch)
+    n = _neurons(base.model, weights) if base else None
+    total = weights.total_values
+    nan = float("nan")
+    return Headline(
+        source=str(src), source_bytes=len(raw), model=base.model if base else "none",
+        tensors=len(weights), weights=total, neurons=n,
+        weights_per_neuron=total / n if n else None,
+        accuracy=base.accuracy if base else nan, eval_seconds=base.seconds if base else 0.0,
+        text_dump_bytes=0, text_chars_per_weight=nan, text_vs_source=nan, text_exact=False,
+        text_max_abs_error=nan, text_max_rel_error=nan, text_max_ulp_error=nan,
+        text_accuracy=nan, text_changed_predictions=0, zip_tool=tool,
+        source_zipped_bytes=src_zip, text_zipped_bytes=0, not_evaluated=why,
+        text_skipped=skipped,
     )
 
 

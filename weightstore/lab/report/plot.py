@@ -131,14 +131,15 @@ def plot(report: Report, path: str | os.PathLike[str]) -> list[list[Any]]:
                     ax_acc.scatter(r.bytes, lost, s=80, facecolors="none",
                                    edgecolors="tab:blue", zorder=3)
                 acc_points.append((r.bytes, lost, str(i)))
-        text_err = max(h.text_max_rel_error, floor)
-        ax_err.scatter(h.text_dump_bytes, text_err, color="tab:orange", marker="s")
-        err_points.append((h.text_dump_bytes, text_err, "T"))
-        if evaluated:
-            text_lost = round((h.accuracy - h.text_accuracy) * total)
-            ax_acc.scatter(h.text_dump_bytes, text_lost, color="tab:orange", marker="s")
-            acc_points.append((h.text_dump_bytes, text_lost, "T"))
-        else:
+        if not h.text_skipped:  # the text dump's point, where it was measured
+            text_err = max(h.text_max_rel_error, floor)
+            ax_err.scatter(h.text_dump_bytes, text_err, color="tab:orange", marker="s")
+            err_points.append((h.text_dump_bytes, text_err, "T"))
+            if evaluated:
+                text_lost = round((h.accuracy - h.text_accuracy) * total)
+                ax_acc.scatter(h.text_dump_bytes, text_lost, color="tab:orange", marker="s")
+                acc_points.append((h.text_dump_bytes, text_lost, "T"))
+        if not evaluated:
             ax_acc.text(0.5, 0.5, "accuracy not measured:\nthe weights are none of the "
                         "book's networks", ha="center", va="center", transform=ax_acc.transAxes)
         fr = [r for r in rows if id(r) in front]

@@ -107,6 +107,10 @@ def headline_lines(h: Headline) -> list[str]:
     else:
         lines.append(f"accuracy on the 10,000 test images: {h.accuracy:.4f} "
                      f"(batched, {h.eval_seconds * 1000:.0f} ms)")
+    if h.text_skipped:
+        lines.append(f"str(network) text dump: not measured ({h.text_skipped})")
+        lines.append(f"zipped ({h.zip_tool}, deflate): source {h.source_zipped_bytes:,} bytes")
+        return lines
     verdict = "exact" if h.text_exact else (
         f"lossy: max abs error {h.text_max_abs_error:.3g}, max rel error "
         f"{h.text_max_rel_error:.3g}, max {h.text_max_ulp_error:.0f} ULP")
