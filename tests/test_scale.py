@@ -264,6 +264,28 @@ def test_pickle_converts_one_tensor_at_a_time(src: str, dst: str, protocol: int,
     assert got.equal(weights) and got.metadata == weights.metadata
 
 
+def _bytes_read() -> int:
+    """Bytes this process has read through system calls (Linux: /proc/self/io's rchar)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar"))
+
+
+@pytest.mark.parametrize("ext", [".json", ".csv"])
+def test_opening_text_with_many_tensors_reads_the_file_about_once(ext: str,
+                                                                  tmp_path: Path) -> None:
+    """Finding each tensor's span reads about the distance to it, not a fixed window per
+    tensor (8 MiB windows read the rest of a small file once per tensor: 300x here)."""
+    weights = ws.Weights({f"t{i}": np.full(8, i, np.float32) for i in range(300)})
+    path = tmp_path / f"w{ext}"
+    _save(weights, path)
+    before = _bytes_read()
+    with ws.open(path) as opened:
+        assert opened.lazy
+        read = _bytes_read() - before
+        assert opened["t299"].tolist() == [299.0] * 8
+    assert read < 4 * path.stat().st_size, f"{read / path.stat().st_size:.1f}x the file"
+
+
 def test_a_writer_that_cannot_stream_warns_above_the_threshold(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every built-in writer streams, so one is made not to (as a plugin may be)."""

@@ -227,6 +227,8 @@ def csv_lines(text: memoryview, dtype_text: str,
 # --- JSON reading --------------------------------------------------------------------------
 
 _NUMBER_TEXT = b"0123456789.eE+-"
+#: Bytes :class:`FileText` reads ahead for short reads and starts each search with.
+_READ_AHEAD = 64 << 10
 
 
 class MemoryText:
@@ -250,22 +252,39 @@ class MemoryText:
 
 
 class FileText:
-    """A document on disk, searched and read a window at a time (never whole)."""
+    """A document on disk, searched and read a window at a time (never whole).
+
+    Reads of up to :data:`_READ_AHEAD` bytes are served from one buffer read ahead from the
+    file, so walking a document of many small tensors reads it about once, not once per
+    look (a find or a short get for each of thousands of tensors)."""
 
     def __init__(self, raw: RawFile, window: int = 8 << 20) -> None:
         self.raw, self.window, self.size = raw, window, raw.size
+        self._at, self._buf = 0, b""
 
     def get(self, begin: int, end: int) -> bytes:
-        return self.raw.pread(begin, max(0, min(end, self.size) - begin))
+        end = min(end, self.size)
+        if end <= begin:
+            return b""
+        if self._at <= begin and end <= self._at + len(self._buf):
+            return self._buf[begin - self._at:end - self._at]
+        if end - begin > self.window:  # a data array's text: read alone, not kept
+            return self.raw.pread(begin, end - begin)
+        self._at, self._buf = begin, self.raw.pread(begin, max(end - begin, _READ_AHEAD))
+        return self._buf[:end - begin]
 
     def find(self, needle: bytes, start: int) -> int:
-        position = start
+        """Where *needle* first occurs from *start* on, or -1. The windows start at
+        :data:`_READ_AHEAD` and double up to :attr:`window`, so a find reads about twice the
+        distance to what it finds."""
+        position, step = start, min(_READ_AHEAD, self.window)
         while position < self.size:
-            chunk = self.get(position, position + self.window + len(needle) - 1)
+            chunk = self.get(position, position + step + len(needle) - 1)
             found = chunk.find(needle)
             if found >= 0:
                 return position + found
-            position += self.window
+            position += step
+            step = min(2 * step, self.window)
         return -1
 
     def count(self, needle: bytes, start: int, end: int) -> int:
