@@ -69,8 +69,8 @@ zlib's on 16 MiB) when the ``fast`` extra is installed.
 Decoding rebuilds each 64 Ki-value chunk of words from its planes, rotates it back and
 checksums it while it is in cache. The rebuilding is a byte unshuffle: numpy's strided
 writes (about 2 GB/s), or, with the ``fast`` extra on a read of at least 256 MiB (or once
-the process has imported numcodecs), c-blosc's SIMD unshuffle through numcodecs, about
-5x faster: the planes are read into a blosc chunk whose byte streams are all stored
+the process has imported numcodecs), c-blosc's SIMD unshuffle through numcodecs, 4-5x
+faster: the planes are read into a blosc chunk whose byte streams are all stored
 uncompressed, which blosc's decompress only unshuffles. The words are the same either
 way; the rest of decoding is zstd's Huffman decoding of the exponent plane, reading the
 raw planes, the rotation and the CRC-32 (see docs/wsc-format.md for figures).
@@ -480,7 +480,7 @@ class _PlaneReader:
 
 
 #: A read of at least this many bytes of tensors joins planes with c-blosc's SIMD byte
-#: unshuffle when the ``fast`` extra (numcodecs) is installed: about 5x numpy's strided
+#: unshuffle when the ``fast`` extra (numcodecs) is installed: 4-5x numpy's strided
 #: writes, which takes 0.1-0.2 ms per MB off decoding; importing numcodecs costs 25-40 ms,
 #: so a smaller read uses it only when the process has already imported it.
 _BLOSC_FROM = 256 << 20
