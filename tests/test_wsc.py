@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -288,6 +289,15 @@ def test_both_joins_give_the_same_bits(dtype, joiner):
         assert sorted(set(calls)) == [least, 5000, chunk]
     else:
         assert calls == []
+
+
+def test_blosc_join_is_taken_from_256_mib_or_once_numcodecs_is_imported(monkeypatch):
+    blosc = pytest.importorskip("numcodecs.blosc")  # in the 'test' extra
+    monkeypatch.delitem(sys.modules, "numcodecs.blosc")  # as in a process that never used it
+    assert compact._unshuffler(compact._BLOSC_FROM - 1) is None  # its import costs more
+    assert compact._unshuffler(compact._BLOSC_FROM) is blosc
+    monkeypatch.setitem(sys.modules, "numcodecs.blosc", blosc)  # already paid for
+    assert compact._unshuffler(1) is blosc
 
 
 @pytest.mark.parametrize("size", [50_000, 200_000])  # one chunk, and streamed in chunks
