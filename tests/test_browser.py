@@ -272,7 +272,9 @@ def test_html_report_renders_every_row_and_its_chart(page: Page, tmp_path: Path,
         "table.rows tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))")
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if set(line) == {"-", " "}) + 1
+    frontier = rep.COLUMNS.index("frontier")  # the text table is printed before it is known
     for line, cells in zip(lines[start:start + len(rows)], table, strict=True):
+        cells = cells[:frontier] + cells[frontier + 1:]
         assert " ".join(line.split()) == " ".join(" ".join(cells).split())
     shown = page.page.text_content("ul.headline") or ""
     assert all(line in shown for line in headline_lines(headline))

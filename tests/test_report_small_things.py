@@ -112,3 +112,24 @@ def test_report_works_on_any_weights_with_only_and_new_columns(tmp_path: Path, c
     text = rep.render(report, "text")
     assert "accuracy not measured" in text and "marked '='" not in text
     assert main(["report", str(src), "--only", "nothing*", "-q"]) == 1
+
+
+def test_weights_too_large_for_the_text_dump_skip_it_and_say_why(
+        tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy prints ~125,000 values a second: above the limit the headline says it did not
+    measure the text dump, and every output still renders (no zero-byte point)."""
+    from weightstore.lab.report import measure
+
+    monkeypatch.setattr(measure, "TEXT_DUMP_MAX_VALUES", 100)
+    src = tmp_path / "big.npz"
+    ws.save({"W": np.arange(200, dtype=np.float32)}, src)
+    assert main(["report", str(src), "--only", "pickle", "--repeats", "1", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "str(network) text dump: not measured (200 values" in out
+    page, png = tmp_path / "r.html", tmp_path / "r.png"
+    assert main(["report", str(src), "--only", "pickle", "--repeats", "1", "-q",
+                 "--format", "html", "-o", str(page), "--plot", str(png)]) == 0
+    assert "not measured" in page.read_text() and png.stat().st_size > 0
+    monkeypatch.setattr(measure, "TEXT_DUMP_MAX_VALUES", 1000)
+    assert main(["report", str(src), "--only", "pickle", "--repeats", "1", "-q"]) == 0
+    assert "str(network) text dump: 1," in capsys.readouterr().out  # measured below it

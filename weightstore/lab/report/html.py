@@ -25,7 +25,15 @@ from typing import Any
 import orjson
 
 from .measure import ERROR_BIN_EDGES, Headline, Report, Row
-from .render import COLUMNS, NUMERIC_COLUMNS, cells, headline_lines, notes
+from .render import (
+    COLUMNS,
+    NUMERIC_COLUMNS,
+    cells,
+    frontier_title,
+    headline_lines,
+    notes,
+    skipped_lines,
+)
 
 __all__ = ["render_html", "SORT_FIELDS", "ZOOM_POINTS"]
 
@@ -34,11 +42,12 @@ SORT_FIELDS: tuple[str, ...] = (
     "label", "precision", "bytes", "bytes_per_weight", "vs_source", "zipped_bytes", "exact",
     "max_abs_error", "max_rel_error", "max_ulp_error", "rms_error", "cosine", "accuracy",
     "changed_predictions",
-    "pareto", "write_ms", "read_ms")
+    "pareto", "write_ms", "read_ms", "peak_bytes", "lazy", "one_tensor_bytes_read",
+    "one_tensor_ms")
 #: The chart's accuracy axis starts zoomed on accuracies at most this far below the source's
 #: (rows further below sit on a band at the bottom; a checkbox shows the full range).
 ZOOM_POINTS = 0.05
-_BOOL_COLUMNS = frozenset(i for i, f in enumerate(SORT_FIELDS) if f in ("exact", "pareto"))
+_BOOL_COLUMNS = frozenset(i for i, f in enumerate(SORT_FIELDS) if f in ("exact", "pareto", "lazy"))
 
 
 def _asset(name: str) -> str:
@@ -57,7 +66,7 @@ def _sort_value(row: Row, column: int) -> str:
         value = 0  # the table shows 0 for an exact row
     if isinstance(value, bool):
         return "1" if value else "0"
-    return str(value)
+    return "" if value is None else str(value)
 
 
 def _tiles(h: Headline) -> str:
@@ -70,7 +79,8 @@ def _tiles(h: Headline) -> str:
     tiles += [
         (f"{h.accuracy:.4f}", "test accuracy"),
         (f"{h.source_bytes:,}", "bytes, source file"),
-        (f"{h.text_dump_bytes:,}", "bytes, str(network) text"),
+        (f"{h.text_dump_bytes:,}" if not h.text_skipped else "not measured",
+         "bytes, str(network) text"),
         (f"{h.source_zipped_bytes:,}", f"bytes, source zipped ({h.zip_tool})"),
     ]
     return "".join(f'<div class="tile"><b>{html.escape(v)}</b><span>{html.escape(t)}</span></div>'
@@ -101,7 +111,8 @@ def _table(section: int, rows: list[Row]) -> str:
 
 def _section(index: int, h: Headline, rows: list[Row], footnotes: str) -> str:
     name = html.escape(Path(h.source).name)
-    lines = "".join(f"<li>{html.escape(line)}</li>" for line in headline_lines(h))
+    lines = "".join(f"<li>{html.escape(line)}</li>"
+                    for line in [*headline_lines(h), *skipped_lines(h), frontier_title(h)])
     below = sum(r.accuracy < h.accuracy - ZOOM_POINTS for r in rows)
     zoom = (f'<label><input type="checkbox" class="full-range" data-section="{index}"> full '
             f"accuracy range ({below} row{'s' if below != 1 else ''} more than {ZOOM_POINTS:g} "

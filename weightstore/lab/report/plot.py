@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import MissingDependencyError
-from .measure import Report, Row, pareto
+from .measure import Report, Row
 
 __all__ = ["check_plot_available", "plot", "place_labels"]
 
@@ -116,7 +116,7 @@ def plot(report: Report, path: str | os.PathLike[str]) -> list[list[Any]]:
     for (h, rows), (ax_err, ax_acc, ax_key) in zip(report.sections, axes, strict=True):
         floor = 1e-10
         total = 10_000
-        front = {id(r) for r in pareto(rows)}
+        front = {id(r) for r in rows if r.pareto}
         evaluated = not h.not_evaluated
         err_points, acc_points = [], []
         for i, r in enumerate(rows, 1):
@@ -131,14 +131,15 @@ def plot(report: Report, path: str | os.PathLike[str]) -> list[list[Any]]:
                     ax_acc.scatter(r.bytes, lost, s=80, facecolors="none",
                                    edgecolors="tab:blue", zorder=3)
                 acc_points.append((r.bytes, lost, str(i)))
-        text_err = max(h.text_max_rel_error, floor)
-        ax_err.scatter(h.text_dump_bytes, text_err, color="tab:orange", marker="s")
-        err_points.append((h.text_dump_bytes, text_err, "T"))
-        if evaluated:
-            text_lost = round((h.accuracy - h.text_accuracy) * total)
-            ax_acc.scatter(h.text_dump_bytes, text_lost, color="tab:orange", marker="s")
-            acc_points.append((h.text_dump_bytes, text_lost, "T"))
-        else:
+        if not h.text_skipped:  # the text dump's point, where it was measured
+            text_err = max(h.text_max_rel_error, floor)
+            ax_err.scatter(h.text_dump_bytes, text_err, color="tab:orange", marker="s")
+            err_points.append((h.text_dump_bytes, text_err, "T"))
+            if evaluated:
+                text_lost = round((h.accuracy - h.text_accuracy) * total)
+                ax_acc.scatter(h.text_dump_bytes, text_lost, color="tab:orange", marker="s")
+                acc_points.append((h.text_dump_bytes, text_lost, "T"))
+        if not evaluated:
             ax_acc.text(0.5, 0.5, "accuracy not measured:\nthe weights are none of the "
                         "book's networks", ha="center", va="center", transform=ax_acc.transAxes)
         fr = [r for r in rows if id(r) in front]
@@ -146,7 +147,8 @@ def plot(report: Report, path: str | os.PathLike[str]) -> list[list[Any]]:
             fr.sort(key=lambda r: r.bytes)
             ax_acc.step([r.bytes for r in fr], [_lost(r, total, h.accuracy) for r in fr],
                         where="post", color="tab:blue", linewidth=1.0,
-                        label="frontier: smallest file at each accuracy (circled)")
+                        label=f"frontier: smallest file at each accuracy within "
+                        f"{h.accept_points:g} points of the source's (circled)")
             ax_acc.legend(loc="upper right", fontsize=8)
         name = Path(h.source).name
         errs = [p[1] for p in err_points]

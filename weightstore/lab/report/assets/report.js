@@ -54,7 +54,12 @@
       row.exact ? "bit-exact round trip" : `lossy (${escape(c.precision)}): max abs error ` +
         `${escape(c["max abs err"])}, max rel ${escape(c["max rel err"])}, ${escape(c["max ULP"])} ULP`,
       `write ${escape(c["write ms"])} ms, read ${escape(c["read ms"])} ms`];
-    if (row.pareto) lines.push("on the Pareto frontier: the smallest file at its accuracy");
+    lines.push(`peak ${escape(c["peak KiB"])} KiB to load; lazy open: ${escape(c.lazy)}, ` +
+      `one tensor in ${escape(c["1-tensor ms"])} ms`);
+    if (row.pareto) {
+      lines.push("on the frontier: the smallest file at its accuracy among the rows " +
+        "a user would accept (see the notes)");
+    }
     return lines.join("<br>");
   }
 
@@ -75,12 +80,14 @@
     const W = 1200, H = 360, M = { l: 74, r: 24, t: 14, b: 48 };
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     if (!rows.length) return;
-    const sizes = rows.map((r) => r.bytes).concat([h.text_dump_bytes]);
+    const text = !h.text_skipped;  // the text dump was measured (not for large weights)
+    const sizes = rows.map((r) => r.bytes).concat(text ? [h.text_dump_bytes] : []);
     const lx0 = Math.log10(Math.min(...sizes) / 1.4), lx1 = Math.log10(Math.max(...sizes) * 1.4);
     const X = (b) => M.l + (Math.log10(b) - lx0) / (lx1 - lx0) * (W - M.l - M.r);
     // y: the full range, or zoomed on the accuracies near the source's (rows far below are
     // drawn on a band at the bottom, their values in the tooltip)
-    const accs = rows.map((r) => r.accuracy).concat([h.accuracy, h.text_accuracy]);
+    const accs = rows.map((r) => r.accuracy).concat(text ? [h.accuracy, h.text_accuracy]
+      : [h.accuracy]);
     let y0 = Math.min(...accs), y1 = Math.max(...accs);
     const floor = h.accuracy - section.zoom_points;
     const zoomed = !full && y0 < floor;
@@ -136,12 +143,14 @@
     }
 
     // the notes' str(network) text dump, for reference (not a row)
-    const tx = X(h.text_dump_bytes), ty = Y(h.text_accuracy);
-    const ref = el("rect", { x: tx - 5, y: ty - 5, width: 10, height: 10, class: "reference" }, svg);
-    ref.addEventListener("mousemove", (e) => showTip(e, `<b>str(network) text dump</b> (the notes')` +
-      `<br>${h.text_dump_bytes.toLocaleString("en")} bytes, accuracy ${h.text_accuracy.toFixed(4)}` +
-      "<br>a reference, not a row of the table"));
-    ref.addEventListener("mouseleave", hideTip);
+    if (text) {
+      const tx = X(h.text_dump_bytes), ty = Y(h.text_accuracy);
+      const ref = el("rect", { x: tx - 5, y: ty - 5, width: 10, height: 10, class: "reference" }, svg);
+      ref.addEventListener("mousemove", (e) => showTip(e, `<b>str(network) text dump</b> (the notes')` +
+        `<br>${h.text_dump_bytes.toLocaleString("en")} bytes, accuracy ${h.text_accuracy.toFixed(4)}` +
+        "<br>a reference, not a row of the table"));
+      ref.addEventListener("mouseleave", hideTip);
+    }
 
     // one point per row: exact rows first, so that lossy ones stay visible on top
     const order = rows.map((r, i) => i).sort((a, b) => rows[b].exact - rows[a].exact);
