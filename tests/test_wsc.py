@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -243,9 +244,65 @@ def _damaged(data: bytes, tensor: dict, plane: int, at: float = 0.5) -> bytes:
     return bytes(out)
 
 
+@pytest.fixture(params=["numpy", "blosc"])
+def joiner(request, monkeypatch):
+    """Each read joins its planes with numpy's strided writes, or with c-blosc's byte
+    unshuffle (the 'fast' extra, numcodecs) however small the read; counts the chunks
+    blosc joined."""
+    calls: list[int] = []
+    if request.param == "numpy":
+        monkeypatch.setattr(compact, "_unshuffler", lambda nbytes: None)
+    else:
+        blosc = pytest.importorskip("numcodecs.blosc")  # in the 'test' extra
+        monkeypatch.setattr(compact, "_unshuffler", lambda nbytes: blosc)
+        original = compact._ShuffledChunk.join
+
+        def counting(self, module, out):
+            calls.append(self.m)
+            original(self, module, out)
+
+        monkeypatch.setattr(compact._ShuffledChunk, "join", counting)
+    return request.param, calls
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64", "int16",
+                                   "uint32", "int64", "int8", "bool"])
+def test_both_joins_give_the_same_bits(dtype, joiner):
+    chunk, least = compact._CHUNK, compact._BLOSC_MIN
+    counts = [0, 1, least - 1, chunk, chunk + 1, chunk + least - 1, chunk + least,
+              3 * chunk + 5000]
+    rng = np.random.default_rng(17)
+    target = weightstore.model.canonical_dtype(dtype)
+    tensors = {}
+    for n in counts:
+        bits = rng.integers(0, 256, n * target.itemsize, dtype=np.uint8)
+        if dtype == "bool":
+            bits &= 1
+        tensors[f"t{n}"] = bits.view(target)
+    # every bit pattern, NaNs and infinities included, comes back as it went in
+    got = decode(encode(tensors))
+    for name, array in tensors.items():
+        assert got[name].dtype == array.dtype
+        assert got[name].tobytes() == array.tobytes(), name
+    mode, calls = joiner
+    if mode == "blosc" and target.itemsize > 1:  # whole chunks, and last ones of >= least
+        assert sorted(set(calls)) == [least, 5000, chunk]
+    else:
+        assert calls == []
+
+
+def test_blosc_join_is_taken_from_256_mib_or_once_numcodecs_is_imported(monkeypatch):
+    blosc = pytest.importorskip("numcodecs.blosc")  # in the 'test' extra
+    monkeypatch.delitem(sys.modules, "numcodecs.blosc")  # as in a process that never used it
+    assert compact._unshuffler(compact._BLOSC_FROM - 1) is None  # its import costs more
+    assert compact._unshuffler(compact._BLOSC_FROM) is blosc
+    monkeypatch.setitem(sys.modules, "numcodecs.blosc", blosc)  # already paid for
+    assert compact._unshuffler(1) is blosc
+
+
 @pytest.mark.parametrize("size", [50_000, 200_000])  # one chunk, and streamed in chunks
 @pytest.mark.parametrize("plane", [0, 1, 3])
-def test_corrupted_tensor_is_named(plane, size):
+def test_corrupted_tensor_is_named(plane, size, joiner):
     rng = np.random.default_rng(2)
     w = {"first": rng.normal(0, 0.1, size).astype(np.float32),
          "second": rng.normal(0, 0.1, size).astype(np.float32)}
