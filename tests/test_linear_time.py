@@ -99,7 +99,7 @@ CASES: dict[str, tuple[Callable[[int, Path], Path], int]] = {
     "CSV with n metadata rows": (_csv_metadata, 40_000),
     "HDF5 with n variable-length attributes": (_hdf5_vlen_heap, 2_000),
     "HDF5 with n groups": (_hdf5_groups, 1_000),
-    "shard index of n names": (_index_names, 10_000),
+    "shard index of n names": (_index_names, 2_500),
 }
 
 
