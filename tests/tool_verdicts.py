@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,20 @@ def _keras_legacy_gzip(out: Path, data: Path) -> Written:
 
 
 KERAS_CASES: dict[str, Callable[[Path, Path], Written]] = {"legacy_gzip": _keras_legacy_gzip}
+
+
+def run_cases(cases: dict[str, Callable[[Path, Path], Written]], data: Path,
+              judge: Callable[[str, Written], dict]) -> dict[str, dict]:
+    """Each case's files written in a temporary folder: the sha256 of each, and what
+    *judge* (the live tool, asserting as it goes) made of them, by case name."""
+    recorded = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make in cases.items():
+            out = Path(tmp) / name
+            out.mkdir()
+            written = make(out, data)
+            recorded[name] = {"files": written.hashes(out), **judge(name, written)}
+    return recorded
 
 
 def load_record(path: Path) -> dict:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -42,21 +41,18 @@ def keras_view(path: Path) -> list[list]:
 
 def main() -> None:
     reference = keras_view(tv.KERAS_DATA / "legacy.h5")
-    record: dict = {"tool": f"keras {keras.__version__} ({keras.backend.backend()} backend)",
-                    "loaded_with": "keras.saving.load_model(path, compile=False)",
-                    "made_by": "tests/data/keras/keras_loads_ours.py", "cases": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, make in tv.KERAS_CASES.items():
-            out = Path(tmp) / name
-            out.mkdir()
-            written = make(out, tv.KERAS_DATA)
-            (loaded,) = written.loads
-            seen = keras_view(loaded)
-            assert seen == reference, name  # paths too: Keras renames a nested block
-            assert [t[1:] for t in seen] == [t[1:] for t in tv.view(written.source)], name
-            record["cases"][name] = {"files": written.hashes(out), "metadata": {},
-                                     "tensors": seen, "keras_own_file": reference}
-            print(f"{name}: keras loaded {len(seen)} weights identically")
+    def judge(name: str, written: tv.Written) -> dict:
+        (loaded,) = written.loads
+        seen = keras_view(loaded)
+        assert seen == reference, name  # paths too: Keras renames a nested block
+        assert [t[1:] for t in seen] == [t[1:] for t in tv.view(written.source)], name
+        print(f"{name}: keras loaded {len(seen)} weights identically")
+        return {"metadata": {}, "tensors": seen, "keras_own_file": reference}
+
+    record = {"tool": f"keras {keras.__version__} ({keras.backend.backend()} backend)",
+              "loaded_with": "keras.saving.load_model(path, compile=False)",
+              "made_by": "tests/data/keras/keras_loads_ours.py",
+              "cases": tv.run_cases(tv.KERAS_CASES, tv.KERAS_DATA, judge)}
     tv.save_record(tv.KERAS_RECORD, record)
     print(f"wrote {tv.KERAS_RECORD}")
 

@@ -18,7 +18,6 @@ Run it again whenever that test says the writer's bytes changed.
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import ml_dtypes
@@ -69,20 +68,17 @@ def main() -> None:
     ws.save(ws.Weights(tensors, metadata), tv.TORCH_CORPUS)
     assert tv.view(ws.load(tv.TORCH_CORPUS)) == tv.view(tensors)
 
-    record: dict = {"tool": f"torch {torch.__version__}",
-                    "loaded_with": "torch.load(path, weights_only=True, mmap=False and True)",
-                    "made_by": "tests/data/pytorch/torch_loads_ours.py", "cases": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, make in tv.TORCH_CASES.items():
-            out = Path(tmp) / name
-            out.mkdir()
-            written = make(out, data)
-            torch_metadata, tensors_seen = torch_view(written.loads)
-            assert tensors_seen == tv.view(written.source), name
-            assert torch_metadata == written.metadata, name
-            record["cases"][name] = {"files": written.hashes(out), "metadata": torch_metadata,
-                                     "tensors": tensors_seen}
-            print(f"{name}: torch loaded {len(tensors_seen)} tensors identically")
+    def judge(name: str, written: tv.Written) -> dict:
+        torch_metadata, tensors_seen = torch_view(written.loads)
+        assert tensors_seen == tv.view(written.source), name
+        assert torch_metadata == written.metadata, name
+        print(f"{name}: torch loaded {len(tensors_seen)} tensors identically")
+        return {"metadata": torch_metadata, "tensors": tensors_seen}
+
+    record = {"tool": f"torch {torch.__version__}",
+              "loaded_with": "torch.load(path, weights_only=True, mmap=False and True)",
+              "made_by": "tests/data/pytorch/torch_loads_ours.py",
+              "cases": tv.run_cases(tv.TORCH_CASES, data, judge)}
     tensors_from_corpus = record["cases"]["corpus"]["tensors"]
     assert tensors_from_corpus == tv.view(tensors), "corpus.pt is not the corpus"
     tv.save_record(tv.TORCH_RECORD, record)
