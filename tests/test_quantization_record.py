@@ -96,5 +96,5 @@ def test_the_quantizer_refuses_what_it_cannot_quantize() -> None:
         prec.quantize_tensor(np.arange(4), 4, name="n")
     with pytest.raises(OptionError, match="expected a Precision or a mapping"):
         prec.apply({"x": np.zeros(2)}, 5)  # type: ignore[arg-type]
-    with pytest.raises(OptionError, match="dtype: expected one of float16"):
+    with pytest.raises(OptionError, match="dtype int8: expected one of float16, bfloat16"):
         prec.cast({"x": np.zeros(2)}, "int8")
