@@ -16,8 +16,9 @@ with its last one and runs the *whole* computation for it (copies, products, ele
 numpy releases the GIL in all of them), with BLAS limited to one thread for the duration of
 the call. Nothing ever waits on another thread mid-product, so a descheduled worker delays only
 its own group, and the copies and element-wise work use every core too. A worker that the
-machine cannot give a core (its thread waits on the run queue for more than 40% of the time)
-stops taking groups, down to one worker: see :class:`_Starvation`.
+machine cannot give a core (its thread waits on the run queue for more than 40% of the time,
+for three windows of 100 ms in a row) stops taking groups, down to one worker: see
+:class:`_Starvation`.
 
 BLAS threads are set with ``threadpoolctl`` (a small, well-kept library that finds the BLAS
 numpy loaded and calls its own thread-count setter). Without it, or with a BLAS it does not
@@ -111,10 +112,14 @@ class _SingleThreadedBlas:
 
 _single_threaded_blas = _SingleThreadedBlas()
 
-# A worker whose thread waits for a CPU longer than this share of the time stops taking groups
-# (see _Starvation), judged over windows of at least _WINDOW_NS.
+# A worker whose thread waits for a CPU longer than _STARVED_SHARE of the time, in each of
+# _STARVED_WINDOWS windows of at least _WINDOW_NS in a row, stops taking groups (see _Starvation).
+# One window is not enough: right after other numpy work, OpenBLAS's own helper threads go on
+# spinning for a while, and a single 50 ms window retired a worker on an idle machine (the
+# DeepConvNet benchmark's quiet runs then used one core; issue 20).
 _STARVED_SHARE = 0.4
-_WINDOW_NS = 50_000_000
+_WINDOW_NS = 100_000_000
+_STARVED_WINDOWS = 3
 
 
 class _Starvation:
@@ -125,12 +130,15 @@ class _Starvation:
     instance because the scheduler shares the CPUs per session (Linux's autogroup) and other
     sessions are busy, extra workers only add GIL hand-overs and cache contention; measured on
     the 2-core reference machine pinned to one CPU, two workers took 1.3x the wall time of one.
-    Waiting for the GIL is sleeping, not waiting on a run queue, so it does not count. Where
-    the file does not exist the answer is always False and every worker stays.
+    Waiting for the GIL is sleeping, not waiting on a run queue, so it does not count. Only
+    starvation that lasts counts: the answer is True after :data:`_STARVED_WINDOWS` starved
+    windows in a row. Where the file does not exist the answer is always False and every
+    worker stays.
     """
 
     def __init__(self) -> None:
         self._start = self._read()
+        self._streak = 0
 
     @staticmethod
     def _read() -> tuple[int, int] | None:
@@ -151,7 +159,8 @@ class _Starvation:
         if run + wait < _WINDOW_NS:
             return False
         self._start = now
-        return wait > _STARVED_SHARE * (run + wait)
+        self._streak = self._streak + 1 if wait > _STARVED_SHARE * (run + wait) else 0
+        return self._streak >= _STARVED_WINDOWS
 
 
 def run_groups(

@@ -423,13 +423,15 @@ def test_the_registry_entry_tells_the_format_as_the_codec_does(cls: type[Codec],
 
 
 def test_import_weightstore_imports_no_codec(tmp_path: Path) -> None:
-    """``import weightstore`` loads no codec module and none of their libraries; opening a
+    """``import weightstore`` loads no codec module and none of their libraries (nor the
+    comparison, cluster, lab, CLI or net modules); opening a
     pickle imports the pickle codec alone."""
     path = tmp_path / "w.pkl"
     path.write_bytes(pickle.dumps({"W": np.zeros(3, np.float32)}, protocol=4))
     code = ("import sys, weightstore as ws\n"
             "before = sorted(m for m in sys.modules if m.startswith('weightstore.codecs.')"
-            " or m in ('h5py', 'safetensors', 'zstandard'))\n"
+            " or m in ('h5py', 'safetensors', 'zstandard', 'weightstore.compare',"
+            " 'weightstore.cluster', 'net', 'weightstore.lab', 'weightstore.cli'))\n"
             f"ws.load({str(path)!r})\n"
             "after = sorted(m for m in sys.modules if m.startswith('weightstore.codecs.')"
             " and not m.startswith('weightstore.codecs._'))\n"  # shared helpers are no codec

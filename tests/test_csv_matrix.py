@@ -134,3 +134,38 @@ def test_numpys_parser_and_the_careful_one_read_the_same(tmp_path: Path, monkeyp
     careful = ws.load(p)
     assert all(arrays_identical(quick[k], careful[k]) and arrays_identical(quick[k], w[k])
                for k in w)
+
+
+def test_matrix_layout_reads_tensor_by_tensor_within_the_memory_budget(
+        tmp_path: Path, monkeypatch) -> None:
+    """A budget below the model's total but above its largest tensor plus one batch of
+    lines: open() reads every tensor, one at a time; load() (the whole model) is refused
+    before allocating; convert streams through."""
+    monkeypatch.setattr(_matrix, "_BATCH_VALUES", 1024)  # 16 lines of 64 values a batch
+    rng = np.random.default_rng(3)
+    w = ws.Weights({f"layer{i}/W": rng.standard_normal((256, 64)).astype(np.float32)
+                    for i in range(8)})
+    largest = max(a.nbytes for a in w.values())
+    path = tmp_path / "m.csv"
+    ws.save(w, path, layout="matrix")
+    cap = 3 * largest
+    assert w.nbytes > cap
+    limits = ws.Limits(max_memory_bytes=cap)
+    with pytest.raises(ws.LimitError, match="max_memory_bytes"):
+        ws.load(path, limits=limits)
+    with ws.open(path, limits=limits) as lazy:
+        assert lazy.lazy and list(lazy) == list(w)
+        for name in lazy:
+            assert arrays_identical(lazy[name], w[name]), name
+    out = tmp_path / "m.npz"
+    ws.convert(path, out, limits=limits)
+    assert ws.load(out).equal(w)
+
+
+def test_a_batch_beyond_the_budget_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    w = {"W": np.ones((64, 64), np.float32)}
+    path = tmp_path / "m.csv"
+    ws.save(w, path, layout="matrix")
+    with ws.open(path, limits=ws.Limits(max_memory_bytes=20_000)) as lazy, \
+            pytest.raises(ws.LimitError, match=r"tensor 'W' file 'W.csv' \(a batch of lines\)"):
+        lazy["W"]

@@ -80,6 +80,21 @@ def test_starvation_reads_this_threads_schedstat():
     assert probe._read()[0] > probe._start[0]  # run time counted
 
 
+def test_only_lasting_starvation_retires_a_worker(monkeypatch):
+    window = parallel._WINDOW_NS
+    # (run, wait) totals read at each call: windows starved, starved, fine, then starved x3.
+    shares = [0.5, 0.5, 0.1, 0.5, 0.5, 0.5]
+    readings = [(0, 0)]
+    for share in shares:
+        run, wait = readings[-1]
+        readings.append((run + int(window * (1 - share)), wait + int(window * share)))
+    feed = iter(readings)
+    monkeypatch.setattr(parallel._Starvation, "_read", staticmethod(lambda: next(feed)))
+    probe = parallel._Starvation()
+    answers = [probe() for _ in shares]
+    assert answers == [False, False, False, False, False, True]
+
+
 def test_worker_error_is_raised_and_stops_the_rest():
     before = _blas_threads()
     calls = []

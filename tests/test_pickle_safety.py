@@ -103,18 +103,30 @@ def test_reads_every_protocol_under_both_numpy_core_names(
     assert got["nested/k"].tolist() == [1, 2]
 
 
-def test_refuses_object_arrays(tmp_path: Path) -> None:
+def test_object_arrays_are_skipped_never_built(tmp_path: Path) -> None:
     path = tmp_path / "objects.pkl"
-    path.write_bytes(pickle.dumps({"W": np.array([1, "a"], dtype=object)}))
-    with pytest.raises(ws.WeightstoreError, match="dtype|global"):
+    path.write_bytes(pickle.dumps({"W": np.array([1, "a"], dtype=object),
+                                   "b": np.ones(2, np.float32)}))
+    with pytest.warns(ws.SkippedEntriesWarning, match=r"'W' \(an object array of shape"):
+        got = ws.load(path)
+    assert list(got) == ["b"]
+    with pytest.raises(ws.UnsupportedError, match=r"entry 'W'"):
+        ws.load(path, strict=True)
+
+
+def test_an_object_array_naming_a_global_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "objects.pkl"
+    path.write_bytes(pickle.dumps({"W": np.array([os.system], dtype=object)}))
+    with pytest.raises(ws.UnsafeFileError, match="global"):
         ws.load(path)
 
 
-def test_refuses_non_array_values(tmp_path: Path) -> None:
+def test_plain_values_become_metadata_other_values_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / "list.pkl"
-    path.write_bytes(pickle.dumps({"W": [1.0, 2.0]}))
-    with pytest.raises(ws.FormatError, match="'W'.*expected a numpy array"):
-        ws.load(path)
+    path.write_bytes(pickle.dumps({"W": [1.0, 2.0], "blob": b"xy"}))
+    with pytest.warns(ws.SkippedEntriesWarning, match=r"'blob' \(a bytes value\)"):
+        got = ws.load(path)
+    assert len(got) == 0 and got.metadata == {"W/0": "1.0", "W/1": "2.0"}
 
 
 def test_written_pickle_is_a_plain_dict_the_book_loads(tmp_path: Path) -> None:
@@ -138,14 +150,14 @@ def test_truncated_pickle_is_a_format_error(sample_weight_path: Path, tmp_path: 
 
 
 @pytest.mark.parametrize(("obj", "field", "found"), [
-    ([np.zeros(2)], "top level", "list"),
+    ("just text", "top level", "str"),
     # refused as the dict is built, before any name is made of it (issue 12: no key type
     # we never write may reach a dict, where equal hashes could flood it)
     ({1: np.zeros(2)}, "pickle dict key", "int 1"),
     ({"g": {2: np.zeros(2)}}, "pickle dict key", "int 2"),
     ({"W": np.zeros(2), "__metadata__": {"k": 1}}, "__metadata__", "dict"),
     ({"W": np.zeros(2), "__metadata__": ["k"]}, "__metadata__", "list"),
-], ids=["list", "int-key", "nested-int-key", "metadata-int-value", "metadata-list"])
+], ids=["text", "int-key", "nested-int-key", "metadata-int-value", "metadata-list"])
 def test_refuses_pickles_that_are_not_named_arrays(tmp_path: Path, obj: object, field: str,
                                                    found: str) -> None:
     path = tmp_path / "odd.pkl"

@@ -169,9 +169,13 @@ def test_writing_aligns_records_and_sniffs(tmp_path: Path) -> None:
     assert ws.load(misnamed).equal(ws.load(DATA / "legacy.pt"))
 
 
-def test_dtype_we_cannot_hold_names_the_tensor() -> None:
-    with pytest.raises(ws.UnsupportedError, match=r"tensor 'w8'.*float8_e4m3fn"):
-        ws.load(DATA / "float8.pt")
+def test_dtype_we_cannot_hold_is_skipped_and_named() -> None:
+    with pytest.warns(ws.SkippedEntriesWarning, match=r"'w8' \(a torch.float8_e4m3fn tensor"):
+        got = ws.load(DATA / "float8.pt")
+    assert "w8" not in got
+    with pytest.raises(ws.UnsupportedError, match=r"entry 'w8'.*float8_e4m3fn") as info:
+        ws.load(DATA / "float8.pt", strict=True)
+    assert info.value.path == str(DATA / "float8.pt")
 
 
 def test_sharded_index_opens_lazily() -> None:
@@ -194,7 +198,7 @@ def test_other_values_are_reported_not_dropped(tmp_path: Path) -> None:
     data = pickle.dumps({"w": None, "blob": b"\x00\x01", "tags": {1, 2}}, protocol=2)
     path = tmp_path / "odd.pt"
     _rezip(DATA / "uint16.pt", path, {"data.pkl": data})
-    with pytest.warns(ws.LossyWarning, match=r"blob \(a bytes\).*tags \(a set\)"):
+    with pytest.warns(ws.SkippedEntriesWarning, match=r"'blob' \(a bytes\).*'tags' \(a set\)"):
         got = ws.load(path)
     assert len(got) == 0 and got.metadata == {"w": "None"}
 

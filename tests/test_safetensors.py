@@ -257,13 +257,18 @@ def test_bad_headers_get_our_format_error(tmp_path: Path, raw: bytes, field: str
 
 
 @needs_safetensors
-def test_known_but_unsupported_dtype_is_named(tmp_path: Path) -> None:
+def test_known_but_unsupported_dtype_is_skipped_and_named(tmp_path: Path) -> None:
     path = tmp_path / "f8.safetensors"
-    path.write_bytes(_raw({"x": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}},
-                          b"\0\0"))
+    path.write_bytes(_raw({"x": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]},
+                           "y": {"dtype": "F32", "shape": [1], "data_offsets": [2, 6]}},
+                          b"\0\0" + np.float32(1.5).tobytes()))
+    with pytest.warns(weightstore.SkippedEntriesWarning,
+                      match=r"skipped 1 entry .*'x' \(a F8_E4M3 tensor of shape \(2,\)\)"):
+        got = weightstore.load(path)
+    assert list(got) == ["y"] and got["y"][0] == 1.5
     with pytest.raises(UnsupportedError) as info:
-        weightstore.load(path)
-    assert info.value.field == "tensor 'x' dtype" and info.value.found == "F8_E4M3"
+        weightstore.load(path, strict=True)
+    assert info.value.field == "entry 'x'" and info.value.found == "a F8_E4M3 tensor of shape (2,)"
 
 
 @needs_safetensors

@@ -10,6 +10,7 @@ import gc
 import io
 import json
 import os
+import tracemalloc
 import warnings
 import weakref
 import zipfile
@@ -23,6 +24,7 @@ from test_codecs import _sample
 import weightstore as ws
 from weightstore import api, shard
 from weightstore.codec import Codec
+from weightstore.codecs.npz import NpzCodec
 from weightstore.lazy import LazyWeights
 from weightstore.testing import for_codec
 
@@ -231,20 +233,65 @@ def test_convert_holds_one_tensor_at_a_time(src: str, dst: str, tmp_path: Path,
     assert ws.load(tmp_path / f"b{dst}").equal(weights)
 
 
-@pytest.mark.parametrize(("src", "dst", "why"), [
-    (".npz", ".pkl", "written one tensor at a time"),
-    (".pkl", ".npz", "read one tensor at a time"),
-])
-def test_formats_that_cannot_stream_warn_above_the_threshold(
-        src: str, dst: str, why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _save(_model(), tmp_path / f"a{src}")
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+@pytest.mark.parametrize(("src", "dst"), [(".npz", ".pkl"), (".pkl", ".h5"), (".pkl", ".pkl")])
+def test_pickle_converts_one_tensor_at_a_time(src: str, dst: str, protocol: int,
+                                              tmp_path: Path) -> None:
+    """Pickle is read lazily (each array's bytes left in the file until asked for) and
+    written tensor by tensor: converting eight 1 MiB tensors never holds more than about
+    two of them (protocols up to 4 copy each array into a bytes object to write it)."""
+    rng = np.random.default_rng(3)
+    weights = ws.Weights({f"block{i}/W": rng.standard_normal((512, 512), np.float32)
+                          for i in range(8)}, metadata={"k": "v"})
+    _save(weights, tmp_path / f"a{src}", **({"protocol": protocol} if src == ".pkl" else {}))
+    options = {"protocol": protocol} if dst == ".pkl" else {}
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ws.StreamingWarning)
+            monkey = api.STREAMING_WARN_BYTES
+            api.STREAMING_WARN_BYTES = 0  # any whole-model step would warn, and fail
+            try:
+                ws.convert(tmp_path / f"a{src}", tmp_path / f"b{dst}", **options)
+            finally:
+                api.STREAMING_WARN_BYTES = monkey
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    tensor = 512 * 512 * 4
+    assert peak < 2.5 * tensor, f"peak {peak / tensor:.2f} tensors"
+    got = ws.load(tmp_path / f"b{dst}")
+    assert got.equal(weights) and got.metadata == weights.metadata
+
+
+def test_a_writer_that_cannot_stream_warns_above_the_threshold(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every built-in writer streams, so one is made not to (as a plugin may be)."""
+    _save(_model(), tmp_path / "a.h5")
+    monkeypatch.setattr(NpzCodec, "streams_writes", False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ws.StreamingWarning)
-        ws.convert(tmp_path / f"a{src}", tmp_path / f"b{dst}")  # small: no warning
+        ws.convert(tmp_path / "a.h5", tmp_path / "b.npz")  # small: no warning
     monkeypatch.setattr(api, "STREAMING_WARN_BYTES", 1000)
-    with pytest.warns(ws.StreamingWarning, match=why):
-        ws.convert(tmp_path / f"a{src}", tmp_path / f"c{dst}")
-    assert ws.load(tmp_path / f"c{dst}").equal(_model())
+    with pytest.warns(ws.StreamingWarning, match="npz cannot be written one tensor at a time"):
+        ws.convert(tmp_path / "a.h5", tmp_path / "c.npz")
+    with ws.open(tmp_path / "a.h5") as opened, pytest.warns(
+            ws.StreamingWarning, match="a precision option changes the whole model"):
+        ws.save(opened, tmp_path / "d.h5", precision={"dtype": "float16"})
+    assert ws.load(tmp_path / "c.npz").equal(_model())
+
+
+def test_a_reader_that_cannot_stream_warns_above_the_threshold(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX is read whole (its tensors sit inside a protobuf message)."""
+    source = Path(__file__).parent / "data" / "onnx" / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ws.StreamingWarning)
+        ws.convert(source, tmp_path / "b.safetensors")
+    monkeypatch.setattr(api, "STREAMING_WARN_BYTES", 100)
+    with pytest.warns(ws.StreamingWarning, match="onnx cannot be read one tensor at a time"):
+        ws.convert(source, tmp_path / "c.safetensors")
+    assert ws.load(tmp_path / "c.safetensors").equal(ws.load(source))
 
 
 def test_progress_reports_every_byte_in_order(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ A file holds an ordered set of named numpy arrays plus string metadata
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from .api import (
     STREAMING_WARN_BYTES,
@@ -31,7 +32,6 @@ from .api import (
     verify,
 )
 from .codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option
-from .compare import Diff, diff, stats
 from .errors import (
     ChecksumError,
     DataError,
@@ -42,6 +42,7 @@ from .errors import (
     MissingDependencyError,
     ModelError,
     OptionError,
+    SkippedEntriesWarning,
     UnknownFormatError,
     UnsafeFileError,
     UnsupportedError,
@@ -53,13 +54,30 @@ from .model import TensorInfo, Weights
 from .registry import codecs as formats
 from .registry import get_codec, register
 
+if TYPE_CHECKING:
+    from .cluster import convert_many
+    from .compare import Diff, diff, stats
+
+
+# Names whose module is imported on first use, so that ``import weightstore`` pays only for
+# what loading and saving need (issue 19): comparing files, and the Dask cluster (extra
+# 'cluster').
+_ON_FIRST_USE = {"diff": "compare", "stats": "compare", "Diff": "compare",
+                 "convert_many": "cluster"}
+
 
 def __getattr__(name: str) -> object:
-    """``weightstore.convert_many``: :mod:`weightstore.cluster` (extra 'cluster') is
-    imported on first use, so that ``import weightstore`` does not pay for it."""
-    if name == "convert_many":
-        return importlib.import_module(f"{__name__}.cluster").convert_many
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """The names of :data:`_ON_FIRST_USE`, from their module, imported on first use."""
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_ON_FIRST_USE})
 
 
 #: ``weightstore.open(path)``: random access to a file's tensors (:class:`LazyWeights`).
@@ -75,5 +93,6 @@ __all__ = [
     "Written",
     "WeightstoreError", "FormatError", "UnsafeFileError", "ChecksumError", "LimitError",
     "UnknownFormatError", "UnsupportedError", "OptionError", "WeightsError", "FileAccessError",
-    "DataError", "ModelError", "MissingDependencyError", "LossyWarning", "__version__",
+    "DataError", "ModelError", "MissingDependencyError", "LossyWarning", "SkippedEntriesWarning",
+    "__version__",
 ]

@@ -239,6 +239,7 @@ def load(
     dequantize: bool = True,
     progress: ProgressCallback | None = None,
     storage_options: dict[str, Any] | None = None,
+    strict: bool = False,
     **options: Any,
 ) -> Weights:
     """Read the weights in *path* (a file, a URL, or a shard index). The format is *format*,
@@ -250,9 +251,15 @@ def load(
 
     Quantized tensors come back as floats under their own names unless *dequantize* is
     false, which gives the stored integer codes and scales (:mod:`weightstore.precision`).
+
+    Entries of other tools' files that weightstore does not hold (a complex or string
+    array in an npz or HDF5 file, a float8 tensor, an object in a pickle) are left out
+    with one :class:`~weightstore.errors.SkippedEntriesWarning` per file listing them;
+    with *strict* such a file is refused (:class:`~weightstore.errors.UnsupportedError`).
+    Plain numbers and strings in a pickle become metadata (docs/formats.md).
     """
     limits = limits or DEFAULT_LIMITS
-    budget = Budget(limits)  # one for the whole load: every shard, every layer
+    budget = Budget(limits, strict=strict)  # one for the whole load: every shard, layer
     if shard.is_index(path) or progress is not None:
         with _open(path, format, limits=limits, verify=verify, mmap=False,
                    storage_options=storage_options, options=options, budget=budget) as lazy:
@@ -286,6 +293,7 @@ def convert(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     rename: Sequence[str] = (),
+    strict: bool = False,
     **options: Any,
 ) -> Written:
     """Read *src* and write it to *dst* (format *to* or *dst*'s extension). *options* go
@@ -293,7 +301,8 @@ def convert(
     *progress*, *overwrite*, *include*, *exclude* and *rename* as for :func:`save` (with
     *overwrite* false, an existing *dst* is refused before *src* is read). A quantized
     source is copied as stored (codes and scales), unless *dequantize* is true or a
-    *precision* is given: then its floats are restored first.
+    *precision* is given: then its floats are restored first. *strict* as for
+    :func:`load`: entries weightstore does not hold refuse *src* instead of being skipped.
 
     Tensors move one at a time when *src*'s format can be read tensor by tensor and
     *dst*'s written so (``weightstore formats``; docs/formats.md), so memory stays
@@ -310,7 +319,7 @@ def convert(
                          storage_options)
     p = _precision.Precision.of(precision)
     limits = limits or DEFAULT_LIMITS
-    budget = Budget(limits)  # one for the whole conversion: every shard, every layer
+    budget = Budget(limits, strict=strict)  # one for the whole conversion
     with _open(src, from_format, limits=limits, verify=verify, mmap=False,
                storage_options=storage_options, options={}, budget=budget) as source:
         if not source.lazy and source.nbytes > STREAMING_WARN_BYTES:
@@ -373,15 +382,18 @@ class FileInfo:
 
 
 def inspect(path: PathLike, format: str | None = None, *, limits: Limits | None = None,
-            verify: bool = True, storage_options: dict[str, Any] | None = None) -> FileInfo:
+            verify: bool = True, storage_options: dict[str, Any] | None = None,
+            strict: bool = False) -> FileInfo:
     """Describe *path*: its format, each tensor's name, dtype, shape and count, its size
     (a sharded model's: all its files). Reads the header alone where the format has one.
 
     A quantized file shows its codes and scales as stored (the record is in the metadata).
+    *strict* as for :func:`load`.
     """
     limits = limits or DEFAULT_LIMITS
     with _open(path, format, limits=limits, verify=verify, mmap=True,
-               storage_options=storage_options, options={}, budget=Budget(limits)) as weights:
+               storage_options=storage_options, options={},
+               budget=Budget(limits, strict=strict)) as weights:
         tensors = [weights.info(name) for name in weights]
     size = sum(_file_size(p, storage_options) for p in weights.files)
     return FileInfo(path=os.fspath(path), format=weights.format, file_size=size,
@@ -407,14 +419,14 @@ class Verified:
 
 
 def verify(path: PathLike, format: str | None = None, *, limits: Limits | None = None,
-           storage_options: dict[str, Any] | None = None) -> Verified:
+           storage_options: dict[str, Any] | None = None, strict: bool = False) -> Verified:
     """Read every tensor of *path* (one at a time, never a memory map), checking every
     checksum the format stores: the header's and each tensor's. A damaged file raises
     :class:`~weightstore.errors.ChecksumError` (or :class:`FormatError`) naming what is
     damaged. For a format without checksums (:attr:`Verified.checksums` false) this
-    only shows that every tensor decodes."""
+    only shows that every tensor decodes. *strict* as for :func:`load`."""
     with open_weights(path, format, limits=limits, verify=True, mmap=False,
-                      storage_options=storage_options) as weights:
+                      storage_options=storage_options, strict=strict) as weights:
         for name in weights:
             weights[name]
         label = weights.format
@@ -459,6 +471,7 @@ def open_weights(
     verify: bool = True,
     mmap: bool = True,
     storage_options: dict[str, Any] | None = None,
+    strict: bool = False,
     **options: Any,
 ) -> LazyWeights:
     """Open *path* (a file, a URL or a shard index) for random access: ``weightstore.open``.
@@ -467,11 +480,13 @@ def open_weights(
     each tensor is read when accessed (a read-only memory map of a local file where the
     format stores raw bytes and *mmap* is on). Stored checksums are checked: the header's
     on opening, each tensor's as it is read (not for memory maps), unless *verify* is
-    false. Use as a context manager, or ``close()``.
+    false. Entries weightstore does not hold are skipped with a warning, or refused with
+    *strict*, as :func:`load` does. Use as a context manager, or ``close()``.
     """
     limits = limits or DEFAULT_LIMITS
     return _open(path, format, limits=limits, verify=verify, mmap=mmap,
-                 storage_options=storage_options, options=options, budget=Budget(limits))
+                 storage_options=storage_options, options=options,
+                 budget=Budget(limits, strict=strict))
 
 
 def _open(path: PathLike, format: str | None, *, limits: Limits, verify: bool, mmap: bool,

@@ -35,10 +35,11 @@ from typing import IO, Any, ClassVar
 
 import numpy as np
 
-from .errors import LimitError, OptionError
+from .errors import LimitError, OptionError, SkippedEntriesWarning, UnsupportedError
 from .model import TensorInfo, Weights, grouped_names, weights_from_file
 
 __all__ = ["Codec", "Option", "Limits", "DEFAULT_LIMITS", "Budget", "warn_if_regrouped",
+           "Skipped", "HELD", "report_skipped",
            "TensorSource", "LoadedSource", "read_all", "read_through_open"]
 
 GiB = 1 << 30
@@ -147,10 +148,16 @@ class Budget:
     what was being read and the :class:`Limits` field. A codec receives it as the
     ``budget`` keyword of ``read``/``open`` (None when called directly: it then makes its
     own with :meth:`of`) and passes the same object to anything it reads in turn.
+
+    It also carries the operation's :attr:`strict`: what a codec does with entries the
+    library does not hold (:func:`report_skipped`).
     """
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, *, strict: bool = False) -> None:
         self.limits = limits
+        #: Whether a file with entries weightstore does not hold is refused (True) or read
+        #: without them, with one :class:`~weightstore.errors.SkippedEntriesWarning`.
+        self.strict = strict
         #: Bytes of memory charged so far.
         self.memory = 0
         #: Decompressed bytes produced so far, and the compressed bytes they came from.
@@ -226,6 +233,49 @@ def _charge(used: int, nbytes: int, cap: int, path: str | None, field: str,
         raise LimitError(path=path, field=field, expected=expected(),
                          found=f"{used + nbytes:,} bytes needed")
     return used + nbytes
+
+
+#: What weightstore holds, as a skipped entry's "expected" says it.
+HELD = "a tensor of bool, (u)int8-64, float16/32/64 or bfloat16"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An entry of a file that a reader leaves out: its *name* as the file names it, and
+    *found*, what it is (``"a complex128 array of shape (2, 3)"``)."""
+
+    name: str
+    found: str
+    expected: str = HELD
+
+
+#: The advice a strict refusal ends with (the command line says it with its flag).
+STRICT_HINT = "without strict=True the rest loads, with a warning listing what is skipped"
+#: Most skipped entries a warning names one by one.
+_SHOWN = 20
+
+
+def report_skipped(path: str, skipped: Sequence[Skipped], budget: Budget | None) -> None:
+    """What a reader does once per file with the entries it leaves out: nothing when
+    there are none; with a strict *budget*, :class:`~weightstore.errors.UnsupportedError`
+    naming the file, the first entry, what was expected and what it is; otherwise one
+    :class:`~weightstore.errors.SkippedEntriesWarning` listing each entry and why."""
+    if not skipped:
+        return
+    if budget is not None and budget.strict:
+        first = skipped[0]
+        more = f", nor are {len(skipped) - 1} more entries" if len(skipped) > 1 else ""
+        raise UnsupportedError(f"not held by weightstore{more}", path=path,
+                               field=f"entry {first.name!r}", expected=first.expected,
+                               found=first.found, hint=STRICT_HINT)
+    shown = "; ".join(f"{s.name!r} ({s.found})" for s in skipped[:_SHOWN])
+    if len(skipped) > _SHOWN:
+        shown += f"; and {len(skipped) - _SHOWN} more"
+    n = len(skipped)
+    warnings.warn(SkippedEntriesWarning(
+        f"{path}: skipped {n} {'entry' if n == 1 else 'entries'} weightstore does not hold: "
+        f"{shown}; strict=True refuses such a file instead", path,
+        tuple((s.name, s.found) for s in skipped)), stacklevel=3)
 
 
 def warn_if_regrouped(weights: Mapping[str, Any], path: str, codec: str) -> None:

@@ -188,19 +188,20 @@ def diff_arrays(name: str, a: np.ndarray, b: np.ndarray, *, atol: float = 0.0,
 def diff(a: PathLike, b: PathLike, *, atol: float = 0.0, rtol: float = 0.0,
          check_dtype: bool = True, format_a: str | None = None, format_b: str | None = None,
          verify: bool = True, limits: Limits | None = None,
-         storage_options: dict[str, Any] | None = None) -> Diff:
+         storage_options: dict[str, Any] | None = None, strict: bool = False) -> Diff:
     """Compare the weight files *a* and *b* tensor by tensor, one tensor in memory at a time.
 
     *atol*/*rtol* set the tolerance; *check_dtype* false lets tensors of different dtypes
     match when their values do. Quantized files are compared as stored (codes and scales).
+    *strict* as for :func:`weightstore.load` (entries not held refuse a file).
     """
     if atol < 0 or rtol < 0 or math.isnan(atol) or math.isnan(rtol):
         raise WeightsError(field="atol/rtol", expected="non-negative numbers",
                            found=f"atol={atol}, rtol={rtol}")
     with open_weights(a, format_a, verify=verify, limits=limits,
-                      storage_options=storage_options) as wa, \
+                      storage_options=storage_options, strict=strict) as wa, \
             open_weights(b, format_b, verify=verify, limits=limits,
-                         storage_options=storage_options) as wb:
+                         storage_options=storage_options, strict=strict) as wb:
         rows: list[TensorDiff] = []
         for name in wa:
             ia = wa.info(name)
@@ -299,13 +300,13 @@ def tensor_stats(name: str, array: np.ndarray, *, bins: int = 10) -> TensorStats
 
 
 def stats(path: PathLike, *, bins: int = 10, format: str | None = None, verify: bool = True,
-          limits: Limits | None = None,
-          storage_options: dict[str, Any] | None = None) -> Iterator[TensorStats]:
+          limits: Limits | None = None, storage_options: dict[str, Any] | None = None,
+          strict: bool = False) -> Iterator[TensorStats]:
     """:class:`TensorStats` of each tensor of *path*, yielded as each is read (one tensor in
-    memory at a time)."""
+    memory at a time). *strict* as for :func:`weightstore.load`."""
     if bins < 1:
         raise WeightsError(field="bins", expected="1 or more", found=bins)
     with open_weights(path, format, verify=verify, limits=limits,
-                      storage_options=storage_options) as w:
+                      storage_options=storage_options, strict=strict) as w:
         for name in w:
             yield tensor_stats(name, w[name], bins=bins)

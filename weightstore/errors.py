@@ -23,6 +23,8 @@ Hierarchy::
 
     LossyWarning (a UserWarning, not an error): a write that changes values on purpose
     (a narrower dtype, quantization, rounded digits)
+    SkippedEntriesWarning (a UserWarning): a file was read without entries weightstore does
+    not hold (a complex or string array, an object it cannot make a tensor of)
 
 Where a standard exception type fits, the classes also derive from it
 (``ValueError``, ``TypeError``, ``OSError``, ``ImportError``), so code that
@@ -53,6 +55,7 @@ __all__ = [
     "ModelError",
     "MissingDependencyError",
     "LossyWarning",
+    "SkippedEntriesWarning",
     "translating_faults",
     "printable",
 ]
@@ -186,6 +189,23 @@ class LossyWarning(UserWarning):
 
     Issued once per write. Silence it with ``warnings.simplefilter("ignore", LossyWarning)``.
     """
+
+
+class SkippedEntriesWarning(UserWarning):
+    """A file was read without some of its entries: ones weightstore does not hold (a
+    complex, string or object array; a value that is neither a tensor nor a plain
+    number or string). Issued once per file, listing every entry skipped and why.
+
+    :attr:`path` is the file, :attr:`entries` the ``(name, what it is)`` pairs skipped.
+    Loading with ``strict=True`` (``--strict`` on the command line) refuses such a file
+    with :class:`UnsupportedError` instead.
+    """
+
+    def __init__(self, message: str, path: str = "",
+                 entries: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+        self.entries = entries
 
 
 # Exceptions a malformed file can provoke inside the libraries codecs use: a codec should

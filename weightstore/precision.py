@@ -68,7 +68,7 @@ from .model import Weights, as_weights, canonical_dtype, dtype_name
 __all__ = [
     "FLOAT_DTYPES", "QUANT_KEY", "CODES_SUFFIX", "SCALE_SUFFIX", "Quantization", "Precision",
     "QuantizedTensor", "cast", "round_digits", "quantize", "quantize_tensor", "pack",
-    "dequantize", "is_quantized", "apply",
+    "dequantize", "is_quantized", "apply", "quantization_record", "record_text",
 ]
 
 #: Target dtypes of :func:`cast`.
@@ -377,11 +377,25 @@ def pack(items: Iterable[tuple[str, np.ndarray | QuantizedTensor]],
             tensors.append((name, value))
     meta = dict(metadata or {})
     if record:
-        meta[QUANT_KEY] = json.dumps({"version": QUANT_VERSION, "scheme": "symmetric",
-                                      "tensors": record}, separators=(",", ":"))
+        meta[QUANT_KEY] = record_text(record)
     else:
         meta.pop(QUANT_KEY, None)
     return Weights(tensors, meta)
+
+
+def record_text(tensors: Mapping[str, Mapping[str, Any]]) -> str:
+    """The metadata value of :data:`QUANT_KEY` for these per-tensor entries."""
+    return json.dumps({"version": QUANT_VERSION, "scheme": "symmetric", "tensors": tensors},
+                      separators=(",", ":"))
+
+
+def quantization_record(metadata: Mapping[str, str],
+                        path: str | None = None) -> dict[str, dict[str, Any]] | None:
+    """The checked per-tensor entries of the quantization record in *metadata* (name ->
+    entry, the names of the tensors stored as ``NAME.q`` and ``NAME.scale``), or None when
+    there is none. A damaged record is a :class:`FormatError` naming *path*."""
+    text = metadata.get(QUANT_KEY)
+    return None if text is None else _parse_record(text, path)
 
 
 def quantize(weights: Weights | Mapping[str, Any], bits: int, *, block: int | None = None,

@@ -63,6 +63,15 @@ def add_data_dir_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_strict_arg(parser: argparse.ArgumentParser) -> None:
+    """``--strict``: refuse a file with entries weightstore does not hold."""
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="refuse a file holding entries weightstore does not hold (a complex, string or "
+        "object array; a pickle value that is not an array, number or string) instead of "
+        "reading the rest with a warning that lists what was skipped")
+
+
 def check_distinct(src: str, dst: str) -> None:
     """Refuse a destination that is the source file itself."""
     if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
@@ -81,6 +90,8 @@ CLI_WORDS: tuple[tuple[str, str], ...] = (
     ("precision quantize:", "--quantize:"),
     ("precision dtype ", "--dtype "),
     (": data_dir: expected an existing folder", ": --data-dir: expected an existing folder"),
+    ("without strict=True the rest loads", "without --strict the rest loads"),
+    ("strict=True refuses such a file instead", "--strict refuses such a file instead"),
 )
 
 

@@ -12,6 +12,7 @@ from ._util import (
     STDIO,
     add_option_arg,
     add_precision_args,
+    add_strict_arg,
     check_distinct,
     input_path,
     output_path,
@@ -67,13 +68,16 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="drop tensors whose name matches GLOB (repeatable)")
     g.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
                    help="replace the name prefix OLD with NEW, or with re:PATTERN=REPL a "
-                   "name PATTERN matches in full (repeatable; the first that applies wins)")
+                   "name PATTERN matches in full (repeatable; the first that applies wins); "
+                   "a quantized tensor is matched and renamed by its own name, its codes, "
+                   "scales and quantization record following it")
     p.add_argument("--max-shard-size", metavar="SIZE",
                    help="split into numbered shards plus DST.index.json, each holding at most "
                    "SIZE bytes of tensor values (2GB = 10**9, 500MiB = 500*2**20); a tensor "
                    "larger than SIZE gets a shard of its own")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="read SRC without checking its checksums (to salvage a damaged file)")
+    add_strict_arg(p)
     p.add_argument("-n", "--no-clobber", action="store_true",
                    help="refuse to replace an existing DST (checked before reading SRC, "
                    "and again atomically when DST is put in place)")
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                               verify=args.verify, max_shard_size=args.max_shard_size,
                               progress=progress, overwrite=not args.no_clobber,
                               include=args.include, exclude=args.exclude, rename=args.rename,
-                              **options)
+                              strict=args.strict, **options)
     if not args.quiet:
         print(f"wrote {'stdout' if to_stdout else written.path} ({written.format}, "
               f"{written.file_size:,} bytes, {len(written)} tensors, "

@@ -10,7 +10,7 @@ from ..compare import Diff, TensorDiff, diff
 from ..display import markdown_table, table
 from ..errors import OptionError
 from ..lab.compare import eval_diff
-from ._util import STDIO, input_path, print_json
+from ._util import STDIO, add_strict_arg, input_path, print_json
 
 HELP = "compare two weight files tensor by tensor; exit 0 when they match, else 1"
 EXAMPLES = """\
@@ -54,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="with --eval: folder with mnist/t10k-*.gz (as for 'weightstore eval')")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="read without checking the files' checksums")
+    add_strict_arg(p)
     p.set_defaults(run=run)
 
 
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError(field="A and B", expected="at most one '-' (stdin)", found="both")
     with input_path(args.a) as a, input_path(args.b) as b:
         result = diff(a, b, atol=args.atol, rtol=args.rtol, check_dtype=not args.ignore_dtype,
-                      verify=args.verify)
+                      verify=args.verify, strict=args.strict)
         evaluation = eval_diff(a, b, data_dir=args.data_dir).to_dict() if args.eval else None
     result = dataclasses.replace(result, a=args.a, b=args.b)
     if args.format == "json":

@@ -7,7 +7,7 @@ import time
 
 from .. import api
 from ..lab.evaluate import evaluate
-from ._util import add_data_dir_arg, print_json
+from ._util import add_data_dir_arg, add_strict_arg, print_json
 
 HELP = "run the book's network from a weight file on the 10,000 MNIST test images"
 EXAMPLES = """\
@@ -31,12 +31,13 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--batch-size", type=int, metavar="N", help="images per batch")
     add_data_dir_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON for programs")
+    add_strict_arg(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    weights = api.load(args.file, args.from_format)
+    weights = api.load(args.file, args.from_format, strict=args.strict)
     load_s = time.perf_counter() - start
     result = evaluate(weights, model=args.model, data_dir=args.data_dir,
                       batch_size=args.batch_size)

@@ -7,7 +7,7 @@ import argparse
 from .. import api
 from ..display import table
 from ..errors import printable
-from ._util import input_path, print_json
+from ._util import add_strict_arg, input_path, print_json
 from .verify_cmd import describe
 
 HELP = "list a weight file's tensors (name, dtype, shape, count), its format and size"
@@ -27,13 +27,15 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="also read every tensor and check every checksum (exit 1 if one fails)")
     g.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not check the header's checksum")
+    add_strict_arg(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     with input_path(args.file) as path:
-        info = api.inspect(path, args.from_format, verify=args.verify)
-        checked = api.verify(path, args.from_format) if args.verify_all else None
+        info = api.inspect(path, args.from_format, verify=args.verify, strict=args.strict)
+        checked = api.verify(path, args.from_format, strict=args.strict) \
+            if args.verify_all else None
     if args.json:
         data = info.to_dict()
         if checked is not None:

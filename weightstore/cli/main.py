@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("default")
     if not debug:
         warnings.formatwarning = lambda msg, cat, *a, **k: \
-            f"weightstore: warning: {printable(str(msg))}\n"
+            f"weightstore: warning: {printable(in_cli_words(str(msg)))}\n"
     try:
         with _signals_raise():
             return int(args.run(args) or 0)

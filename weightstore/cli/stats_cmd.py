@@ -7,7 +7,7 @@ import sys
 
 from ..compare import TensorStats, stats
 from ..display import table
-from ._util import input_path, print_json
+from ._util import add_strict_arg, input_path, print_json
 
 HELP = "per-tensor min, max, mean, std, zeros, NaN/Inf counts and a histogram"
 EXAMPLES = """\
@@ -42,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--json", action="store_true", help="print JSON for programs")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="read without checking the file's checksums")
+    add_strict_arg(p)
     p.set_defaults(run=run)
 
 
@@ -72,7 +73,7 @@ def bars(s: TensorStats, width: int = 40) -> str:
 def run(args: argparse.Namespace) -> int:
     with input_path(args.file) as path:
         results = list(stats(path, bins=args.bins, format=args.from_format,
-                             verify=args.verify))
+                             verify=args.verify, strict=args.strict))
     if args.json:
         print_json([s.to_dict() for s in results])
         return 0

@@ -8,7 +8,7 @@ import sys
 
 from .. import api
 from ..errors import WeightstoreError
-from ._util import in_cli_words, input_path, print_json
+from ._util import add_strict_arg, in_cli_words, input_path, print_json
 
 HELP = "read every tensor of each FILE and check every checksum; exit 1 if any fails"
 EXAMPLES = """\
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--from", dest="from_format", metavar="FORMAT",
                    help="format (default: from the content, then the extension)")
     p.add_argument("--json", action="store_true", help="print JSON for programs")
+    add_strict_arg(p)
     p.set_defaults(run=run)
 
 
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             with input_path(path) as local:
-                v = dataclasses.replace(api.verify(local, args.from_format), path=path)
+                v = dataclasses.replace(api.verify(local, args.from_format,
+                                                          strict=args.strict), path=path)
         except WeightstoreError as e:
             failed += 1
             results.append({"path": path, "ok": False, "error": in_cli_words(str(e))})

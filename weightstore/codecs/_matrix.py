@@ -17,6 +17,11 @@ decimals, ``NaN``/``Infinity``/``-Infinity``/``NaN(0x<bits>)``). No header row, 
 quoting: ``np.loadtxt(f, delimiter=",", ndmin=2)``, ``pandas.read_csv(f, header=None)``,
 R's ``read.csv(f, header=FALSE)`` and spreadsheets read a member as it is. Members are
 deflated.
+
+Reading opens the manifest alone (:class:`MatrixSource`); a tensor is parsed from its
+member when read, a batch of lines at a time into the tensor's array, so the memory a read
+takes beyond the tensor is one batch of text and numbers, charged to the operation's
+budget before it is allocated.
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from ..codec import Limits
+from ..codec import Budget, Limits, TensorSource
 from ..errors import FormatError, LimitError
-from ..model import Weights, canonical_dtype, info_of, weights_from_file
+from ..model import TensorInfo, Weights, canonical_dtype, info_of
 from ..sniffing import MATRIX_MANIFEST
 from ._header import check_shape
 from ._text import cast_exact, value_text
@@ -86,15 +91,32 @@ def write(weights: Weights, fileobj: IO[bytes], *, level: int = 6) -> None:
             del array
 
 
-def read(fileobj: IO[bytes], *, path: str, limits: Limits,
-         parse: Any) -> Weights:
-    """Read the matrix layout; *parse(values, dtype, where, path)* turns a list of value
-    texts into an array (the long CSV layout's parser)."""
+def open_matrix(fileobj: IO[bytes], *, path: str, limits: Limits, budget: Budget,
+                parse: Any) -> MatrixSource:
+    """The matrix layout opened: the manifest read and every entry checked against its
+    member (name, dtype, shape, size claims, the operation's decompression allowance);
+    each tensor is parsed from its member when read. *parse(values, dtype, where, path)*
+    turns a list of value texts into an array (the long CSV layout's careful parser)."""
     try:
         z = zipfile.ZipFile(fileobj)
     except zipfile.BadZipFile as e:
         raise FormatError(f"not a zip archive ({e})", path=path) from e
-    with z:
+    try:
+        return MatrixSource(z, path, limits, budget, parse)
+    except BaseException:
+        z.close()
+        raise
+
+
+class MatrixSource(TensorSource):
+    """An open matrix-layout archive: the manifest read, each tensor parsed on access, a
+    batch of lines at a time, with its scratch charged to the operation's budget first."""
+
+    lazy = True
+
+    def __init__(self, z: zipfile.ZipFile, path: str, limits: Limits, budget: Budget,
+                 parse: Any) -> None:
+        self._z, self._path, self._budget, self._parse = z, path, budget, parse
         members = {i.filename: i for i in z.infolist()}
         info = members.get(MANIFEST)
         if info is None:
@@ -103,6 +125,8 @@ def read(fileobj: IO[bytes], *, path: str, limits: Limits,
             raise LimitError(path=path, field="manifest",
                              expected=f"at most {limits.max_header_bytes} bytes",
                              found=info.file_size)
+        # the text, and the parsed document (a generous bound on Python objects per byte)
+        budget.take(_MANIFEST_COST * info.file_size, path=path, field="manifest")
         try:
             doc = orjson.loads(z.read(MANIFEST))
         except orjson.JSONDecodeError as e:
@@ -123,15 +147,153 @@ def read(fileobj: IO[bytes], *, path: str, limits: Limits,
             raise FormatError(path=path, field="manifest tensors",
                               expected=f"a list of at most {limits.max_tensors}",
                               found=entries if not isinstance(entries, list) else len(entries))
-        tensors: list[tuple[str, np.ndarray]] = []
+        infos: list[TensorInfo] = []
+        #: tensor name -> its member
+        self._files: dict[str, zipfile.ZipInfo] = {}
         used: set[str] = set()
-        total = 0
         for i, entry in enumerate(entries):
-            name, array = _read_tensor(z, members, entry, f"tensors[{i}]", path, limits, total,
-                                       used, parse)
-            total += array.nbytes
-            tensors.append((name, array))
-    return weights_from_file(tensors, metadata, path)
+            meta, member = _check_entry(members, entry, f"tensors[{i}]", path, limits, used)
+            infos.append(meta)
+            self._files[meta.name] = member
+        deflated = [m for m in self._files.values() if m.compress_type != zipfile.ZIP_STORED]
+        if deflated:  # what the members claim, against the operation's one allowance
+            budget.add_compressed(sum(m.compress_size for m in deflated))
+            budget.expand(sum(m.file_size for m in deflated), path=path,
+                          field="deflated members")
+        super().__init__(infos, metadata)
+        self._metas = {m.name: m for m in infos}
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        meta, member = self._metas[name], self._files[name]
+        where = f"tensor {name!r}"
+        if meta.count == 0:
+            with self._z.open(member) as f:
+                if f.read(1):
+                    raise FormatError(path=self._path, field=f"{where} file {member.filename!r}",
+                                      expected="an empty member for an empty tensor",
+                                      found=f"{member.file_size} bytes")
+            return np.zeros(meta.shape, dtype=meta.dtype)
+        rows, cols = matrix_shape(meta.shape)
+        out = np.empty((rows, cols), dtype=meta.dtype)
+        with self._z.open(member) as f:
+            _parse_member(f, out, member, where, self._path, self._budget, self._parse)
+        return out.reshape(meta.shape)
+
+    def close(self) -> None:
+        self._z.close()
+
+
+def _check_entry(members: dict[str, zipfile.ZipInfo], entry: Any, where: str, path: str,
+                 limits: Limits, used: set[str]) -> tuple[TensorInfo, zipfile.ZipInfo]:
+    """One manifest entry checked: its tensor's header and member."""
+    keys = {"name", "dtype", "shape", "file"}
+    if not isinstance(entry, dict) or set(entry) != keys:
+        raise FormatError(path=path, field=f"manifest {where}",
+                          expected=f"an object with keys {sorted(keys)}", found=entry)
+    name, file = entry["name"], entry["file"]
+    if not isinstance(name, str) or not isinstance(file, str):
+        raise FormatError(path=path, field=f"manifest {where}",
+                          expected="string name and file", found=entry)
+    where = f"tensor {name!r}"
+    try:
+        dtype = canonical_dtype(entry["dtype"]) if isinstance(entry["dtype"], str) else None
+    except Exception:  # noqa: BLE001 - a WeightsError; reported below
+        dtype = None
+    if dtype is None:
+        raise FormatError(path=path, field=f"{where} dtype", expected="a dtype name",
+                          found=entry["dtype"])
+    shape = check_shape(entry["shape"], path=path, field=f"{where} shape")
+    meta = TensorInfo(name, dtype, shape)
+    limits.check_tensor(path, name, meta.nbytes)
+    if file not in members or file in used:
+        raise FormatError(path=path, field=f"{where} file",
+                          expected="a member of the archive, used once", found=file)
+    used.add(file)
+    member = members[file]
+    rows, cols = matrix_shape(shape)
+    bound = meta.count * (_MAX_VALUE_CHARS + 1) + 2 * rows
+    if member.file_size > bound:
+        raise FormatError(path=path, field=f"{where} file {file!r}",
+                          expected=f"at most {bound} bytes for {meta.count} values",
+                          found=member.file_size)
+    if member.compress_type != zipfile.ZIP_STORED and \
+            member.file_size > limits.max_output(member.compress_size):
+        raise LimitError(path=path, field=f"{where} file {file!r}",
+                         expected=f"at most {limits.max_output(member.compress_size):,} bytes "
+                         f"from {member.compress_size:,} compressed (Limits.max_expansion)",
+                         found=f"{member.file_size:,} bytes claimed")
+    return meta, member
+
+
+#: Values parsed in one batch of lines (at least one line): the scratch of a read is a
+#: batch's text and numbers, whatever the tensor's size.
+_BATCH_VALUES = 1 << 16
+#: Bytes charged per manifest byte: the text and the objects parsed from it.
+_MANIFEST_COST = 8
+#: Bytes charged per value for the careful parser's Python strings and objects.
+_CAREFUL_COST = 120
+
+
+def _parse_member(f: IO[bytes], out: np.ndarray, member: zipfile.ZipInfo, where: str,
+                  path: str, budget: Budget, parse: Any) -> None:
+    """Fill *out* (rows x cols) from the member's lines, a batch of lines at a time: numpy's
+    C parser where it reads the batch exactly, else the careful parser line by line. Each
+    batch's scratch is charged to *budget* before it is read and given back after."""
+    rows, cols = out.shape
+    file = member.filename
+    line_bound = cols * (_MAX_VALUE_CHARS + 1) + 2
+    step = max(1, _BATCH_VALUES // max(cols, 1))
+    scratch = min(step * line_bound, member.file_size + 1) + step * cols * 8
+    budget.take(scratch, path=path, field=f"{where} file {file!r} (a batch of lines)")
+    try:
+        for first in range(0, rows, step):
+            n = min(step, rows - first)
+            lines = []
+            for i in range(n):
+                line = f.readline(line_bound + 1)
+                if not line:
+                    raise FormatError(path=path, field=f"{where} file {file!r}",
+                                      expected=f"{rows} lines", found=first + i)
+                if not line.endswith(b"\r\n"):
+                    found = "a last line without one" if len(line) <= line_bound \
+                        else f"a line longer than {line_bound} bytes"
+                    raise FormatError(path=path, field=f"{where} file {file!r}",
+                                      expected="lines ending with CRLF", found=found)
+                if not line.isascii():
+                    raise FormatError(path=path, field=f"{where} file {file!r} line "
+                                      f"{first + i + 1}", expected="ASCII text",
+                                      found=f"byte {next(b for b in line if b > 127)}")
+                lines.append(line)
+            block = b"".join(lines)
+            fast = _parse_fast(block, out.dtype, n, cols)
+            if fast is not None:
+                out[first:first + n] = _cast(fast, out.dtype, where, path)
+                continue
+            for i, line in enumerate(lines):
+                _careful_line(line, out, first + i, where, f"{where} file {file!r} line "
+                              f"{first + i + 1}", path, budget, parse)
+        extra = len(f.read(1))
+        if extra:
+            raise FormatError(path=path, field=f"{where} file {file!r}",
+                              expected=f"{rows} lines", found="more")
+    finally:
+        budget.give_back(scratch)
+
+
+def _careful_line(line: bytes, out: np.ndarray, r: int, where: str, field: str, path: str,
+                  budget: Budget, parse: Any) -> None:
+    """Row *r* of *out* from one line by the careful parser (its strings charged first)."""
+    cols = out.shape[1]
+    cost = cols * _CAREFUL_COST
+    budget.take(cost, path=path, field=f"{field} (parsed value by value)")
+    try:
+        cells = line[:-2].decode("ascii").split(",")
+        if len(cells) != cols:
+            raise FormatError(path=path, field=field, expected=f"{cols} values",
+                              found=len(cells))
+        out[r] = parse(cells, out.dtype, where, path)
+    finally:
+        budget.give_back(cost)
 
 
 def _parse_fast(data: bytes, dtype: np.dtype, rows: int, cols: int) -> np.ndarray | None:
@@ -159,69 +321,3 @@ def _cast(values: np.ndarray, dtype: np.dtype, where: str, path: str) -> np.ndar
                               found=int(values.max()))
         return values.astype(bool)
     return cast_exact(values, dtype, f"{where} value", path)
-
-
-def _read_tensor(z: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], entry: Any,
-                 where: str, path: str, limits: Limits, total: int, used: set[str],
-                 parse: Any) -> tuple[str, np.ndarray]:
-    keys = {"name", "dtype", "shape", "file"}
-    if not isinstance(entry, dict) or set(entry) != keys:
-        raise FormatError(path=path, field=f"manifest {where}",
-                          expected=f"an object with keys {sorted(keys)}", found=entry)
-    name, file = entry["name"], entry["file"]
-    if not isinstance(name, str) or not isinstance(file, str):
-        raise FormatError(path=path, field=f"manifest {where}",
-                          expected="string name and file", found=entry)
-    where = f"tensor {name!r}"
-    try:
-        dtype = canonical_dtype(entry["dtype"]) if isinstance(entry["dtype"], str) else None
-    except Exception:  # noqa: BLE001 - a WeightsError; reported below
-        dtype = None
-    if dtype is None:
-        raise FormatError(path=path, field=f"{where} dtype", expected="a dtype name",
-                          found=entry["dtype"])
-    shape = check_shape(entry["shape"], path=path, field=f"{where} shape")
-    count = math.prod(shape)
-    limits.check_tensor(path, name, count * dtype.itemsize, total)
-    if file not in members or file in used:
-        raise FormatError(path=path, field=f"{where} file",
-                          expected="a member of the archive, used once", found=file)
-    used.add(file)
-    rows, cols = matrix_shape(shape)
-    bound = count * (_MAX_VALUE_CHARS + 1) + 2 * rows
-    if members[file].file_size > bound:
-        raise FormatError(path=path, field=f"{where} file {file!r}",
-                          expected=f"at most {bound} bytes for {count} values",
-                          found=members[file].file_size)
-    with z.open(file) as f:
-        data = f.read(bound + 1)
-    if count == 0:
-        if data:
-            raise FormatError(path=path, field=f"{where} file {file!r}",
-                              expected="an empty member for an empty tensor",
-                              found=f"{len(data)} bytes")
-        return name, np.zeros(shape, dtype=dtype)
-    if not data.isascii():
-        bad = next(i for i, b in enumerate(data) if b > 127)
-        raise FormatError(path=path, field=f"{where} file {file!r}",
-                          expected="ASCII text", found=f"byte {bad}")
-    if not data.endswith(b"\r\n"):
-        raise FormatError(path=path, field=f"{where} file {file!r}",
-                          expected="lines ending with CRLF", found="a last line without one")
-    fast = _parse_fast(data, dtype, rows, cols)
-    if fast is not None:
-        del data
-        return name, _cast(fast, dtype, where, path).reshape(shape)
-    lines = data.decode("ascii").split("\r\n")
-    lines.pop()
-    if len(lines) != rows:
-        raise FormatError(path=path, field=f"{where} file {file!r}",
-                          expected=f"{rows} lines", found=len(lines))
-    values: list[str] = []
-    for r, line in enumerate(lines):
-        cells = line.split(",")
-        if len(cells) != cols:
-            raise FormatError(path=path, field=f"{where} file {file!r} line {r + 1}",
-                              expected=f"{cols} values", found=len(cells))
-        values.extend(cells)
-    return name, parse(values, dtype, where, path).reshape(shape)

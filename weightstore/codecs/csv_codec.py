@@ -49,7 +49,16 @@ from typing import IO, NamedTuple
 import numpy as np
 import orjson
 
-from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, LoadedSource, Option, TensorSource
+from ..codec import (
+    DEFAULT_LIMITS,
+    Budget,
+    Codec,
+    Limits,
+    LoadedSource,
+    Option,
+    TensorSource,
+    read_all,
+)
 from ..errors import FormatError, LimitError, WeightsError
 from ..fileio import RawFile
 from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
@@ -239,7 +248,7 @@ class CsvCodec(Codec):
              verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """The file's tensors (:meth:`_open`); in the row layout, names and metadata with
         the spreadsheet guard removed (:func:`unguard`)."""
-        source = self._open(fileobj, path=path, limits=limits, verify=verify)
+        source = self._open(fileobj, path=path, limits=limits, verify=verify, budget=budget)
         fileobj.seek(0)
         if fileobj.read(4) == ZIP_MAGICS[0] or not any(
                 unguard(text) != text for text in (*(t.name for t in source.tensors),
@@ -254,7 +263,7 @@ class CsvCodec(Codec):
         fileobj.seek(0)
         matrix = fileobj.read(4) == ZIP_MAGICS[0]
         fileobj.seek(0)
-        weights = self._read(fileobj, path=path, limits=limits, verify=verify)
+        weights = self._read(fileobj, path=path, limits=limits, verify=verify, budget=budget)
         if matrix:
             return weights
         return weights_from_file([(unguard(k), v) for k, v in weights.items()],
@@ -262,15 +271,18 @@ class CsvCodec(Codec):
                                  path)
 
     def _open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-              verify: bool = True) -> TensorSource:
+              verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """A file as the writer lays it out (each tensor's rows together and in order) is
         scanned for where each tensor's rows are, a window at a time, and each tensor is
-        parsed from its rows when read; any other file is read whole."""
+        parsed from its rows when read; the matrix layout opens its manifest, each tensor
+        parsed from its member when read; any other file is read whole."""
         raw = RawFile(fileobj, path)
         source = None
-        if raw.size and raw.pread(0, 4) == ZIP_MAGICS[0]:  # the matrix layout: read whole
-            pass
-        elif raw.size and raw.pread(raw.size - 1, 1) == b"\n":
+        if raw.size and raw.pread(0, 4) == ZIP_MAGICS[0]:
+            return _matrix.open_matrix(fileobj, path=path, limits=limits,
+                                       budget=Budget.of(budget, limits, fileobj),
+                                       parse=_parse_values)
+        if raw.size and raw.pread(raw.size - 1, 1) == b"\n":
             source = _open_blocks(_fasttext.FileText(raw), path, limits)
         if source is None:
             fileobj.seek(0)
@@ -278,10 +290,16 @@ class CsvCodec(Codec):
         return source
 
     def _read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
-              verify: bool = True) -> Weights:
+              verify: bool = True, budget: Budget | None = None) -> Weights:
         if fileobj.read(4) == ZIP_MAGICS[0]:
             fileobj.seek(0)
-            return _matrix.read(fileobj, path=path, limits=limits, parse=_parse_values)
+            budget = Budget.of(budget, limits, fileobj)
+            source = _matrix.open_matrix(fileobj, path=path, limits=limits, budget=budget,
+                                         parse=_parse_values)
+            try:
+                return read_all(source, path, limits, budget)
+            finally:
+                source.close()
         end = fileobj.seek(0, io.SEEK_END)
         fileobj.seek(max(0, end - 1))
         if fileobj.read(1) != b"\n":

@@ -35,9 +35,11 @@ Attributes of another type (compound, reference) are reported with a warning and
 kept as ``{"unsupported": "<dtype>"}``, which writing skips with a warning.
 
 Reading refuses soft and external links, external storage and virtual datasets
-(each would read other files), dtypes outside the core set, and datasets whose
-claimed size exceeds :class:`~weightstore.codec.Limits` or their stored bytes by
-more than the allowed expansion.
+(each would read other files), and datasets whose claimed size exceeds
+:class:`~weightstore.codec.Limits` or their stored bytes by more than the allowed
+expansion. Datasets of a dtype outside the core set (strings, complex, compound) are
+skipped, with their attributes, and listed in one
+:class:`~weightstore.errors.SkippedEntriesWarning` (``strict`` refuses the file instead).
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ from ..codec import (
     Codec,
     Limits,
     Option,
+    Skipped,
     TensorSource,
     read_through_open,
+    report_skipped,
     warn_if_regrouped,
 )
 from ..errors import (
@@ -202,6 +206,8 @@ class _Hdf5Source(TensorSource):
         metas: list[TensorInfo] = []
         self._limits = limits
         self._heaps_checked = False
+        #: datasets left out: of a dtype weightstore does not hold
+        self._skipped: list[Skipped] = []
         #: HDF5 path -> its attributes as typed JSON values (see the module doc)
         self._attrs: dict[str, dict[str, Any]] = {}
         try:
@@ -217,6 +223,7 @@ class _Hdf5Source(TensorSource):
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:
             # h5py reports damaged metadata as any of these
             raise _damage(e, "damaged HDF5 structure", path) from e
+        report_skipped(path, self._skipped, budget)
         super().__init__(metas, metadata)
         self._metas = {m.name: m for m in metas}
         if verify and stored_header is not None:
@@ -292,6 +299,9 @@ class _Hdf5Source(TensorSource):
                                   expected="one link to each group and dataset",
                                   found="a second link to an object already read")
             self._seen.add(address)
+            if isinstance(obj, h5py.Dataset) and (found := _unheld(h5py, obj)) is not None:
+                self._skipped.append(Skipped(name, found))  # its attributes go with it
+                continue
             values = self._attr_values(obj, f"object {name!r}", (CRC_ATTR,))
             if values:
                 self._attrs["/" + name] = values
@@ -348,6 +358,33 @@ class _Hdf5Source(TensorSource):
         self._f.close()
 
 
+def _held_dtype(h5py: Any, dtype: np.dtype) -> np.dtype | None:
+    """The dtype a dataset of HDF5 type *dtype* is read as (h5py's bool enum as bool), or
+    None when weightstore does not hold it."""
+    mapping = h5py.check_enum_dtype(dtype)
+    if mapping is not None and dtype.itemsize == 1 and set(mapping) == {"FALSE", "TRUE"}:
+        return np.dtype(bool)
+    return dtype if dtype_name(dtype) is not None else None
+
+
+def _unheld(h5py: Any, ds: Any) -> str | None:
+    """What dataset *ds* is when weightstore does not hold it (``"a variable-length utf-8
+    string dataset of shape ()"``), else None."""
+    if ds.shape is None or _held_dtype(h5py, ds.dtype) is not None:
+        return None
+    text = h5py.check_string_dtype(ds.dtype)
+    if text is not None:
+        size = "variable-length" if text.length is None else f"{text.length}-byte"
+        kind = f"{size} {text.encoding} string"
+    elif ds.dtype.names is not None:
+        kind = "compound"
+    elif h5py.check_vlen_dtype(ds.dtype) is not None:
+        kind = "variable-length sequence"
+    else:
+        kind = str(ds.dtype)
+    return f"a {kind} dataset of shape {tuple(ds.shape)}"
+
+
 def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
                    file_size: int) -> tuple[TensorInfo, int, int]:
     """The dataset's meta after the checks, the offset of its raw bytes (-1 when it
@@ -363,8 +400,8 @@ def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
                               found="external storage")
     if ds.shape is None:
         raise FormatError(path=path, field=where, expected="an array", found="an empty dataspace")
-    dtype = ds.dtype  # h5py gives its FALSE/TRUE enum (how it stores bool) as bool
-    if dtype_name(dtype) is None:
+    dtype = _held_dtype(h5py, ds.dtype)
+    if dtype is None:  # the walk skips these before
         raise FormatError(path=path, field=f"{where} dtype",
                           expected="bool, (u)int8-64 or float16/32/64", found=str(ds.dtype))
     math.prod(ds.shape)  # exact (a float product would overflow on absurd claims)

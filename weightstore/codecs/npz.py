@@ -38,8 +38,10 @@ from ..codec import (
     Codec,
     Limits,
     Option,
+    Skipped,
     TensorSource,
     read_through_open,
+    report_skipped,
 )
 from ..errors import ChecksumError, FormatError, UnsupportedError
 from ..fileio import RawFile, crc32
@@ -330,6 +332,7 @@ class _NpzSource(TensorSource):
                               expected=f"at most {limits.max_tensors}", found=len(infos))
         NpzCodec._check_extents(infos, getattr(zf, "start_dir", raw.size), path)
         metas: list[TensorInfo] = []
+        skipped: list[Skipped] = []
         self._members: dict[str, _Member] = {}
         for info in infos:
             if info.header_offset + info.compress_size > raw.size:
@@ -356,10 +359,16 @@ class _NpzSource(TensorSource):
                     f"from {info.compress_size:,} compressed (Limits.max_expansion)",
                     found=f"{info.file_size:,} bytes claimed",
                 )
-            meta, member = self._header(info, name, limits)
+            header = self._header(info, name, limits)
+            if isinstance(header, Skipped):
+                skipped.append(header)
+                continue
+            meta, member = header
             metas.append(meta)
             self._members[name] = member
-        deflated = [i for i in infos if i.compress_type != zipfile.ZIP_STORED]
+        report_skipped(path, skipped, budget)
+        deflated = [i for i in infos if i.compress_type != zipfile.ZIP_STORED
+                    and i.filename[: -len(".npy")] in self._members]
         if deflated:  # what the members claim, against the operation's one allowance
             budget.add_compressed(sum(i.compress_size for i in deflated))
             budget.expand(sum(i.file_size for i in deflated), path=path,
@@ -380,7 +389,9 @@ class _NpzSource(TensorSource):
         return f"member {info.filename!r}"
 
     def _header(self, info: zipfile.ZipInfo, name: str,
-                limits: Limits) -> tuple[TensorInfo, _Member]:
+                limits: Limits) -> tuple[TensorInfo, _Member] | Skipped:
+        """The member's tensor and where it lies, or :class:`Skipped` for an array of a
+        dtype weightstore does not hold (complex, strings, objects: never unpickled)."""
         path, where = self._path, self._where(info)
         data_offset = -1
         try:
@@ -407,8 +418,9 @@ class _NpzSource(TensorSource):
         except zlib.error as e:
             raise FormatError(f"corrupted compressed data ({e})", path=path, field=where) from e
         if dtype_name(dtype) is None:
-            raise FormatError(path=path, field=f"{where} dtype",
-                              expected="a numeric or bool dtype", found=str(dtype))
+            return Skipped(name, f"a {dtype} array of shape {tuple(shape)}"
+                           if dtype.kind != "O" else
+                           f"an object array of shape {tuple(shape)}, never unpickled")
         meta = TensorInfo(name, dtype, tuple(shape))
         limits.check_tensor(path, name, meta.nbytes)
         if header_len + meta.nbytes != info.file_size:

@@ -5,8 +5,11 @@ lists, tuples, numpy arrays, dtypes and scalars, from pickle protocols 2 to 5,
 whether numpy pickled them under ``numpy.core`` (numpy 1.x) or ``numpy._core``
 (numpy 2.x). Any other global (``os.system``, ``builtins.eval``,
 ``subprocess.Popen``, ...) is refused with :class:`~weightstore.errors.UnsafeFileError`
-naming it, before anything from the file runs. Arrays of dtype ``object`` are
-refused as well.
+naming it, before anything from the file runs. Arrays of a dtype weightstore does not
+hold (complex, fixed-length text or bytes, ``object``) are never made: they are skipped
+and listed in one :class:`~weightstore.errors.SkippedEntriesWarning` (``strict`` refuses
+the file instead); plain numbers, strings, booleans and ``None`` become metadata, and
+lists and tuples are named by index (``layers/0``), as :func:`_collect` says.
 
 The opcodes are run by :class:`_Machine`, not :class:`pickle.Unpickler`: it charges
 every object, container slot and memo entry to the operation's budget before making
@@ -15,15 +18,23 @@ measures nesting as it builds (see its docstring and docs/security.md). Opcodes 
 pickle of arrays never needs (``INST``, ``OBJ``, ``NEWOBJ``, ``EXT*``, persistent
 ids, sets, out-of-band buffers, protocol 0's text opcodes) are refused by name.
 
+:meth:`PickleCodec.open` runs the same machine once with every byte string of 64 KiB or
+more left in the file (a seek over it, its offset kept): an array's data is such a string
+in protocols 3 to 5, so each array is then read from its offset on access, and converting
+a pickle holds one tensor at a time.
+
 Writing gives a plain dict of arrays (nested dicts for ``/`` in names) that
 ``pickle.load`` returns as is, as the book's code expects. Metadata, when there is
-any, is stored under the key ``"__metadata__"`` as a dict of strings.
+any, is stored under the key ``"__metadata__"`` as a dict of strings. The pickler keeps
+no memo (nothing is shared) and fetches each tensor as it reaches it, so a lazily opened
+source is written one tensor at a time.
 """
 
 from __future__ import annotations
 
 import contextvars
 import io
+import math
 import pickle
 import re
 import struct
@@ -33,9 +44,22 @@ from typing import IO, Any, ClassVar
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option, file_size, warn_if_regrouped
+from ..codec import (
+    DEFAULT_LIMITS,
+    Budget,
+    Codec,
+    Limits,
+    LoadedSource,
+    Option,
+    Skipped,
+    TensorSource,
+    file_size,
+    report_skipped,
+    warn_if_regrouped,
+)
 from ..errors import FormatError, LimitError, UnsafeFileError, WeightsError, WeightstoreError
-from ..model import Weights, canonical_dtype, to_storage, weights_from_file
+from ..fileio import RawFile
+from ..model import TensorInfo, Weights, canonical_dtype, to_storage, weights_from_file
 from ..sniffing import is_pickle
 from ._unpickle import Frozen
 
@@ -47,6 +71,9 @@ _ALLOWED: dict[tuple[str, str], Any] = {}
 
 #: dtype codes numpy writes for the core dtypes ("f4", "<i8", "b1", ...).
 _DTYPE_CODE = re.compile(r"[<>=|]?(?:b1|\?|[iu][1248]|f[248])")
+#: dtype codes of arrays weightstore does not hold but recognises, to skip them: complex,
+#: fixed-length bytes and text, objects (whose items the machine below has made safely).
+_UNHELD_CODE = re.compile(r"[<>=|]?(?:c(?:8|16|32)|[SU][0-9]{1,6}|O8?)")
 #: Most dimensions numpy allows.
 _MAX_DIMS = 64
 #: The budget and path of the read in progress, for the array builders below.
@@ -96,13 +123,16 @@ class _DtypeSpec:
     sizes) is checked against the form numpy writes for them.
     """
 
-    __slots__ = ("dtype",)
+    __slots__ = ("dtype", "held")
 
     def __init__(self, code: Any, align: Any = False, copy: Any = True) -> None:
+        self.held = True
         if code is _BFLOAT16:
             self.dtype = canonical_dtype("bfloat16")  # needs ml_dtypes, else says so
         elif isinstance(code, str) and _DTYPE_CODE.fullmatch(code):
             self.dtype = np.dtype(code)
+        elif isinstance(code, str) and _UNHELD_CODE.fullmatch(code):
+            self.dtype, self.held = np.dtype(code), False  # an array to skip, never made
         else:
             raise UnsafeFileError(field="numpy dtype",
                                   expected="bool, (u)int8-64, float16/32/64 or bfloat16",
@@ -130,7 +160,36 @@ def _dtype(value: Any, where: str) -> np.dtype:
     return value.dtype
 
 
-def _raw_bytes(value: Any, where: str) -> bytes | bytearray:
+class _Span:
+    """Bytes the file holds at *offset*, left there: what :class:`_Machine` in lazy mode
+    puts on the stack for a long ``BINBYTES``/``BYTEARRAY8`` instead of reading it."""
+
+    __slots__ = ("offset", "size")
+
+    def __init__(self, offset: int, size: int) -> None:
+        self.offset, self.size = offset, size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class _OnDisk:
+    """An array whose bytes the file holds at :attr:`offset` (``open()``; read on access)."""
+
+    __slots__ = ("dtype", "fortran", "offset", "shape")
+
+    def __init__(self, offset: int, shape: tuple[int, ...], dtype: np.dtype,
+                 fortran: bool) -> None:
+        self.offset, self.shape, self.dtype, self.fortran = offset, shape, dtype, fortran
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _raw_bytes(value: Any, where: str) -> bytes | bytearray | _Span:
+    if isinstance(value, _Span):
+        return value
     if isinstance(value, str):  # written by Python 2: bytes were str, read as latin-1
         return value.encode("latin1")
     if isinstance(value, bytes | bytearray):
@@ -140,8 +199,25 @@ def _raw_bytes(value: Any, where: str) -> bytes | bytearray:
     raise _refuse(where, "bytes", type(value).__name__)
 
 
-def _build_array(shape: Any, dtype: Any, fortran: Any, raw: Any, where: str) -> np.ndarray:
-    """An array of *shape* and *dtype* holding a copy of *raw*, after checking each."""
+class _Unheld:
+    """An array of a dtype weightstore does not hold (complex, text, objects): its
+    description alone, for the warning that says it was skipped."""
+
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self.dtype, self.shape = dtype, shape
+
+    def describe(self) -> str:
+        kind = "an object" if self.dtype.kind == "O" else f"a {self.dtype}"
+        return f"{kind} array of shape {self.shape}"
+
+
+def _build_array(shape: Any, dtype: Any, fortran: Any, raw: Any,
+                 where: str) -> np.ndarray | _OnDisk | _Unheld:
+    """An array of *shape* and *dtype* holding a copy of *raw*, after checking each (an
+    :class:`_OnDisk` where *raw* was left in the file; for a dtype weightstore does not
+    hold, an :class:`_Unheld` description: nothing is made)."""
     if (not isinstance(shape, tuple) or len(shape) > _MAX_DIMS
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                        for d in shape)):
@@ -150,6 +226,8 @@ def _build_array(shape: Any, dtype: Any, fortran: Any, raw: Any, where: str) -> 
     dt = _dtype(dtype, f"{where} dtype")
     if not isinstance(fortran, bool | int):
         raise _refuse(f"{where} order", "a flag", fortran)
+    if not dtype.held:
+        return _Unheld(dt, shape)  # the data (bytes, or the objects) is left unused
     data = _raw_bytes(raw, f"{where} data")
     count = 1
     for d in shape:
@@ -157,6 +235,8 @@ def _build_array(shape: Any, dtype: Any, fortran: Any, raw: Any, where: str) -> 
     if len(data) != count * dt.itemsize:
         raise _refuse(f"{where} data", f"{count * dt.itemsize:,} bytes for shape {shape} "
                       f"{dt.name}", f"{len(data):,} bytes")
+    if isinstance(data, _Span):
+        return _OnDisk(data.offset, shape, dt, bool(fortran))
     current = _BUDGET.get()
     if current is not None:  # the copy below: charged before it is made
         current[0].take(len(data), path=current[1], field=f"{where} ({shape} {dt.name})")
@@ -171,7 +251,7 @@ class _ArraySpec:
     __slots__ = ("array",)
 
     def __init__(self) -> None:
-        self.array: np.ndarray | None = None
+        self.array: np.ndarray | _OnDisk | _Unheld | None = None
 
     def __setstate__(self, state: Any) -> None:
         where = "numpy array state"
@@ -201,12 +281,16 @@ def _reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> _ArraySpec:
     return _ArraySpec()
 
 
-def _scalar(dtype: Any, raw: Any = None) -> np.generic:
+def _scalar(dtype: Any, raw: Any = None) -> np.generic | _Unheld:
     """``numpy.core.multiarray.scalar(dtype, bytes)``: a numpy scalar of a core dtype."""
-    return _build_array((), dtype, False, raw, "numpy scalar")[()]
+    array = _build_array((), dtype, False, raw, "numpy scalar")
+    if isinstance(array, _Unheld):
+        return array
+    assert isinstance(array, np.ndarray)  # a span is longer than any scalar: refused above
+    return array[()]
 
 
-def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray | _OnDisk | _Unheld:
     """``numpy.core.numeric._frombuffer``, which pickle protocol 5 uses for arrays."""
     if order not in ("C", "F"):
         raise _refuse("numpy array order", "'C' or 'F'", order)
@@ -230,6 +314,8 @@ _MAX_GLOBAL_NAME = 256
 #: Bytes the machine takes from the budget at a time (see :meth:`_Machine.charge`).
 _RESERVE = 1 << 20
 _CONTAINERS = (list, dict, tuple)
+#: Byte strings at least this long stay in the file when a pickle is opened lazily.
+_LAZY_BYTES = 1 << 16
 
 
 class _Mark:
@@ -256,8 +342,11 @@ class _Machine:
     cannot change, so no cycle and no late deepening can be built.
     """
 
-    def __init__(self, fileobj: IO[bytes], path: str, limits: Limits, budget: Budget) -> None:
+    def __init__(self, fileobj: IO[bytes], path: str, limits: Limits, budget: Budget,
+                 lazy: bool = False) -> None:
         self.f, self.path, self.limits, self.budget = fileobj, path, limits, budget
+        #: Leave long byte strings in the file (:class:`_Span`): ``open()``, seekable files.
+        self.lazy = lazy
         self.left = file_size(fileobj) - fileobj.tell()
         self.stack: list[Any] = []
         self.memo: dict[int, Any] = {}
@@ -451,6 +540,12 @@ class _Machine:
                               found=str(e)) from e
 
     def raw(self, n: int, what: str, mutable: bool = False) -> None:
+        if self.lazy and n >= _LAZY_BYTES:  # n is within the file: checked by length()
+            self.charge(_OBJECT_COST, what)
+            self.stack.append(_Span(self.f.tell(), n))
+            self.f.seek(n, io.SEEK_CUR)
+            self.left -= n
+            return
         self.charge(n, what)
         data = self.read(n, what)
         self.stack.append(bytearray(data) if mutable else data)
@@ -610,46 +705,109 @@ def _define_ops() -> None:  # noqa: C901 - one short entry per opcode
 _define_ops()
 
 
-def _collect(obj: Any, path: str, prefix: str, out: dict[str, Any], depth: int,
-             limits: Limits, visits: list[int], budget: Budget) -> None:
-    """The arrays in *obj* by their ``/``-joined names, into *out*.
+class _Found:
+    """What :func:`_collect` finds: tensors, plain values (metadata) and skipped entries."""
 
-    *visits* counts the dicts and arrays walked: a pickle may refer to one dict from
-    many places, so that a small file describes a tree with billions of paths; and
+    def __init__(self) -> None:
+        self.tensors: dict[str, np.ndarray | _OnDisk] = {}
+        self.values: dict[str, str] = {}
+        self.skipped: list[Skipped] = []
+        self.visits = 0
+
+
+#: Plain values a pickle may hold beside its arrays, kept as metadata.
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _collect(obj: Any, path: str, prefix: str, found: _Found, depth: int,
+             limits: Limits, budget: Budget) -> None:
+    """The arrays in *obj* by their ``/``-joined names, into *found*: dict keys and list or
+    tuple indices (``layers/0``) make the names; plain numbers, strings, booleans and
+    ``None`` become metadata under the same name (``str(value)``: ``"0.001"``, ``"3"``);
+    anything else is recorded as skipped.
+
+    *found.visits* counts the containers and arrays walked: a pickle may refer to one dict
+    from many places, so that a small file describes a tree with billions of paths; and
     each name built is charged to *budget* before it is made (long keys shared that
     way would otherwise build gigabytes of names).
     """
+    where = repr(prefix) if prefix else "top level"
     if depth > limits.max_depth:
         raise FormatError(path=path, field=prefix or "top level",
                           expected=f"nesting within {limits.max_depth} levels")
-    visits[0] += 1
-    if visits[0] > 2 * limits.max_tensors + 1:
+    found.visits += 1
+    if found.visits > 2 * limits.max_tensors + 1:
         raise LimitError(path=path, field="dicts and arrays",
                          expected=f"at most {limits.max_tensors:,} tensors "
-                         "(Limits.max_tensors)", found=f"more than {visits[0] - 1:,} entries")
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if not isinstance(key, str):
+                         "(Limits.max_tensors)", found=f"more than {found.visits - 1:,} entries")
+    if isinstance(obj, dict | list | tuple):
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for key, value in items:
+            if not isinstance(key, str | int):
                 raise FormatError(path=path, field=f"key in {prefix or 'top-level dict'}",
                                   expected="a string", found=key)
             if not prefix and key == METADATA_KEY:
                 continue
-            budget.take(len(prefix) + len(key) + 80, path=path, field="pickle tensor names")
-            name = f"{prefix}/{key}" if prefix else key
-            _collect(value, path, name, out, depth + 1, limits, visits, budget)
-        return
+            budget.take(len(prefix) + len(str(key)) + 80, path=path,
+                        field="pickle tensor names")
+            name = f"{prefix}/{key}" if prefix else str(key)
+            _collect(value, path, name, found, depth + 1, limits, budget)
+        return  # an empty container holds nothing to keep
     if isinstance(obj, _ArraySpec):
         if obj.array is None:
-            raise FormatError(path=path, field=repr(prefix) if prefix else "top level",
+            raise FormatError(path=path, field=where,
                               expected="a numpy array with its state", found="no state")
         obj = obj.array
     if isinstance(obj, np.generic):
         obj = np.asarray(obj)
-    if not isinstance(obj, np.ndarray):
-        raise FormatError(path=path, field=repr(prefix) if prefix else "top level",
-                          expected="a numpy array or a dict of them",
-                          found=type(obj).__name__)
-    out[prefix] = obj
+    if isinstance(obj, np.ndarray | _OnDisk):
+        found.tensors[prefix] = obj
+    elif not prefix:
+        raise FormatError(path=path, field="top level",
+                          expected="a dict of numpy arrays", found=type(obj).__name__)
+    elif isinstance(obj, _PLAIN):
+        text = str(obj)
+        budget.take(len(text) + 80, path=path, field=f"pickle value {where}")
+        found.values[prefix] = text
+    elif isinstance(obj, _Unheld):
+        found.skipped.append(Skipped(prefix, obj.describe()))
+    else:
+        kind = repr(obj) if isinstance(obj, Frozen) else f"a {type(obj).__name__} value"
+        found.skipped.append(Skipped(prefix, kind, "a numpy array, a plain number or string, "
+                                     "or a dict, list or tuple of them"))
+
+
+class _Pending:
+    """A tensor of the weights being written, fetched only when pickle reaches it, so that a
+    lazily opened source is written one tensor at a time."""
+
+    __slots__ = ("name", "weights")
+
+    def __init__(self, weights: Any, name: str) -> None:
+        self.weights, self.name = weights, name
+
+
+class _Pickler(pickle.Pickler):
+    """``pickle.Pickler`` that fetches each :class:`_Pending` tensor as it reaches it and
+    keeps no memo (which would hold every tensor's bytes to the end of the file)."""
+
+    def __init__(self, fileobj: IO[bytes], protocol: int) -> None:
+        super().__init__(fileobj, protocol=protocol)
+        self._protocol = protocol
+        # Nothing written here is shared or self-referential, so without the memo the
+        # output is what pickle.dump writes minus its memo opcodes, and pickle.load returns
+        # the same dict.
+        self.fast = True
+
+    def reducer_override(self, obj: Any) -> Any:
+        """A :class:`_Pending` is pickled as its array, by numpy's own reduction; anything
+        else as usual."""
+        if not isinstance(obj, _Pending):
+            return NotImplemented
+        array = obj.weights[obj.name]
+        if array.dtype.byteorder == ">":
+            array = to_storage(array)
+        return array.__reduce_ex__(self._protocol)
 
 
 class PickleCodec(Codec):
@@ -658,6 +816,7 @@ class PickleCodec(Codec):
     name = "pickle"
     extensions = (".pkl", ".pickle")
     groups_together = True
+    streams_writes = True  # one tensor in memory at a time (protocol 4 and below: two copies)
     description = "Python pickle of a dict of numpy arrays (the book's format), read safely"
     options = (
         Option("protocol", int, 4, "pickle protocol to write (2 to 5)", min=2,
@@ -669,46 +828,100 @@ class PickleCodec(Codec):
     def sniff(cls, head: bytes) -> bool:
         return is_pickle(head)
 
-    def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+    def write(self, weights: Any, fileobj: IO[bytes], *, path: str) -> None:
         warn_if_regrouped(weights, path, self.name)
-        nested: dict[str, Any] = Weights(
-            ((k, to_storage(v) if v.dtype.byteorder == ">" else v) for k, v in weights.items())
-        ).to_nested()
-        if weights.metadata:
+        metadata = getattr(weights, "metadata", None) or {}
+        nested: dict[str, Any] = {}
+        for name in weights:  # the tensors are fetched as pickle reaches them (_Pending)
+            *groups, leaf = name.split("/")
+            node = nested
+            for group in groups:
+                node = node.setdefault(group, {})
+            node[leaf] = _Pending(weights, name)
+        if metadata:
             if METADATA_KEY in nested:
                 raise WeightsError(path=path, field=f"tensor {METADATA_KEY!r}",
                                    expected="no tensor under the metadata key")
-            nested[METADATA_KEY] = dict(weights.metadata)
-        pickle.dump(nested, fileobj, protocol=self.protocol)
+            nested[METADATA_KEY] = dict(metadata)
+        _Pickler(fileobj, self.protocol).dump(nested)
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True, budget: Budget | None = None) -> Weights:
-        budget = Budget.of(budget, limits, fileobj)
-        token = _BUDGET.set((budget, path))
-        try:
-            obj = _Machine(fileobj, path, limits, budget).run()
-        except WeightstoreError as e:  # refused by the machine or a builder above
-            if e.path is None:
-                raise type(e)(e.message, path=path) from e
-            raise
-        except (ValueError, TypeError, struct.error, IndexError, KeyError, OverflowError,
-                io.UnsupportedOperation) as e:
-            raise FormatError(f"not a valid pickle ({type(e).__name__}: {e})", path=path) from e
-        finally:
-            _BUDGET.reset(token)
-        if not isinstance(obj, dict):
-            raise FormatError(path=path, field="top level", expected="a dict of arrays",
-                              found=type(obj).__name__)
-        tensors: dict[str, Any] = {}
-        _collect(obj, path, "", tensors, 0, limits, [0], budget)
-        meta = obj.get(METADATA_KEY, {})
-        if not isinstance(meta, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
-        ):
-            raise FormatError(path=path, field=METADATA_KEY, expected="a dict of strings",
-                              found=type(meta).__name__)
-        total = 0
-        for name, array in tensors.items():
-            limits.check_tensor(path, name, array.nbytes, total)
-            total += array.nbytes
+        tensors, meta = _parse(fileobj, path, limits, Budget.of(budget, limits, fileobj))
         return weights_from_file(tensors, meta, path)
+
+    def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
+             verify: bool = True, budget: Budget | None = None) -> TensorSource:
+        """The pickle run once with its long byte strings left in the file (seeked over):
+        each array is then read from its offset on access. Arrays whose bytes are not
+        stored raw (Python 2's latin-1 text) are made on opening."""
+        budget = Budget.of(budget, limits, fileobj)
+        if not fileobj.seekable():
+            return LoadedSource(self.read(fileobj, path=path, limits=limits, budget=budget))
+        tensors, meta = _parse(fileobj, path, limits, budget, lazy=True)
+        return _PickleSource(fileobj, path, tensors, meta)
+
+
+def _parse(fileobj: IO[bytes], path: str, limits: Limits, budget: Budget,
+           lazy: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run the pickle: its arrays (:class:`_OnDisk` for those left in the file) by name, and
+    its metadata (the file's ``__metadata__`` and its plain values); the entries it does not
+    hold are reported (:func:`~weightstore.codec.report_skipped`)."""
+    token = _BUDGET.set((budget, path))
+    try:
+        obj = _Machine(fileobj, path, limits, budget, lazy=lazy).run()
+    except WeightstoreError as e:  # refused by the machine or a builder above
+        if e.path is None:
+            raise type(e)(e.message, path=path) from e
+        raise
+    except (ValueError, TypeError, struct.error, IndexError, KeyError, OverflowError,
+            io.UnsupportedOperation) as e:
+        raise FormatError(f"not a valid pickle ({type(e).__name__}: {e})", path=path) from e
+    finally:
+        _BUDGET.reset(token)
+    if not isinstance(obj, dict | list | tuple):
+        raise FormatError(path=path, field="top level", expected="a dict of arrays",
+                          found=type(obj).__name__)
+    found = _Found()
+    _collect(obj, path, "", found, 0, limits, budget)
+    meta = obj.get(METADATA_KEY, {}) if isinstance(obj, dict) else {}
+    if not isinstance(meta, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
+        raise FormatError(path=path, field=METADATA_KEY, expected="a dict of strings",
+                          found=type(meta).__name__)
+    report_skipped(path, found.skipped, budget)
+    total = 0
+    for name, array in found.tensors.items():
+        limits.check_tensor(path, name, array.nbytes, total)
+        total += array.nbytes
+    return found.tensors, {**found.values, **meta}
+
+
+class _PickleSource(TensorSource):
+    """An opened pickle: the arrays the file holds raw are read from their offsets on access."""
+
+    def __init__(self, fileobj: IO[bytes], path: str, tensors: dict[str, Any],
+                 metadata: dict[str, str]) -> None:
+        super().__init__([TensorInfo(k, v.dtype, tuple(v.shape)) for k, v in tensors.items()],
+                         metadata)
+        self._raw = RawFile(fileobj, path)
+        self._tensors = tensors
+        # Lazy unless a long array had to be made on opening (its bytes were not raw).
+        self.lazy = not any(isinstance(v, np.ndarray) and v.nbytes >= _LAZY_BYTES
+                            for v in tensors.values())
+
+    def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        found = self._tensors[name]
+        if isinstance(found, np.ndarray):
+            return found
+        shape = found.shape[::-1] if found.fortran else found.shape
+        if mmap and self._raw.can_mmap:
+            array = self._raw.map_array(found.offset, found.dtype, shape).view(np.ndarray)
+        else:
+            array = self._raw.read_array(found.offset, found.dtype, shape,
+                                         field=f"tensor {name!r}")
+        return array.T if found.fortran else array
+
+    def close(self) -> None:
+        self._tensors = {}

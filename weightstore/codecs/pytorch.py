@@ -32,12 +32,14 @@ What a checkpoint gives: tensors named by their path in the saved object, joined
 values (numbers, strings, booleans, ``None``, empty containers) become metadata under
 the same path (``epoch`` -> ``"3"``); a top-level ``__metadata__`` dict of strings
 (what weightstore writes) is the metadata itself; a tensor saved alone is named
-``tensor``. Anything else (bytes, sets, complex numbers) is listed in a
-:class:`~weightstore.errors.LossyWarning`, never dropped silently.
+``tensor``. Anything else (bytes, sets, complex numbers) is skipped and listed in one
+:class:`~weightstore.errors.SkippedEntriesWarning`, never dropped silently (``strict``
+refuses the file instead).
 
 Tensors keep torch's dtype where numpy or ``ml_dtypes`` holds it as weightstore does:
-bool, (u)int8-64, float16/32/64 and bfloat16. Others (float8, complex, quantized) are
-a :class:`~weightstore.errors.UnsupportedError` naming the tensor. Storage offsets,
+bool, (u)int8-64, float16/32/64 and bfloat16. Tensors of other dtypes (float8, complex)
+are skipped the same way; torch's quantized and sparse tensors are an
+:class:`~weightstore.errors.UnsupportedError` naming the tensor. Storage offsets,
 strides (non-contiguous views, several tensors sharing one storage), 0-d tensors and
 big-endian archives are honoured; an offset or stride reaching past its storage, or a
 storage whose declared size differs from its bytes, is a
@@ -60,7 +62,6 @@ import math
 import pickle
 import pickletools
 import struct
-import warnings
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -70,12 +71,20 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, TensorSource, read_through_open
+from ..codec import (
+    DEFAULT_LIMITS,
+    Budget,
+    Codec,
+    Limits,
+    Skipped,
+    TensorSource,
+    read_through_open,
+    report_skipped,
+)
 from ..errors import (
     ChecksumError,
     FormatError,
     LimitError,
-    LossyWarning,
     UnknownFormatError,
     UnsafeFileError,
     UnsupportedError,
@@ -452,11 +461,12 @@ def _load_pickle(fileobj: IO[bytes], end: int, path: str, what: str, limits: Lim
 
 
 def _flatten(obj: Any, path: str, limits: Limits) -> tuple[list[tuple[str, _TensorRef]],
-                                                          dict[str, str]]:
-    """Tensors by ``/``-joined path, plain values as metadata; others are warned about."""
+                                                          dict[str, str], list[Skipped]]:
+    """Tensors by ``/``-joined path, plain values as metadata, and the entries skipped."""
     tensors: list[tuple[str, _TensorRef]] = []
     metadata: dict[str, str] = {}
-    other: list[str] = []
+    other: list[Skipped] = []
+    plain = "a tensor, a plain value, or a dict, list or tuple of them"
     visits = 0
 
     def walk(node: Any, prefix: str, depth: int) -> None:
@@ -481,7 +491,8 @@ def _flatten(obj: Any, path: str, limits: Limits) -> tuple[list[tuple[str, _Tens
                     metadata.update(value)
                     continue
                 if isinstance(key, bool) or not isinstance(key, str | int):
-                    other.append(f"{prefix or 'top level'}[{key!r}] (a {type(key).__name__} key)")
+                    other.append(Skipped(f"{prefix or 'top level'}[{key!r}]",
+                                         f"a {type(key).__name__} key", "a string or int key"))
                     continue
                 walk(value, f"{prefix}/{key}" if prefix else str(key), depth + 1)
         elif isinstance(node, list | tuple):
@@ -496,17 +507,13 @@ def _flatten(obj: Any, path: str, limits: Limits) -> tuple[list[tuple[str, _Tens
                                   found=type(node).__name__)
             metadata[prefix] = str(node)
         elif isinstance(node, _Storage | Frozen):
-            other.append(f"{where} ({node.label if isinstance(node, _Storage) else node!r})")
+            other.append(Skipped(where, node.label if isinstance(node, _Storage)
+                                 else repr(node), plain))
         else:
-            other.append(f"{where} (a {type(node).__name__})")
+            other.append(Skipped(where, f"a {type(node).__name__}", plain))
 
     walk(obj, "", 0)
-    if other:
-        shown = ", ".join(other[:10]) + (f" and {len(other) - 10} more" if len(other) > 10
-                                         else "")
-        warnings.warn(f"{path}: not kept (neither tensors nor plain values): {shown}",
-                      LossyWarning, stacklevel=4)
-    return tensors, metadata
+    return tensors, metadata, other
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -558,21 +565,24 @@ class CheckpointSource(TensorSource):
 
     def __init__(self, raw: RawFile, path: str, refs: list[tuple[str, _TensorRef]],
                  metadata: dict[str, str], places: dict[str, _Placed], big: bool,
-                 limits: Limits, verify: bool, zf: zipfile.ZipFile | None = None) -> None:
+                 limits: Limits, verify: bool, zf: zipfile.ZipFile | None = None,
+                 skipped: list[Skipped] | None = None) -> None:
         self._raw, self._path, self._places, self._zf = raw, path, places, zf
         self._verify, self._limits = verify, limits
         self._verified: set[str] = set()
         self._refs: dict[str, _TensorRef] = {}
         self._big = big
+        #: Entries left out: neither tensors nor plain values, or of a dtype not held.
+        self.skipped: list[Skipped] = list(skipped or ())
         metas = []
         for name, ref in refs:
             if name in self._refs:
                 raise FormatError(path=path, field=f"tensor {name!r}", expected="unique names",
                                   found="twice")
             if ref.dtype is None:
-                raise UnsupportedError(path=path, field=f"tensor {name!r} dtype",
-                                       expected="bool, (u)int8-64, float16/32/64 or bfloat16",
-                                       found=f"torch.{ref.torch_dtype}")
+                self.skipped.append(Skipped(name, f"a torch.{ref.torch_dtype} tensor of "
+                                            f"shape {ref.shape}"))
+                continue
             dtype = _numpy_dtype(ref.dtype, big)
             storage = ref.storage.root or ref.storage
             itemsize = dtype.itemsize
@@ -758,7 +768,7 @@ def _open_zip(fileobj: IO[bytes], path: str, limits: Limits, verify: bool) -> Ch
         storages: dict[str, _Storage] = {}
         obj = _load_pickle(io.BytesIO(data), len(data), path, f"member {prefix}data.pkl",
                            limits, storages)
-        refs, metadata = _flatten(obj, path, limits)
+        refs, metadata, skipped = _flatten(obj, path, limits)
         places: dict[str, _Placed] = {}
         for key, storage in storages.items():
             name = f"{prefix}data/{key}"
@@ -787,7 +797,7 @@ def _open_zip(fileobj: IO[bytes], path: str, limits: Limits, verify: bool) -> Ch
                                      found=f"{info.file_size:,} bytes claimed")
                 places[key] = _Placed(-1, info.CRC, info)
         return CheckpointSource(raw, path, refs, metadata, places, order == b"big", limits,
-                                verify, zf)
+                                verify, zf, skipped)
     except BaseException:
         zf.close()
         raise
@@ -836,7 +846,7 @@ def _open_legacy(fileobj: IO[bytes], path: str, limits: Limits, verify: bool
         raise FormatError(path=path, field="storage keys",
                           expected=f"each of the {len(storages)} storages the object refers "
                           "to, once", found=keys if isinstance(keys, list) else type(keys))
-    refs, metadata = _flatten(obj, path, limits)
+    refs, metadata, skipped = _flatten(obj, path, limits)
     places: dict[str, _Placed] = {}
     pos = fileobj.tell()
     order = ">" if big else "<"
@@ -861,7 +871,8 @@ def _open_legacy(fileobj: IO[bytes], path: str, limits: Limits, verify: bool
     if pos != size:
         raise FormatError(path=path, field="end of file", expected=f"{pos:,} bytes",
                           found=f"{size:,} bytes")
-    return CheckpointSource(raw, path, refs, metadata, places, big, limits, verify)
+    return CheckpointSource(raw, path, refs, metadata, places, big, limits, verify,
+                            skipped=skipped)
 
 
 def open_checkpoint(fileobj: IO[bytes], path: str, limits: Limits = DEFAULT_LIMITS,
@@ -1057,6 +1068,13 @@ class PytorchCodec(Codec):
              verify: bool = True, budget: Budget | None = None) -> TensorSource:
         """Read the pickle (no tensor data); each tensor is read, checked or memory-mapped
         when asked for."""
-        return open_checkpoint(fileobj, path, replace(limits, max_total_bytes=1 << 62), verify)
+        source = open_checkpoint(fileobj, path, replace(limits, max_total_bytes=1 << 62),
+                                 verify)
+        try:
+            report_skipped(path, source.skipped, budget)
+        except BaseException:
+            source.close()
+            raise
+        return source
 
     read = read_through_open

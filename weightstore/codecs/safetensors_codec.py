@@ -21,9 +21,10 @@ these keys, are read in data-offset order and unverified; ``verify=False``
 skips the checksums.
 
 Dtypes: ``BOOL U8 I8 U16 I16 U32 I32 U64 I64 F16 BF16 F32 F64`` (bfloat16 needs
-``ml_dtypes``). The library's other dtypes (F4, F6_*, F8_*, C64) are refused
-with :class:`~weightstore.errors.UnsupportedError`; unknown names are a
-:class:`~weightstore.errors.FormatError`.
+``ml_dtypes``). Tensors of the format's other dtypes (F4, F6_*, F8_*, C64) are skipped,
+their offsets checked all the same, and listed in one
+:class:`~weightstore.errors.SkippedEntriesWarning` (``strict`` refuses the file
+instead); unknown names are a :class:`~weightstore.errors.FormatError`.
 
 Writing streams: the header is computed from the tensors' dtypes and shapes (a lazy
 mapping's ``describe``, without reading them), written with placeholder checksums
@@ -50,7 +51,15 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, TensorSource
+from ..codec import (
+    DEFAULT_LIMITS,
+    Budget,
+    Codec,
+    Limits,
+    Skipped,
+    TensorSource,
+    report_skipped,
+)
 from ..errors import (
     ChecksumError,
     FormatError,
@@ -107,9 +116,10 @@ DTYPE_CODES: dict[str, str] = {
     "float64": "F64",
 }
 _NAMES = {code: name for name, code in DTYPE_CODES.items()}
-#: Dtypes the format defines that weightstore has no numpy dtype for.
-_UNSUPPORTED = ("F4", "F6_E2M3", "F6_E3M2", "F8_E5M2", "F8_E4M3", "F8_E8M0",
-                "F8_E4M3FNUZ", "F8_E5M2FNUZ", "C64")
+#: Dtypes the format defines that weightstore has no numpy dtype for, with their bits per
+#: value: tensors of these are skipped (their place in the file checked all the same).
+_UNSUPPORTED = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "F8_E5M2": 8, "F8_E4M3": 8,
+                "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "C64": 64}
 _LENGTH = struct.Struct("<Q")
 
 
@@ -193,8 +203,9 @@ class SafetensorsCodec(Codec):
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True, budget: Budget | None = None) -> Weights:
         _safetensors()  # the format's own package stays required, as for writing
-        source = self._open(fileobj, path, limits, verify)
-        Budget.of(budget, limits, fileobj).take(sum(m.nbytes for m in source.tensors),
+        budget = Budget.of(budget, limits, fileobj)
+        source = self._open(fileobj, path, limits, verify, budget)
+        budget.take(sum(m.nbytes for m in source.tensors),
                                                 path=path, field="tensors")
         # The header checks (offsets tiling the buffer exactly, sizes matching dtype and
         # shape) are what safetensors.deserialize checks; each tensor is then read from its
@@ -208,13 +219,14 @@ class SafetensorsCodec(Codec):
         tensor is then read from its offset, checked, or memory-mapped."""
         # Opening holds no tensor, so only the per-tensor limit applies here.
         return self._open(fileobj, path, dataclasses.replace(limits, max_total_bytes=1 << 62),
-                          verify)
+                          verify, budget)
 
     def _open(self, fileobj: IO[bytes], path: str, limits: Limits,
-              verify: bool) -> _LazySource:
+              verify: bool, budget: Budget | None) -> _LazySource:
         size = fileobj.seek(0, 2)
         fileobj.seek(0)
-        entries, metadata = self._read_header(fileobj, path, size, limits)
+        entries, metadata, skipped = self._read_header(fileobj, path, size, limits)
+        report_skipped(path, skipped, budget)
         data_start = fileobj.tell()
         order = self._order(metadata, entries, path)
         for key in metadata:
@@ -267,8 +279,9 @@ class SafetensorsCodec(Codec):
     @staticmethod
     def _read_header(
         fileobj: IO[bytes], path: str, size: int, limits: Limits
-    ) -> tuple[dict[str, _Entry], dict[str, str]]:
-        """Validate everything the header claims; return its entries and metadata."""
+    ) -> tuple[dict[str, _Entry], dict[str, str], list[Skipped]]:
+        """Validate everything the header claims; return its entries and metadata, and the
+        tensors of a dtype weightstore does not hold (their place checked, then left out)."""
         first = fileobj.read(_LENGTH.size)
         if len(first) < _LENGTH.size:
             raise FormatError(path=path, field="header length",
@@ -312,14 +325,20 @@ class SafetensorsCodec(Codec):
                              found=f"{len(doc):,}")
         buffer_size = size - _LENGTH.size - length
         entries: dict[str, _Entry] = {}
+        spans: dict[str, tuple[int, int]] = {}
+        skipped: list[Skipped] = []
         total = 0
         for name, value in doc.items():
             entry = _check_entry(name, value, path, buffer_size)
+            spans[name] = entry.span
+            if entry.dtype is None:
+                skipped.append(Skipped(name, f"a {entry.code} tensor of shape {entry.shape}"))
+                continue
             limits.check_tensor(path, name, entry.nbytes, total)
             total += entry.nbytes
             entries[name] = entry
-        _check_tiling(entries, path, buffer_size)
-        return entries, metadata
+        _check_tiling(spans, path, buffer_size)
+        return entries, metadata, skipped
 
     @staticmethod
     def _order(metadata: dict[str, str], entries: dict[str, _Entry], path: str) -> list[str]:
@@ -373,7 +392,7 @@ class _Entry(NamedTuple):
     """One tensor's header entry, checked."""
 
     code: str
-    dtype: np.dtype
+    dtype: np.dtype | None  # None: a dtype weightstore does not hold
     shape: tuple[int, ...]
     span: tuple[int, int]
 
@@ -389,14 +408,11 @@ def _check_entry(name: str, entry: Any, path: str, buffer_size: int) -> _Entry:
                           expected="an object with dtype, shape and data_offsets",
                           found=sorted(entry) if isinstance(entry, dict) else entry)
     code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if code in _UNSUPPORTED:
-        raise UnsupportedError(path=path, field=f"{where} dtype",
-                               expected=f"one weightstore holds ({', '.join(_NAMES)})",
-                               found=code)
-    if not isinstance(code, str) or code not in _NAMES:
+    if not isinstance(code, str) or (code not in _NAMES and code not in _UNSUPPORTED):
         raise FormatError(path=path, field=f"{where} dtype",
                           expected=f"a safetensors dtype ({', '.join(_NAMES)})", found=code)
-    dtype = canonical_dtype(_NAMES[code])  # MissingDependencyError for BF16 without ml_dtypes
+    # MissingDependencyError for BF16 without ml_dtypes; None for a dtype not held
+    dtype = canonical_dtype(_NAMES[code]) if code in _NAMES else None
     check_shape(shape, path=path, field=f"{where} shape")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets))
             or offsets[0] > offsets[1]):
@@ -411,18 +427,19 @@ def _check_entry(name: str, entry: Any, path: str, buffer_size: int) -> _Entry:
     count = 1
     for d in shape:
         count *= d
-    if count * dtype.itemsize != end - begin:
+    bits = dtype.itemsize * 8 if dtype is not None else _UNSUPPORTED[code]
+    if (count * bits + 7) // 8 != end - begin:
         raise FormatError(path=path, field=f"{where} data_offsets",
-                          expected=f"{count * dtype.itemsize:,} bytes for {code} {shape}",
+                          expected=f"{(count * bits + 7) // 8:,} bytes for {code} {shape}",
                           found=f"{end - begin:,} bytes ({offsets})")
     return _Entry(code, dtype, tuple(shape), (begin, end))
 
 
-def _check_tiling(entries: dict[str, _Entry], path: str, buffer_size: int) -> None:
+def _check_tiling(spans: dict[str, tuple[int, int]], path: str, buffer_size: int) -> None:
     """The tensors must cover the data buffer exactly: no overlap, no gap, nothing after."""
     position, previous = 0, None
-    for name in sorted(entries, key=lambda n: entries[n].span):
-        begin, end = entries[name].span
+    for name in sorted(spans, key=lambda n: spans[n]):
+        begin, end = spans[name]
         if begin < position:
             raise FormatError(path=path, field=f"tensor {name!r} data_offsets",
                               expected=f"no overlap with tensor {previous!r} (ends at {position})",
