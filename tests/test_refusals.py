@@ -69,7 +69,8 @@ def test_a_hand_made_matrix_file_reads(tmp_path: Path) -> None:
      GOOD_MEMBER, "tensor 'V' file: expected a member of the archive, used once"),
     (_manifest(tensors=[{"name": "W", "dtype": "float32", "shape": [0], "file": "W.csv"}]),
      {"W.csv": b"\r\n"}, "expected an empty member for an empty tensor, found 2 bytes"),
-    (_manifest(), {"W.csv": "1,2\r\n3,4é\r\n".encode()}, "expected ASCII text, found byte 8"),
+    (_manifest(), {"W.csv": "1,2\r\n3,4é\r\n".encode()}, "tensor 'W' file 'W.csv' line 2: "
+                                                          "expected ASCII text, found byte 195"),
 ])
 def test_damaged_manifests_name_the_field(tmp_path: Path, manifest: object,
                                           members: dict[str, bytes], message: str) -> None:
@@ -88,8 +89,7 @@ def test_a_matrix_file_without_its_manifest_or_with_broken_json(tmp_path: Path) 
         z.writestr("W.csv", GOOD_MEMBER["W.csv"])
     with pytest.raises(ws.FormatError, match="manifest: expected weightstore-matrix.json, "
                                              "found none"):
-        _matrix.read(no_manifest.open("rb"), path=str(no_manifest),
-                     limits=ws.Limits(), parse=None)
+        ws.load(no_manifest, "csv")
 
 
 def test_a_manifest_larger_than_the_header_limit_is_refused_unread(tmp_path: Path) -> None:
