@@ -18,7 +18,9 @@ Each operation is timed twice: by the process's CPU time (user + system, which
 includes the kernel's work on page faults) and by the wall clock. On a machine
 shared with other jobs the wall clock also counts the time spent waiting for a core,
 so the CPU-time columns are the ones to compare there; on an idle machine the two
-agree for these single-threaded codecs. The order of the codecs is shuffled in every
+agree for the single-threaded codecs. wsc encodes and decodes models of several
+megabytes on every core: its wall clock falls below its CPU time only when cores are
+free, which on a shared machine they may not be. The order of the codecs is shuffled in every
 round so that disturbances fall on each of them alike, and medians are reported.
 
 Run it from the repository root (or with weightstore installed)::

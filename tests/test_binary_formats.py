@@ -63,11 +63,15 @@ def test_npz_header_that_disagrees_with_the_data_is_refused(tmp_path: Path) -> N
         ws.load(path)
 
 
-def test_npz_with_pickled_object_member_is_refused(tmp_path: Path) -> None:
+def test_npz_pickled_object_member_is_skipped_never_unpickled_and_strict_refuses(
+        tmp_path: Path) -> None:
     path = tmp_path / "objects.npz"
-    np.savez(path, x=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ws.FormatError, match="objects.npz"):
-        ws.load(path)
+    np.savez(path, x=np.array([{"a": 1}], dtype=object), y=np.arange(3, dtype=np.float32))
+    with pytest.warns(ws.SkippedEntriesWarning, match="objects.npz") as caught:
+        got = ws.load(path)
+    assert list(got) == ["y"] and "'x'" in str(caught[0].message)
+    with pytest.raises(ws.WeightstoreError, match="objects.npz"):
+        ws.load(path, strict=True)
 
 
 # --- HDF5 ---------------------------------------------------------------------------
@@ -103,6 +107,33 @@ def test_hdf5_written_by_h5py_in_name_order_loads(tmp_path: Path) -> None:
         f.create_group("a")["w"] = np.eye(2)
     got = ws.load(path)
     assert list(got) == ["a/w", "b"]
+
+
+def test_hdf5_open_reads_attributes_only_where_there_are_some(tmp_path: Path) -> None:
+    # the walk reads an object's attributes only when it has some besides the tensor
+    # checksum, and the checksum itself with its tensor: both must still be found
+    import h5py
+
+    path = tmp_path / "attrs.h5"
+    with h5py.File(path, "w") as f:
+        f["plain"] = np.arange(3)
+        f["units"] = np.ones(2)
+        f["units"].attrs["unit"] = np.float32(2.5)
+        f["units"].attrs["weightstore.crc32"] = np.uint32(0)  # wrong: found when read
+        f.create_group("g").attrs["note"] = np.int64(7)
+        f["g"]["w"] = np.eye(2)
+        f["bad"] = np.zeros(2)
+        f["bad"].attrs["weightstore.crc32"] = np.float64(1.5)
+    with ws.open(path, mmap=False) as w:
+        assert list(w) == ["bad", "g/w", "plain", "units"]
+        assert w.metadata["hdf5.attrs:/units"] == (
+            '{"unit":{"dtype":"float32","shape":[],"value":2.5}}')
+        assert w.metadata["hdf5.attrs:/g"] == '{"note":{"dtype":"int64","shape":[],"value":7}}'
+        assert np.array_equal(w["plain"], np.arange(3))
+        with pytest.raises(ws.ChecksumError, match="units"):
+            w["units"]
+        with pytest.raises(ws.FormatError, match=r"dataset 'bad' attribute 'weightstore\.crc32'"):
+            w["bad"]
 
 
 @pytest.mark.parametrize("kind", ["soft", "external"])

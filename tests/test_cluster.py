@@ -166,6 +166,19 @@ def test_cli_lists_failures_and_exits_1(tmp_path: Path, client: distributed.Clie
     assert (summary["done"], summary["skipped"], summary["failed"]) == (0, 1, 0)
 
 
+def test_strict_makes_a_file_with_unheld_entries_a_failure(
+        tmp_path: Path, client: distributed.Client, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    np.savez(src / "mixed.npz", w=np.arange(3.0), z=np.array([1 + 2j]))  # complex: not held
+    argv = ["convert-many", str(src / "*.npz"), "--to", "h5", "--out", str(tmp_path / "out"),
+            "--scheduler", client.scheduler.address, "-q"]
+    assert main([*argv, "--strict"]) == 1
+    assert "mixed.npz" in capsys.readouterr().err
+    assert main(argv) == 0  # other settings: converted again, the complex entry skipped
+    assert list(ws.load(tmp_path / "out" / "mixed.h5")) == ["w"]
+
+
 def test_a_torn_manifest_line_is_ignored(tmp_path: Path) -> None:
     record = cluster.Record(source="a", size=1, fingerprint="mtime:1", destination="b",
                             status="done")

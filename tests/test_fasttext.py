@@ -63,10 +63,13 @@ def test_csv_rows_are_the_same_bytes_both_ways() -> None:
     from weightstore.codecs._text import value_text
 
     for values in (rng.standard_normal(1000).astype(np.float32), np.arange(-5, 5),
-                   np.array([np.nan, np.inf, -0.0, 1e-45], np.float32)):
+                   np.array([np.nan, np.inf, -0.0, 1e-45], np.float32), np.array([7.5]),
+                   np.arange(2**40 - 20, 2**40 + 20, dtype=np.int64)):
         text = value_text(values)
-        for start in (0, 7, 2**40):
-            assert bytes(_fasttext.csv_rows(b"a/b,float32,9,", start, text)) == \
+        cache: dict = {}
+        for start in (0, 7, 9_999_990, 2**40, 0, 7):  # the last two from the cache
+            assert b"".join(_fasttext.csv_rows(b"a/b,float32,9,", start, text)) == \
+                b"".join(_fasttext.csv_rows(b"a/b,float32,9,", start, text, cache)) == \
                 _rows(b"a/b,float32,9,", start, text)
 
 
@@ -89,7 +92,11 @@ def test_csv_written_and_read_both_ways_alike(monkeypatch: pytest.MonkeyPatch) -
 def test_csv_block_reader_agrees_with_the_run_reader_on_damaged_files(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The block reader with the compiled path gives what the run reader gives without it,
-    on files with rows shuffled, duplicated, blanked or given odd values and line ends."""
+    on files with rows shuffled, duplicated, blanked or given odd values and line ends;
+    Arrow parses the blocks in pieces of a few lines (each counted on its own)."""
+    from weightstore.codecs import csv_codec
+
+    monkeypatch.setattr(csv_codec, "_PIECE_BYTES", 300)
     weights = _weights()
     plain = ws.Weights({k: v for k, v in weights.items() if not any(c in k for c in ',"')})
     files = []
@@ -133,8 +140,19 @@ def _json_compact(data: bytes) -> ws.Weights | None:
     return json_codec._read_compact(data, "f", DEFAULT_LIMITS, True)
 
 
+@pytest.fixture(params=["simdjson", "orjson"])
+def json_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The compact JSON reader's number parser: pysimdjson (the 'text' extra) or, without
+    it, orjson's flat lists."""
+    if request.param == "simdjson":
+        pytest.importorskip("simdjson", reason="the compiled JSON path needs the 'text' extra")
+    else:
+        monkeypatch.setattr(_fasttext, "_simdjson", lambda: None)
+    return request.param
+
+
 def test_json_compact_reader_agrees_with_the_whole_document_reader(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, json_parser: str) -> None:
     weights = _weights()
     buf = io.BytesIO()
     JsonCodec().write(weights, buf, path="f")
@@ -148,7 +166,7 @@ def test_json_compact_reader_agrees_with_the_whole_document_reader(
 
 
 def test_json_compact_reader_agrees_on_damaged_documents(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, json_parser: str) -> None:
     rng = np.random.default_rng(9)
     weights = ws.Weights({"a": (rng.standard_normal((20, 30)) * 0.02).astype(np.float32),
                           "i": np.arange(-50, 50, dtype=np.int8),
@@ -179,28 +197,42 @@ def test_json_compact_reader_agrees_on_damaged_documents(
     assert compared > 100
 
 
-def test_json_read_holds_one_tensors_python_objects_at_a_time(tmp_path) -> None:
-    """The compact reader parses the numbers of one slice of one tensor at a time."""
+def test_json_read_holds_one_tensors_python_objects_at_a_time(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, json_parser: str) -> None:
+    """The compact reader parses the numbers of one slice of one tensor at a time (by
+    simdjson into a buffer, or by orjson into a flat list); a slice is cut between two
+    elements of the outermost list."""
     seen = []
-    original = orjson.loads
+    if json_parser == "simdjson":
+        simdjson = _fasttext._simdjson()
 
-    def counting(text, *a):
-        seen.append(len(text))
-        return original(text, *a)
+        class Parser:
+            def __init__(self) -> None:
+                self.inner = simdjson.Parser()
 
-    weights = ws.Weights({f"t{i}": np.arange(5000, dtype=np.float32) / 7 for i in range(4)})
+            def parse(self, text):
+                seen.append(len(text))
+                return self.inner.parse(text)
+
+        monkeypatch.setattr(_fasttext, "_simdjson", lambda: type("S", (), {"Parser": Parser}))
+    else:
+        original = orjson.loads
+
+        def counting(text, *a):
+            seen.append(len(text))
+            return original(text, *a)
+
+        monkeypatch.setattr(_fasttext, "orjson", type("O", (), {"loads": staticmethod(counting)}))
+    weights = ws.Weights({f"t{i}": np.arange(5000, dtype=np.float32) / 7 for i in range(4)}
+                         | {"m": np.arange(6000, dtype=np.float32).reshape(20, 30, 10) / 3})
     ws.save(weights, tmp_path / "w.json")
     size = (tmp_path / "w.json").stat().st_size
-    import weightstore.codecs._fasttext as ft
-
-    ft_orjson = ft.orjson
-    try:
-        ft.orjson = type("O", (), {"loads": staticmethod(counting)})
-        got = ws.load(tmp_path / "w.json")
-    finally:
-        ft.orjson = ft_orjson
-    assert got.equal(weights)
-    assert len(seen) == 4 and max(seen) < size / 3
+    assert ws.load(tmp_path / "w.json").equal(weights)
+    assert len(seen) == 5 and max(seen) < size / 3
+    seen.clear()
+    monkeypatch.setattr(_fasttext, "JSON_SLICE_BYTES", 3000)
+    assert ws.load(tmp_path / "w.json").equal(weights)
+    assert len(seen) > size // 4000 and max(seen) <= 3002  # a slice and two brackets
 
 
 # --- safetensors, streamed -------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 import weightstore as ws
 from weightstore import precision as prec
 from weightstore.cli.main import main
-from weightstore.codec import Codec
+from weightstore.codec import Budget, Codec
 from weightstore.model import arrays_identical
 
 # A precision record is metadata, and a quantized tensor is stored as several (codes and
@@ -51,6 +51,21 @@ def sample() -> ws.Weights:
         },
         metadata={"source": "tests"},
     )
+
+
+def _quantized(bits: int, packed: bool = True) -> ws.Weights:
+    """sample() quantized to *bits*, codes packed or one per byte."""
+    w = sample()
+    items = [(k, prec.quantize_tensor(a, bits, name=k) if a.dtype.kind == "f" else a)
+             for k, a in w.items()]
+    return prec.pack(items, w.metadata, packed=packed)
+
+
+def stored_codes(q: ws.Weights, name: str) -> np.ndarray:
+    """The int8 codes of *name* in stored weights *q*, unpacked if the record says so."""
+    e = json.loads(q.metadata[prec.QUANT_KEY])["tensors"][name]
+    c = q[name + prec.CODES_SUFFIX]
+    return prec.unpack_codes(c, e["bits"], e["shape"]) if e.get("packed") else c
 
 
 def assert_identical(expected: ws.Weights, got: ws.Weights) -> None:
@@ -144,7 +159,9 @@ def test_quantize_per_column_layout_and_error_bound() -> None:
                            "fc2/W.scale", "steps", "temperature.q", "temperature.scale",
                            "zeros.q", "zeros.scale"]
         top = 2 ** (bits - 1) - 1
-        codes, scale = q["fc1/W.q"], q["fc1/W.scale"]
+        codes, scale = stored_codes(q, "fc1/W"), q["fc1/W.scale"]
+        if bits < 8:  # packed: 240 codes of *bits* bits
+            assert q["fc1/W.q"].dtype == np.uint8 and q["fc1/W.q"].shape == (240 * bits // 8,)
         assert codes.dtype == np.int8 and codes.shape == (40, 6)
         assert scale.shape == (6,) and scale.dtype == np.float32
         assert np.abs(codes).max() == top and codes.min() >= -top
@@ -154,7 +171,7 @@ def test_quantize_per_column_layout_and_error_bound() -> None:
         assert list(back) == list(w) and back.metadata == w.metadata
         err = np.abs(back["fc1/W"].astype(np.float64) - src)
         assert (err <= scale.astype(np.float64) / 2 * (1 + 1e-6)).all()
-        assert q["fc1/b.scale"].shape == () and q["temperature.q"].shape == ()
+        assert q["fc1/b.scale"].shape == () and stored_codes(q, "temperature").shape == ()
         assert back["steps"] is w["steps"]  # ints are not touched
         assert back["fc2/W"].dtype == np.float64 and not back["zeros"].any()
 
@@ -168,7 +185,7 @@ def test_quantize_per_block_has_a_scale_per_block_of_rows() -> None:
         assert np.allclose(q["fc1/W.scale"][i], np.abs(src[lo:hi]).max(axis=0) / 7, rtol=1e-6)
     back = prec.dequantize(q)["fc1/W"].astype(np.float64)
     scale = np.repeat(q["fc1/W.scale"].astype(np.float64), 16, axis=0)[:40]
-    assert np.array_equal(back, (q["fc1/W.q"] * scale).astype(np.float32))
+    assert np.array_equal(back, (stored_codes(q, "fc1/W") * scale).astype(np.float32))
     per_column = prec.dequantize(prec.quantize(w, 4))["fc1/W"]
     assert np.abs(back - src).mean() <= np.abs(per_column - src).mean()
 
@@ -177,39 +194,182 @@ def test_quantization_record_is_the_documented_json() -> None:
     q = prec.quantize(sample(), 3, block=16)
     rec = json.loads(q.metadata[prec.QUANT_KEY])
     assert rec == {
-        "version": 1, "scheme": "symmetric",
+        "version": 2, "scheme": "symmetric",
         "tensors": {
             "fc1/W": {"dtype": "float32", "shape": [40, 6], "bits": 3, "granularity": "block",
-                      "block": 16},
-            "fc1/b": {"dtype": "float32", "shape": [6], "bits": 3, "granularity": "tensor"},
+                      "block": 16, "packed": True},
+            "fc1/b": {"dtype": "float32", "shape": [6], "bits": 3, "granularity": "tensor",
+                      "packed": True},
             "fc2/W": {"dtype": "float64", "shape": [6, 3], "bits": 3, "granularity": "block",
-                      "block": 16},
+                      "block": 16, "packed": True},
             "temperature": {"dtype": "float32", "shape": [], "bits": 3,
-                            "granularity": "tensor"},
+                            "granularity": "tensor", "packed": True},
             "zeros": {"dtype": "float32", "shape": [3, 2], "bits": 3, "granularity": "block",
-                      "block": 16},
+                      "block": 16, "packed": True},
         },
     }
     assert q.metadata["source"] == "tests"
 
 
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "one-per-byte"])
 @pytest.mark.parametrize("damage, field", [
-    (lambda r: r.update(version=2), "version"),
+    (lambda r: r.update(version=3), "version"),
     (lambda r: r["tensors"]["fc1/W"].update(bits=9), "bits"),
-    (lambda r: r["tensors"]["fc1/W"].update(shape=[6, 40]), "fc1/W.q"),
+    (lambda r: r["tensors"]["fc1/W"].update(shape=[7, 40]), "fc1/W.q"),
     (lambda r: r["tensors"]["fc1/W"].update(granularity="block"), "fc1/W"),
     (lambda r: r["tensors"]["fc1/W"].update(granularity="block", block=7), "fc1/W.scale"),
+    (lambda r: r["tensors"]["fc1/W"].update(packed="yes"), "fc1/W'].packed"),
+    (lambda r: r["tensors"]["fc1/W"].pop("packed"), "fc1/W"),
     (lambda r: r["tensors"].update(missing={"dtype": "float32", "shape": [1], "bits": 4,
-                                            "granularity": "tensor"}), "missing.q"),
-    (lambda r: r["tensors"]["fc1/W"].update(bits=2), "codes from -1 to 1"),
+                                            "granularity": "tensor", "packed": True}),
+     "missing.q"),
 ])
-def test_a_damaged_record_is_refused_naming_the_field(damage, field: str) -> None:
-    q = prec.quantize(sample(), 4)
+def test_a_damaged_record_is_refused_naming_the_field(damage, field: str, packed: bool) -> None:
+    q = _quantized(4, packed)
     rec = json.loads(q.metadata[prec.QUANT_KEY])
     damage(rec)
     bad = ws.Weights(dict(q), {**q.metadata, prec.QUANT_KEY: json.dumps(rec)})
     with pytest.raises(ws.FormatError, match=field.replace(".", r"\.")):
         prec.dequantize(bad, path="w.npz")
+
+
+def test_out_of_range_codes_are_refused_packed_or_not() -> None:
+    for packed in (True, False):
+        q = _quantized(4, packed)
+        rec = json.loads(q.metadata[prec.QUANT_KEY])
+        rec["tensors"]["fc1/W"]["bits"] = 2
+        if packed:  # 2-bit codes would fill half the bytes: 240 codes -> 60 bytes
+            rec["tensors"]["fc1/W"]["shape"] = [80, 6]
+        bad = ws.Weights(dict(q), {**q.metadata, prec.QUANT_KEY: json.dumps(rec)})
+        with pytest.raises(ws.FormatError, match="codes from -1 to 1"):
+            prec.dequantize(bad, path="w.npz")
+
+
+def _reference_pack(codes: np.ndarray, bits: int) -> np.ndarray:
+    """The documented stream built bit by bit with numpy's unpackbits/packbits."""
+    lanes = np.unpackbits(codes.astype(np.int8).view(np.uint8)[:, None], axis=1,
+                          bitorder="little")[:, :bits]
+    return np.packbits(lanes.reshape(-1), bitorder="little")
+
+
+def test_packed_codes_are_the_documented_bit_stream(monkeypatch) -> None:
+    # by hand: 4 bits [1, -1, 3] -> 0xF1 0x03; 3 bits [1, 2, -1] -> stream 100 010 111 (LSB
+    # first) = bits 0..8 -> 0b11010001, 0b1 ; 2 bits [-1, 0, 1, 1, -1] -> 0b01010011, 0b11
+    assert prec.pack_codes(np.array([1, -1, 3], np.int8), 4).tolist() == [0xF1, 0x03]
+    assert prec.pack_codes(np.array([1, 2, -1], np.int8), 3).tolist() == [0b11010001, 0b1]
+    assert prec.pack_codes(np.array([-1, 0, 1, 1, -1], np.int8), 2).tolist() == [0b01010011,
+                                                                                 0b11]
+    monkeypatch.setattr(prec, "PACK_CHUNK", 16)  # several chunks, and a short last one
+    rng = np.random.default_rng(3)
+    for bits in range(2, 9):
+        top = prec.qmax(bits)
+        for n in (0, 1, 7, 8, 9, 16, 17, 63, 1001):
+            codes = rng.integers(-top, top + 1, n).astype(np.int8)
+            packed = prec.pack_codes(codes, bits)
+            assert packed.dtype == np.uint8 and packed.shape == ((n * bits + 7) // 8,)
+            if n:
+                assert np.array_equal(packed, _reference_pack(codes, bits)), (bits, n)
+            back = prec.unpack_codes(packed, bits, (n,))
+            assert back.dtype == np.int8 and np.array_equal(back, codes), (bits, n)
+    shaped = rng.integers(-7, 8, (5, 3, 7)).astype(np.int8)
+    assert np.array_equal(prec.unpack_codes(prec.pack_codes(shaped, 4), 4, [5, 3, 7]), shaped)
+
+
+@pytest.mark.parametrize("fmt", ["npz", "safetensors", "hdf5", "wsc", "pickle"])
+def test_packed_codes_round_trip_bit_identical_through_binary_formats(
+        fmt: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    w = ws.Weights({"W": rng.standard_normal((301, 67)).astype(np.float32),
+                    "b": rng.standard_normal(67).astype(np.float32)})
+    for bits in (2, 3, 4, 5, 6, 7):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ws.LossyWarning)
+            stored = prec.apply(w, {"quantize": str(bits)})
+            path = tmp_path / f"w{bits}.{fmt}"
+            ws.save(w, path, fmt, precision={"quantize": str(bits)})
+        got = ws.load(path, dequantize=False)
+        assert got["W.q"].dtype == np.uint8
+        assert got["W.q"].shape == ((301 * 67 * bits + 7) // 8,)
+        assert_identical(stored, got)
+        assert np.array_equal(stored_codes(got, "W"), prec.quantize_tensor(w["W"], bits).codes)
+        assert_identical(prec.dequantize(stored), ws.load(path))
+
+
+def test_an_int4_npz_is_about_half_an_int8_npz(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    w = ws.Weights({"W": rng.standard_normal((512, 256)).astype(np.float32)})
+    sizes = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ws.LossyWarning)
+        for bits in (8, 4, 2):
+            ws.save(w, tmp_path / f"q{bits}.npz", precision={"quantize": str(bits)})
+            sizes[bits] = (tmp_path / f"q{bits}.npz").stat().st_size
+    codes = 512 * 256
+    assert sizes[8] > codes and sizes[4] < sizes[8] * 0.55 and sizes[2] < sizes[8] * 0.3
+    assert sizes[4] - sizes[2] == codes // 4  # exactly the bytes the codes take
+
+
+def test_version_1_files_with_one_code_per_byte_still_read(tmp_path: Path) -> None:
+    q = _quantized(4, packed=False)
+    rec = json.loads(q.metadata[prec.QUANT_KEY])
+    rec["version"] = 1
+    for e in rec["tensors"].values():
+        del e["packed"]
+    old = ws.Weights(dict(q), {**q.metadata, prec.QUANT_KEY: json.dumps(rec)})
+    ws.save(old, tmp_path / "old.npz")
+    assert_identical(prec.dequantize(_quantized(4)), ws.load(tmp_path / "old.npz"))
+    rec["tensors"]["fc1/W"]["packed"] = True  # version 1 has no such key
+    bad = ws.Weights(dict(q), {**q.metadata, prec.QUANT_KEY: json.dumps(rec)})
+    with pytest.raises(ws.FormatError, match="fc1/W"):
+        prec.dequantize(bad, path="old.npz")
+
+
+@pytest.mark.parametrize("damage, field, found", [
+    (lambda c: c[:-1], "'fc1/W.q'", "uint8 of shape [119]"),
+    (lambda c: np.concatenate([c, c[:1]]), "'fc1/W.q'", "uint8 of shape [121]"),
+    (lambda c: c.view(np.int8), "'fc1/W.q'", "int8 of shape [120]"),
+    (lambda c: c.reshape(12, 10), "'fc1/W.q'", "uint8 of shape [12, 10]"),
+])
+def test_hostile_packed_codes_are_refused_naming_file_field_expected_found(
+        damage, field: str, found: str, tmp_path: Path) -> None:
+    q = _quantized(4)
+    bad = ws.Weights({k: damage(v) if k == "fc1/W.q" else v for k, v in q.items()},
+                     q.metadata)
+    path = tmp_path / "bad.npz"
+    ws.save(bad, path)
+    with pytest.raises(ws.FormatError) as e:
+        ws.load(path)
+    msg = str(e.value)
+    assert str(path) in msg and field in msg and "uint8 of shape (120,)" in msg
+    assert found in msg
+
+
+def test_packed_padding_bits_and_claimed_counts_are_checked(tmp_path: Path) -> None:
+    q = _quantized(3)  # fc1/b: 6 codes of 3 bits = 18 bits, 6 padding bits in byte 3
+    codes = q["fc1/b.q"].copy()
+    codes[-1] |= 0x80
+    path = tmp_path / "pad.npz"
+    ws.save(ws.Weights({**q, "fc1/b.q": codes}, q.metadata), path)
+    with pytest.raises(ws.FormatError, match=r"'fc1/b\.q' padding.*last byte 0x8"):
+        ws.load(path)
+    # a record claiming 2**40 codes for 120 bytes is refused before anything is allocated
+    rec = json.loads(q.metadata[prec.QUANT_KEY])
+    rec["tensors"]["fc1/W"]["shape"] = [1 << 20, 1 << 20]
+    ws.save(ws.Weights(dict(q), {**q.metadata, prec.QUANT_KEY: json.dumps(rec)}), path)
+    with pytest.raises(ws.FormatError, match=r"uint8 of shape \(412316860416,\)"):
+        ws.load(path)
+
+
+def test_unpacking_is_charged_to_the_budget_before_allocating() -> None:
+    packed = prec.pack_codes(np.ones(100_000, np.int8), 4)
+    budget = Budget(ws.Limits(max_memory_bytes=60_000))
+    budget.add_input(packed.nbytes)
+    with pytest.raises(ws.LimitError, match="unpacking tensor 'W.q'"):
+        prec.unpack_codes(packed, 4, (100_000,), path="w.npz", field="W.q", budget=budget)
+    assert budget.memory == 0  # nothing was charged, nothing allocated
+    roomy = Budget(ws.Limits())
+    prec.unpack_codes(packed, 4, (100_000,), path="w.npz", field="W.q", budget=roomy)
+    assert roomy.memory == 100_000  # the codes stay charged; the scratch is given back
 
 
 def test_quantize_refuses_non_finite_values_and_reserved_names() -> None:

@@ -236,7 +236,10 @@ def test_every_precision_option_has_rows_checked_against_their_files(report_json
             else:
                 record = json.loads(stored.metadata["weightstore.quantization"])
                 assert {e["bits"] for e in record["tensors"].values()} == {bits}
-                assert stored["W1.q"].dtype == np.int8 and stored["W1.scale"].shape == (50,)
+                codes = stored["W1.q"]  # int8 one per byte, or 784 x 50 codes bit-packed
+                assert (codes.dtype, codes.shape) == ((np.int8, (784, 50)) if bits == 8 else
+                                                      (np.uint8, (784 * 50 * bits // 8,)))
+                assert stored["W1.scale"].shape == (50,)
     for digits in (4, 6):
         for r in by_precision[f"digits {digits}"]:
             assert 0 < r["max_rel_error"] <= 0.5 * 10.0 ** (1 - digits) * 1.001

@@ -420,3 +420,62 @@ def test_reading_on_several_threads_gives_the_same_tensors(monkeypatch):
     damaged[entry["offset"] + entry["planes"][0][1] + 5] ^= 0x10  # a mantissa byte
     with pytest.raises(ChecksumError, match="l3/W"):
         decode(bytes(damaged))
+
+
+def _mixed_weights() -> Weights:
+    """Tensors that take every encoding path: several chunks of floats (raw and zstd
+    mantissa planes), one-byte words, small tensors, empty and 0-d ones."""
+    rng = np.random.default_rng(11)
+    big = (compact._CHUNK * 3) + 17
+    return Weights({
+        "emb": (rng.standard_normal(big) * 0.02).astype(np.float32).reshape(-1, 1),
+        "coarse": np.round(rng.standard_normal((400, 401)), 1).astype(np.float64),
+        "half": rng.standard_normal(big).astype(np.float16),
+        "codes": rng.integers(-7, 8, big).astype(np.int8),
+        "mask": rng.random(big) < 0.1,
+        "ids": np.arange(big, dtype=np.int64),
+        "b": rng.standard_normal(7).astype(np.float32),
+        "empty": np.zeros((0, 3), np.float32),
+        "scale": np.array(0.5, np.float32),
+        "tail": (rng.standard_normal((300, 257)) * 0.02).astype(np.float32),
+    }, metadata={"source": "tests"})
+
+
+@pytest.mark.parametrize("whole", [0, 1 << 30], ids=["by-plane", "by-tensor"])
+@pytest.mark.parametrize("window", [1, 1 << 30], ids=["one-in-flight", "all-in-flight"])
+def test_writing_on_several_threads_gives_the_same_bytes(monkeypatch, window, whole):
+    w = _mixed_weights()
+    monkeypatch.setattr(compact, "_MT_WRITE_BYTES", 1 << 62)  # never threaded
+    single = encode(w)
+    used: set[str] = set()
+    unit = "_encode_plane" if whole == 0 else "_encode_planes"
+    encode_unit = getattr(compact, unit)
+
+    def spy(*args):
+        used.add(compact.threading.current_thread().name)
+        return encode_unit(*args)
+
+    monkeypatch.setattr(compact, unit, spy)
+    monkeypatch.setattr(compact, "_WHOLE_BYTES", whole)
+    monkeypatch.setattr(compact.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(compact, "_MT_WRITE_BYTES", 0)  # threaded from the first tensor
+    monkeypatch.setattr(compact, "_WRITE_WINDOW", window)
+    threaded = encode(w)
+    assert used and all(name.startswith("wsc-encode") for name in used)
+    assert threaded == single
+    got = decode(threaded)
+    for name in w:
+        np.testing.assert_array_equal(got[name], w[name])
+
+
+def test_a_failing_tensor_stops_a_threaded_write(monkeypatch):
+    monkeypatch.setattr(compact.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(compact, "_MT_WRITE_BYTES", 0)
+
+    def broken(*args):
+        raise MemoryError("no room for the plane")
+
+    monkeypatch.setattr(compact, "_encode_plane", broken)
+    monkeypatch.setattr(compact, "_WHOLE_BYTES", 0)
+    with pytest.raises(MemoryError, match="no room"):
+        encode(_mixed_weights())

@@ -311,6 +311,7 @@ def convert_one(unit: Unit, destination: str, settings: dict[str, Any],
                               precision=settings["precision"],
                               dequantize=settings["dequantize"], verify=settings["verify"],
                               max_shard_size=settings["max_shard_size"],
+                              strict=settings.get("strict", False),
                               storage_options=storage_options, **settings["options"])
         record.status, record.bytes_written = "done", written.file_size
     except WeightstoreError as e:
@@ -369,6 +370,7 @@ def convert_many(
     storage_options: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
     on_record: Callable[[Record], None] | None = None,
+    strict: bool = False,
     **options: Any,
 ) -> ManyResult:
     """Convert every file *sources* name to format *to* under *out*, on Dask.
@@ -377,7 +379,8 @@ def convert_many(
     ``distributed.Client``, or None for a local cluster of *workers* processes (default:
     one per core). *storage_options* (fsspec: credentials, endpoint) apply to sources,
     destinations and the manifest. *precision*, *dequantize*, *verify*,
-    *max_shard_size* and *options* are those of :func:`weightstore.convert`.
+    *max_shard_size*, *strict* and *options* are those of :func:`weightstore.convert` (with
+    *strict*, a file holding entries weightstore does not hold is a failed record).
     *progress* is called as ``progress(done_bytes, total_bytes)`` over the sources to
     convert, *on_record* with each :class:`Record` as it arrives. Failures are records
     (``result.failed``), not exceptions. See the module doc for the manifest.
@@ -390,6 +393,8 @@ def convert_many(
                     "dtype": p.dtype, "digits": p.digits,
                     "quantize": None if p.quantize is None else str(p.quantize)},
                 "dequantize": dequantize, "verify": verify, "max_shard_size": max_shard_size}
+    if strict:  # only when set, so that manifests of earlier runs still match without it
+        settings["strict"] = True
     settings = orjson.loads(orjson.dumps(settings, default=str))
     distributed = _dask()
     units = list_sources([sources] if isinstance(sources, str | os.PathLike) else sources,

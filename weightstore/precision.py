@@ -11,7 +11,7 @@ writes them, so each works with every format that can hold the result:
 
 Every lossy option warns once per write (:class:`~weightstore.errors.LossyWarning`).
 
-Quantization (version 1)
+Quantization (version 2)
 ------------------------
 Symmetric, one scale per group, no zero point: ``value = code * scale`` with integer codes
 from ``-(2**(bits-1) - 1)`` to ``2**(bits-1) - 1`` (so 2 bits is ternary, -1 0 1; the
@@ -31,20 +31,38 @@ A scale is ``max |w| / (2**(bits-1) - 1)`` over its group, stored in ``scale_dty
 (float32 by default), and the codes are computed against the stored scale, so that the
 dequantized values are exactly what the file says.
 
-A quantized tensor ``NAME`` is stored as two tensors in its place: ``NAME.q``, the codes
-(``int8``, the tensor's shape), and ``NAME.scale``, the scales (a float dtype, shape
-``()``, ``(C,)`` or ``(ceil(R / N), C)``). The metadata key ``weightstore.quantization``
-holds a JSON object that says how to restore the floats::
+A quantized tensor ``NAME`` is stored as two tensors in its place: ``NAME.q``, the codes,
+and ``NAME.scale``, the scales (a float dtype, shape ``()``, ``(C,)`` or
+``(ceil(R / N), C)``). The metadata key ``weightstore.quantization`` holds a JSON object
+that says how to restore the floats::
 
-    {"version": 1, "scheme": "symmetric",
+    {"version": 2, "scheme": "symmetric",
      "tensors": {"W1": {"dtype": "float32", "shape": [784, 50], "bits": 4,
-                        "granularity": "column"},
+                        "granularity": "column", "packed": true},
                  "W2": {"dtype": "float32", "shape": [50, 100], "bits": 3,
-                        "granularity": "block", "block": 16},
+                        "granularity": "block", "block": 16, "packed": true},
                  "b1": {"dtype": "float32", "shape": [50], "bits": 8,
-                        "granularity": "tensor"}}}
+                        "granularity": "tensor", "packed": false}}}
 
-with exactly these keys (``block`` only for ``"block"``). Restoring multiplies each code
+with exactly these keys (``block`` only for ``"block"``).
+
+Codes (version 2)
+-----------------
+``"packed": false``: ``NAME.q`` is ``int8`` of the tensor's shape, one code per byte.
+``"packed": true`` (what :func:`pack` writes for 2 to 7 bits): ``NAME.q`` is ``uint8`` of
+shape ``(ceil(count * bits / 8),)``, ``count`` the product of ``shape`` (1 for ``[]``).
+The codes, in C order (last axis fastest), form one bit stream: code ``i`` is its ``bits``
+low bits in two's complement and occupies stream bits ``i*bits`` to ``i*bits + bits - 1``,
+its least significant bit first; stream bit ``k`` is bit ``k % 8`` (``1 << (k % 8)``) of
+byte ``k // 8``. The bits after the last code in the last byte are 0. To unpack code
+``i``: take those ``bits`` bits as an unsigned ``u``, then ``u - 2**bits`` if
+``u >= 2**(bits-1)``. (This is numpy's ``packbits(..., bitorder="little")`` of each code's
+low bits, LSB first.) A 4-bit tensor thus takes half the bytes of an 8-bit one before any
+compression. A reader refuses a packed tensor whose dtype, rank or length disagrees with
+``shape`` and ``bits``, or whose padding bits are not 0, before allocating the codes.
+Version 1 records (no ``packed`` key; codes always unpacked ``int8``) still read.
+
+Restoring multiplies each code
 by its scale in float64 (exact: an 8-bit code times a scale of at most 53 bits) and rounds
 once to ``dtype``; the restored tensor takes the place of ``NAME.q`` and ``NAME.scale``.
 :func:`weightstore.load` restores by default; ``load(path, dequantize=False)`` gives the
@@ -68,6 +86,7 @@ from .model import Weights, as_weights, canonical_dtype, dtype_name
 __all__ = [
     "FLOAT_DTYPES", "QUANT_KEY", "CODES_SUFFIX", "SCALE_SUFFIX", "Quantization", "Precision",
     "QuantizedTensor", "cast", "round_digits", "quantize", "quantize_tensor", "pack",
+    "pack_codes", "unpack_codes", "packed_length",
     "dequantize", "is_quantized", "apply", "quantization_record", "record_text",
 ]
 
@@ -78,11 +97,15 @@ QUANT_KEY = "weightstore.quantization"
 #: Suffixes of the codes and scales tensors of a quantized tensor.
 CODES_SUFFIX = ".q"
 SCALE_SUFFIX = ".scale"
-QUANT_VERSION = 1
+QUANT_VERSION = 2
+#: Record versions a reader accepts (1: codes one per byte, no ``packed`` key).
+READ_VERSIONS = (1, 2)
 MIN_BITS, MAX_BITS = 2, 8
 MAX_DIGITS = 17
 
 _ENTRY_KEYS = {"dtype", "shape", "bits", "granularity"}
+#: Codes packed per chunk (a multiple of 8, so a chunk starts on a byte): bounds scratch.
+PACK_CHUNK = 1 << 20
 _GRANULARITIES = ("tensor", "column", "block")
 #: Largest block of rows (a block never needs more rows than a tensor can have).
 MAX_BLOCK = 1 << 62
@@ -278,12 +301,13 @@ class QuantizedTensor:
             values = codes * scale
         return values.astype(_float_dtype(self.dtype, f"dtype {self.dtype}"))
 
-    def entry(self) -> dict[str, Any]:
-        """This tensor's record in the metadata JSON."""
+    def entry(self, packed: bool = False) -> dict[str, Any]:
+        """This tensor's record in the metadata JSON (codes *packed* or one per byte)."""
         e: dict[str, Any] = {"dtype": self.dtype, "shape": list(self.codes.shape),
                              "bits": self.bits, "granularity": self.granularity}
         if self.granularity == "block":
             e["block"] = self.block
+        e["packed"] = packed
         return e
 
 
@@ -310,6 +334,88 @@ def codes_for(values: np.ndarray, scale: np.ndarray, bits: int) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(scale > 0, np.round(values / np.where(scale > 0, scale, 1)), 0)
     return np.clip(q, -top, top).astype(np.int8)
+
+
+def packed_length(count: int, bits: int) -> int:
+    """Bytes that *count* codes of *bits* bits take packed: ``ceil(count * bits / 8)``."""
+    return (count * bits + 7) // 8
+
+
+def _shifts(bits: int) -> np.ndarray:
+    """Where each of 8 consecutive codes starts in their little-endian 64-bit word."""
+    return np.arange(8, dtype=np.uint64) * np.uint64(bits)
+
+
+def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """*codes* (integers within *bits* bits, two's complement) as the packed ``uint8``
+    stream of the module doc: C order, LSB first, last byte padded with 0 bits.
+
+    Works through :data:`PACK_CHUNK` codes at a time, so scratch stays a few MiB.
+    """
+    flat = np.ascontiguousarray(codes, dtype=np.int8).reshape(-1).view(np.uint8)
+    out = np.empty(packed_length(flat.size, bits), dtype=np.uint8)
+    mask, shifts = np.uint8((1 << bits) - 1), _shifts(bits)
+    for start in range(0, flat.size, PACK_CHUNK):
+        part = flat[start:start + PACK_CHUNK]
+        n, groups = part.size, -(-part.size // 8)
+        lanes = np.zeros(groups * 8, dtype=np.uint8)
+        np.bitwise_and(part, mask, out=lanes[:n])
+        lanes = lanes.reshape(groups, 8)
+        words = lanes[:, 0].astype("<u8")
+        for j in range(1, 8):
+            words |= lanes[:, j].astype("<u8") << shifts[j]
+        raw = words.view(np.uint8).reshape(groups, 8)[:, :bits].reshape(-1)
+        first = start * bits // 8  # start is a multiple of 8: a whole byte
+        size = packed_length(n, bits)
+        out[first:first + size] = raw[:size]
+    return out
+
+
+def unpack_codes(packed: np.ndarray, bits: int, shape: Iterable[int], *,
+                 path: str | None = None, field: str = "codes",
+                 budget: Budget | None = None) -> np.ndarray:
+    """The ``int8`` codes of *shape* that :func:`pack_codes` packed into *packed*.
+
+    Checks *packed* against *shape* and *bits* (dtype ``uint8``, 1-D, exactly
+    :func:`packed_length` bytes, padding bits 0) and charges *budget* for the codes and
+    the scratch before allocating them; :class:`FormatError` names *field* otherwise.
+    """
+    shape = tuple(shape)
+    count = 1
+    for d in shape:
+        count *= int(d)
+    want = packed_length(count, bits)
+    if packed.dtype != np.uint8 or packed.ndim != 1 or packed.shape[0] != want:
+        raise FormatError(path=path, field=f"tensor {field!r}",
+                          expected=f"uint8 of shape ({want},): {count:,} codes of {bits} bits "
+                          f"packed", found=f"{packed.dtype} of shape {list(packed.shape)}")
+    tail = count * bits % 8
+    if tail and int(packed[-1]) >> tail:
+        raise FormatError(path=path, field=f"tensor {field!r} padding",
+                          expected=f"the last byte's {8 - tail} bits after the last code 0",
+                          found=f"last byte 0x{int(packed[-1]):02x}")
+    scratch = min(count, PACK_CHUNK) * 24  # lanes, 64-bit words and the unpacked chunk
+    if budget is not None:
+        budget.take(count + scratch, path=path, field=f"unpacking tensor {field!r}")
+    out = np.empty(count, dtype=np.int8)
+    mask, shifts = np.uint64((1 << bits) - 1), _shifts(bits)
+    up = np.uint8(8 - bits)
+    for start in range(0, count, PACK_CHUNK):
+        n = min(PACK_CHUNK, count - start)
+        groups = -(-n // 8)
+        first = start * bits // 8
+        raw = packed[first:first + packed_length(n, bits)]
+        lanes = np.zeros((groups, 8), dtype=np.uint8)
+        flat = np.zeros(groups * bits, dtype=np.uint8)
+        flat[:raw.size] = raw
+        lanes[:, :bits] = flat.reshape(groups, bits)
+        words = lanes.view("<u8").reshape(groups, 1)
+        values = ((words >> shifts) & mask).astype(np.uint8).reshape(-1)[:n]
+        # sign-extend: move the code's top bit to bit 7, then shift back arithmetically
+        np.right_shift((values << up).view(np.int8), up.astype(np.int8), out=out[start:start + n])
+    if budget is not None:
+        budget.give_back(scratch)
+    return out.reshape(shape)
 
 
 def quantize_tensor(array: np.ndarray, bits: int, *, block: int | None = None,
@@ -349,9 +455,12 @@ def quantize_tensor(array: np.ndarray, bits: int, *, block: int | None = None,
 
 
 def pack(items: Iterable[tuple[str, np.ndarray | QuantizedTensor]],
-         metadata: Mapping[str, str] | None = None) -> Weights:
+         metadata: Mapping[str, str] | None = None, *, packed: bool = True) -> Weights:
     """Stored weights: each :class:`QuantizedTensor` as ``NAME.q`` and ``NAME.scale`` in its
-    place, plain arrays as they are, and the record under :data:`QUANT_KEY`."""
+    place, plain arrays as they are, and the record under :data:`QUANT_KEY`.
+
+    Codes of fewer than 8 bits are bit-packed (module doc) unless *packed* is false; 8-bit
+    codes are always one per byte."""
     tensors: list[tuple[str, np.ndarray]] = []
     record: dict[str, Any] = {}
     plain: set[str] = set()
@@ -370,9 +479,11 @@ def pack(items: Iterable[tuple[str, np.ndarray | QuantizedTensor]],
                 raise WeightsError(field=f"tensor {name!r} scale",
                                    expected=f"shape {value.scale_shape()}",
                                    found=value.scale.shape)
-            tensors.append((name + CODES_SUFFIX, value.codes))
+            packs = packed and value.bits < 8
+            codes = pack_codes(value.codes, value.bits) if packs else value.codes
+            tensors.append((name + CODES_SUFFIX, codes))
             tensors.append((name + SCALE_SUFFIX, value.scale))
-            record[name] = value.entry()
+            record[name] = value.entry(packs)
         else:
             tensors.append((name, value))
     meta = dict(metadata or {})
@@ -433,9 +544,10 @@ def _parse_record(text: str, path: str | None) -> dict[str, dict[str, Any]]:
         raise FormatError(path=path, field=field,
                           expected="an object with keys scheme, tensors, version",
                           found=sorted(doc) if isinstance(doc, dict) else doc)
-    if doc["version"] != QUANT_VERSION:
-        raise FormatError(path=path, field=f"{field} version", expected=QUANT_VERSION,
-                          found=doc["version"])
+    version = doc["version"]
+    if version not in READ_VERSIONS or isinstance(version, bool):
+        raise FormatError(path=path, field=f"{field} version",
+                          expected=" or ".join(map(str, READ_VERSIONS)), found=version)
     if doc["scheme"] != "symmetric":
         raise FormatError(path=path, field=f"{field} scheme", expected="'symmetric'",
                           found=doc["scheme"])
@@ -445,7 +557,8 @@ def _parse_record(text: str, path: str | None) -> dict[str, dict[str, Any]]:
     for name, e in doc["tensors"].items():
         where = f"{field} tensors[{name!r}]"
         keys = _ENTRY_KEYS | ({"block"} if isinstance(e, dict) and
-                              e.get("granularity") == "block" else set())
+                              e.get("granularity") == "block" else set()) \
+            | ({"packed"} if version >= 2 else set())
         if not isinstance(e, dict) or set(e) != keys:
             raise FormatError(path=path, field=where, expected=f"keys {sorted(keys)}",
                               found=sorted(e) if isinstance(e, dict) else e)
@@ -475,6 +588,11 @@ def _parse_record(text: str, path: str | None) -> dict[str, dict[str, Any]]:
             raise FormatError(path=path, field=f"{where}.block",
                               expected=f"a positive integer up to {MAX_BLOCK:,}",
                               found=e["block"])
+        if version < 2:
+            e["packed"] = False  # version 1: one code per byte
+        elif not isinstance(e["packed"], bool):
+            raise FormatError(path=path, field=f"{where}.packed", expected="true or false",
+                              found=e["packed"])
     return doc["tensors"]
 
 
@@ -501,6 +619,11 @@ def dequantize(weights: Weights, *, path: str | None = None,
                               expected="only its codes and scales (it is quantized)",
                               found="a tensor of that name as well")
         codes, scale = weights[codes_name], weights[scale_name]
+        unpacked = 0
+        if e["packed"]:
+            codes = unpack_codes(codes, e["bits"], e["shape"], path=path, field=codes_name,
+                                 budget=budget)
+            unpacked = codes.size
         if codes.dtype != np.int8 or list(codes.shape) != e["shape"]:
             raise FormatError(path=path, field=f"tensor {codes_name!r}",
                               expected=f"int8 codes of shape {e['shape']}",
@@ -518,8 +641,8 @@ def dequantize(weights: Weights, *, path: str | None = None,
         if budget is not None:  # float64 codes, row scales and product, then the result
             budget.take(codes.size * 4 * 8, path=path, field=f"dequantizing tensor {name!r}")
         restored[codes_name] = q.dequantize()
-        if budget is not None:  # the float64 scratch is freed; the result stays
-            budget.give_back(codes.size * 3 * 8)
+        if budget is not None:  # the float64 scratch and unpacked codes are freed
+            budget.give_back(codes.size * 3 * 8 + unpacked)
     scales = {name + SCALE_SUFFIX for name in record}
     out = [(key[: -len(CODES_SUFFIX)], restored[key]) if key in restored else (key, array)
            for key, array in weights.items() if key not in scales]

@@ -398,6 +398,20 @@ def _quant_block(path: Path, marker: Path) -> None:
                                                     json.dumps(record)}}, protocol=4))
 
 
+def _packed_codes(path: Path, marker: Path) -> None:
+    # bit-packed 4-bit codes whose record claims 2**20 x 2**20 codes for 8 bytes: unpacking
+    # by the record's shape would allocate 2**40 bytes of int8 codes
+    import json
+
+    record = {"version": 2, "scheme": "symmetric", "tensors": {"W": {
+        "dtype": "float32", "shape": [1 << 20, 1 << 20], "bits": 4, "granularity": "column",
+        "packed": True}}}
+    path.write_bytes(pickle.dumps({"W.q": np.full(8, 0x11, np.uint8),
+                                   "W.scale": np.full(1 << 20, 0.5, np.float32)[:4],
+                                   "__metadata__": {"weightstore.quantization":
+                                                    json.dumps(record)}}, protocol=4))
+
+
 def _quant_block_expect() -> ws.Weights:
     return ws.Weights({"W": np.array([[0.5, -1.0, 1.5, 0.0]] * 4, dtype=np.float32)})
 
@@ -885,6 +899,10 @@ HOSTILE: list[Hostile] = [
             "4 million empty lists in 4 MiB, Limits(expansion_free_bytes=16 MiB, "
             "max_expansion=8)", measure=True,
             limits={"expansion_free_bytes": 16 * MiB, "max_expansion": 8}, kind="budget"),
+    Hostile("packed-codes.pkl", _packed_codes, ws.FormatError,
+            r"'W\.q'.*uint8 of shape \(549755813888,\).*uint8 of shape \[8\]",
+            "bit-packed 4-bit codes claiming 2**40 codes in 8 bytes", measure=True,
+            kind="budget"),
     Hostile("quant-block.pkl", _quant_block, None, "", "a quantization block of 2**40 rows "
             "for a 4x4 tensor (dequantization scratch)", measure=True,
             expect=_quant_block_expect, kind="budget"),

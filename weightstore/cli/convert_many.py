@@ -11,7 +11,13 @@ from .. import cluster
 from ..display import table
 from ..errors import OptionError
 from ._progress import progress_bar
-from ._util import add_option_arg, add_precision_args, parse_options, precision_from_args
+from ._util import (
+    add_option_arg,
+    add_precision_args,
+    add_strict_arg,
+    parse_options,
+    precision_from_args,
+)
 
 HELP = "convert many weight files (paths, globs, s3:// URLs) on a Dask cluster"
 EXAMPLES = """\
@@ -51,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
                    help="split each output into shards of at most SIZE plus an index")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="read sources without checking their checksums")
+    add_strict_arg(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print only failures and the summary; no progress bar")
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             precision=precision_from_args(args), dequantize=args.dequantize,
             verify=args.verify, max_shard_size=args.max_shard_size,
             storage_options=storage_options_arg(args.storage_options), progress=progress,
-            **options)
+            strict=args.strict, **options)
     for r in result.failed:
         print(f"failed: {r.source}: {r.error}", file=sys.stderr)
     s = result.summary()

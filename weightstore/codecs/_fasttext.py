@@ -11,20 +11,27 @@ caller then takes the general route, which names the fault.
 The file layouts are unchanged: see ``docs/formats.md``.
 
 - Writing CSV: the values' shortest decimals come from orjson as before (ryu, per
-  dtype); Arrow joins ``prefix, index, ",", value, CRLF`` row by row in C++.
-- Reading CSV: the ``index,value`` tails of a run of rows that share their first
-  three fields are parsed as a two-column CSV (int64 index, float64 or integer value).
-- Reading JSON (needs no pyarrow): a tensor's ``data`` text holding only numbers,
-  commas and brackets is checked against the bracket skeleton its shape implies, then
-  its numbers are parsed by orjson as flat lists, one slice at a time (orjson's number
-  parser is as fast as Arrow's, and it is the one the general reader uses, so the
-  grammar and the values are the same by construction).
+  dtype); one Arrow kernel joins, row by row, three string arrays made in bulk over
+  those texts: CRLF and the ``tensor,dtype,shape,`` prefix, the index, and the value
+  with its comma.
+- Reading CSV: the rows of a tensor's block (all sharing their first three fields, which
+  the caller checks) are parsed by Arrow's CSV reader, the first three fields skipped,
+  the index kept as text and proved to be the writer's, the value as float64 or integer.
+- Reading JSON: a tensor's ``data`` text holding only numbers, commas and brackets is
+  checked against the bracket skeleton its shape implies, one slice at a time. With
+  ``pysimdjson`` (the ``text`` extra) each slice, cut between two of the outermost list's
+  elements, is parsed by simdjson (strict RFC 8259 numbers, exactly rounded, the same
+  grammar as orjson's) straight into a buffer of doubles or 64-bit integers; any number
+  simdjson refuses (``1e400``, an integer beyond 64 bits) hands the tensor to orjson.
+  Without it the numbers are parsed by orjson as flat lists (the general reader's parser,
+  so the grammar and the values are the same by construction).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +44,16 @@ from ..fileio import RawFile
 MIN_VALUES = 1 << 16
 #: Bytes of JSON number text parsed per slice (bounds the temporaries of one tensor).
 JSON_SLICE_BYTES = 8 << 20
+
+
+@functools.cache
+def _simdjson() -> Any:
+    """The ``simdjson`` module (pysimdjson), or None when the extra is not installed."""
+    try:
+        import simdjson
+    except ImportError:
+        return None
+    return simdjson
 
 
 @functools.cache
@@ -59,55 +76,121 @@ def enabled(values: int) -> bool:
 # --- CSV writing ---------------------------------------------------------------------------
 
 
-def _strings(text: bytes) -> tuple[int, np.ndarray, bytes]:
-    """Count, offsets and data of an Arrow string array of the comma-separated tokens in
-    *text* (none empty)."""
-    comma = np.flatnonzero(np.frombuffer(text, np.uint8) == 44)
-    count = comma.size + 1
-    offsets = np.empty(count + 1, np.int64)
-    offsets[0] = 0
-    offsets[1:-1] = comma - np.arange(comma.size)
-    offsets[-1] = len(text) - comma.size
-    return count, offsets, text.replace(b",", b"")
-
-
 #: 10, 100, ... 10**18: the number of digits of n >= 0 is searchsorted(_POWERS, n, "right") + 1.
 _POWERS = 10 ** np.arange(1, 19, dtype=np.int64)
 
 
-def csv_rows(prefix: bytes, start: int, values: bytes) -> memoryview:
-    """``prefix + index + "," + value + CRLF`` for each comma-separated value in *values*
-    (at least one, none empty), indexes counted from *start*: the same bytes as
-    ``csv_codec._rows``. Needs pyarrow (check :func:`enabled` first)."""
-    pa, pc, _ = _pyarrow()
-    count, offsets, data = _strings(values)
-    texts = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
-    # The indexes' decimals from orjson, their lengths from their digit counts.
+def _strings(count: int, ends: np.ndarray, data: bytes) -> Any:
+    """An Arrow string array of *count* strings, string k being data[ends[k]:ends[k + 1]]."""
+    pa = _pyarrow()[0]
+    return pa.LargeStringArray.from_buffers(count, pa.py_buffer(ends), pa.py_buffer(data))
+
+
+#: Index and prefix string arrays kept by :func:`csv_rows` for the next slices (every
+#: tensor's slices start at the same indexes, and a tensor's slices share its prefix).
+_ROW_PARTS_KEPT = 8
+
+
+_KEPT_LOCK = threading.Lock()
+
+
+def _kept(cache: dict[Any, Any] | None, key: Any, make: Callable[[], Any]) -> Any:
+    """``make()``, kept in *cache* under *key* (at most :data:`_ROW_PARTS_KEPT` entries,
+    the oldest dropped first)."""
+    if cache is None:
+        return make()
+    with _KEPT_LOCK:
+        got = cache.get(key)
+    if got is None:
+        got = make()
+        with _KEPT_LOCK:  # the writer's threads share the cache
+            cache[key] = got
+            while len(cache) > _ROW_PARTS_KEPT:
+                del cache[next(iter(cache))]
+    return got
+
+
+def _index_strings(start: int, count: int) -> Any:
+    """The decimals of start .. start + count - 1 as Arrow strings (orjson's digits, their
+    lengths from their digit counts)."""
     index = np.arange(start, start + count, dtype=np.int64)
     ends = np.empty(count + 1, np.int64)
     ends[0] = 0
     np.cumsum(np.searchsorted(_POWERS, index, side="right") + 1, out=ends[1:])
     digits = orjson.dumps(index, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b",", b"")
-    indexes = pa.LargeStringArray.from_buffers(count, pa.py_buffer(ends), pa.py_buffer(digits))
-    text = functools.partial(pa.scalar, type=pa.large_string())
-    rows = pc.binary_join_element_wise(text(prefix.decode("utf-8")), indexes, text(","), texts,
-                                       text("\r\n"), text(""))
-    bounds = np.frombuffer(rows.buffers()[1], np.int64, count + 1, rows.offset * 8)
-    return memoryview(rows.buffers()[2])[int(bounds[0]):int(bounds[-1])]
+    return _strings(count, ends, digits)
+
+
+def _prefix_strings(prefix: bytes, count: int) -> Any:
+    """*count* Arrow strings: *prefix*, then CRLF and *prefix* for each row after the
+    first, over one ``(CRLF + prefix) * count`` text."""
+    lead = b"\r\n" + prefix
+    bounds = np.arange(count + 1, dtype=np.int64) * len(lead)
+    bounds[0] = 2  # the first row has no line break before it
+    return _strings(count, bounds, lead * count)
+
+
+def csv_rows(prefix: bytes, start: int, values: bytes,
+             cache: dict[Any, Any] | None = None) -> list[bytes | memoryview]:
+    """``prefix + index + "," + value + CRLF`` for each comma-separated value in *values*
+    (at least one, none empty), indexes counted from *start*, as parts to write one after
+    the other: the same bytes as ``csv_codec._rows``. Needs pyarrow (check
+    :func:`enabled` first). *cache* (a dict the caller keeps for one file) keeps the
+    index and prefix strings for the next slices.
+
+    Three Arrow string arrays over texts made in bulk, one string per row: CRLF and the
+    prefix (the first row's without the CRLF) over ``(CRLF + prefix) * rows``; the index
+    decimals (orjson's, commas removed); each value with the comma before it, over
+    ``"," + values``. One Arrow kernel joins them row by row into the rows' text, the
+    last CRLF written after it."""
+    pa, pc, _ = _pyarrow()
+    raw = np.frombuffer(values, np.uint8)
+    comma = np.flatnonzero(raw == 44)
+    count = comma.size + 1
+    ends = np.empty(count + 1, np.int64)
+    ends[0] = 0
+    ends[1:-1] = comma + 1
+    ends[-1] = len(values) + 1
+    texts = _strings(count, ends, b"," + values)
+    indexes = _kept(cache, ("index", start, count), lambda: _index_strings(start, count))
+    prefixes = _kept(cache, ("prefix", prefix, count), lambda: _prefix_strings(prefix, count))
+    rows = pc.binary_join_element_wise(prefixes, indexes, texts,
+                                       pa.scalar("", pa.large_string()))
+    offsets = rows.buffers()[1]
+    begin = int(np.frombuffer(offsets, np.int64, 1, rows.offset * 8)[0])
+    end = int(np.frombuffer(offsets, np.int64, 1, (rows.offset + count) * 8)[0])
+    return [memoryview(rows.buffers()[2])[begin:end], b"\r\n"]
 
 
 # --- CSV reading ---------------------------------------------------------------------------
 
 
+def digits_before(n: int) -> int:
+    """How many decimal digits the indexes 0 .. n - 1 take together."""
+    total, power = n, 10
+    while power < n:
+        total += n - power
+        power *= 10
+    return total
+
+
 def csv_lines(text: memoryview, dtype_text: str,
-              run: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Indexes and values of *run* CSV lines (CRLF or LF ends) of five unquoted fields,
-    the last two numbers: int64 indexes, and float64 values for a float dtype or
-    int64/uint64 for an integer one. None when any line is not that (the general reader
-    then reads them). The caller checks that the first three fields are the same."""
+              run: int | None) -> tuple[range, np.ndarray] | None:
+    """Indexes and values of *run* CSV lines (any number when None; CRLF or LF ends) of
+    five unquoted fields, the last two numbers: the indexes as a ``range`` (they must be
+    the plain decimals of consecutive integers, as the writer writes them), the values as
+    float64 for a float dtype or int64/uint64 for an integer one. None when any line is
+    not that (the general reader then reads them). The caller checks that the first
+    three fields are the same, and for an integer dtype that no value is hexadecimal
+    (Arrow reads ``0x10`` as 16).
+
+    The index texts are kept as text by Arrow and cast to int64; that they are consecutive
+    and take exactly as many bytes as those integers' plain decimals proves that each one
+    is that plain decimal (any other text Arrow reads as the same integer -- ``+5``,
+    ``05``, `` 5``, ``0x5`` -- is longer)."""
     if dtype_text == "bool":
         return None
-    pa, _, csv = _pyarrow()
+    pa, pc, csv = _pyarrow()
     if dtype_text.startswith("uint"):
         value_type = pa.uint64()
     elif dtype_text.startswith("int"):
@@ -121,15 +204,24 @@ def csv_lines(text: memoryview, dtype_text: str,
             parse_options=csv.ParseOptions(quote_char=False, double_quote=False,
                                            ignore_empty_lines=False),
             convert_options=csv.ConvertOptions(
-                column_types={"i": pa.int64(), "v": value_type}, include_columns=["i", "v"],
+                column_types={"i": pa.binary(), "v": value_type}, include_columns=["i", "v"],
                 null_values=[],
                 strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
+        if run is None:
+            run = table.num_rows
+        if table.num_rows != run or table.num_columns != 2 or not run:
+            return None
+        texts = table.column(0)
+        indexes = pc.cast(texts, pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if table.num_rows != run or table.num_columns != 2:
-        return None
-    return (table.column(0).to_numpy(), table.column(1).to_numpy())
+    first = int(indexes[0])
+    lengths = pc.sum(pc.binary_length(texts)).as_py()
+    if first < 0 or lengths != digits_before(first + run) - digits_before(first) or \
+            not np.array_equal(indexes, np.arange(first, first + run)):
+        return None  # not the writer's indexes: the general reader places them
+    return range(first, first + run), table.column(1).to_numpy()
 
 
 # --- JSON reading --------------------------------------------------------------------------
@@ -200,22 +292,27 @@ def _skeleton(shape: tuple[int, ...]) -> bytes:
 
 def json_numbers(text: Text, begin: int, end: int, shape: tuple[int, ...], dtype: np.dtype,
                  convert: Callable[[np.ndarray], np.ndarray],
-                 slice_bytes: int = JSON_SLICE_BYTES) -> np.ndarray | None:
+                 slice_bytes: int | None = None) -> np.ndarray | None:
     """The numbers of a tensor's ``data`` text (bytes *begin* to *end*) as an array of *dtype* and
-    *shape*, parsed by orjson one slice of about *slice_bytes* at a time and each slice
-    turned into *dtype* by *convert* (given what ``np.array`` makes of orjson's numbers:
-    float64, int64, or object for integers beyond 64 bits), or None when
-    the text is anything but numbers in exactly the nesting of *shape* (strings, spaces,
-    other nesting): the caller then parses it whole, which names any fault. A slice that
-    is not valid JSON raises ``orjson.JSONDecodeError``.
+    *shape*, parsed one slice of about *slice_bytes* at a time and each slice turned into
+    *dtype* by *convert* (given float64, int64 or uint64 numbers, or object for integers
+    beyond 64 bits: what ``np.array`` makes of orjson's numbers), or None when the text is
+    anything but numbers in exactly the nesting of *shape* (strings, spaces, other nesting)
+    or holds a number the fast parser refuses: the caller then parses it whole, which
+    names any fault. A slice that is not valid JSON raises ``orjson.JSONDecodeError``
+    (without pysimdjson) or gives None (with it).
 
-    Bulk parsing without nested lists: the brackets and commas are checked against the
-    nesting *shape* implies (one ``bytes.translate``), and the numbers between them are
-    parsed as one flat JSON list per slice, so that Python objects exist for one slice
-    at a time, never for the whole tensor."""
+    Bulk parsing without nested lists of Python objects: the brackets and commas are
+    checked against the nesting *shape* implies (one ``bytes.translate`` per slice), and
+    the numbers are parsed by simdjson into one buffer per slice (:func:`_simd_numbers`)
+    or, without pysimdjson, by orjson as one flat list per slice."""
+    slice_bytes = JSON_SLICE_BYTES if slice_bytes is None else slice_bytes
     count = math.prod(shape)
-    if not shape or not count or text.get(begin, begin + 1) != b"[":
+    if not shape or not count or text.get(begin, begin + 1) != b"[" or \
+            text.get(end - 1, end) != b"]":
         return None
+    if _simdjson() is not None and dtype.kind != "b":
+        return _simd_numbers(text, begin, end, shape, dtype, convert, slice_bytes)
     skeleton = _skeleton(shape)
     out = np.empty(count, dtype)
     position, matched, done = begin, 0, 0
@@ -245,5 +342,63 @@ def json_numbers(text: Text, begin: int, end: int, shape: tuple[int, ...], dtype
     return out.reshape(shape)
 
 
-__all__ = ["MIN_VALUES", "enabled", "csv_rows", "csv_lines", "json_numbers", "MemoryText",
-           "FileText", "Text"]
+#: The buffer type pysimdjson fills for a dtype kind: doubles, int64 or uint64.
+_SIMD_TYPES = {"i": ("i", np.int64), "u": ("u", np.uint64)}
+
+
+def _simd_numbers(text: Text, begin: int, end: int, shape: tuple[int, ...], dtype: np.dtype,
+                  convert: Callable[[np.ndarray], np.ndarray],
+                  slice_bytes: int) -> np.ndarray | None:
+    """:func:`json_numbers` by simdjson. The text inside the outermost brackets is cut into
+    slices of whole elements of the outermost list (after a comma for a vector; between
+    ``]``...``,``...``[`` for more dimensions); each slice's brackets and commas must be
+    ``k`` copies of one element's skeleton joined by commas, and its numbers are parsed by
+    simdjson as the list ``[slice]``, flattened into one buffer of ``k`` elements' values."""
+    simdjson = _simdjson()
+    of_type, wide = _SIMD_TYPES.get(dtype.kind, ("d", np.float64))
+    inner_shape = shape[1:]
+    element = _skeleton(inner_shape) if inner_shape else b""
+    per_element = math.prod(inner_shape)
+    depth = len(inner_shape)
+    boundary = b"]" * depth + b"," + b"[" * depth
+    parser = simdjson.Parser()
+    count = math.prod(shape)
+    out = np.empty(count, dtype)
+    position, stop_all, done, elements = begin + 1, end - 1, 0, 0
+    while position < stop_all:
+        piece = text.get(position, min(stop_all, position + slice_bytes))
+        stop = position + len(piece)
+        if stop < stop_all:  # cut between two elements of the outermost list
+            cut = piece.rfind(boundary)
+            if cut < 0:  # one element longer than a slice: up to the end of it
+                at = text.find(boundary, stop - len(boundary) + 1)
+                if at < 0 or at >= stop_all:
+                    at = -1
+                piece = text.get(position, at + depth if at >= 0 else stop_all)
+            else:
+                piece = piece[:cut + depth]
+            stop = position + len(piece)
+        shape_text = piece.translate(None, _NUMBER_TEXT)
+        k = (len(shape_text) + 1) // (len(element) + 1)
+        if shape_text != b",".join([element] * k):
+            return None  # other characters, or other nesting
+        try:
+            document = parser.parse(b"[" + piece + b"]")
+            values = np.frombuffer(document.as_buffer(of_type=of_type), wide)
+            del document
+        except (ValueError, TypeError, RuntimeError, OverflowError):
+            return None  # a number simdjson refuses (1e400, a 65-bit integer...): orjson's
+        del piece, shape_text
+        if values.size != k * per_element or done + values.size > count:
+            return None
+        out[done:done + values.size] = convert(values)
+        done += values.size
+        elements += k
+        position = stop + 1  # past the comma
+    if elements != shape[0] or done != count:
+        return None
+    return out.reshape(shape)
+
+
+__all__ = ["MIN_VALUES", "enabled", "csv_rows", "csv_lines", "digits_before", "json_numbers",
+           "MemoryText", "FileText", "Text"]

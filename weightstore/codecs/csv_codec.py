@@ -43,8 +43,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+import mmap
+from collections import deque
 from collections.abc import Iterator
-from typing import IO, NamedTuple
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -200,6 +203,32 @@ def _rows(prefix: bytes, start: int, values: bytes) -> bytes:
     return prefix + body[:-1].replace(b"\n", b"\r\n" + prefix) + b"\r\n"
 
 
+#: Threads that turn slices into rows while the file is written (orjson holds the GIL for
+#: the decimals, Arrow's kernels and the write itself release it).
+_WRITE_THREADS = 2
+
+
+def _slice_rows(pool: ThreadPoolExecutor, prefix: bytes, flat: np.ndarray,
+                cache: dict[Any, Any]) -> Iterator[list[bytes | memoryview]]:
+    """The rows of *flat* (a tensor's values) in order, one slice of :data:`_WRITE_STEP`
+    values at a time, made by *pool* a few slices ahead of the one yielded (memory stays
+    bounded by a few slices of text); *cache* is the compiled path's, for the file."""
+    compiled = _fasttext.enabled(flat.size)
+
+    def make(start: int) -> list[bytes | memoryview]:
+        text = value_text(flat[start:start + _WRITE_STEP])
+        return _fasttext.csv_rows(prefix, start, text, cache) if compiled else \
+            [_rows(prefix, start, text)]
+
+    pending: deque[Future[list[bytes | memoryview]]] = deque()
+    for start in range(0, flat.size, _WRITE_STEP):
+        pending.append(pool.submit(make, start))
+        if len(pending) > _WRITE_THREADS:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 class CsvCodec(Codec):
     """One value per row: tensor, dtype, shape, index, value."""
 
@@ -228,18 +257,19 @@ class CsvCodec(Codec):
             _matrix.write(weights, fileobj, level=self.level)
             return
         fileobj.write(HEADER_LINE + b"\r\n")
-        for name, array in weights.items():
-            prefix = (f"{_quote(guard(name))},{dtype_name(array.dtype)},"
-                      f"{format_shape(array.shape)},").encode()
-            if array.size == 0:
-                fileobj.write(prefix + b",\r\n")
-                continue
-            flat = np.ascontiguousarray(array).reshape(-1)
-            # In slices, so that memory stays bounded by one slice of text.
-            rows = _fasttext.csv_rows if _fasttext.enabled(flat.size) else _rows
-            for start in range(0, flat.size, _WRITE_STEP):
-                fileobj.write(rows(prefix, start, value_text(flat[start:start + _WRITE_STEP])))
-            del array, flat  # from a lazy source: one tensor in memory at a time
+        cache: dict[Any, Any] = {}
+        with ThreadPoolExecutor(_WRITE_THREADS) as pool:
+            for name, array in weights.items():
+                prefix = (f"{_quote(guard(name))},{dtype_name(array.dtype)},"
+                          f"{format_shape(array.shape)},").encode()
+                if array.size == 0:
+                    fileobj.write(prefix + b",\r\n")
+                    continue
+                flat = np.ascontiguousarray(array).reshape(-1)
+                for parts in _slice_rows(pool, prefix, flat, cache):
+                    for part in parts:
+                        fileobj.write(part)
+                del array, flat  # from a lazy source: one tensor in memory at a time
         for key, value in weights.metadata.items():
             fileobj.write(f"{_quote(guard(key))},{METADATA_DTYPE},,,{_quote(guard(value))}"
                           "\r\n".encode())
@@ -337,9 +367,10 @@ class CsvCodec(Codec):
 
 
 class _Chunk(NamedTuple):
-    """Rows of one tensor: index and value texts, or already parsed numbers."""
+    """Rows of one tensor: index and value texts, or already parsed numbers (the indexes
+    as a range when they are consecutive)."""
 
-    indexes: list[str] | np.ndarray
+    indexes: list[str] | np.ndarray | range
     values: list[str] | np.ndarray
 
 
@@ -418,9 +449,21 @@ _MIN_RUN = 8
 
 
 def _read_text_bounded(fileobj: IO[bytes]) -> bytes | None:
-    """The whole file, or None as soon as a stretch of :func:`max_line_chars` bytes holds no
-    line break (a line too long: the general reader refuses it in bounded memory)."""
+    """The whole file, or None when one of its stretches of :func:`max_line_chars` bytes
+    (from the start, one after the other) holds no line break: a line too long, which the
+    general reader refuses in bounded memory. A file on disk is checked through a memory
+    map (a page or so per stretch) and then read in one call (one copy); any other stream
+    a stretch at a time."""
     size = max_line_chars()
+    try:
+        with mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            for start in range(0, len(view) - size + 1, size):
+                if view.find(b"\n", start, start + size) < 0:
+                    return None
+        fileobj.seek(0)
+        return fileobj.read()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        fileobj.seek(0)  # not a file on disk (or an empty one): read a stretch at a time
     parts = []
     while True:
         chunk = fileobj.read(size)
@@ -527,6 +570,18 @@ def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
     rows = _Rows(path, limits)
     line = 2  # the number of the line at p
     size = len(data)
+    with ThreadPoolExecutor(1) as pool:
+        p, line = _walk_blocks(data, p, line, rows, pool)
+    if p >= size:
+        return rows.finish()
+    return _read_fast(HEADER_LINE + b"\r\n" + data[p:], path, limits, rows, line - 2)
+
+
+def _walk_blocks(data: bytes, p: int, line: int, rows: _Rows,
+                 pool: ThreadPoolExecutor) -> tuple[int, int]:
+    """Add the blocks of rows from *p* (line *line*) to *rows*, up to the first one it does
+    not recognise: where it stopped (the end of *data* when done) and its line number."""
+    size = len(data)
     while p < size:
         e = data.find(b"\n", p)
         first = data[p:e - 1] if data[e - 1:e] == b"\r" else data[p:e]
@@ -541,24 +596,78 @@ def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
             p, line = e + 1, line + 1
             continue
         count = _row_count(fields[2].encode())
-        end = _block_end(data, p, first[: len(first) - len(fields[3]) - len(fields[4]) - 1],
-                         count)
-        if end < 0 or not _add_block(rows, data, p, end, count, fields, line):
-            break
+        prefix = first[: len(first) - len(fields[3]) - len(fields[4]) - 1]
+        if _fasttext.enabled(count) and fields[1].startswith(("float", "bfloat")):
+            end = _block_end(data, p, prefix, count, counted=False)
+            chunks = None if end < 0 else _parse_block(pool, data, p, end, count, prefix,
+                                                       fields[1])
+            if chunks is None:
+                break
+            for chunk in chunks:
+                rows.add_chunk(fields[0], fields[1], fields[2], chunk, line)
+        else:
+            end = _block_end(data, p, prefix, count)
+            if end < 0 or not _add_block(rows, data, p, end, count, fields, line):
+                break
         p, line = end, line + count
-    if p >= size:
-        return rows.finish()
-    return _read_fast(HEADER_LINE + b"\r\n" + data[p:], path, limits, rows, line - 2)
+    return p, line
 
 
-def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int) -> int:
+#: Bytes of a block handed to Arrow at a time by the whole-file reader.
+_PIECE_BYTES = 32 << 20
+
+
+def _parse_block(pool: ThreadPoolExecutor, data: bytes, p: int, end: int, count: int,
+                 prefix: bytes, dtype_text: str) -> list[_Chunk] | None:
+    """The *count* rows of a float tensor in data[p:end] (the last one with index
+    count - 1) as chunks of parsed numbers, or None if they must be read as text: every
+    line must start with *prefix*, hold the writer's indexes 0 .. count - 1 in order and
+    finite values.
+
+    The block is cut into pieces of whole lines; Arrow parses each on a worker thread
+    (releasing the GIL) while this thread counts the piece's lines that start with
+    *prefix* (holding it): a piece is taken when the two counts agree."""
+    pieces = []
+    a = p
+    while a < end:
+        b = end if end - a <= _PIECE_BYTES else data.find(b"\n", a + _PIECE_BYTES) + 1
+        pieces.append((a, b))
+        a = b
+    view = memoryview(data)
+    parsed = [pool.submit(_fasttext.csv_lines, view[a:b], dtype_text, None)
+              for a, b in pieces]
+    needle = b"\n" + prefix
+    counts = [data.count(needle, a - 1, b - 1) for a, b in pieces]
+    chunks, done = [], 0
+    for future, counted in zip(parsed, counts, strict=True):
+        got = future.result()
+        if got is None:
+            return None
+        indexes, values = got
+        if len(values) != counted or indexes != range(done, done + counted) or \
+                not np.isfinite(values).all():
+            return None  # NaN(0x..) and friends: read as text, which keeps a NaN's bits
+        chunks.append(_Chunk(indexes, values))
+        done += counted
+    return chunks if done == count else None
+
+
+def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int,
+               counted: bool = True) -> int:
     """Where the *count* rows from *p* end, if every one starts with *prefix* and the last
-    has index count - 1; else -1."""
-    last = data.find(b"\n" + prefix + b"%d," % (count - 1), p - 1)
+    has index count - 1; else -1. Unless *counted*, the caller counts the lines that start
+    with *prefix* itself.
+
+    Each line that starts with *prefix* is longer than it (a field after it, a line break),
+    so the last of *count* such lines cannot start before ``(count - 1) * (len(prefix) + 1)``
+    bytes from *p*: the search for it starts there (a first occurrence before that point
+    could not end *count* such lines, and the count below refuses any other)."""
+    last = data.find(b"\n" + prefix + b"%d," % (count - 1),
+                     p - 1 + (count - 1) * (len(prefix) + 1))
     if last < 0:
         return -1
     end = data.find(b"\n", last + 1) + 1
-    if data.count(b"\n" + prefix, p - 1, end - 1) != count:
+    if counted and data.count(b"\n" + prefix, p - 1, end - 1) != count:
         return -1
     return end
 
@@ -569,7 +678,8 @@ def _add_block(rows: _Rows, data: bytes, p: int, end: int, count: int, fields: l
     False if they must be read row by row."""
     name, dtype_text, shape_text = fields[:3]
     prefix = ",".join(fields[:3]).encode("utf-8") + b","
-    if _fasttext.enabled(count) and _no_hex(data, p, end, count, prefix):
+    if _fasttext.enabled(count) and (dtype_text.startswith(("float", "bfloat")) or
+                                     _no_hex(data, p, end, count, prefix)):
         parsed = _fasttext.csv_lines(memoryview(data)[p:end], dtype_text, count)
         if parsed is None:
             return False
@@ -849,8 +959,15 @@ class _Placer:
         self.out = np.empty(self.count, dtype=dtype)
         self.seen = np.zeros(self.count, dtype=bool)
 
-    def indexes(self, chunk: _Chunk) -> np.ndarray:
+    def indexes(self, chunk: _Chunk) -> np.ndarray | slice:
         """The chunk's indexes, checked to be integers within the tensor, marked as seen."""
+        if isinstance(chunk.indexes, range):
+            run = chunk.indexes
+            if run and run.stop > self.count:
+                raise FormatError(path=self.path, field=f"{self.where} index",
+                                  expected=f"0 to {self.count - 1}", found=run.stop - 1)
+            self.seen[run.start:run.stop] = True
+            return slice(run.start, run.stop)
         try:
             idx = np.asarray(chunk.indexes, dtype=np.int64)
         except (ValueError, OverflowError) as e:
@@ -869,7 +986,7 @@ class _Placer:
             raise FormatError(path=self.path, field=f"{self.where} index",
                               expected="each index once", found=f"index {missing} missing")
 
-    def values(self, chunk: _Chunk, idx: np.ndarray) -> None:
+    def values(self, chunk: _Chunk, idx: np.ndarray | slice) -> None:
         """The chunk's values parsed and put at *idx*."""
         values = (_parse_values(chunk.values, self.dtype, self.where, self.path)
                   if isinstance(chunk.values, list)

@@ -54,6 +54,7 @@ from typing import IO, Any
 
 import h5py
 import numpy as np
+from h5py import h5, h5a, h5d, h5g, h5l, h5o, h5p, h5s
 
 from ..codec import (
     DEFAULT_LIMITS,
@@ -189,8 +190,18 @@ class Hdf5Codec(Codec):
             raise
 
 
+#: What h5py calls each kind of link that is not a hard link (in error messages).
+_LINK_KINDS = {h5l.TYPE_SOFT: "SoftLink", h5l.TYPE_EXTERNAL: "ExternalLink"}
+_CRC_KEY = CRC_ATTR.encode()
+
+
 class _Hdf5Source(TensorSource):
-    """An open HDF5 file: every dataset checked, the data left on disk."""
+    """An open HDF5 file: every link and dataset header checked, the data left on disk.
+
+    The structure is walked with h5py's low-level API (one call per question, no
+    high-level objects): opening a file of many tensors costs about as much as h5py's
+    own ``File(p)[name]``. Attributes are read only where an object has some besides the
+    tensor checksum; each tensor's checksum attribute is read with the tensor."""
 
     lazy = True
 
@@ -201,8 +212,12 @@ class _Hdf5Source(TensorSource):
         self._verify = verify
         #: dataset name -> file offset of its raw bytes, or -1 to read through h5py
         self._offsets: dict[str, int] = {}
-        #: dataset name -> its stored tensor checksum, when it has one
-        self._crcs: dict[str, int] = {}
+        #: dataset name -> its stored tensor checksum (None: it has none), once read
+        self._crcs: dict[str, int | None] = {}
+        #: datasets that carry a checksum attribute (read with the tensor)
+        self._has_crc: set[str] = set()
+        #: HDF5 types met so far and the dtype each reads as
+        self._types: list[tuple[Any, np.dtype | None]] = []
         metas: list[TensorInfo] = []
         self._limits = limits
         self._heaps_checked = False
@@ -213,9 +228,10 @@ class _Hdf5Source(TensorSource):
         try:
             metadata = self._root_attrs(f)
             stored_header = _crc_attr(f, HEADER_ATTR, "root group", path)
+            root = h5g.open(f.id, b"/")
             #: addresses of the objects walked: each is visited once (a graph, not a tree)
-            self._seen = {_address(h5py, f)}
-            self._walk(f, "", limits, metas, 0)
+            self._seen = {h5o.get_info(root).addr}
+            self._walk(root, "", limits, metas, 0)
             for where, values in self._attrs.items():
                 metadata[ATTRS_PREFIX + where] = _canonical(values)
         except WeightstoreError:
@@ -278,62 +294,92 @@ class _Hdf5Source(TensorSource):
 
     def _walk(self, group: Any, prefix: str, limits: Limits, out: list[TensorInfo],
               depth: int) -> None:
+        """Check every link under *group* (a low-level GroupID) and every object it
+        reaches, in creation order where the group tracks it (else name order)."""
         h5py, path = self._h5py, self._path
         if depth > limits.max_depth:
             raise FormatError(path=path, field=f"group {prefix!r}",
                               expected=f"nesting within {limits.max_depth} levels")
-        for key in group:
+        tracked = group.get_create_plist().get_link_creation_order() & h5p.CRT_ORDER_TRACKED
+        links: list[tuple[bytes, int]] = []
+        group.links.iterate(lambda n, i: links.append((n, i.type)), info=True,
+                            idx_type=h5.INDEX_CRT_ORDER if tracked else h5.INDEX_NAME)
+        for raw_key, kind in links:
+            try:
+                key: Any = raw_key.decode("utf-8")
+            except UnicodeDecodeError:  # as h5py gives such a name: its bytes
+                key = raw_key
             name = f"{prefix}/{key}" if prefix else key
-            link = group.get(key, getlink=True)
-            if not isinstance(link, h5py.HardLink):
+            if kind != h5l.TYPE_HARD:
                 raise UnsafeFileError(path=path, field=f"link {name!r}",
                                       expected="a hard link inside the file",
-                                      found=type(link).__name__)
+                                      found=_LINK_KINDS.get(kind, "UserDefinedLink"))
             try:
-                obj = group[key]
+                obj = h5o.open(group, raw_key)
             except (KeyError, OSError) as e:
                 raise _damage(e, "cannot open object", path, f"object {name!r}") from e
-            address = _address(h5py, obj)
-            if address in self._seen:  # several links to one object: refused, not re-walked
+            info = h5o.get_info(obj)
+            if info.addr in self._seen:  # several links to one object: refused, not re-walked
                 raise FormatError(path=path, field=f"link {name!r}",
                                   expected="one link to each group and dataset",
                                   found="a second link to an object already read")
-            self._seen.add(address)
-            if isinstance(obj, h5py.Dataset) and (found := _unheld(h5py, obj)) is not None:
+            self._seen.add(info.addr)
+            is_dataset = isinstance(obj, h5d.DatasetID)
+            if is_dataset and _read_dtype(h5py, obj, self._types) is None and (
+                    found := _unheld(h5py, h5py.Dataset(obj))) is not None:
                 self._skipped.append(Skipped(name, found))  # its attributes go with it
                 continue
-            values = self._attr_values(obj, f"object {name!r}", (CRC_ATTR,))
-            if values:
-                self._attrs["/" + name] = values
-            if isinstance(obj, h5py.Group):
+            has_crc = bool(is_dataset and info.num_attrs and h5a.exists(obj, _CRC_KEY))
+            if info.num_attrs > has_crc:  # attributes besides the checksum: read them all
+                wrapped = h5py.Dataset(obj) if is_dataset else (
+                    h5py.Group(obj) if isinstance(obj, h5g.GroupID) else h5py.Datatype(obj))
+                values = self._attr_values(wrapped, f"object {name!r}", (CRC_ATTR,))
+                if values:
+                    self._attrs["/" + name] = values
+            if isinstance(obj, h5g.GroupID):
                 self._walk(obj, name, limits, out, depth + 1)
-            elif isinstance(obj, h5py.Dataset):
+            elif is_dataset:
                 if len(out) >= limits.max_tensors:
                     raise FormatError(path=path, field="datasets",
                                       expected=f"at most {limits.max_tensors}")
                 meta, offset, stored = _check_dataset(h5py, obj, name, path, limits,
-                                                      self._raw.size)
+                                                      self._raw.size, self._types)
                 if offset < 0 and stored != meta.nbytes:  # filtered: the one allowance
                     self._budget.add_compressed(stored)
                     self._budget.expand(meta.nbytes, path=path, field=f"dataset {name!r}")
                 out.append(meta)
                 self._offsets[name] = offset
-                stored = _crc_attr(obj, CRC_ATTR, f"dataset {name!r}", path)
-                if stored is not None:
-                    self._crcs[name] = stored
+                if has_crc:
+                    self._has_crc.add(name)
 
     def data_offset(self, name: str) -> int:
         """Where dataset *name*'s raw bytes start in the file (-1: not stored contiguously).
         Writers allocate data in the order they write it, so this tells that order."""
         return self._offsets[name]
 
+    def _stored_crc(self, name: str) -> int | None:
+        """Dataset *name*'s checksum attribute (checked), read once."""
+        if name not in self._crcs:
+            self._crcs[name] = _crc_attr(self._f[name], CRC_ATTR, f"dataset {name!r}",
+                                         self._path) if name in self._has_crc else None
+        return self._crcs[name]
+
     def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
         meta, offset = self._metas[name], self._offsets[name]
         where = f"dataset {name!r}"
-        if offset >= 0 and mmap and self._raw.can_mmap:
+        if offset >= 0 and mmap and self._raw.can_mmap:  # not read here: nothing to check
             return self._raw.map_array(offset, meta.dtype, meta.shape).view(np.ndarray)
+        try:
+            stored = self._stored_crc(name)
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+            raise _damage(e, "cannot read the checksum attribute", self._path, where) from e
         if offset >= 0:
-            out = self._raw.read_array(offset, meta.dtype, meta.shape, field=where)
+            check = self._verify and stored is not None
+            try:  # the checksum computed beside the reads, while the bytes are in cache
+                return self._raw.read_array(offset, meta.dtype, meta.shape, field=where,
+                                            crc=(0, stored) if check else None)
+            except ChecksumError:  # read again for the error that names the tensor
+                out = self._raw.read_array(offset, meta.dtype, meta.shape, field=where)
         else:
             try:
                 ds = self._f[name]
@@ -344,7 +390,6 @@ class _Hdf5Source(TensorSource):
                     ds.read_direct(out)
             except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
                 raise _damage(e, "cannot read data", self._path, where) from e
-        stored = self._crcs.get(name)
         if self._verify and stored is not None:
             if out.dtype.kind != "b" and out.flags.c_contiguous and out.dtype.byteorder != ">":
                 actual = crc32(out.reshape(-1).view(np.uint8)) & 0xFFFFFFFF  # its stored bytes
@@ -386,42 +431,60 @@ def _unheld(h5py: Any, ds: Any) -> str | None:
 
 
 def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
-                   file_size: int) -> tuple[TensorInfo, int, int]:
+                   file_size: int, types: list[tuple[Any, np.dtype | None]] | None = None,
+                   ) -> tuple[TensorInfo, int, int]:
     """The dataset's meta after the checks, the offset of its raw bytes (-1 when it
     must be read through h5py: chunked, filtered, compact, big-endian or bool), and the
-    bytes it takes in the file."""
-    where = f"dataset {name!r}"
-    if ds.is_virtual:
-        raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
-                              found="a virtual dataset")
-    plist = ds.id.get_create_plist()
+    bytes it takes in the file. *ds* is the low-level ``DatasetID``; *types* caches the
+    HDF5 types already seen in this file with the dtype each reads as (None: refused)."""
+    plist = ds.get_create_plist()
+    layout = plist.get_layout()
+    if layout == h5d.VIRTUAL:
+        raise UnsafeFileError(path=path, field=f"dataset {name!r}",
+                              expected="data stored in this file", found="a virtual dataset")
     if plist.get_external_count() > 0:
-        raise UnsafeFileError(path=path, field=where, expected="data stored in this file",
-                              found="external storage")
-    if ds.shape is None:
-        raise FormatError(path=path, field=where, expected="an array", found="an empty dataspace")
-    dtype = _held_dtype(h5py, ds.dtype)
+        raise UnsafeFileError(path=path, field=f"dataset {name!r}",
+                              expected="data stored in this file", found="external storage")
+    space = ds.get_space()
+    if space.get_simple_extent_type() == h5s.NULL:
+        raise FormatError(path=path, field=f"dataset {name!r}", expected="an array",
+                          found="an empty dataspace")
+    shape = space.shape
+    dtype = _read_dtype(h5py, ds, types if types is not None else [])
     if dtype is None:  # the walk skips these before
-        raise FormatError(path=path, field=f"{where} dtype",
+        raise FormatError(path=path, field=f"dataset {name!r} dtype",
                           expected="bool, (u)int8-64 or float16/32/64", found=str(ds.dtype))
-    math.prod(ds.shape)  # exact (a float product would overflow on absurd claims)
-    meta = TensorInfo(name, little_endian(np.empty(0, dtype)).dtype, tuple(ds.shape))
-    limits.check_tensor(path, name, meta.nbytes)
-    stored = ds.id.get_storage_size()
-    if meta.nbytes > limits.max_output(stored):
+    meta = TensorInfo(name, dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype,
+                      tuple(shape))  # exact sizes below (a float product would overflow)
+    nbytes = meta.nbytes
+    limits.check_tensor(path, name, nbytes)
+    stored = ds.get_storage_size()
+    if nbytes > limits.max_output(stored):
         raise FormatError(
-            path=path, field=where,
+            path=path, field=f"dataset {name!r}",
             expected=f"at most {limits.max_output(stored):,} bytes from {stored:,} stored "
             "(Limits.max_expansion)",
-            found=f"{meta.nbytes:,} bytes claimed",
+            found=f"{nbytes:,} bytes claimed",
         )
     offset = -1
-    if (meta.count and dtype.kind != "b" and dtype.byteorder != ">" and ds.chunks is None
-            and plist.get_nfilters() == 0 and stored == meta.nbytes):
-        found = ds.id.get_offset()
-        if found is not None and found + meta.nbytes <= file_size:
+    if (nbytes and dtype.kind != "b" and dtype.byteorder != ">" and layout != h5d.CHUNKED
+            and plist.get_nfilters() == 0 and stored == nbytes):
+        found = ds.get_offset()
+        if found is not None and found + nbytes <= file_size:
             offset = found
     return meta, offset, stored
+
+
+def _read_dtype(h5py: Any, ds: Any, types: list[tuple[Any, np.dtype | None]]) -> np.dtype | None:
+    """The dtype dataset *ds* reads as (h5py's enum of FALSE/TRUE: bool), None when it is
+    not one weightstore holds; *types* remembers each HDF5 type's answer (``H5Tequal``)."""
+    tid = ds.get_type()
+    for seen, dtype in types:
+        if seen == tid:
+            return dtype
+    found = _held_dtype(h5py, tid.dtype)
+    types.append((tid, found))
+    return found
 
 
 #: Most root attributes (metadata entries) read from an object header (compact storage).
@@ -441,11 +504,6 @@ def _check_attribute_storage(h5py: Any, obj: Any, path: str) -> None:
                          expected=f"at most {MAX_COMPACT_ATTRIBUTES:,} kept in the object "
                          "header (read in quadratic time), or an indexed attribute table",
                          found=f"{info.num_attrs:,} in the header")
-
-
-def _address(h5py: Any, obj: Any) -> int:
-    """Where an object's header lies in the file: the same object, the same address."""
-    return int(h5py.h5o.get_info(obj.id).addr)
 
 
 def _has_vlen(h5py: Any, dtype: np.dtype, numbers: bool = False) -> bool:

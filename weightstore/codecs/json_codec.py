@@ -248,14 +248,11 @@ class JsonCodec(Codec):
         raw = fileobj.read()
         if raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
-        # What parsing will build, charged first: each list or object (an empty list is
-        # 56 bytes for 2 bytes of text) and each value (a float object and its slot).
-        containers = raw.count(b"[") + raw.count(b"{")
-        budget.take(len(raw) + 88 * containers + 40 * (raw.count(b",") + 1), path=path,
-                    field="JSON document (parsed)")
-        fast = _read_compact(raw, path, limits, verify)
+        budget.take(len(raw), path=path, field="JSON document")
+        fast = _read_compact(raw, path, limits, verify, budget)
         if fast is not None:
             return fast
+        budget.take(_parsed_bytes(raw), path=path, field="JSON document (parsed)")
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
@@ -307,6 +304,13 @@ class JsonCodec(Codec):
                      total: int) -> tuple[str, np.ndarray]:
         name, dtype, shape_t = _tensor_header(entry, where, path, limits, total)
         return name, _tensor_values(entry["data"], name, dtype, shape_t, path)
+
+
+def _parsed_bytes(text: bytes) -> int:
+    """What orjson builds from *text*, charged before it parses: each list or object (an
+    empty list is 56 bytes for 2 bytes of text) and each value (a float object and its
+    slot)."""
+    return 88 * (text.count(b"[") + text.count(b"{")) + 40 * (text.count(b",") + 1)
 
 
 def _check_document(doc: Any, path: str) -> tuple[dict[str, str], int | None]:
@@ -440,14 +444,23 @@ _TENSORS_AT = b'"tensors":['
 _DATA_AT = b',"data":'
 
 
-def _read_compact(raw: bytes, path: str, limits: Limits, verify: bool) -> Weights | None:
-    """The weights of a compact document, or None (the caller parses it whole)."""
+def _read_compact(raw: bytes, path: str, limits: Limits, verify: bool,
+                  budget: Budget | None = None) -> Weights | None:
+    """The weights of a compact document, or None (the caller parses it whole). With
+    *budget*, the tensors are charged to it before they are read, and the Python objects
+    of any data array parsed by orjson before it is parsed."""
     source = _open_compact(_fasttext.MemoryText(raw), path, limits, verify)
     if source is None:
         return None
+    charge = sum(info.nbytes for info in source.tensors)
+    if budget is not None:
+        budget.take(charge, path=path, field="tensors")
+        source.budget = budget
     try:
         tensors = [(info.name, source.read(info.name)) for info in source.tensors]
     except _NotCompact:
+        if budget is not None:
+            budget.give_back(charge)  # the whole document is parsed instead
         return None
     weights = weights_from_file(tensors, source.metadata, path)
     if verify and source.stored_header is not None:
@@ -481,6 +494,8 @@ class _CompactSource(TensorSource):
         super().__init__(infos, metadata)
         self._infos = {info.name: info for info in infos}
         self._text, self._path = text, path
+        #: Charged for a data array's Python objects when orjson parses it (read()).
+        self.budget: Budget | None = None
 
     def read(self, name: str, *, mmap: bool = False) -> np.ndarray:
         info, (begin, end), path = self._infos[name], self._spans[name], self._path
@@ -490,8 +505,16 @@ class _CompactSource(TensorSource):
                 self._text, begin, end, info.shape, info.dtype,
                 lambda values: cast_exact(values, info.dtype, where, path))
             if array is None:
-                array = _tensor_values(orjson.loads(self._text.get(begin, end)), name,
-                                       info.dtype, info.shape, path)
+                text = self._text.get(begin, end)
+                charge = _parsed_bytes(text) if self.budget is not None else 0
+                if self.budget is not None:
+                    self.budget.take(charge, path=path, field=f"{where} (parsed)")
+                try:
+                    array = _tensor_values(orjson.loads(text), name, info.dtype, info.shape,
+                                           path)
+                finally:
+                    if self.budget is not None:
+                        self.budget.give_back(charge)
         except orjson.JSONDecodeError as e:
             if isinstance(self._text, _fasttext.MemoryText):
                 raise _NotCompact from e
@@ -546,9 +569,12 @@ def _data_spans(text: _fasttext.Text, p: int) -> list[_Span] | None:
             if not isinstance(entry, dict) or "data" in entry:
                 return None
             begin = at + len(_DATA_AT)
-            # An array ends at the first "]}" (values never hold one); a bare value at "}".
-            end = text.find(b"]}", begin) + 1 if text.get(begin, begin + 1) == b"[" else \
-                text.find(b"}", begin)
+            # An array ends at the first "]}" (values never hold one; numbers hold no "}",
+            # found by memchr); a bare value at "}".
+            end = text.find(b"}", begin)
+            if text.get(begin, begin + 1) == b"[":
+                end = end if end > 0 and text.get(end - 1, end) == b"]" else \
+                    text.find(b"]}", begin) + 1
             if end <= 0:
                 return None
             spans.append((entry, begin, end))

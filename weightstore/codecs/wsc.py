@@ -74,12 +74,14 @@ and :meth:`WscCodec.read_tensors` (only the tensors named are decoded).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
 import threading
+from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -119,6 +121,16 @@ _HEADER_KEYS = frozenset({"metadata", "tensors"})
 _CHUNK = 1 << 16
 #: A read of more than this many bytes of tensors decodes them on every core.
 _MT_BYTES = 32 << 20
+#: A write encodes on every core from the first tensor of at least this many bytes on
+#: (below it, a model never starts threads: small inputs pay no fixed cost).
+_MT_WRITE_BYTES = 4 << 20
+#: A threaded write encodes a tensor of at most this many bytes as one unit of work (many
+#: tensors keep the cores busy); a larger one plane by plane.
+_WHOLE_BYTES = 16 << 20
+#: Tensor bytes a threaded write has submitted but not yet written, at most (besides the
+#: tensor being submitted): what bounds its memory (each in-flight tensor's words, and
+#: its planes as encoded, at most as large).
+_WRITE_WINDOW = 64 << 20
 
 
 _local = threading.local()
@@ -327,6 +339,99 @@ def _write_planes(fileobj: IO[bytes], words: np.ndarray, rotate: bool,
     return described, crc
 
 
+#: What :func:`_encode_plane` gives for a plane to be written raw, straight from the words.
+_STREAM = None
+
+
+def _encode_plane(words: np.ndarray, rotate: bool, p: int) -> tuple[str, Any, int]:
+    """Plane *p* of the 1-d unsigned *words* (more than one chunk of them, more than one
+    byte each) as :func:`_write_planes` decides it: ``(method, data, CRC-32 of the words
+    when p == 0)``, *data* :data:`_STREAM` for a plane judged on its sample to be written
+    raw (the writer extracts it as it writes, as :func:`_write_planes` does, so it is
+    never held whole). Runs on any thread (its own compressor and scratch)."""
+    compressor = _plane_compressor()
+    splitter = _Splitter(words, rotate)
+    if p > 0 and not _worth_compressing(compressor, splitter.sample(p, _probe_size(words.size))):
+        return RAW, _STREAM, 0
+    plane, crc = splitter.plane(p, crc=p == 0)
+    method, data = _compress(compressor, plane)
+    return method, data, crc
+
+
+def _encode_planes(words: np.ndarray, rotate: bool) -> list[tuple[str, Any, int]]:
+    """Every plane of *words* by :func:`_encode_plane`, on one thread."""
+    return [_encode_plane(words, rotate, p) for p in range(words.itemsize)]
+
+
+def _encode_small(words: np.ndarray, rotate: bool) -> tuple[list[list[Any]], int, bytes]:
+    """A tensor of at most one chunk (or of one-byte words) encoded whole, on any
+    thread: its planes' list, CRC-32 and bytes."""
+    buf = io.BytesIO()
+    described, crc = _write_planes(buf, words, rotate, _plane_compressor())
+    return described, crc, buf.getvalue()
+
+
+class _PlaneEncoder:
+    """Encodes tensors on a pool of threads and writes them in order, byte for byte what
+    the single-threaded :func:`_write_planes` writes. The threads compress (the planes
+    worth it, with the CRC-32) and judge the rest on samples; the writing thread extracts
+    the planes judged raw from the words as it writes them, as a one-thread write does,
+    overlapping the threads' work. A tensor up to :data:`_WHOLE_BYTES` is one unit of
+    work, a larger one a unit per plane. At most :data:`_WRITE_WINDOW` bytes of tensors are
+    in flight besides the newest (their words, and their compressed planes, smaller)."""
+
+    def __init__(self, fileobj: IO[bytes], workers: int) -> None:
+        self.fileobj = fileobj
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="wsc-encode")
+        self.pending: deque[tuple[dict[str, Any], np.ndarray, bool, list[Future[Any]]]] = \
+            deque()
+        self.in_flight = 0
+
+    def submit(self, entry: dict[str, Any], words: np.ndarray, rotate: bool) -> None:
+        """Queue one tensor (*entry* gets its ``crc32`` and ``planes`` when written)."""
+        n, k = words.size, words.itemsize
+        if n <= _CHUNK or k == 1:
+            futures = [self.pool.submit(_encode_small, words, rotate)]
+        elif words.nbytes <= _WHOLE_BYTES:
+            futures = [self.pool.submit(_encode_planes, words, rotate)]
+        else:
+            futures = [self.pool.submit(_encode_plane, words, rotate, p) for p in range(k)]
+        while self.pending and self.in_flight + words.nbytes > _WRITE_WINDOW:
+            self._write_oldest()
+        self.pending.append((entry, words, rotate, futures))
+        self.in_flight += words.nbytes
+
+    def _write_oldest(self) -> None:
+        entry, words, rotate, futures = self.pending.popleft()
+        n = words.size
+        if n <= _CHUNK or words.itemsize == 1:
+            described, crc, data = futures[0].result()
+            self.fileobj.write(data)
+        else:
+            planes = futures[0].result() if len(futures) == 1 else [f.result() for f in futures]
+            described, crc = [], planes[0][2]
+            for p, (method, data, _) in enumerate(planes):
+                if data is _STREAM:
+                    _Splitter(words, rotate).write_raw(p, self.fileobj)
+                else:
+                    self.fileobj.write(data)
+                described.append([method, len(data) if method == ZSTD else n])
+        entry["crc32"], entry["planes"] = crc, described
+        self.in_flight -= words.nbytes
+
+    def finish(self) -> None:
+        """Write every tensor still queued."""
+        while self.pending:
+            self._write_oldest()
+
+    def close(self) -> None:
+        """Stop the threads (after :meth:`finish`, or on an error: pending work dropped)."""
+        for *_, futures in self.pending:
+            for future in futures:
+                future.cancel()
+        self.pool.shutdown(wait=True)
+
+
 class _PlaneReader:
     """Hands out one plane's bytes a chunk at a time, in order: a raw plane straight
     from the file, a zstd plane from a streaming decompressor, so that neither is ever
@@ -412,16 +517,40 @@ class WscCodec(Codec):
     # -- writing -------------------------------------------------------------------
 
     def write(self, weights: Weights, fileobj: IO[bytes], *, path: str) -> None:
+        """Tensors one at a time, in order. From the first tensor of
+        :data:`_MT_WRITE_BYTES` on, their planes are encoded on every core (zstd, numpy
+        and CRC-32 release the GIL), the bytes written identical to a one-thread write."""
         fileobj.write(MAGIC + bytes(VERSION))
-        offset = PREFIX_SIZE
-        entries = []
+        entries: list[dict[str, Any]] = []
         compressor = _plane_compressor()
-        for name, array in weights.items():
-            dtype, storage, word = _storage_of(array.dtype)
-            words = np.ascontiguousarray(array, dtype=storage).reshape(-1).view(word)
-            described, crc = _write_planes(fileobj, words, dtype in FLOAT_DTYPES, compressor)
-            entries.append({"name": name, "dtype": dtype, "shape": list(array.shape),
-                            "offset": offset, "crc32": crc, "planes": described})
+        workers = min(os.cpu_count() or 1, 8)
+        encoder: _PlaneEncoder | None = None
+        try:
+            for name, array in weights.items():
+                dtype, storage, word = _storage_of(array.dtype)
+                words = np.ascontiguousarray(array, dtype=storage).reshape(-1).view(word)
+                entry: dict[str, Any] = {"name": name, "dtype": dtype,
+                                         "shape": list(array.shape)}
+                entries.append(entry)
+                rotate = dtype in FLOAT_DTYPES
+                if encoder is None and workers > 1 and words.nbytes >= _MT_WRITE_BYTES:
+                    encoder = _PlaneEncoder(fileobj, workers)
+                if encoder is not None:
+                    encoder.submit(entry, words, rotate)
+                else:
+                    entry["planes"], entry["crc32"] = _write_planes(fileobj, words, rotate,
+                                                                    compressor)
+                del array, words  # from a lazy source: only what is in flight is held
+            if encoder is not None:
+                encoder.finish()
+        finally:
+            if encoder is not None:
+                encoder.close()
+        offset = PREFIX_SIZE
+        for entry in entries:  # the header's key order, as the one-thread writer had it
+            described = entry.pop("planes")
+            crc = entry.pop("crc32")
+            entry.update(offset=offset, crc32=crc, planes=described)
             offset += sum(size for _, size in described)
         header = orjson.dumps({"metadata": weights.metadata, "tensors": entries})
         fileobj.write(header)

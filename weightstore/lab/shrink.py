@@ -20,9 +20,11 @@ What makes the file small, each measured by the size of the file actually writte
   the calibration set) so that, fed the already quantized layers' outputs, it gives the
   original network's pre-activations, then quantized the same way; biases absorb the
   mean error and are stored as float16.
-- **Entropy-friendly codes**: codes are int8 one per byte and scales float16, so the
-  compressor's Huffman stage codes each byte close to its entropy (a 3-bit code of trained
-  weights costs about 2 bits).
+- **Entropy-friendly codes**: each candidate is measured with its codes bit-packed and
+  with them one per byte (:func:`weightstore.precision.pack`), and the smaller file is
+  kept: one code per byte lets the compressor's Huffman stage code each byte close to its
+  entropy (a 3-bit code of trained weights costs about 2 bits), packing wins when the
+  codes are spread evenly. Scales are float16.
 
 Search: start with 8 bits everywhere; repeatedly try one bit less for each matrix and
 keep the change that gives the smallest file while agreement stays at least
@@ -226,14 +228,15 @@ class Calibrated:
             self._layers[bits] = (q, bias, _sigmoid(z_q @ wq + bq))
         return self._layers[bits]
 
-    def stored(self, bits: dict[str, int]) -> Weights:
-        """The stored form at *bits* per matrix (:mod:`weightstore.precision` layout)."""
+    def stored(self, bits: dict[str, int], packed: bool = True) -> Weights:
+        """The stored form at *bits* per matrix (:mod:`weightstore.precision` layout),
+        codes bit-packed or (*packed* false) one per byte."""
         key = tuple(bits[k] for k in LAYERS)
         items: dict[str, Any] = {}
         for i, (wn, bn) in enumerate(zip(LAYERS, BIASES, strict=True)):
             q, bias, _ = self._layer(key[: i + 1])
             items[wn], items[bn] = q, bias
-        return pack([(k, items[k]) for k in self.weights if k in items])
+        return pack([(k, items[k]) for k in self.weights if k in items], packed=packed)
 
 
 def quantize_mlp(w: Weights, x: np.ndarray, bits: dict[str, int]) -> Weights:
@@ -340,9 +343,12 @@ def shrink(
     def measure(bits: dict[str, int]) -> tuple[Weights, int, float]:
         key = tuple(bits[k] for k in LAYERS)
         if key not in seen:
-            stored = model.stored(bits)
+            forms = [model.stored(bits, packed) for packed in (True, False)]
+            sized = [(encoded_size(f, writer), i) for i, f in enumerate(forms)]
+            size, best_form = min(sized)
+            stored = forms[best_form]
             agree = float(np.mean(_predict(dequantize(stored), x) == original))
-            seen[key] = (stored, encoded_size(stored, writer), agree)
+            seen[key] = (stored, size, agree)
         return seen[key]
 
     def text(bits: dict[str, int]) -> str:
@@ -375,7 +381,8 @@ def shrink(
         steps.append(ShrinkStep(dict(bits), size, agree, True))
         accepted += 1
         say(f"keep {text(bits)}: {size:,} bytes, agreement {agree:.4f}")
-    pruned = int((best["W1.q"] == 0).all(axis=1).sum()) if "W1.q" in best else 0
+    plain = model.stored(bits, packed=False)  # the codes one per byte, shaped
+    pruned = int((plain["W1.q"] == 0).all(axis=1).sum()) if "W1.q" in plain else 0
     return ShrinkResult(best, size, codec, codec_options, dict(bits), agree, len(x), pruned,
                         steps)
 
