@@ -45,7 +45,7 @@ def _set(path: list, value: object) -> Callable[[dict], None]:
 @pytest.mark.parametrize(("change", "field"), [
     (lambda doc: "{not json", "metadata 'weightstore.quantization': not JSON"),
     (lambda doc: [1], "expected an object with keys scheme, tensors, version, found \\[1\\]"),
-    (_set(["version"], 2), "'weightstore.quantization' version: expected 1, found 2"),
+    (_set(["version"], 99), "'weightstore.quantization' version: expected .*found 99"),
     (_set(["scheme"], "affine"), "scheme: expected 'symmetric', found affine"),
     (_set(["tensors"], []), "tensors: expected an object, found \\[\\]"),
     (_set(["tensors", "b"], [1]), "tensors\\['b'\\]: expected keys"),
@@ -58,8 +58,7 @@ def _set(path: list, value: object) -> Callable[[dict], None]:
     (_set(["tensors", "b", "granularity"], "column"), "tensors\\['b'\\].granularity: expected "
                                                       "'tensor' for 0-d and 1-d"),
     (_set(["tensors", "W", "block"], 0), "tensors\\['W'\\].block: expected a positive integer"),
-    (_set(["tensors", "W", "shape"], [4, 9]), "tensor 'W.q': expected int8 codes of shape "
-                                              "\\[4, 9\\]"),
+    (_set(["tensors", "W", "shape"], [4, 9]), "tensor 'W.q': expected .*of shape .*found"),
 ])
 def test_a_damaged_record_names_the_field(change, field: str) -> None:
     with pytest.raises(ws.FormatError, match=field):
