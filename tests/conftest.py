@@ -89,6 +89,41 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Any:
     return report
 
 
+#: Session fixtures of this file that cost next to nothing: no reason to keep their users
+#: on one xdist worker.
+CHEAP_SHARED_FIXTURES = {"data_dir", "sample_weight_path"}
+
+
+def xdist_group_of(item: pytest.Item) -> str | None:
+    """The group that keeps *item* on the xdist worker (``-n 2 --dist loadgroup``) where a
+    costly shared fixture it uses is already built, or None: one of this file's session
+    fixtures (``full_test_set_evaluation``: one DeepConvNet run over the test set) is its
+    own group; a module's or session fixture of a test module groups that module."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    module_group = None
+    for name in item.fixturenames:
+        defs = info.name2fixturedefs.get(name)
+        if not defs or defs[-1].scope == "function" or name in CHEAP_SHARED_FIXTURES:
+            continue
+        baseid = defs[-1].baseid
+        if baseid.endswith(".py"):
+            module_group = module_group or baseid
+        elif baseid.startswith("tests") and defs[-1].scope == "session":
+            return name
+        elif baseid.startswith("tests"):  # a conftest module fixture: per module anyway
+            module_group = module_group or item.nodeid.split("::", 1)[0]
+    return module_group
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group_of(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Byte-compile our packages once, as an installed copy is: many tests start a fresh
     ``python`` or ``weightstore`` process, and with ``PYTHONDONTWRITEBYTECODE=1`` (set on the

@@ -113,6 +113,7 @@ def test_keras2_attributes_survive_recompression_and_other_formats(tmp_path: Pat
         assert arrays_identical(original[name], again[name]), name
 
 
+@pytest.mark.keras  # opt-in (pyproject addopts); recorded for CI in tests/test_tool_verdicts.py
 def test_keras_itself_loads_the_recompressed_legacy_file(tmp_path: Path) -> None:
     os.environ.setdefault("KERAS_BACKEND", "torch")
     keras = pytest.importorskip("keras")

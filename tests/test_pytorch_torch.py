@@ -6,12 +6,18 @@ in test_pytorch.py, against files torch wrote (tests/data/pytorch), and always r
 These tests add the other direction: torch.load(weights_only=True) and
 torch.load(mmap=True) of files weightstore writes.
 
-They are marked ``torch``. Without torch they are skipped with this reason (shown by
-``-ra``); set ``WEIGHTSTORE_REQUIRE_TORCH=1`` to make a missing torch a failure
-instead, so a run meant to include them cannot skip them unnoticed::
+CI checks the same without torch: tests/data/pytorch/torch_loads_ours.py had torch load
+these files and recorded what it loaded; tests/test_tool_verdicts.py checks that our
+writer still writes those very bytes and that the record is the source's tensors.
+
+They are marked ``torch`` and deselected by default (pyproject addopts), so that no run
+skips them: ask for them where torch is installed. Without torch they are skipped with
+this reason (a failure in CI); set ``WEIGHTSTORE_REQUIRE_TORCH=1`` to make a missing torch
+a failure anywhere::
 
     /work/venv-torch/bin/pip install torch==2.13.0 -e '.[test]'
-    WEIGHTSTORE_REQUIRE_TORCH=1 /work/venv-torch/bin/python -m pytest tests/test_pytorch_torch.py
+    WEIGHTSTORE_REQUIRE_TORCH=1 /work/venv-torch/bin/python -m pytest -m torch \
+        tests/test_pytorch_torch.py
 """
 
 from __future__ import annotations

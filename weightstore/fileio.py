@@ -234,6 +234,8 @@ class StagedFiles:
                             os.replace(tmp, dest)
                         else:
                             _link_new(tmp, dest)
+                    except FileAccessError:  # an OSError too, whose cause is no write fault
+                        raise
                     except OSError as e:
                         raise write_failure(e, dest) or e from e
                 done.append(dest)

@@ -578,6 +578,8 @@ def write_gguf(weights: Mapping[str, np.ndarray], metadata: Mapping[str, str],
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
+    except WeightstoreError:  # ours already name the file and the field
+        raise
     except (ValueError, KeyError, TypeError, OverflowError, struct.error) as e:
         raise UnsupportedError(f"gguf cannot write this ({e})", path=path) from e
     alignment = writer.data_alignment

@@ -646,7 +646,8 @@ def _unsupported(dtype: np.dtype, path: str, field: str) -> dict[str, Any]:
 def split_attrs(metadata: dict[str, str], path: str) -> tuple[dict[str, str],
                                                               dict[str, dict[str, Any]],
                                                               dict[str, str]]:
-    """(plain metadata, typed attributes by HDF5 path, the metadata with those canonical)."""
+    """(plain metadata, typed attributes by HDF5 path, the metadata with those canonical
+    as the written file gives it back)."""
     plain, attrs, canonical = {}, {}, {}
     for key, text in metadata.items():
         if not key.startswith(ATTRS_PREFIX):
@@ -664,7 +665,11 @@ def split_attrs(metadata: dict[str, str], path: str) -> tuple[dict[str, str],
                                    expected="'hdf5.attrs:/PATH' and a JSON object of typed "
                                    "attributes", found=text)
         attrs[where] = values
-        canonical[key] = _canonical(values)
+        # the header checksum covers the metadata as it reads back: an attribute kept
+        # only as a note ("unsupported") is not written (_write_attrs warns)
+        written = {k: v for k, v in values.items() if "unsupported" not in v}
+        if written:
+            canonical[key] = _canonical(written)
     for key in attrs.get("/", {}):
         if key in plain or key in (HEADER_ATTR, CRC_ATTR):
             raise UnsupportedError(path=path, field=f"metadata {ATTRS_PREFIX}/ [{key!r}]",
@@ -674,8 +679,19 @@ def split_attrs(metadata: dict[str, str], path: str) -> tuple[dict[str, str],
 
 
 def _write_attrs(h5py: Any, f: Any, attrs: dict[str, dict[str, Any]], path: str) -> None:
-    """Put typed attributes back on their objects, creating missing groups."""
+    """Put typed attributes back on their objects, creating missing groups (not for
+    attributes that cannot be written: those are only warned about)."""
     for where, values in attrs.items():
+        writable = {}
+        for key, typed in values.items():
+            if "unsupported" in typed:
+                warnings.warn(f"{path}: metadata {ATTRS_PREFIX}{where} [{key!r}]: not written "
+                              f"(an attribute of type {typed['unsupported']} the source held)",
+                              UserWarning, stacklevel=5)
+            elif key != CRC_ATTR:
+                writable[key] = typed
+        if not writable:
+            continue
         obj = f
         for part in where.strip("/").split("/") if where != "/" else []:
             if part in obj:
@@ -685,15 +701,8 @@ def _write_attrs(h5py: Any, f: Any, attrs: dict[str, dict[str, Any]], path: str)
             else:
                 raise UnsupportedError(path=path, field=f"metadata {ATTRS_PREFIX}{where}",
                                        expected="a path through groups", found=where)
-        for key, typed in values.items():
-            field = f"metadata {ATTRS_PREFIX}{where} [{key!r}]"
-            if key == CRC_ATTR or "unsupported" in typed:
-                if "unsupported" in typed:
-                    warnings.warn(f"{path}: {field}: not written (an attribute of type "
-                                  f"{typed['unsupported']} the source held)", UserWarning,
-                                  stacklevel=5)
-                continue
-            _write_typed(h5py, obj, key, typed, path, field)
+        for key, typed in writable.items():
+            _write_typed(h5py, obj, key, typed, path, f"metadata {ATTRS_PREFIX}{where} [{key!r}]")
 
 
 def _write_typed(h5py: Any, obj: Any, key: str, typed: dict[str, Any], path: str,

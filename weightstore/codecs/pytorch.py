@@ -827,10 +827,8 @@ def _open_legacy(fileobj: IO[bytes], path: str, limits: Limits, verify: bool
     raw = RawFile(fileobj, path)
     size = raw.size
     fileobj.seek(0)
-    magic = _load_pickle(fileobj, size, path, "magic number", limits)
-    if magic != LEGACY_MAGIC:
-        raise FormatError(path=path, field="magic number", expected=hex(LEGACY_MAGIC),
-                          found=magic)
+    # LEGACY_MAGIC: the caller matched its whole pickle (LEGACY_HEAD) before calling
+    _load_pickle(fileobj, size, path, "magic number", limits)
     version = _load_pickle(fileobj, size, path, "protocol version", limits)
     if version != _LEGACY_PROTOCOL:
         raise FormatError(path=path, field="protocol version", expected=_LEGACY_PROTOCOL,
