@@ -9,13 +9,16 @@ Every figure is a whole new Python process, measured side by side in one run, th
 commands alternating so that a change in the machine's load hits them all alike:
 
 - ``python -c "import numpy"``: the baseline every other process pays too;
-- ``python -c "import weightstore"``, ``weightstore --help``, ``weightstore inspect`` of
+- ``python -c "import weightstore"`` (names only: each is imported on first use) and
+  ``python -c "from weightstore import load"`` (the API, numpy with it),
+  ``weightstore --help``, ``weightstore inspect`` of
   the book's ``sample_weight.pkl`` (the whole command, as a shell loop pays it);
 - ``weightstore.open(FILE)[name]`` of one 16 MiB tensor of a model of ``--gib`` GiB in
   safetensors, npz, HDF5 and wsc: the process prints the time from just after ``import
-  weightstore`` to the tensor in memory (what the library adds for that file: the codec's
-  import, its library's, the header, the read), and for HDF5 also ``import h5py`` alone in
-  a fresh process (h5py's own price, which any HDF5 reader pays).
+  weightstore`` and its API (``ws.open``, numpy with it) to the tensor in memory (what the
+  library adds for that file: the codec's import, its library's, the header, the read), and
+  for HDF5 also ``import h5py`` alone in a fresh process (h5py's own price, which any HDF5
+  reader pays).
 
 Our own modules are byte-compiled first (``compileall``, into their ``__pycache__``), as
 ``pip install`` leaves an installed package and as numpy's already are: an editable install
@@ -52,6 +55,7 @@ _OPEN_ONE = (
     "import time, sys\n"
     "t0 = time.perf_counter()\n"
     "import weightstore as ws\n"
+    "ws.open  # the API (and numpy): imported on first use since import weightstore is lazy\n"
     "t1 = time.perf_counter()\n"
     "with ws.open(sys.argv[1]) as w:\n"
     "    a = w[sys.argv[2]]\n"
@@ -112,6 +116,7 @@ def main() -> None:
     walls = {
         "python -c 'import numpy'": [py, "-c", "import numpy"],
         "python -c 'import weightstore'": [py, "-c", "import weightstore"],
+        "python -c 'from weightstore import load'": [py, "-c", "from weightstore import load"],
         "python -c 'import h5py'": [py, "-c", "import h5py"],
         "weightstore --help": [*cli, "--help"],
         "weightstore inspect sample_weight.pkl": [*cli, "inspect", reference],

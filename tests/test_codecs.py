@@ -422,6 +422,19 @@ def test_the_registry_entry_tells_the_format_as_the_codec_does(cls: type[Codec],
             assert registry._ENTRIES[other.name].claims(head) == other.sniff(head)
 
 
+def test_import_weightstore_imports_nothing_until_a_name_is_used() -> None:
+    """Every public name resolves, from the module that defines it; none is imported by
+    ``import weightstore`` itself (issue 19)."""
+    code = ("import sys, weightstore as ws\n"
+            "print(sorted(m for m in sys.modules if m.startswith('weightstore.')))\n"
+            "missing = [n for n in ws.__all__ if getattr(ws, n, None) is None]\n"
+            "print(missing, ws.open is ws.open_weights, ws.formats is ws.registry.codecs,"
+            " set(ws.__all__) <= set(dir(ws)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == ["[]", "[] True True True"], out
+
+
 def test_import_weightstore_imports_no_codec(tmp_path: Path) -> None:
     """``import weightstore`` loads no codec module and none of their libraries (nor the
     comparison, cluster, lab, CLI or net modules); opening a

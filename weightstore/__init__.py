@@ -18,70 +18,87 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .api import (
-    STREAMING_WARN_BYTES,
-    FileInfo,
-    Verified,
-    Written,
-    codec_for_writing,
-    convert,
-    inspect,
-    load,
-    open_weights,
-    save,
-    verify,
-)
-from .codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option
-from .errors import (
-    ChecksumError,
-    DataError,
-    FileAccessError,
-    FormatError,
-    LimitError,
-    LossyWarning,
-    MissingDependencyError,
-    ModelError,
-    OptionError,
-    SkippedEntriesWarning,
-    UnknownFormatError,
-    UnsafeFileError,
-    UnsupportedError,
-    WeightsError,
-    WeightstoreError,
-)
-from .lazy import LazyWeights, StreamingWarning
-from .model import TensorInfo, Weights
-from .registry import codecs as formats
-from .registry import get_codec, register
-
 if TYPE_CHECKING:
+    from .api import (
+        STREAMING_WARN_BYTES,
+        FileInfo,
+        Verified,
+        Written,
+        codec_for_writing,
+        convert,
+        inspect,
+        load,
+        open_weights,
+        save,
+        verify,
+    )
+    from .api import open_weights as open  # noqa: A004
     from .cluster import convert_many
+    from .codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option
     from .compare import Diff, diff, stats
+    from .errors import (
+        ChecksumError,
+        DataError,
+        FileAccessError,
+        FormatError,
+        LimitError,
+        LossyWarning,
+        MissingDependencyError,
+        ModelError,
+        OptionError,
+        SkippedEntriesWarning,
+        UnknownFormatError,
+        UnsafeFileError,
+        UnsupportedError,
+        WeightsError,
+        WeightstoreError,
+    )
+    from .lazy import LazyWeights, StreamingWarning
+    from .model import TensorInfo, Weights
+    from .registry import codecs as formats
+    from .registry import get_codec, register
 
 
-# Names whose module is imported on first use, so that ``import weightstore`` pays only for
-# what loading and saving need (issue 19): comparing files, and the Dask cluster (extra
-# 'cluster').
-_ON_FIRST_USE = {"diff": "compare", "stats": "compare", "Diff": "compare",
-                 "convert_many": "cluster"}
+def _names(module: str, *names: str) -> dict[str, tuple[str, str]]:
+    return {name: (module, name) for name in names}
+
+
+# Every public name, with the module that defines it (and its name there). Nothing is
+# imported until a name is first used (issue 19: ``import weightstore`` costs next to
+# nothing beyond the interpreter, and a command pays only for the modules it uses);
+# ``from weightstore import load`` and ``weightstore.load`` work as usual.
+_LAZY: dict[str, tuple[str, str]] = {
+    **_names("api", "STREAMING_WARN_BYTES", "FileInfo", "Verified", "Written",
+             "codec_for_writing", "convert", "inspect", "load", "open_weights", "save",
+             "verify"),
+    "open": ("api", "open_weights"),  # weightstore.open(path): a LazyWeights
+    **_names("codec", "DEFAULT_LIMITS", "Budget", "Codec", "Limits", "Option"),
+    **_names("compare", "Diff", "diff", "stats"),
+    **_names("cluster", "convert_many"),  # extra 'cluster'
+    **_names("errors", "ChecksumError", "DataError", "FileAccessError", "FormatError",
+             "LimitError", "LossyWarning", "MissingDependencyError", "ModelError",
+             "OptionError", "SkippedEntriesWarning", "UnknownFormatError", "UnsafeFileError",
+             "UnsupportedError", "WeightsError", "WeightstoreError"),
+    **_names("lazy", "LazyWeights", "StreamingWarning"),
+    **_names("model", "TensorInfo", "Weights"),
+    "formats": ("registry", "codecs"),
+    **_names("registry", "get_codec", "register"),
+}
 
 
 def __getattr__(name: str) -> object:
-    """The names of :data:`_ON_FIRST_USE`, from their module, imported on first use."""
-    module = _ON_FIRST_USE.get(name)
-    if module is None:
+    """A public name of :data:`_LAZY`, imported from its module on first use."""
+    found = _LAZY.get(name)
+    if found is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.{found[0]}"), found[1])
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_ON_FIRST_USE})
+    return sorted({*globals(), *_LAZY})
 
-
-#: ``weightstore.open(path)``: random access to a file's tensors (:class:`LazyWeights`).
-open = open_weights  # noqa: A001  (the module's own open; builtins.open is untouched)
 
 __version__ = "0.1.0"
 

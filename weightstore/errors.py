@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import zipfile
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -212,7 +212,15 @@ class SkippedEntriesWarning(UserWarning):
 # translate them itself, and this is the net below it, so that a user never sees a raw
 # traceback for a bad file.
 _FILE_FAULTS = (ValueError, EOFError, KeyError, IndexError, TypeError, struct.error,
-                zipfile.BadZipFile, OSError, OverflowError, UnicodeError, RecursionError)
+                OSError, OverflowError, UnicodeError, RecursionError)
+
+
+def _file_faults() -> tuple[type[BaseException], ...]:
+    """:data:`_FILE_FAULTS`, and ``zipfile.BadZipFile`` once something has imported zipfile
+    (before that nothing can have raised it): importing zipfile here would cost every
+    process 5-8 ms of start-up (issue 19)."""
+    found = sys.modules.get("zipfile")
+    return _FILE_FAULTS if found is None else (*_FILE_FAULTS, found.BadZipFile)
 
 
 @contextlib.contextmanager
@@ -227,6 +235,6 @@ def translating_faults(path: str, codec_name: str) -> Iterator[None]:
         raise
     except WeightstoreError:
         raise
-    except _FILE_FAULTS as e:
+    except _file_faults() as e:
         raise FormatError(f"not a valid {codec_name} file ({type(e).__name__}: {e})",
                           path=path) from e
