@@ -54,6 +54,7 @@ from ..codec import (
     Skipped,
     TensorSource,
     file_size,
+    read_all,
     report_skipped,
     warn_if_regrouped,
 )
@@ -816,10 +817,11 @@ class PickleCodec(Codec):
     name = "pickle"
     extensions = (".pkl", ".pickle")
     groups_together = True
-    streams_writes = True  # one tensor in memory at a time (protocol 4 and below: two copies)
+    streams_writes = True  # one tensor in memory at a time (protocols 2-4: and a copy of it)
     description = "Python pickle of a dict of numpy arrays (the book's format), read safely"
     options = (
-        Option("protocol", int, 4, "pickle protocol to write (2 to 5)", min=2,
+        Option("protocol", int, 5, "pickle protocol to write (2 to 5; 5 needs Python 3.8 to "
+               "read, and writes each array without copying it)", min=2,
                max=pickle.HIGHEST_PROTOCOL),
     )
     protocol: int
@@ -847,7 +849,18 @@ class PickleCodec(Codec):
 
     def read(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
              verify: bool = True, budget: Budget | None = None) -> Weights:
-        tensors, meta = _parse(fileobj, path, limits, Budget.of(budget, limits, fileobj))
+        """The whole file. A seekable one goes through :meth:`open`, each array read from
+        the file straight into its own memory (holding its bytes and then a copy would take
+        twice the model)."""
+        budget = Budget.of(budget, limits, fileobj)
+        if fileobj.seekable():
+            source = self.open(fileobj, path=path, limits=limits, verify=verify,
+                               budget=budget)
+            try:
+                return read_all(source, path, limits, budget)
+            finally:
+                source.close()
+        tensors, meta = _parse(fileobj, path, limits, budget)
         return weights_from_file(tensors, meta, path)
 
     def open(self, fileobj: IO[bytes], *, path: str, limits: Limits = DEFAULT_LIMITS,
