@@ -25,6 +25,8 @@ EXAMPLES = """\
 examples:
   weightstore convert ../shared/data/sample_weight.pkl w.json
   weightstore convert w.json w.npz -o compressed=true
+  weightstore convert w.pkl w.csv -o layout=matrix     (a zip of one CSV per tensor, rows
+                                                       as rows: np.loadtxt, pandas, R)
   weightstore convert w.npz w.h5 -o compression=gzip -o level=9
   weightstore convert w.h5 w.csv.zst -o level=19      (zstd over CSV; 'zstd -d' restores w.csv)
   weightstore convert w.bin weights.out --from npz --to json
