@@ -571,52 +571,37 @@ def _headline(src: Path, weights: Weights, base: Evaluation | None, scratch: Pat
               data_dir: str | os.PathLike[str] | None, why: str = "") -> Headline:
     raw = src.read_bytes()
     total = weights.total_values
-    if total > TEXT_DUMP_MAX_VALUES:
-        return _headline_without_text(src, weights, base, scratch, raw, why, (
-            f"{total:,} values; numpy would print them for about {total / 125_000:,.0f} s "
-            f"(measured up to {TEXT_DUMP_MAX_VALUES:,} values)"))
-    text = text_dump(weights)
-    back = parse_text_dump(text, weights)
-    diff = compare(weights, back)
-    text_eval = evaluate(back, data_dir=data_dir, model=base.model) if base else None
-    src_zip, tool = zip_size(raw, src.name, scratch)
-    text_zip, _ = zip_size(text.encode(), "network.txt", scratch)  # the notes' str(network)
-    n = _neurons(base.model, weights) if base else None
     nan = float("nan")
+    if total > TEXT_DUMP_MAX_VALUES:  # the text dump's fields stay empty, saying why
+        text_fields: dict[str, Any] = dict(
+            text_dump_bytes=0, text_chars_per_weight=nan, text_vs_source=nan,
+            text_exact=False, text_max_abs_error=nan, text_max_rel_error=nan,
+            text_max_ulp_error=nan, text_accuracy=nan, text_changed_predictions=0,
+            text_zipped_bytes=0, text_skipped=(
+                f"{total:,} values; numpy would print them for about {total / 125_000:,.0f} "
+                f"s (measured up to {TEXT_DUMP_MAX_VALUES:,} values)"))
+    else:
+        text = text_dump(weights)
+        back = parse_text_dump(text, weights)
+        diff = compare(weights, back)
+        text_eval = evaluate(back, data_dir=data_dir, model=base.model) if base else None
+        text_fields = dict(
+            text_dump_bytes=len(text.encode()), text_chars_per_weight=len(text) / total,
+            text_vs_source=len(text.encode()) / len(raw), text_exact=diff.exact,
+            text_max_abs_error=diff.max_abs_error, text_max_rel_error=diff.max_rel_error,
+            text_max_ulp_error=diff.max_ulp_error,
+            text_accuracy=text_eval.accuracy if text_eval and base else nan,
+            text_changed_predictions=int((text_eval.predictions != base.predictions).sum())
+            if text_eval and base else 0,
+            text_zipped_bytes=zip_size(text.encode(), "network.txt", scratch)[0])
+    src_zip, tool = zip_size(raw, src.name, scratch)
+    n = _neurons(base.model, weights) if base else None
     return Headline(
         source=str(src), source_bytes=len(raw), model=base.model if base else "none",
         tensors=len(weights), weights=total, neurons=n,
         weights_per_neuron=total / n if n else None,
         accuracy=base.accuracy if base else nan, eval_seconds=base.seconds if base else 0.0,
-        text_dump_bytes=len(text.encode()), text_chars_per_weight=len(text) / total,
-        text_vs_source=len(text.encode()) / len(raw), text_exact=diff.exact,
-        text_max_abs_error=diff.max_abs_error, text_max_rel_error=diff.max_rel_error,
-        text_max_ulp_error=diff.max_ulp_error,
-        text_accuracy=text_eval.accuracy if text_eval and base else nan,
-        text_changed_predictions=int((text_eval.predictions != base.predictions).sum())
-        if text_eval and base else 0,
-        zip_tool=tool, source_zipped_bytes=src_zip, text_zipped_bytes=text_zip,
-        not_evaluated=why,
-    )
-
-
-def _headline_without_text(src: Path, weights: Weights, base: Evaluation | None,
-                           scratch: Path, raw: bytes, why: str, skipped: str) -> Headline:
-    """The headline of weights too large for the text dump (see :data:`TEXT_DUMP_MAX_VALUES`)."""
-    src_zip, tool = zip_size(raw, src.name, scratch)
-    n = _neurons(base.model, weights) if base else None
-    total = weights.total_values
-    nan = float("nan")
-    return Headline(
-        source=str(src), source_bytes=len(raw), model=base.model if base else "none",
-        tensors=len(weights), weights=total, neurons=n,
-        weights_per_neuron=total / n if n else None,
-        accuracy=base.accuracy if base else nan, eval_seconds=base.seconds if base else 0.0,
-        text_dump_bytes=0, text_chars_per_weight=nan, text_vs_source=nan, text_exact=False,
-        text_max_abs_error=nan, text_max_rel_error=nan, text_max_ulp_error=nan,
-        text_accuracy=nan, text_changed_predictions=0, zip_tool=tool,
-        source_zipped_bytes=src_zip, text_zipped_bytes=0, not_evaluated=why,
-        text_skipped=skipped,
+        zip_tool=tool, source_zipped_bytes=src_zip, not_evaluated=why, **text_fields,
     )
 
 
