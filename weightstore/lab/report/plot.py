@@ -34,6 +34,10 @@ def check_plot_available() -> None:
         raise MissingDependencyError("matplotlib", "plot", "--plot")
 
 
+#: Pixels kept free around each label (on every side).
+_LABEL_GAP_PX = 3.0
+
+
 def _overlaps(a: Any, b: Any) -> bool:
     return not (a.x1 <= b.x0 or b.x1 <= a.x0 or a.y1 <= b.y0 or b.y1 <= a.y0)
 
@@ -76,7 +80,9 @@ def place_labels(ax: Any, points: list[tuple[float, float, str]], renderer: Any,
                                     fontsize=7, ha=ha, va=va,
                                     arrowprops={"arrowstyle": "-", "lw": 0.4,
                                                 "color": "0.4"} if radius > 4 else None)
-                box = _text_box(label, renderer).expanded(1.1, 1.1)
+                # a few pixels of room on every side, so that neighbouring labels never
+                # touch ("13" beside "9" read as "139")
+                box = _text_box(label, renderer).padded(_LABEL_GAP_PX)
                 inside = (frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
                           and box.y1 <= frame.y1)
                 clash = not inside or any(_overlaps(box, b) for b in taken + boxes) or any(
