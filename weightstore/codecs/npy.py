@@ -82,13 +82,11 @@ class NpySource(TensorSource):
         meta = self._meta
         if name != meta.name:
             raise KeyError(name)
-        shape = meta.shape[::-1] if self._fortran else meta.shape
         if mmap and self._raw.can_mmap:
-            array = self._raw.map_array(self._offset, meta.dtype, shape).view(np.ndarray)
-        else:
-            array = self._raw.read_array(self._offset, meta.dtype, shape,
-                                         field=f"tensor {name!r}")
-        return array.T if self._fortran else array
+            return self._raw.map_array(self._offset, meta.dtype, meta.shape,
+                                       fortran=self._fortran).view(np.ndarray)
+        return self._raw.read_array(self._offset, meta.dtype, meta.shape,
+                                    fortran=self._fortran, field=f"tensor {name!r}")
 
 
 def write_npy(weights: Any, fileobj: IO[bytes], path: str) -> None:

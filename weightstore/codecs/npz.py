@@ -464,22 +464,21 @@ class _NpzSource(TensorSource):
         if member.data_offset < 0:  # deflated: zipfile inflates it and checks its CRC
             return NpzCodec._read_member(self._zf, info, self._path, name, self._limits, 0,
                                          self._verify)
-        shape = meta.shape[::-1] if member.fortran else meta.shape
         if mmap and self._raw.can_mmap:
-            array = self._raw.map_array(member.data_offset, meta.dtype, shape)
-            return (array.T if member.fortran else array).view(np.ndarray)
+            return self._raw.map_array(member.data_offset, meta.dtype, meta.shape,
+                                       fortran=member.fortran).view(np.ndarray)
         crc = None
         if self._verify:  # zip's CRC covers the .npy header and the data
             header = self._raw.pread(member.data_offset - member.header_len, member.header_len)
             crc = (crc32(header), info.CRC)
         try:
-            array = self._raw.read_array(member.data_offset, meta.dtype, shape,
-                                         field=f"tensor {name!r}", crc=crc)
+            return self._raw.read_array(member.data_offset, meta.dtype, meta.shape,
+                                        fortran=member.fortran, field=f"tensor {name!r}",
+                                        crc=crc)
         except ChecksumError as e:
             raise ChecksumError(path=self._path, field=f"tensor {name!r}",
                                 expected=f"the zip CRC-32 {info.CRC:08x} of member "
                                 f"{info.filename!r}", found="a mismatch", hint=HINT) from e
-        return array.T if member.fortran else array
 
     def close(self) -> None:
         self._zf.close()

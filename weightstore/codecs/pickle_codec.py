@@ -928,13 +928,11 @@ class _PickleSource(TensorSource):
         found = self._tensors[name]
         if isinstance(found, np.ndarray):
             return found
-        shape = found.shape[::-1] if found.fortran else found.shape
         if mmap and self._raw.can_mmap:
-            array = self._raw.map_array(found.offset, found.dtype, shape).view(np.ndarray)
-        else:
-            array = self._raw.read_array(found.offset, found.dtype, shape,
-                                         field=f"tensor {name!r}")
-        return array.T if found.fortran else array
+            return self._raw.map_array(found.offset, found.dtype, found.shape,
+                                       fortran=found.fortran).view(np.ndarray)
+        return self._raw.read_array(found.offset, found.dtype, found.shape,
+                                    fortran=found.fortran, field=f"tensor {name!r}")
 
     def close(self) -> None:
         self._tensors = {}
