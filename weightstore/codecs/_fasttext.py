@@ -242,9 +242,9 @@ class MemoryText:
         """The bytes from *begin* to *end* (fewer at the end)."""
         return self.data[begin:end]
 
-    def find(self, needle: bytes, start: int) -> int:
-        """Where *needle* first occurs from *start* on, or -1."""
-        return self.data.find(needle, start)
+    def find(self, needle: bytes, start: int, end: int | None = None) -> int:
+        """Where *needle* first occurs from *start* on (ending before *end*), or -1."""
+        return self.data.find(needle, start, self.size if end is None else end)
 
     def count(self, needle: bytes, start: int, end: int) -> int:
         """How often *needle* occurs between *start* and *end* (not overlapping)."""
@@ -254,9 +254,9 @@ class MemoryText:
 class FileText:
     """A document on disk, searched and read a window at a time (never whole).
 
-    Reads of up to :data:`_READ_AHEAD` bytes are served from one buffer read ahead from the
-    file, so walking a document of many small tensors reads it about once, not once per
-    look (a find or a short get for each of thousands of tensors)."""
+    Reads of up to :attr:`window` bytes are served from one buffer, read with at least
+    :data:`_READ_AHEAD` bytes ahead, so walking a document of many small tensors reads it
+    about once, not once per look (a find or a short get for each of thousands of tensors)."""
 
     def __init__(self, raw: RawFile, window: int = 8 << 20) -> None:
         self.raw, self.window, self.size = raw, window, raw.size
@@ -273,13 +273,14 @@ class FileText:
         self._at, self._buf = begin, self.raw.pread(begin, max(end - begin, _READ_AHEAD))
         return self._buf[:end - begin]
 
-    def find(self, needle: bytes, start: int) -> int:
-        """Where *needle* first occurs from *start* on, or -1. The windows start at
-        :data:`_READ_AHEAD` and double up to :attr:`window`, so a find reads about twice the
-        distance to what it finds."""
+    def find(self, needle: bytes, start: int, end: int | None = None) -> int:
+        """Where *needle* first occurs from *start* on (ending before *end*), or -1. The
+        windows start at :data:`_READ_AHEAD` and double up to :attr:`window`, so a find
+        reads about twice the distance to what it finds, and nothing past *end*."""
+        end = self.size if end is None else min(end, self.size)
         position, step = start, min(_READ_AHEAD, self.window)
-        while position < self.size:
-            chunk = self.get(position, position + step + len(needle) - 1)
+        while position < end:
+            chunk = self.get(position, min(end, position + step + len(needle) - 1))
             found = chunk.find(needle)
             if found >= 0:
                 return position + found

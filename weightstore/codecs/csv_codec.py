@@ -726,14 +726,10 @@ def _open_blocks(text: _fasttext.FileText, path: str, limits: Limits) -> _CsvSou
     metadata: dict[str, str] = {}
     line = 2
     while p < text.size:
-        first = text.get(p, p + 4096)  # most first lines are short: read more only if not
-        e = first.find(b"\n")
-        if e < 0:
-            first = text.get(p, p + max_line_chars() + 1)  # a line is at most this long
-            e = first.find(b"\n")
+        e = text.find(b"\n", p, p + max_line_chars() + 1)  # a line is at most this long
         if e < 0:
             return None  # read() refuses the line
-        first, e = first[:e], p + e
+        first = text.get(p, e)
         first = first[:-1] if first.endswith(b"\r") else first
         if b'"' in first or b"\r" in first:
             return None
