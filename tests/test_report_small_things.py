@@ -15,6 +15,7 @@ import weightstore as ws
 from weightstore.cli.main import main
 from weightstore.lab import report as rep
 from weightstore.lab.data import resolve
+from weightstore.lab.report import measure
 
 
 def test_an_explicit_data_dir_that_does_not_exist_is_an_error(tmp_path: Path, capsys,
@@ -118,8 +119,6 @@ def test_weights_too_large_for_the_text_dump_skip_it_and_say_why(
         tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     """numpy prints ~125,000 values a second: above the limit the headline says it did not
     measure the text dump, and every output still renders (no zero-byte point)."""
-    from weightstore.lab.report import measure
-
     monkeypatch.setattr(measure, "TEXT_DUMP_MAX_VALUES", 100)
     src = tmp_path / "big.npz"
     ws.save({"W": np.arange(200, dtype=np.float32)}, src)

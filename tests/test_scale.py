@@ -236,7 +236,8 @@ def test_convert_holds_one_tensor_at_a_time(src: str, dst: str, tmp_path: Path,
 @pytest.mark.parametrize("protocol", [3, 4, 5])
 @pytest.mark.parametrize(("src", "dst"), [(".npz", ".pkl"), (".pkl", ".h5"), (".pkl", ".pkl")])
 def test_pickle_converts_one_tensor_at_a_time(src: str, dst: str, protocol: int,
-                                              tmp_path: Path) -> None:
+                                              tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Pickle is read lazily (each array's bytes left in the file until asked for) and
     written tensor by tensor: converting eight 1 MiB tensors never holds more than about
     two of them (protocols up to 4 copy each array into a bytes object to write it)."""
@@ -245,16 +246,12 @@ def test_pickle_converts_one_tensor_at_a_time(src: str, dst: str, protocol: int,
                           for i in range(8)}, metadata={"k": "v"})
     _save(weights, tmp_path / f"a{src}", **({"protocol": protocol} if src == ".pkl" else {}))
     options = {"protocol": protocol} if dst == ".pkl" else {}
+    monkeypatch.setattr(api, "STREAMING_WARN_BYTES", 0)  # a whole-model step would warn
     tracemalloc.start()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", ws.StreamingWarning)
-            monkey = api.STREAMING_WARN_BYTES
-            api.STREAMING_WARN_BYTES = 0  # any whole-model step would warn, and fail
-            try:
-                ws.convert(tmp_path / f"a{src}", tmp_path / f"b{dst}", **options)
-            finally:
-                api.STREAMING_WARN_BYTES = monkey
+            warnings.simplefilter("error", ws.StreamingWarning)  # ... and fail the test
+            ws.convert(tmp_path / f"a{src}", tmp_path / f"b{dst}", **options)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
