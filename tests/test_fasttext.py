@@ -118,6 +118,43 @@ def test_csv_block_reader_agrees_with_the_run_reader_on_damaged_files(
     assert compared > 100
 
 
+@pytest.mark.parametrize("name", ["w", "float32", "3x4", "'=x"])
+def test_csv_block_fields_checked_by_arrow_as_the_run_reader_reads_them(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrow checks a float block's first three fields itself (the name as its null text,
+    the dtype as its true text, the shape as a one-entry dictionary): a row whose name,
+    dtype or shape differs, or has them swapped, or a bare CR, gives what the run reader
+    gives; tensors named like a dtype or a shape included."""
+    from weightstore.codecs import csv_codec
+
+    monkeypatch.setattr(csv_codec, "_PIECE_BYTES", 200)
+    rng = np.random.default_rng(3)
+    weights = ws.Weights({name: (rng.standard_normal((3, 4)) * 0.02).astype(np.float32),
+                          "b": np.arange(12, dtype=np.float32).reshape(3, 4)})
+    buf = io.BytesIO()
+    CsvCodec().write(weights, buf, path="f")
+    data = buf.getvalue()
+    lines = data.split(b"\r\n")
+    written = lines[1].split(b",")[0]
+    damaged = [data]
+    for i in (1, 2, 7, 12):
+        for change in ([written, b"float32", b"3x4"], [b"float32", written, b"3x4"],
+                       [written, b"3x4", b"float32"], [b"3x4", b"float32", written],
+                       [b"b", b"float32", b"3x4"], [written, b"float64", b"3x4"],
+                       [written, b"float32", b"4x3"], [written, b"float32", b"3x4 "],
+                       [written, b"", b"3x4"], [written, written, b"3x4"],
+                       [written + b"\r" + written, b"float32", b"3x4"]):
+            edited = list(lines)
+            edited[i] = b",".join(change + edited[i].split(b",")[3:])
+            damaged.append(b"\r\n".join(edited))
+    for data in damaged:
+        fast, general = _both(data, lambda d: _read_blocks(d, "f", DEFAULT_LIMITS),
+                              lambda d: _read_fast(d, "f", DEFAULT_LIMITS), monkeypatch)
+        assert fast == general, data
+    assert _both(damaged[0], lambda d: _read_blocks(d, "f", DEFAULT_LIMITS),
+                 lambda d: _read_fast(d, "f", DEFAULT_LIMITS), monkeypatch)[0][0] == "ok"
+
+
 def test_csv_falls_back_without_pyarrow(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setattr(_fasttext, "MIN_VALUES", 0)
     monkeypatch.setattr(_fasttext, "_pyarrow", lambda: None)

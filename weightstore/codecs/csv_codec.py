@@ -552,9 +552,10 @@ def _read_fast(data: bytes, path: str, limits: Limits, rows: _Rows | None = None
 # The usual file, as the writer makes it: each tensor's rows together and in order. The
 # file is walked one tensor (block) at a time: its first line gives the prefix
 # "name,dtype,shape," and the row count; its last line is found by its index; one count
-# checks that every line between starts with the prefix; the block is then parsed in one
-# call (the compiled path for large tensors, orjson for small ones). The first line it
-# does not recognise (quotes, rows out of order...) hands the rest of the file to
+# checks that every line between starts with the prefix (for a large float tensor, Arrow
+# checks the three fields of every line as it parses them instead); the block is then
+# parsed in one call (the compiled path for large tensors, orjson for small ones). The
+# first line it does not recognise (quotes, rows out of order...) hands the rest of the file to
 # _read_fast, which reads it exactly as the csv module would.
 
 
@@ -599,8 +600,7 @@ def _walk_blocks(data: bytes, p: int, line: int, rows: _Rows,
         prefix = first[: len(first) - len(fields[3]) - len(fields[4]) - 1]
         if _fasttext.enabled(count) and fields[1].startswith(("float", "bfloat")):
             end = _block_end(data, p, prefix, count, counted=False)
-            chunks = None if end < 0 else _parse_block(pool, data, p, end, count, prefix,
-                                                       fields[1])
+            chunks = None if end < 0 else _parse_block(pool, data, p, end, count, fields)
             if chunks is None:
                 break
             for chunk in chunks:
@@ -618,15 +618,15 @@ _PIECE_BYTES = 32 << 20
 
 
 def _parse_block(pool: ThreadPoolExecutor, data: bytes, p: int, end: int, count: int,
-                 prefix: bytes, dtype_text: str) -> list[_Chunk] | None:
+                 fields: list[str]) -> list[_Chunk] | None:
     """The *count* rows of a float tensor in data[p:end] (the last one with index
     count - 1) as chunks of parsed numbers, or None if they must be read as text: every
-    line must start with *prefix*, hold the writer's indexes 0 .. count - 1 in order and
-    finite values.
+    line must start with the three *fields*, hold the writer's indexes 0 .. count - 1 in
+    order and finite values.
 
-    The block is cut into pieces of whole lines; Arrow parses each on a worker thread
-    (releasing the GIL) while this thread counts the piece's lines that start with
-    *prefix* (holding it): a piece is taken when the two counts agree."""
+    The block is cut into pieces of whole lines, each parsed and checked by Arrow
+    (:func:`_fasttext.csv_lines`, which checks the three fields too) on a worker thread,
+    releasing the GIL."""
     pieces = []
     a = p
     while a < end:
@@ -634,21 +634,19 @@ def _parse_block(pool: ThreadPoolExecutor, data: bytes, p: int, end: int, count:
         pieces.append((a, b))
         a = b
     view = memoryview(data)
-    parsed = [pool.submit(_fasttext.csv_lines, view[a:b], dtype_text, None)
-              for a, b in pieces]
-    needle = b"\n" + prefix
-    counts = [data.count(needle, a - 1, b - 1) for a, b in pieces]
+    name, dtype_text, shape_text = fields[:3]
+    parsed = [pool.submit(_fasttext.csv_lines, view[a:b], dtype_text, None,
+                          (name, dtype_text, shape_text)) for a, b in pieces]
     chunks, done = [], 0
-    for future, counted in zip(parsed, counts, strict=True):
+    for future in parsed:
         got = future.result()
         if got is None:
             return None
         indexes, values = got
-        if len(values) != counted or indexes != range(done, done + counted) or \
-                not np.isfinite(values).all():
+        if indexes.start != done or not np.isfinite(values).all():
             return None  # NaN(0x..) and friends: read as text, which keeps a NaN's bits
         chunks.append(_Chunk(indexes, values))
-        done += counted
+        done += len(values)
     return chunks if done == count else None
 
 
