@@ -174,21 +174,15 @@ def digits_before(n: int) -> int:
     return total
 
 
-def csv_lines(text: memoryview, dtype_text: str, run: int | None,
-              fields: tuple[str, str, str] | None = None) -> tuple[range, np.ndarray] | None:
+def csv_lines(text: memoryview, dtype_text: str,
+              run: int | None) -> tuple[range, np.ndarray] | None:
     """Indexes and values of *run* CSV lines (any number when None; CRLF or LF ends) of
     five unquoted fields, the last two numbers: the indexes as a ``range`` (they must be
     the plain decimals of consecutive integers, as the writer writes them), the values as
     float64 for a float dtype or int64/uint64 for an integer one. None when any line is
-    not that (the general reader then reads them). For an integer dtype the caller checks
-    that no value is hexadecimal (Arrow reads ``0x10`` as 16).
-
-    The first three fields of every line must be the same: with *fields* (name, dtype,
-    shape) Arrow checks them as it parses, without turning them into strings: the name
-    column is of type null with the name as the one null text (any other text is an
-    error), the dtype column boolean with the dtype as the one true text and no false
-    text, the shape column dictionary-encoded (one entry, the shape). Without *fields* the
-    caller checks them.
+    not that (the general reader then reads them). The caller checks that the first
+    three fields are the same, and for an integer dtype that no value is hexadecimal
+    (Arrow reads ``0x10`` as 16).
 
     The index texts are kept as text by Arrow and cast to int64; that they are consecutive
     and take exactly as many bytes as those integers' plain decimals proves that each one
@@ -203,12 +197,6 @@ def csv_lines(text: memoryview, dtype_text: str, run: int | None,
         value_type = pa.int64()
     else:
         value_type = pa.float64()
-    types: dict[str, Any] = {"i": pa.binary(), "v": value_type}
-    include, nulls, trues = ["i", "v"], [], ["true"]
-    if fields is not None:
-        name, dtype_field, _ = fields
-        types.update(t=pa.null(), d=pa.bool_(), s=pa.dictionary(pa.int32(), pa.binary()))
-        include, nulls, trues = ["t", "d", "s", "i", "v"], [name], [dtype_field]
     try:
         table = csv.read_csv(
             pa.py_buffer(text),
@@ -216,17 +204,15 @@ def csv_lines(text: memoryview, dtype_text: str, run: int | None,
             parse_options=csv.ParseOptions(quote_char=False, double_quote=False,
                                            ignore_empty_lines=False),
             convert_options=csv.ConvertOptions(
-                column_types=types, include_columns=include, null_values=nulls,
-                true_values=trues, false_values=[],
+                column_types={"i": pa.binary(), "v": value_type}, include_columns=["i", "v"],
+                null_values=[],
                 strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
         if run is None:
             run = table.num_rows
-        if table.num_rows != run or table.num_columns != len(include) or not run:
+        if table.num_rows != run or table.num_columns != 2 or not run:
             return None
-        if fields is not None and not _same_fields(table, fields):
-            return None
-        texts = table.column("i")
+        texts = table.column(0)
         indexes = pc.cast(texts, pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
@@ -235,24 +221,7 @@ def csv_lines(text: memoryview, dtype_text: str, run: int | None,
     if first < 0 or lengths != digits_before(first + run) - digits_before(first) or \
             not np.array_equal(indexes, np.arange(first, first + run)):
         return None  # not the writer's indexes: the general reader places them
-    values = table.column("v")
-    if values.null_count:  # a value that is the name (the null text)
-        return None
-    return range(first, first + run), values.to_numpy()
-
-
-def _same_fields(table: Any, fields: tuple[str, str, str]) -> bool:
-    """Whether every row of *table* (read by :func:`csv_lines` with *fields*) has those
-    first three fields. Arrow already refused a name other than the one null text and a
-    dtype other than the one true text; a dtype that is null is the name, right only when
-    the name is the dtype."""
-    name, dtype_field, shape = fields
-    dtypes = table.column("d")
-    if dtypes.null_count and name != dtype_field:
-        return False
-    shape_bytes = shape.encode("utf-8")
-    return all(len(chunk.dictionary) == 1 and chunk.dictionary[0].as_py() == shape_bytes
-               for chunk in table.column("s").chunks if len(chunk))
+    return range(first, first + run), table.column(1).to_numpy()
 
 
 # --- JSON reading --------------------------------------------------------------------------

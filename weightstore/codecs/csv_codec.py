@@ -448,22 +448,41 @@ _NUMERIC = b"0123456789-.eE,"
 _MIN_RUN = 8
 
 
-def _read_text_bounded(fileobj: IO[bytes]) -> bytes | None:
+class _Mapped(mmap.mmap):
+    """A file read through a memory map, with the two ``bytes`` methods the fast readers
+    use beside ``find``, slicing and the buffer protocol: no copy of the file is made,
+    and Arrow parses its pages where they are."""
+
+    def startswith(self, prefix: bytes, start: int = 0) -> bool:
+        return self[start:start + len(prefix)] == prefix
+
+    def count(self, needle: bytes, start: int = 0, end: int | None = None) -> int:
+        """How often *needle* (which cannot overlap itself) occurs between *start* and *end*,
+        counted a window at a time (each window counts the occurrences that start in it;
+        a window small enough to stay in the CPU's cache while it is counted)."""
+        end = len(self) if end is None else min(end, len(self))
+        step = 1 << 20
+        return sum(self[at:min(end, at + step + len(needle) - 1)].count(needle)
+                   for at in range(start, end, step))
+
+
+def _read_text_bounded(fileobj: IO[bytes]) -> bytes | _Mapped | None:
     """The whole file, or None when one of its stretches of :func:`max_line_chars` bytes
     (from the start, one after the other) holds no line break: a line too long, which the
-    general reader refuses in bounded memory. A file on disk is checked through a memory
-    map (a page or so per stretch) and then read in one call (one copy); any other stream
+    general reader refuses in bounded memory. A file on disk is checked and given as a
+    memory map (a page or so per stretch to check it, no copy); any other stream is read
     a stretch at a time."""
     size = max_line_chars()
     try:
-        with mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ) as view:
-            for start in range(0, len(view) - size + 1, size):
-                if view.find(b"\n", start, start + size) < 0:
-                    return None
-        fileobj.seek(0)
-        return fileobj.read()
+        view = _Mapped(fileobj.fileno(), 0, access=mmap.ACCESS_READ)
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         fileobj.seek(0)  # not a file on disk (or an empty one): read a stretch at a time
+    else:
+        for start in range(0, len(view) - size + 1, size):
+            if view.find(b"\n", start, start + size) < 0:
+                view.close()
+                return None
+        return view
     parts = []
     while True:
         chunk = fileobj.read(size)
@@ -552,10 +571,9 @@ def _read_fast(data: bytes, path: str, limits: Limits, rows: _Rows | None = None
 # The usual file, as the writer makes it: each tensor's rows together and in order. The
 # file is walked one tensor (block) at a time: its first line gives the prefix
 # "name,dtype,shape," and the row count; its last line is found by its index; one count
-# checks that every line between starts with the prefix (for a large float tensor, Arrow
-# checks the three fields of every line as it parses them instead); the block is then
-# parsed in one call (the compiled path for large tensors, orjson for small ones). The
-# first line it does not recognise (quotes, rows out of order...) hands the rest of the file to
+# checks that every line between starts with the prefix; the block is then parsed in one
+# call (the compiled path for large tensors, orjson for small ones). The first line it
+# does not recognise (quotes, rows out of order...) hands the rest of the file to
 # _read_fast, which reads it exactly as the csv module would.
 
 
@@ -567,7 +585,7 @@ def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
             p += len(HEADER_LINE + end)
             break
     else:
-        return _read_fast(data, path, limits)
+        return _read_fast(data[:], path, limits)  # bytes (a copy of a memory map)
     rows = _Rows(path, limits)
     line = 2  # the number of the line at p
     size = len(data)
@@ -600,7 +618,8 @@ def _walk_blocks(data: bytes, p: int, line: int, rows: _Rows,
         prefix = first[: len(first) - len(fields[3]) - len(fields[4]) - 1]
         if _fasttext.enabled(count) and fields[1].startswith(("float", "bfloat")):
             end = _block_end(data, p, prefix, count, counted=False)
-            chunks = None if end < 0 else _parse_block(pool, data, p, end, count, fields)
+            chunks = None if end < 0 else _parse_block(pool, data, p, end, count, prefix,
+                                                       fields[1])
             if chunks is None:
                 break
             for chunk in chunks:
@@ -618,15 +637,15 @@ _PIECE_BYTES = 32 << 20
 
 
 def _parse_block(pool: ThreadPoolExecutor, data: bytes, p: int, end: int, count: int,
-                 fields: list[str]) -> list[_Chunk] | None:
+                 prefix: bytes, dtype_text: str) -> list[_Chunk] | None:
     """The *count* rows of a float tensor in data[p:end] (the last one with index
     count - 1) as chunks of parsed numbers, or None if they must be read as text: every
-    line must start with the three *fields*, hold the writer's indexes 0 .. count - 1 in
-    order and finite values.
+    line must start with *prefix*, hold the writer's indexes 0 .. count - 1 in order and
+    finite values.
 
-    The block is cut into pieces of whole lines, each parsed and checked by Arrow
-    (:func:`_fasttext.csv_lines`, which checks the three fields too) on a worker thread,
-    releasing the GIL."""
+    The block is cut into pieces of whole lines; Arrow parses each on a worker thread
+    (releasing the GIL) while this thread counts the piece's lines that start with
+    *prefix* (holding it): a piece is taken when the two counts agree."""
     pieces = []
     a = p
     while a < end:
@@ -634,19 +653,21 @@ def _parse_block(pool: ThreadPoolExecutor, data: bytes, p: int, end: int, count:
         pieces.append((a, b))
         a = b
     view = memoryview(data)
-    name, dtype_text, shape_text = fields[:3]
-    parsed = [pool.submit(_fasttext.csv_lines, view[a:b], dtype_text, None,
-                          (name, dtype_text, shape_text)) for a, b in pieces]
+    parsed = [pool.submit(_fasttext.csv_lines, view[a:b], dtype_text, None)
+              for a, b in pieces]
+    needle = b"\n" + prefix
+    counts = [data.count(needle, a - 1, b - 1) for a, b in pieces]
     chunks, done = [], 0
-    for future in parsed:
+    for future, counted in zip(parsed, counts, strict=True):
         got = future.result()
         if got is None:
             return None
         indexes, values = got
-        if indexes.start != done or not np.isfinite(values).all():
+        if len(values) != counted or indexes != range(done, done + counted) or \
+                not np.isfinite(values).all():
             return None  # NaN(0x..) and friends: read as text, which keeps a NaN's bits
         chunks.append(_Chunk(indexes, values))
-        done += len(values)
+        done += counted
     return chunks if done == count else None
 
 
