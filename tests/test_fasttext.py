@@ -352,3 +352,34 @@ def test_lazy_open_reads_what_load_reads_on_damaged_files(ext: str, tmp_path,
             assert lazy == loaded
         else:
             assert lazy[0] == "error", (lazy, loaded)
+
+
+def test_csv_read_from_disk_through_a_memory_map_agrees_with_a_stream(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file on disk is parsed through a memory map (csv_codec._Mapped, counted in small
+    windows here so that lines straddle them); a stream is read into memory: the same
+    tensors or the same kind of error, on whole and damaged files."""
+    from weightstore.codecs import csv_codec
+
+    monkeypatch.setattr(csv_codec, "_COUNT_WINDOW", 97)
+    monkeypatch.setattr(_fasttext, "MIN_VALUES", 0)
+    buf = io.BytesIO()
+    CsvCodec().write(_weights(), buf, path="f")
+    r = random.Random(11)
+    files = [buf.getvalue()] + [damaged_csv([buf.getvalue()], r, [b"x", b"NaN", b"1e400"],
+                                            shuffle_all=False)[1] for _ in range(12)]
+    mapped = []
+    for i, data in enumerate(files):
+        (tmp_path / f"{i}.csv").write_bytes(data)
+        with open(tmp_path / f"{i}.csv", "rb") as f:
+            view = csv_codec._read_text_bounded(f)
+            assert isinstance(view, csv_codec._Mapped)
+            mapped.append(view.count(b"\n") == data.count(b"\n")
+                          and view.count(b",0,", 5, len(data) - 3) == data.count(b",0,", 5,
+                                                                              len(data) - 3)
+                          and view.startswith(data[7:300], 7))
+            view.close()
+            on_disk = _outcome(lambda d, f=f: CsvCodec().read(f, path="f"), data)
+        in_memory = _outcome(lambda d: CsvCodec().read(io.BytesIO(d), path="f"), data)
+        assert on_disk == in_memory, i
+    assert all(mapped)

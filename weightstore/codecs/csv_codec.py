@@ -448,6 +448,10 @@ _NUMERIC = b"0123456789-.eE,"
 _MIN_RUN = 8
 
 
+#: Bytes of a memory-mapped file copied and counted at a time by :meth:`_Mapped.count`.
+_COUNT_WINDOW = 1 << 20
+
+
 class _Mapped(mmap.mmap):
     """A file read through a memory map, with the two ``bytes`` methods the fast readers
     use beside ``find``, slicing and the buffer protocol: no copy of the file is made,
@@ -461,7 +465,7 @@ class _Mapped(mmap.mmap):
         counted a window at a time (each window counts the occurrences that start in it;
         a window small enough to stay in the CPU's cache while it is counted)."""
         end = len(self) if end is None else min(end, len(self))
-        step = 1 << 20
+        step = _COUNT_WINDOW
         return sum(self[at:min(end, at + step + len(needle) - 1)].count(needle)
                    for at in range(start, end, step))
 
