@@ -64,13 +64,15 @@ def test_csv_rows_are_the_same_bytes_both_ways() -> None:
 
     for values in (rng.standard_normal(1000).astype(np.float32), np.arange(-5, 5),
                    np.array([np.nan, np.inf, -0.0, 1e-45], np.float32), np.array([7.5]),
-                   np.arange(2**40 - 20, 2**40 + 20, dtype=np.int64)):
+                   np.arange(2**40 - 20, 2**40 + 20, dtype=np.int64),
+                   np.array([np.nan, 65504, -6e-8, 0.1], np.float16), np.array([True, False])):
         text = value_text(values)
         cache: dict = {}
         for start in (0, 7, 9_999_990, 2**40, 0, 7):  # the last two from the cache
-            assert b"".join(_fasttext.csv_rows(b"a/b,float32,9,", start, text)) == \
-                b"".join(_fasttext.csv_rows(b"a/b,float32,9,", start, text, cache)) == \
-                _rows(b"a/b,float32,9,", start, text)
+            for prefix in (b"a/b,float32,9,", '"\u00e9,""x",float16,3x3,'.encode()):
+                assert b"".join(_fasttext.csv_rows(prefix, start, text)) == \
+                    b"".join(_fasttext.csv_rows(prefix, start, text, cache)) == \
+                    _rows(prefix, start, text)
 
 
 def test_csv_written_and_read_both_ways_alike(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -159,7 +159,7 @@ def _quote(text: str) -> str:
 
 
 #: Values turned into rows per slice when writing.
-_WRITE_STEP = 1 << 18
+_WRITE_STEP = 1 << 16
 
 
 def _tokens(text: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
