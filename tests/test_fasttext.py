@@ -124,7 +124,7 @@ def test_csv_block_reader_agrees_with_the_run_reader_on_damaged_files(
 def test_csv_block_fields_checked_by_arrow_as_the_run_reader_reads_them(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Arrow checks a float block's first three fields itself (the name as its null text,
-    the dtype as its true text, the shape as a one-entry dictionary): a row whose name,
+    the dtype as its true text, the shape as its false text): a row whose name,
     dtype or shape differs, or has them swapped, or a bare CR, gives what the run reader
     gives; tensors named like a dtype or a shape included."""
     from weightstore.codecs import csv_codec
@@ -145,6 +145,8 @@ def test_csv_block_fields_checked_by_arrow_as_the_run_reader_reads_them(
                        [b"b", b"float32", b"3x4"], [written, b"float64", b"3x4"],
                        [written, b"float32", b"4x3"], [written, b"float32", b"3x4 "],
                        [written, b"", b"3x4"], [written, written, b"3x4"],
+                       [written, b"3x4", b"3x4"], [written, b"float32", b"float32"],
+                       [written, b"float32", written],
                        [written + b"\r" + written, b"float32", b"3x4"]):
             edited = list(lines)
             edited[i] = b",".join(change + edited[i].split(b",")[3:])
