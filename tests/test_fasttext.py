@@ -387,3 +387,31 @@ def test_csv_read_from_disk_through_a_memory_map_agrees_with_a_stream(
         in_memory = _outcome(lambda d: CsvCodec().read(io.BytesIO(d), path="f"), data)
         assert on_disk == in_memory, i
     assert all(mapped)
+
+
+def test_csv_write_flushes_to_disk_as_it_goes(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CSV writer sends a regular file to its disk on a thread as it writes
+    (csv_codec._Writeback): the file is the same; a flush that fails fails the save with
+    the atomic write's error (here ENOSPC) and leaves nothing behind."""
+    import errno
+    import os
+
+    from weightstore.codecs import csv_codec
+
+    weights = _weights()
+    buf = io.BytesIO()
+    CsvCodec().write(weights, buf, path="f")
+    monkeypatch.setattr(csv_codec, "_FLUSH_BYTES", 1)
+    synced = []
+    real = getattr(os, "fdatasync", os.fsync)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(fd) or real(fd))
+    ws.save(weights, tmp_path / "w.csv")
+    assert (tmp_path / "w.csv").read_bytes() == buf.getvalue() and synced
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full)
+    with pytest.raises(ws.WeightstoreError, match="space"):
+        ws.save(weights, tmp_path / "x.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.csv"]
