@@ -224,10 +224,16 @@ def test_convert_holds_one_tensor_at_a_time(src: str, dst: str, tmp_path: Path,
         return array
 
     monkeypatch.setattr(LazyWeights, "__getitem__", tracking)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ws.StreamingWarning)
-        monkeypatch.setattr(api, "STREAMING_WARN_BYTES", 0)
-        ws.convert(tmp_path / f"a{src}", tmp_path / f"b{dst}")
+    # what the session left alive is frozen: the collections above then walk this test's
+    # objects only (in the full suite each one walked the whole session's heap, ~1 s)
+    gc.freeze()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ws.StreamingWarning)
+            monkeypatch.setattr(api, "STREAMING_WARN_BYTES", 0)
+            ws.convert(tmp_path / f"a{src}", tmp_path / f"b{dst}")
+    finally:
+        gc.unfreeze()
     assert len(alive) == len(weights) and most == 0
     monkeypatch.undo()
     assert ws.load(tmp_path / f"b{dst}").equal(weights)
