@@ -515,8 +515,8 @@ def test_csv_fast_reader_agrees_with_the_csv_module_on_damaged_files() -> None:
 
     tensors, metadata = corpus()
     rng = np.random.default_rng(0)
-    tensors["big"] = (rng.standard_normal((30, 20)) * 0.02).astype(np.float32)
-    tensors["ints"] = rng.integers(-100, 100, 300).astype(np.int16)
+    tensors["big"] = (rng.standard_normal((6, 10)) * 0.02).astype(np.float32)
+    tensors["ints"] = rng.integers(-100, 100, 60).astype(np.int16)
     plain = {k: v for k, v in tensors.items() if not any(c in k for c in ',"')}
     files = []
     for t, m in ((tensors, metadata), (plain, {"source": "plain"})):
