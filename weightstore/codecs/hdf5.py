@@ -436,15 +436,22 @@ def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
     """The dataset's meta after the checks, the offset of its raw bytes (-1 when it
     must be read through h5py: chunked, filtered, compact, big-endian or bool), and the
     bytes it takes in the file. *ds* is the low-level ``DatasetID``; *types* caches the
-    HDF5 types already seen in this file with the dtype each reads as (None: refused)."""
-    plist = ds.get_create_plist()
-    layout = plist.get_layout()
-    if layout == h5d.VIRTUAL:
-        raise UnsafeFileError(path=path, field=f"dataset {name!r}",
-                              expected="data stored in this file", found="a virtual dataset")
-    if plist.get_external_count() > 0:
-        raise UnsafeFileError(path=path, field=f"dataset {name!r}",
-                              expected="data stored in this file", found="external storage")
+    HDF5 types already seen in this file with the dtype each reads as (None: refused).
+
+    The library gives an offset (``H5Dget_offset``) only for contiguous data stored in
+    this file, unfiltered (never for chunked, compact, virtual or external storage), so
+    the creation properties are read only for a dataset without one."""
+    found = ds.get_offset()
+    contiguous = found is not None
+    if not contiguous:
+        plist = ds.get_create_plist()
+        layout = plist.get_layout()
+        if layout == h5d.VIRTUAL:
+            raise UnsafeFileError(path=path, field=f"dataset {name!r}",
+                                  expected="data stored in this file", found="a virtual dataset")
+        if plist.get_external_count() > 0:
+            raise UnsafeFileError(path=path, field=f"dataset {name!r}",
+                                  expected="data stored in this file", found="external storage")
     space = ds.get_space()
     if space.get_simple_extent_type() == h5s.NULL:
         raise FormatError(path=path, field=f"dataset {name!r}", expected="an array",
@@ -467,11 +474,9 @@ def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
             found=f"{nbytes:,} bytes claimed",
         )
     offset = -1
-    if (nbytes and dtype.kind != "b" and dtype.byteorder != ">" and layout != h5d.CHUNKED
-            and plist.get_nfilters() == 0 and stored == nbytes):
-        found = ds.get_offset()
-        if found is not None and found + nbytes <= file_size:
-            offset = found
+    if (contiguous and nbytes and dtype.kind != "b" and dtype.byteorder != ">"
+            and stored == nbytes and found + nbytes <= file_size):
+        offset = found
     return meta, offset, stored
 
 
