@@ -6,6 +6,7 @@ import io
 import shutil
 import struct
 import subprocess
+import zipfile
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from weightstore.codecs._seekable import (
     SeekableWriter,
     read_seek_table,
 )
+from weightstore.codecs.zstd import HEADER_FRAME
 from weightstore.errors import ChecksumError, FormatError, LimitError
 from weightstore.testing import same_content
 
@@ -160,6 +162,31 @@ def test_open_decompresses_only_the_frames_a_tensor_spans(tmp_path, monkeypatch)
     tensor = w["layer3/W"].nbytes
     assert one <= tensor + 2 * (16 << 10), (one, tensor)
     assert opened + one < total / 2, (opened, one, total)
+    # each large tensor's header starts a small frame of its own: opening decompresses
+    # those, the small tensor's frame and the frames of the last 64 KiB (where zipfile
+    # looks for its end record when the archive has a comment), not a frame per header
+    big = sum(1 for a in w.values() if a.nbytes >= 16 << 10)
+    assert opened <= big * HEADER_FRAME + (64 << 10) + 3 * (16 << 10), (opened, big)
+
+
+def test_frames_are_cut_before_each_large_tensor(tmp_path) -> None:
+    w = model()
+    path = tmp_path / "m.npz.zst"
+    weightstore.save(w, path, frame_size=16 << 10)
+    data = path.read_bytes()
+    with open(path, "rb") as f:
+        table = read_seek_table(f, len(data), str(path), Limits())
+    starts = set(table.dstarts.tolist())
+    sizes = np.diff(table.dstarts)
+    plain = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                       read_across_frames=True).read()
+    with zipfile.ZipFile(io.BytesIO(plain)) as zf:
+        for info in zf.infolist():
+            large = info.file_size >= 16 << 10
+            assert (info.header_offset in starts) == large, info.filename
+            if large:  # a header frame, then frames of frame_size again
+                i = int(np.searchsorted(table.dstarts, info.header_offset))
+                assert sizes[i] == HEADER_FRAME and sizes[i + 1] == 16 << 10
 
 
 def test_single_frame_files_still_read(tmp_path) -> None:

@@ -428,6 +428,8 @@ class SeekableWriter:
         if not 1 <= frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"frame_size {frame_size} outside 1 .. {MAX_FRAME_SIZE}")
         self._file, self._level, self._frame_size = fileobj, level, frame_size
+        #: Content bytes the frame being filled may hold (see :meth:`cut`).
+        self._limit = frame_size
         self._buf = bytearray()
         self._entries: list[tuple[int, int]] = []
         workers = _workers(threads)
@@ -448,6 +450,7 @@ class SeekableWriter:
         self._entries.append((len(frame), size))
 
     def _submit(self, data: bytes) -> None:
+        self._limit = self._frame_size  # the frame after a short one is whole again
         if self._pool is None:
             self._emit(self._compress(data), len(data))
             return
@@ -459,21 +462,29 @@ class SeekableWriter:
         future, size = self._pending.popleft()
         self._emit(future.result(), size)
 
+    def cut(self, next_frame: int | None = None) -> None:
+        """End the frame here: what is buffered becomes a frame, however short. With
+        *next_frame*, the frame after it holds at most that many bytes (then frames of
+        ``frame_size`` again): a small frame for a header that is read on its own."""
+        if self._buf:
+            self._submit(bytes(self._buf))
+            self._buf = bytearray()
+        if next_frame is not None:
+            self._limit = max(1, min(next_frame, self._frame_size))
+
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         n, i = len(view), 0
-        fs = self._frame_size
-        if self._buf:
-            i = min(n, fs - len(self._buf))
-            self._buf += view[:i]
-            if len(self._buf) < fs:
-                return n
-            self._submit(bytes(self._buf))
-            self._buf = bytearray()
-        while n - i >= fs:
-            self._submit(bytes(view[i:i + fs]))
-            i += fs
-        self._buf += view[i:]
+        while i < n:
+            take = min(self._limit - len(self._buf), n - i)
+            if not self._buf and take == self._limit:  # a whole frame, straight from data
+                self._submit(bytes(view[i:i + take]))
+            else:
+                self._buf += view[i:i + take]
+                if len(self._buf) == self._limit:
+                    self._submit(bytes(self._buf))
+                    self._buf = bytearray()
+            i += take
         return n
 
     def flush(self) -> None:

@@ -38,6 +38,7 @@ import zstandard
 from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnknownFormatError
 from ..model import Weights
+from ..progress import reporting
 from ..registry import SNIFF_BYTES, get_codec, sniff
 from ..sniffing import ZSTD_MAGIC
 from ._seekable import (
@@ -59,6 +60,9 @@ _MT_BYTES = 32 << 20
 #: on a 1 GiB float32 model the file is the size it is with 256 KiB frames (-0.0003%);
 #: 64 KiB frames cost +0.03% (benchmarks/scale.py's model, level 3).
 DEFAULT_FRAME_SIZE = 128 << 10
+#: Content bytes of the frame that starts at a large tensor's header (see
+#: _CutBeforeLargeTensors): an npz member's local and .npy headers take about 250.
+HEADER_FRAME = 4 << 10
 
 
 class _Unseekable(io.RawIOBase):
@@ -250,7 +254,8 @@ class ZstdCodec(Codec):
                 while chunk := tmp.read(_CHUNK * 8):
                     writer.write(chunk)
         else:
-            inner.write(weights, _Unseekable(writer), path=path)
+            cutting = reporting(weights, _CutBeforeLargeTensors(writer, self.frame_size))
+            inner.write(cutting, _Unseekable(writer), path=path)
         writer.close()
 
     def decompress(self, fileobj: IO[bytes], path: str, limits: Limits,
@@ -396,6 +401,22 @@ class ZstdCodec(Codec):
             tmp.close()
             raise
         return _SpooledSource(source, tmp)
+
+
+class _CutBeforeLargeTensors:
+    """A progress callback (see :func:`~weightstore.progress.reporting`) that ends the
+    frame when a streaming inner codec takes a tensor of at least one frame, before it
+    writes that tensor's header (npz: the member's local header and .npy header), and
+    makes the next frame :data:`HEADER_FRAME` bytes: opening the file then decompresses
+    that small frame for each large tensor's header, not a whole frame of data."""
+
+    def __init__(self, writer: SeekableWriter, frame_size: int) -> None:
+        self._writer, self._frame_size, self._done = writer, frame_size, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        size, self._done = done - self._done, done
+        if size >= self._frame_size:
+            self._writer.cut(HEADER_FRAME)
 
 
 def _ends_in_skippable_frame(fileobj: IO[bytes], frames: list[Frame]) -> bool:
