@@ -9,7 +9,10 @@ the name), then the name. Options other than ``inner``, ``level`` and
 
 Files are written in the zstd *seekable format* (see :mod:`._seekable`):
 independent frames of ``frame_size`` bytes of content (128 KiB unless given) and a
-seek table in a skippable frame, which ``zstd -d`` passes over. Data above 32 MiB
+seek table in a skippable frame, which ``zstd -d`` passes over. When a streaming inner
+codec (npz) takes a tensor of at least one frame, the frame ends there and the next
+holds only 4 KiB (``HEADER_FRAME``): that tensor's header then sits in a small frame of
+its own, which is all that opening the file decompresses for it. Data above 32 MiB
 is compressed on every core (frames in parallel) unless ``threads`` is given;
 ``frame_size=0`` writes one frame (zstd's own multi-threaded mode), as before.
 :meth:`ZstdCodec.open` on a seekable file whose inner codec reads by offset (npz
