@@ -300,9 +300,13 @@ def test_blosc_join_is_taken_from_256_mib_or_once_numcodecs_is_imported(monkeypa
     assert compact._unshuffler(1) is blosc
 
 
+@pytest.mark.parametrize("threads", [False, True], ids=["one-thread", "threaded"])
 @pytest.mark.parametrize("size", [50_000, 200_000])  # one chunk, and streamed in chunks
 @pytest.mark.parametrize("plane", [0, 1, 3])
-def test_corrupted_tensor_is_named(plane, size, joiner):
+def test_corrupted_tensor_is_named(plane, size, joiner, threads, monkeypatch):
+    if threads:  # every read on several threads, a tensor's chunks shared among them
+        monkeypatch.setattr(compact, "_MT_BYTES", 0)
+        monkeypatch.setattr(compact.os, "cpu_count", lambda: 3)
     rng = np.random.default_rng(2)
     w = {"first": rng.normal(0, 0.1, size).astype(np.float32),
          "second": rng.normal(0, 0.1, size).astype(np.float32)}
@@ -315,6 +319,31 @@ def test_corrupted_tensor_is_named(plane, size, joiner):
     # The intact tensor still reads alone.
     got = WscCodec().read_tensor(io.BytesIO(bad), "first", path="t.wsc")
     assert np.array_equal(got, w["first"])
+
+
+@pytest.mark.parametrize("pieces", [0, 1, 2, 7])
+@pytest.mark.parametrize("nbytes", [1, 4, 1 << 18])
+def test_chunk_checksums_join_into_the_checksum_of_the_whole(pieces, nbytes):
+    data = np.random.default_rng(pieces).integers(0, 256, pieces * nbytes, dtype=np.uint8)
+    crcs = [zlib.crc32(data[i * nbytes:(i + 1) * nbytes]) for i in range(pieces)]
+    assert compact._crc_join(crcs, nbytes) == zlib.crc32(data)
+
+
+def test_a_truncated_zstd_plane_fails_on_every_thread_count(monkeypatch):
+    rng = np.random.default_rng(8)
+    data = encode({"w": (rng.standard_normal(5 * compact._CHUNK) * 0.02).astype(np.float32)})
+    _, header, _ = split(data)
+    method, stored = header["tensors"][0]["planes"][0]
+    assert method == "zstd"
+    # a frame that declares its size but ends early: the frame check passes, decoding fails
+    cut = bytearray(data)
+    start = header["tensors"][0]["offset"]
+    cut[start + stored // 2:start + stored] = bytes(stored - stored // 2)
+    for mt in (1 << 62, 0):
+        monkeypatch.setattr(compact, "_MT_BYTES", mt)
+        monkeypatch.setattr(compact.os, "cpu_count", lambda: 4)
+        with pytest.raises(ChecksumError, match="tensor 'w' plane 0"):
+            decode(bytes(cut))
 
 
 def test_verify_false_skips_the_tensor_checksums():

@@ -67,13 +67,19 @@ The same CRC-32 is computed with ISA-L's (``weightstore.fileio.crc32``, about 7x
 zlib's on 16 MiB) when the ``fast`` extra is installed.
 
 Decoding rebuilds each 64 Ki-value chunk of words from its planes, rotates it back and
-checksums it while it is in cache. The rebuilding is a byte unshuffle: numpy's strided
-writes (about 2 GB/s), or, with the ``fast`` extra on a read of at least 256 MiB (or once
-the process has imported numcodecs), c-blosc's SIMD unshuffle through numcodecs, 4-5x
-faster: the planes are read into a blosc chunk whose byte streams are all stored
-uncompressed, which blosc's decompress only unshuffles. The words are the same either
-way; the rest of decoding is zstd's Huffman decoding of the exponent plane, reading the
-raw planes, the rotation and the CRC-32 (see docs/wsc-format.md for figures).
+checksums it while it is in cache. From 4 MiB of tensors on (one tensor's, for a lazy
+read) the chunks are shared among threads, one per core: they take turns at the zstd
+frames (a frame decodes in order; the exponent plane is a fifth of the work), then fetch
+the raw planes (slices of an in-memory file's own buffer, or positional reads), join,
+rotate and checksum side by side; the chunks' CRC-32s are combined into the tensor's
+(CRC-32 is affine in its start value). The join is a byte unshuffle: numpy's widening
+casts, shifts and ORs for 2- and 4-byte words, strided byte writes for 8-byte ones, or,
+with the ``fast`` extra on a read of at least 256 MiB (or once the process has imported
+numcodecs), c-blosc's SIMD unshuffle through numcodecs, several times faster: the planes
+are read into a blosc chunk whose byte streams are all stored uncompressed, which
+blosc's decompress only unshuffles. The words are the same either way; the rest of
+decoding is zstd's Huffman decoding of the exponent plane, reading the raw planes, the
+rotation, the CRC-32 and the output's page faults (see docs/wsc-format.md for figures).
 Neither would stop a deliberate forger, who can recompute either.
 
 Beyond the Codec interface: :meth:`WscCodec.read_index` (metadata and every
@@ -129,8 +135,10 @@ _HEADER_KEYS = frozenset({"metadata", "tensors"})
 #: temporaries stay in the processor's cache, large enough that numpy's per-call
 #: overhead does not show.
 _CHUNK = 1 << 16
-#: A read of more than this many bytes of tensors decodes them on every core.
-_MT_BYTES = 32 << 20
+#: A read of at least this many bytes of tensors (one tensor's, for a lazy read) decodes
+#: them on every core, a tensor's chunks shared among the threads (starting them costs
+#: about 0.1 ms; decoding 4 MiB about 5 ms on one core).
+_MT_BYTES = 4 << 20
 #: A write encodes on every core from the first tensor of at least this many bytes on
 #: (below it, a model never starts threads: small inputs pay no fixed cost).
 _MT_WRITE_BYTES = 4 << 20
@@ -947,7 +955,12 @@ def _decode(data: _Bytes, entries: list[TensorEntry], verify: bool) -> list[np.n
     workers = 1
     if nbytes >= _MT_BYTES:
         workers = min(os.cpu_count() or 1, 8, sum(job.chunks for job in jobs))
-    _run((task for job in jobs for task in job.tasks()), workers)
+    tasks = (task for job in jobs for task in job.tasks())
+    if workers > 1:
+        _run(tasks, workers)
+    else:
+        for task in tasks:
+            task()
     return [job.finish() for job in jobs]
 
 
