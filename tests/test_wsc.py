@@ -565,3 +565,65 @@ def test_a_failing_tensor_stops_a_threaded_write(monkeypatch):
     monkeypatch.setattr(compact, "_WHOLE_BYTES", 0)
     with pytest.raises(MemoryError, match="no room"):
         encode(_mixed_weights())
+
+
+class _Unmapped(io.RawIOBase):
+    """A seekable file with no file descriptor and no buffer of its own to share (as a
+    remote or decompressing file is): reads go through seek and readinto."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = offset if whence == 0 else (self._pos + offset if whence == 1
+                                                 else len(self._data) + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        piece = self._data[self._pos:self._pos + len(buffer)]
+        memoryview(buffer).cast("B")[:len(piece)] = piece
+        self._pos += len(piece)
+        return len(piece)
+
+
+@pytest.mark.parametrize("source", ["file", "memory", "unmapped"])
+@pytest.mark.parametrize("threads", [False, True], ids=["one-thread", "threaded"])
+def test_every_kind_of_file_reads_the_same_and_reports_damage(tmp_path, monkeypatch,
+                                                               source, threads):
+    monkeypatch.setattr(compact, "_MT_BYTES", 0 if threads else 1 << 62)
+    monkeypatch.setattr(compact.os, "cpu_count", lambda: 3)
+    rng = np.random.default_rng(21)
+    w = Weights({"big": (rng.standard_normal(4 * compact._CHUNK + 99) * 0.02)
+                 .astype(np.float32), "small": np.arange(10, dtype=np.int16),
+                 "wide": rng.standard_normal(compact._CHUNK + 3)})
+    data = encode(w)
+    _, header, _ = split(data)
+    assert header["tensors"][0]["planes"][0][0] == "zstd"
+
+    def opened(blob: bytes):
+        if source == "file":
+            path = tmp_path / "w.wsc"
+            path.write_bytes(blob)
+            return open(path, "rb")
+        if source == "memory":
+            return io.BytesIO(blob)
+        return io.BufferedReader(_Unmapped(blob))
+
+    with opened(data) as f:
+        got = WscCodec().read(f, path="w.wsc")
+        assert got.equal(w)
+        source_ = WscCodec().open(f, path="w.wsc")
+        np.testing.assert_array_equal(source_.read("big"), w["big"])
+    for plane, at in ((0, 0.5), (0, 0.01), (2, 0.9)):
+        bad = _damaged(data, header["tensors"][0], plane, at)
+        with opened(bad) as f, pytest.raises(ChecksumError, match="tensor 'big'"):
+            WscCodec().read(f, path="w.wsc")

@@ -607,6 +607,23 @@ class _Bytes:
         self.fill(offset, buf, what)
         return buf
 
+    def pread(self, offset: int, n: int, what: str) -> bytes:
+        """The *n* bytes at *offset* of a file not in memory, as bytes."""
+        if self.fd is not None:
+            data = os.pread(self.fd, n, offset)
+            while 0 < len(data) < n:
+                more = os.pread(self.fd, n - len(data), offset + len(data))
+                if not more:
+                    break
+                data += more
+        else:
+            with self.lock:
+                self.file.seek(offset)
+                data = self.file.read(n)
+        if len(data) != n:
+            raise self._short(offset, n, len(data), what)
+        return data
+
     def get(self, offset: int, buf: np.ndarray, what: str) -> np.ndarray:
         """The ``len(buf)`` bytes at *offset*: a view of the file's buffer when it is in
         memory, else *buf* filled with them."""
@@ -640,6 +657,31 @@ class _Bytes:
                 if step <= 0:
                     raise self._short(offset, n, got, what)
                 got += step
+
+
+#: The most bytes a Zstandard frame header takes (magic, descriptor, window, dictionary
+#: id, content size).
+_FRAME_HEADER_MAX = 18
+#: Bytes of a zstd plane read at a time from a file (below glibc's 128 KiB threshold, so
+#: the pieces reuse heap memory rather than each mapping fresh pages).
+_FRAME_PIECE = 1 << 16
+
+
+class _FrameFile:
+    """One zstd plane of a file as a file for zstandard's stream reader, read in pieces
+    at its own position (a plane is decompressed by one thread at a time: the chunks
+    take turns), so that the frame is never held whole."""
+
+    def __init__(self, data: _Bytes, offset: int, size: int, what: str) -> None:
+        self.data, self.pos, self.end, self.what = data, offset, offset + size, what
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.end - self.pos if n < 0 else min(n, self.end - self.pos)
+        if n <= 0:
+            return b""
+        piece = self.data.pread(self.pos, n, self.what)
+        self.pos += n
+        return piece
 
 
 class _Abandoned(Exception):
@@ -703,12 +745,14 @@ _scratch = threading.local()
 
 
 def _buffers(k: int, dtype: np.dtype) -> tuple[list[np.ndarray], np.ndarray]:
-    """This thread's chunk buffers: one per plane, and one of words (a scratch for
-    joining and rotating)."""
+    """This thread's chunk buffers: one per plane (at least *k*), and one of words (a
+    scratch for joining and rotating). Made once per thread, no more than needed: in a
+    fresh process every page of a new buffer costs a page fault."""
     cache = getattr(_scratch, "bufs", None)
     if cache is None:
-        planes = [np.empty(_CHUNK, np.uint8) for _ in range(8)]
-        cache = _scratch.bufs = (planes, {})
+        cache = _scratch.bufs = ([], {})
+    while len(cache[0]) < k:
+        cache[0].append(np.empty(_CHUNK, np.uint8))
     words = cache[1].get(dtype)
     if words is None:
         words = cache[1][dtype] = np.empty(_CHUNK, dtype)
@@ -804,10 +848,14 @@ class _Decoding:
             stream = None
             if method == ZSTD:
                 where = self._where(p)
-                frame = self.data.read(self.offsets[p], stored, where)
-                _check_frame(frame, self.count, self.data.path, where)
+                head = self.data.read(self.offsets[p], min(stored, _FRAME_HEADER_MAX), where)
+                _check_frame(head, self.count, self.data.path, where)
+                if self.data.mem is not None:
+                    frame: Any = self.data.read(self.offsets[p], stored, where)
+                else:  # read in pieces: a fresh buffer of the whole frame costs its page faults
+                    frame = _FrameFile(self.data, self.offsets[p], stored, where)
                 stream = zstandard.ZstdDecompressor().stream_reader(
-                    frame, read_across_frames=False)
+                    frame, read_size=_FRAME_PIECE, read_across_frames=False)
             self.streams.append(stream)
 
     def _inflate(self, c: int, targets: list[np.ndarray]) -> None:
