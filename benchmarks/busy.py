@@ -6,7 +6,11 @@ process also stops by itself after ``max_seconds``, so a killed benchmark cannot
 
 :func:`run_interleaved` times several methods in rounds: each round runs every method once
 quiet, then once again with the burner running, so slow drifts of the (shared) machine touch
-every figure alike. Each :class:`Sample` keeps the wall time, this process's CPU time
+every figure alike. Before each run it waits ``settle`` seconds (``--settle``, default 0.3):
+after a product with its default threads OpenBLAS leaves its helper threads spinning for about
+0.1 s (its ``THREAD_TIMEOUT``, 2^28 cycles), and without the pause the next method is timed
+against them (measured: the MLP's batched evaluation read 16-19 ms right after the default-thread
+products and 9-10 ms on its own). Each :class:`Sample` keeps the wall time, this process's CPU time
 (``time.process_time``: all its threads, so a method that spins shows it), the share of the
 CPUs other processes used meanwhile (``/proc/stat``, Linux only) and the 1-minute load
 average, as ``uptime`` prints it, right after the run.
@@ -35,6 +39,9 @@ __all__ = [
     "loadavg",
 ]
 
+#: Pause before each timed run: longer than OpenBLAS's helper threads spin after a product.
+SETTLE_SECONDS = 0.3
+
 _BURN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 
 
@@ -62,6 +69,14 @@ def add_busy_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--no-busy`` option every benchmark that uses :func:`run_interleaved` offers."""
     parser.add_argument(
         "--no-busy", action="store_true", help="skip the runs beside a process burning one core"
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_SECONDS,
+        metavar="SECONDS",
+        help="pause before each timed run, so that BLAS threads left spinning by the previous "
+        f"method stop first (default {SETTLE_SECONDS}; 0 times back to back)",
     )
 
 
@@ -152,12 +167,14 @@ def run_interleaved(
     busy: bool,
     progress: Callable[[str], None] | None = None,
     rounds: Mapping[str, int] | None = None,
+    settle: float = 0.0,
 ) -> dict[str, dict[str, Series]]:
     """Time every method ``runs`` times quiet and, if ``busy``, as often beside the burner.
 
     Returns ``{"quiet": {method: Series}, "busy": {...}}``. Rounds alternate: all methods
     quiet, then all methods busy (the burner started for the round and stopped after it).
-    ``rounds`` runs a slow method in fewer rounds (the first ones) than ``runs``.
+    ``rounds`` runs a slow method in fewer rounds (the first ones) than ``runs``. ``settle``
+    seconds pass before each run (see the module docstring).
     """
     conditions = ("quiet", "busy") if busy else ("quiet",)
     out: dict[str, dict[str, Series]] = {c: {m: Series() for m in methods} for c in conditions}
@@ -167,6 +184,7 @@ def run_interleaved(
                 for name, fn in methods.items():
                     if rounds is not None and round_ >= rounds.get(name, runs):
                         continue
+                    time.sleep(settle)
                     sample, result = measure(fn)
                     series = out[condition][name]
                     series.samples.append(sample)

@@ -174,7 +174,7 @@ def evaluate(
     if m:
         methods[BOOK] = lambda: book_scores(model, x[:m])
     progress = None if args.json else lambda line: print(line, file=sys.stderr, flush=True)
-    series = run_interleaved(methods, args.runs, not args.no_busy, progress)
+    series = run_interleaved(methods, args.runs, not args.no_busy, progress, settle=args.settle)
 
     scores = series["quiet"][ENGINE].result
     workers = min(net.parallel.max_workers(), args.batch_size)

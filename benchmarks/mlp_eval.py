@@ -162,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     series = run_interleaved(
-        methods, args.repeats, not args.no_busy, progress, rounds={LOOP: args.loop_repeats}
+        methods,
+        args.repeats,
+        not args.no_busy,
+        progress,
+        rounds={LOOP: args.loop_repeats},
+        settle=args.settle,
     )
     loop_series = None
     if args.loop_repeats:

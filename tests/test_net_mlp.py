@@ -69,6 +69,38 @@ def test_tiny_network_single_image_and_batches_agree():
     assert net.predict(x[4]).shape == (2,)
 
 
+@pytest.mark.parametrize(
+    ("x_dtype", "w_dtypes"),
+    [
+        (np.float32, {}),  # the book's: every stage in float32, through the buffers
+        (np.float64, {}),
+        (np.float16, {}),
+        (np.float32, {"b2": np.float64}),  # promotion mid-way: the book's code instead
+        (np.float16, {"W1": np.float32}),
+    ],
+)
+def test_batched_predict_is_bit_identical_to_the_book_formula(monkeypatch, x_dtype, w_dtypes):
+    """ThreeLayerNet.predict evaluates each group in place (reused buffers); every bit of it,
+    NaN and overflow included, equals predict() of the same group."""
+    rng = np.random.default_rng(3)
+    sizes = (6, 5, 4, 3)
+    shapes = {"W1": (6, 5), "b1": (5,), "W2": (5, 4), "b2": (4,), "W3": (4, 3), "b3": (3,)}
+    params = {
+        name: (rng.normal(size=shape) * 4).astype(w_dtypes.get(name, x_dtype))
+        for name, shape in shapes.items()
+    }
+    x = (rng.normal(size=(23, 6)) * 30).astype(x_dtype)
+    x[5] = 1e4  # sigmoid's exp overflows
+    x[6, 2] = np.nan
+    monkeypatch.setattr("net.parallel.WORKERS", 1)
+    net = ThreeLayerNet.from_weights(params, sizes=sizes)
+    with np.errstate(over="ignore", invalid="ignore"):  # float16 products overflow: inf
+        got = net.predict(x, batch_size=4)
+        expected = np.concatenate([predict(params, x[i : i + 4]) for i in range(0, len(x), 4)])
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8))
+
+
 def test_accuracy_counts_labels_and_one_hot():
     net = ThreeLayerNet.from_weights(TINY, sizes=None)
     x = np.array([[0.0, 0.0], [1.0, 2.0], [-3.0, 0.5], [2.0, -1.0]])
