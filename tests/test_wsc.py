@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
 import sys
 import zlib
 
@@ -628,3 +629,23 @@ def test_every_kind_of_file_reads_the_same_and_reports_damage(tmp_path, monkeypa
         bad = _damaged(data, header["tensors"][0], plane, at)
         with opened(bad) as f, pytest.raises(ChecksumError, match="tensor 'big'"):
             WscCodec().read(f, path="w.wsc")
+
+
+def test_opening_and_reading_a_large_tensor_imports_no_thread_pool_or_logging(tmp_path):
+    # concurrent.futures (and the logging it imports) would cost every process that
+    # opens a .wsc about 5 ms; the threaded read and write use threading alone
+    path = tmp_path / "w.wsc"
+    rng = np.random.default_rng(3)
+    weightstore.save(Weights({"w": rng.standard_normal(2 << 20).astype(np.float32)}), path)
+    code = (
+        "import sys, weightstore\n"
+        "from weightstore.codecs import wsc\n"
+        "wsc._MT_BYTES = 0\n"
+        f"with weightstore.open({str(path)!r}) as w:\n"
+        "    a = w['w']\n"
+        "assert a.shape == (2 << 20,)\n"
+        "print(sorted(m for m in ('concurrent.futures', 'logging') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

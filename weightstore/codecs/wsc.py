@@ -721,6 +721,10 @@ def _run(tasks: Iterator[Callable[[], None]], workers: int) -> None:
         thread.start()
     try:
         loop()
+    except BaseException as e:  # an interrupt between tasks: the threads stop too
+        with lock:
+            errors.append(e)
+        raise
     finally:
         for thread in threads:
             thread.join()
