@@ -649,3 +649,29 @@ def test_opening_and_reading_a_large_tensor_imports_no_thread_pool_or_logging(tm
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_threaded_read_of_whole_and_shared_tensors(monkeypatch):
+    # ten tensors of 2 chunks are each a small part of the read (one thread decodes each
+    # whole); the one of 40 chunks is shared among the threads chunk by chunk
+    monkeypatch.setattr(compact, "_MT_BYTES", 0)
+    monkeypatch.setattr(compact.os, "cpu_count", lambda: 2)
+    rng = np.random.default_rng(31)
+    w = Weights({f"l{i}": (rng.standard_normal(2 * compact._CHUNK) * 0.02).astype(np.float32)
+                 for i in range(10)} |
+                {"big": (rng.standard_normal(40 * compact._CHUNK) * 0.02).astype(np.float32)})
+    data = encode(w)
+    shared_by_name = []
+    original = compact._Decoding.tasks
+
+    def spy(self, shared):
+        shared_by_name.append((self.entry.name, shared))
+        return original(self, shared)
+
+    monkeypatch.setattr(compact._Decoding, "tasks", spy)
+    assert decode(data).equal(w)
+    assert dict(shared_by_name) == {**{f"l{i}": False for i in range(10)}, "big": True}
+    _, header, _ = split(data)
+    for t in (header["tensors"][3], header["tensors"][10]):
+        with pytest.raises(ChecksumError, match=f"tensor '{t['name']}'"):
+            decode(_damaged(data, t, 2))
