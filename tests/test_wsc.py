@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import struct
 import subprocess
@@ -597,7 +598,7 @@ class _Unmapped(io.RawIOBase):
         return len(piece)
 
 
-@pytest.mark.parametrize("source", ["file", "memory", "unmapped"])
+@pytest.mark.parametrize("source", ["file", "memory", "unmapped", "gzip"])
 @pytest.mark.parametrize("threads", [False, True], ids=["one-thread", "threaded"])
 def test_every_kind_of_file_reads_the_same_and_reports_damage(tmp_path, monkeypatch,
                                                                source, threads):
@@ -618,6 +619,10 @@ def test_every_kind_of_file_reads_the_same_and_reports_damage(tmp_path, monkeypa
             return open(path, "rb")
         if source == "memory":
             return io.BytesIO(blob)
+        if source == "gzip":  # its fileno() is the compressed file's: never read through it
+            path = tmp_path / "w.wsc.gz"
+            path.write_bytes(gzip.compress(blob))
+            return gzip.open(path, "rb")
         return io.BufferedReader(_Unmapped(blob))
 
     with opened(data) as f:

@@ -593,11 +593,17 @@ class _Bytes:
         if isinstance(fileobj, io.BytesIO):
             self.mem = np.frombuffer(fileobj.getbuffer(), np.uint8)
             return
+        # Only a plain file's descriptor holds what the object reads: a wrapper may hand
+        # out the descriptor of the file beneath it (gzip.GzipFile gives the compressed one).
+        raw = getattr(fileobj, "raw", fileobj)
+        if not isinstance(fileobj, (io.FileIO, io.BufferedReader, io.BufferedRandom)) \
+                or not isinstance(raw, io.FileIO):
+            return
         try:
             fd = fileobj.fileno()
             if stat.S_ISREG(os.fstat(fd).st_mode):
                 self.fd = fd
-        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        except (OSError, ValueError, io.UnsupportedOperation):
             self.fd = None
 
     def _short(self, offset: int, n: int, got: int, what: str) -> FormatError:
