@@ -11,14 +11,20 @@ only on a corpus of its own. The bytes are checked as written, so a test may dam
 the file afterwards; a mismatch fails the test at teardown, naming the file. Documents
 over :data:`SCHEMA_CHECK_MAX_BYTES` are not checked: jsonschema walks every number (about
 60 microseconds each, 30 s for a 2 MiB model), and what the schema can say about a large
-document it says about the small ones the suite writes by the hundred.
+document it says about the small ones the suite writes by the hundred. A document that
+passed is not validated again in the same process (:data:`_SCHEMA_VALID`, by SHA-256): the
+suite writes the same book weights as JSON in dozens of tests and report rows, 4-5 s of
+validation each.
 """
 
 from __future__ import annotations
 
 import compileall
+import contextlib
+import hashlib
 import importlib.util
 import io
+import json
 import os
 import re
 import shutil
@@ -31,7 +37,9 @@ from typing import Any
 import pytest
 
 import weightstore as ws
+from weightstore.cli.main import main as cli_main
 from weightstore.codecs.json_codec import JsonCodec
+from weightstore.lab import report as rep
 from weightstore.lab.evaluate import Evaluation, evaluate
 
 pytest_plugins = ["pytester"]
@@ -97,32 +105,63 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Any:
 CHEAP_SHARED_FIXTURES = {"data_dir", "sample_weight_path"}
 
 
-def xdist_group_of(item: pytest.Item) -> str | None:
-    """The group that keeps *item* on the xdist worker (``-n 2 --dist loadgroup``) where a
-    costly shared fixture it uses is already built, or None: one of this file's session
-    fixtures (``full_test_set_evaluation``: one DeepConvNet run over the test set) is its
-    own group; a module's or session fixture of a test module groups that module."""
+def shared_costs(item: pytest.Item) -> set[str]:
+    """What *item* shares with other tests that is costly to build: the names of this
+    file's session fixtures it uses (``full_test_set_evaluation``: one DeepConvNet run
+    over the test set), and its module (for a module's own fixture or a module-scoped one
+    of a conftest, built once per module)."""
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
-        return None
-    module_group = None
+        return set()
+    found: set[str] = set()
     for name in item.fixturenames:
         defs = info.name2fixturedefs.get(name)
         if not defs or defs[-1].scope == "function" or name in CHEAP_SHARED_FIXTURES:
             continue
         baseid = defs[-1].baseid
         if baseid.endswith(".py"):
-            module_group = module_group or baseid
+            found.add(baseid)
         elif baseid.startswith("tests") and defs[-1].scope == "session":
-            return name
+            found.add(name)
         elif baseid.startswith("tests"):  # a conftest module fixture: per module anyway
-            module_group = module_group or item.nodeid.split("::", 1)[0]
-    return module_group
+            found.add(item.nodeid.split("::", 1)[0])
+    return found
 
 
+def xdist_groups(items: list[pytest.Item]) -> dict[str, str]:
+    """The xdist group of each test id that shares something costly: tests that share
+    anything (:func:`shared_costs`), directly or through other tests, are one group, named
+    after the first of its costs in sort order, so that ``--dist loadgroup`` runs them on
+    one worker and each shared fixture is built once."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    costs = {item.nodeid: sorted(shared_costs(item)) for item in items}
+    for keys in costs.values():
+        for key in keys:
+            parent.setdefault(key, key)
+        for key in keys[1:]:
+            a, b = root(keys[0]), root(key)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return {nodeid: root(keys[0]) for nodeid, keys in costs.items() if keys}
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each item with its group (:func:`xdist_groups`). First of the hooks:
+    pytest-xdist's worker turns the marks into the ``@group`` suffix of the test id, which is
+    what ``--dist loadgroup`` schedules by, in a hook of its own that would otherwise run
+    before this one and find no marks (conftest hooks are registered before xdist's worker
+    plugin)."""
+    groups = xdist_groups(items)
     for item in items:
-        group = xdist_group_of(item)
+        group = groups.get(item.nodeid)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
 
@@ -186,6 +225,32 @@ def full_test_set_evaluation(data_dir: Path) -> Callable[[str], Evaluation]:
     return get
 
 
+@pytest.fixture(scope="session")
+def reference_report_run(tmp_path_factory: pytest.TempPathFactory, sample_weight_path: Path,
+                         data_dir: Path) -> tuple[dict, Path, rep.Report, Path]:
+    """The full report on the book's weights, built once per session through the command
+    line (JSON, kept files, plot): its JSON, the kept files' folder, the Report object the
+    command rendered, and the plot. Shared by the report's tests and the browser's."""
+    keep = tmp_path_factory.mktemp("report")
+    plot = keep / "r.png"
+    argv = ["report", str(sample_weight_path), "--format", "json", "--keep", str(keep / "files"),
+            "--repeats", "1", "--data-dir", str(data_dir), "-q", "--plot", str(plot)]
+    built: list[rep.Report] = []
+    real = rep.build_report
+
+    def recording(*args: Any, **kwargs: Any) -> rep.Report:
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    buf = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(buf), \
+            contextlib.redirect_stderr(io.StringIO()):
+        mp.setattr(rep, "build_report", recording)
+        assert cli_main(argv) == 0
+    (report,) = built
+    return json.loads(buf.getvalue()), keep / "files", report, plot
+
+
 @dataclass
 class S3Server:
     """A moto S3 server on 127.0.0.1: fsspec storage_options that reach it."""
@@ -224,6 +289,8 @@ def s3_server() -> Iterator[S3Server]:
 
 #: Largest JSON document the schema check below validates (see the module docstring).
 SCHEMA_CHECK_MAX_BYTES = 1 << 20
+#: SHA-256 digests of the documents that passed the schema check in this process.
+_SCHEMA_VALID: set[bytes] = set()
 
 
 @pytest.fixture(autouse=True)
@@ -243,10 +310,14 @@ def _json_output_matches_the_schema(monkeypatch: pytest.MonkeyPatch) -> Iterator
         if self.layout == "plain" or buffer.tell() > SCHEMA_CHECK_MAX_BYTES:
             fileobj.write(buffer.getvalue())  # the plain layout is not the schema's layout
             return
-        try:
-            validate_json_bytes(buffer.getvalue(), path)
-        except FormatError as e:
-            failures.append(str(e))
+        digest = hashlib.sha256(buffer.getbuffer()).digest()
+        if digest not in _SCHEMA_VALID:
+            try:
+                validate_json_bytes(buffer.getvalue(), path)
+            except FormatError as e:
+                failures.append(str(e))
+            else:
+                _SCHEMA_VALID.add(digest)
         fileobj.write(buffer.getvalue())
 
     monkeypatch.setattr(JsonCodec, "write", checked_write)

@@ -253,10 +253,10 @@ def test_demo_names_a_damaged_file(page: Page, site: str) -> None:
 
 # --- weightstore report --format html -----------------------------------------------------
 
-def test_html_report_renders_every_row_and_its_chart(page: Page, tmp_path: Path, data_dir: Path,
-                                                     sample_weight_path: Path) -> None:
-    # the reference report, measured once and rendered twice (text and html)
-    report = rep.build_report([sample_weight_path], repeats=1, data_dir=data_dir)
+def test_html_report_renders_every_row_and_its_chart(page: Page, tmp_path: Path,
+                                                     reference_report_run: Any) -> None:
+    # the reference report (measured once per session), rendered twice: text and html
+    report = reference_report_run[2]
     (headline, rows), = report.sections
     text = rep.render(report, "text")
     out = tmp_path / "report.html"

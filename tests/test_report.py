@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -20,29 +19,9 @@ from weightstore.model import arrays_identical
 
 
 @pytest.fixture(scope="module")
-def report_run(tmp_path_factory, sample_weight_path: Path,
-               data_dir: Path) -> tuple[dict, Path, rep.Report, Path]:
-    """The full report on the book's weights, built once for this module through the
-    command line (JSON, kept files, plot): its JSON, the kept files' folder, the Report
-    object the command rendered, and the plot."""
-    keep = tmp_path_factory.mktemp("report")
-    plot = keep / "r.png"
-    argv = ["report", str(sample_weight_path), "--format", "json", "--keep", str(keep / "files"),
-            "--repeats", "1", "--data-dir", str(data_dir), "-q", "--plot", str(plot)]
-    built: list[rep.Report] = []
-    real = rep.build_report
-
-    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
-        built.append(real(*args, **kwargs))
-        return built[-1]
-
-    buf = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(buf), \
-            contextlib.redirect_stderr(io.StringIO()):
-        mp.setattr(rep, "build_report", recording)
-        assert main(argv) == 0
-    (report,) = built
-    return json.loads(buf.getvalue()), keep / "files", report, plot
+def report_run(reference_report_run) -> tuple[dict, Path, rep.Report, Path]:
+    """The full report on the book's weights (conftest's ``reference_report_run``)."""
+    return reference_report_run
 
 
 @pytest.fixture(scope="module")
