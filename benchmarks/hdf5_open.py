@@ -13,7 +13,9 @@ them alike:
 
 - fresh process (as ``benchmarks.scale``'s lazy row): ``h5py.File(p)[name][()]``
   against ``np.array(weightstore.open(p)[name])``, each in a new process, the clock
-  started after ``import weightstore, h5py``;
+  started after ``import weightstore, h5py`` and after ``weightstore.open`` is looked up
+  (which imports ``weightstore.api``, as ``from safetensors import safe_open`` is
+  imported before safetensors' clock);
 - warm, in this process: the same two calls, and ``weightstore.open(p, mmap=False)``
   (read with ``pread`` and checked against the tensor's stored CRC-32).
 

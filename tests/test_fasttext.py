@@ -64,13 +64,15 @@ def test_csv_rows_are_the_same_bytes_both_ways() -> None:
 
     for values in (rng.standard_normal(1000).astype(np.float32), np.arange(-5, 5),
                    np.array([np.nan, np.inf, -0.0, 1e-45], np.float32), np.array([7.5]),
-                   np.arange(2**40 - 20, 2**40 + 20, dtype=np.int64)):
+                   np.arange(2**40 - 20, 2**40 + 20, dtype=np.int64),
+                   np.array([np.nan, 65504, -6e-8, 0.1], np.float16), np.array([True, False])):
         text = value_text(values)
         cache: dict = {}
         for start in (0, 7, 9_999_990, 2**40, 0, 7):  # the last two from the cache
-            assert b"".join(_fasttext.csv_rows(b"a/b,float32,9,", start, text)) == \
-                b"".join(_fasttext.csv_rows(b"a/b,float32,9,", start, text, cache)) == \
-                _rows(b"a/b,float32,9,", start, text)
+            for prefix in (b"a/b,float32,9,", '"\u00e9,""x",float16,3x3,'.encode()):
+                assert b"".join(_fasttext.csv_rows(prefix, start, text)) == \
+                    b"".join(_fasttext.csv_rows(prefix, start, text, cache)) == \
+                    _rows(prefix, start, text)
 
 
 def test_csv_written_and_read_both_ways_alike(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,6 +118,45 @@ def test_csv_block_reader_agrees_with_the_run_reader_on_damaged_files(
             compared += 1
             assert fast == general, (op, data[:300])
     assert compared > 100
+
+
+@pytest.mark.parametrize("name", ["w", "float32", "3x4", "'=x"])
+def test_csv_block_fields_checked_by_arrow_as_the_run_reader_reads_them(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrow checks a float block's first three fields itself (the name as its null text,
+    the dtype as its true text, the shape as its false text): a row whose name,
+    dtype or shape differs, or has them swapped, or a bare CR, gives what the run reader
+    gives; tensors named like a dtype or a shape included."""
+    from weightstore.codecs import csv_codec
+
+    monkeypatch.setattr(csv_codec, "_PIECE_BYTES", 200)
+    rng = np.random.default_rng(3)
+    weights = ws.Weights({name: (rng.standard_normal((3, 4)) * 0.02).astype(np.float32),
+                          "b": np.arange(12, dtype=np.float32).reshape(3, 4)})
+    buf = io.BytesIO()
+    CsvCodec().write(weights, buf, path="f")
+    data = buf.getvalue()
+    lines = data.split(b"\r\n")
+    written = lines[1].split(b",")[0]
+    damaged = [data]
+    for i in (1, 2, 7, 12):
+        for change in ([written, b"float32", b"3x4"], [b"float32", written, b"3x4"],
+                       [written, b"3x4", b"float32"], [b"3x4", b"float32", written],
+                       [b"b", b"float32", b"3x4"], [written, b"float64", b"3x4"],
+                       [written, b"float32", b"4x3"], [written, b"float32", b"3x4 "],
+                       [written, b"", b"3x4"], [written, written, b"3x4"],
+                       [written, b"3x4", b"3x4"], [written, b"float32", b"float32"],
+                       [written, b"float32", written],
+                       [written + b"\r" + written, b"float32", b"3x4"]):
+            edited = list(lines)
+            edited[i] = b",".join(change + edited[i].split(b",")[3:])
+            damaged.append(b"\r\n".join(edited))
+    for data in damaged:
+        fast, general = _both(data, lambda d: _read_blocks(d, "f", DEFAULT_LIMITS),
+                              lambda d: _read_fast(d, "f", DEFAULT_LIMITS), monkeypatch)
+        assert fast == general, data
+    assert _both(damaged[0], lambda d: _read_blocks(d, "f", DEFAULT_LIMITS),
+                 lambda d: _read_fast(d, "f", DEFAULT_LIMITS), monkeypatch)[0][0] == "ok"
 
 
 def test_csv_falls_back_without_pyarrow(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -315,3 +356,62 @@ def test_lazy_open_reads_what_load_reads_on_damaged_files(ext: str, tmp_path,
             assert lazy == loaded
         else:
             assert lazy[0] == "error", (lazy, loaded)
+
+
+def test_csv_read_from_disk_through_a_memory_map_agrees_with_a_stream(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file on disk is parsed through a memory map (csv_codec._Mapped, counted in small
+    windows here so that lines straddle them); a stream is read into memory: the same
+    tensors or the same kind of error, on whole and damaged files."""
+    from weightstore.codecs import csv_codec
+
+    monkeypatch.setattr(csv_codec, "_COUNT_WINDOW", 97)
+    monkeypatch.setattr(_fasttext, "MIN_VALUES", 0)
+    buf = io.BytesIO()
+    CsvCodec().write(_weights(), buf, path="f")
+    r = random.Random(11)
+    files = [buf.getvalue()] + [damaged_csv([buf.getvalue()], r, [b"x", b"NaN", b"1e400"],
+                                            shuffle_all=False)[1] for _ in range(12)]
+    mapped = []
+    for i, data in enumerate(files):
+        (tmp_path / f"{i}.csv").write_bytes(data)
+        with open(tmp_path / f"{i}.csv", "rb") as f:
+            view = csv_codec._read_text_bounded(f)
+            assert isinstance(view, csv_codec._Mapped)
+            mapped.append(view.count(b"\n") == data.count(b"\n")
+                          and view.count(b",0,", 5, len(data) - 3) == data.count(b",0,", 5,
+                                                                              len(data) - 3)
+                          and view.startswith(data[7:300], 7))
+            view.close()
+            on_disk = _outcome(lambda d, f=f: CsvCodec().read(f, path="f"), data)
+        in_memory = _outcome(lambda d: CsvCodec().read(io.BytesIO(d), path="f"), data)
+        assert on_disk == in_memory, i
+    assert all(mapped)
+
+
+def test_csv_write_flushes_to_disk_as_it_goes(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CSV writer sends a regular file to its disk on a thread as it writes
+    (csv_codec._Writeback): the file is the same; a flush that fails fails the save with
+    the atomic write's error (here ENOSPC) and leaves nothing behind."""
+    import errno
+    import os
+
+    from weightstore.codecs import csv_codec
+
+    weights = _weights()
+    buf = io.BytesIO()
+    CsvCodec().write(weights, buf, path="f")
+    monkeypatch.setattr(csv_codec, "_FLUSH_BYTES", 1)
+    synced = []
+    real = getattr(os, "fdatasync", os.fsync)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(fd) or real(fd))
+    ws.save(weights, tmp_path / "w.csv")
+    assert (tmp_path / "w.csv").read_bytes() == buf.getvalue() and synced
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full)
+    with pytest.raises(ws.WeightstoreError, match="space"):
+        ws.save(weights, tmp_path / "x.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.csv"]

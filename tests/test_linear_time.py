@@ -108,9 +108,9 @@ def _cpu_seconds(path: Path) -> float:
     costs in proportion to everything the rest of the test session left alive, which is
     no property of the reader (seen in CI: one collection turned 2.2x into 4.6x). What the
     session left alive is frozen first (gc.freeze), so that the collections between
-    repetitions look at this test's objects only, not at the whole session's."""
+    repetitions look at this test's objects only, not at the whole session's (nor is the
+    session's heap collected first: that too costs in proportion to it)."""
     best = float("inf")
-    gc.collect()
     gc.freeze()
     try:
         for _ in range(REPEATS):

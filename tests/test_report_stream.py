@@ -24,6 +24,14 @@ from weightstore.lab.report import measure
 from weightstore.lab.report.render import frontier_rows, notes
 
 #: Rows that all apply to the ch. 3 MLP: exact, lossy near the source, lossy far below.
+@pytest.fixture(autouse=True)
+def _no_text_dump(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about rows and how they stream; the headline's text dump (numpy
+    printing every value, about 0.6 s a report) is measured and checked by test_report.py
+    and test_report_small_things.py, so here it is skipped as for a model too large for it."""
+    monkeypatch.setattr(measure, "TEXT_DUMP_MAX_VALUES", 0)
+
+
 VARIANTS = [rep.Variant("npz", "npz", ".npz"),
             rep.Variant("pickle", "pickle", ".pkl"),
             rep.Variant("int4 zstd", "zstd", ".npz.zst", {"level": 3},

@@ -183,6 +183,68 @@ def test_damaged_npz_data_is_caught_by_the_zip_crc(
         ws.load(path)
 
 
+@pytest.mark.parametrize("fast_crc", [True, False])
+def test_large_reads_are_split_across_threads_and_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_crc: bool) -> None:
+    # a local file's large tensor is read in parts on several threads, each part's
+    # CRC-32 combined in order: the values, the checksum and a file cut short all hold
+    import zlib
+
+    from weightstore import fileio
+
+    if fast_crc and not fileio._FAST_CRC:
+        pytest.skip("the 'fast' extra (isal) is not installed")
+    if not fast_crc:
+        monkeypatch.setattr(fileio, "_FAST_CRC", False)
+        monkeypatch.setattr(fileio, "crc32", zlib.crc32)
+    monkeypatch.setattr(fileio, "PARALLEL_READ", 4096)
+    monkeypatch.setattr(fileio, "_cores", lambda: 3)  # three parts, whatever the machine
+    parts: list[int] = []
+    serial = fileio.RawFile._read_serial
+    monkeypatch.setattr(fileio.RawFile, "_read_serial",
+                        lambda self, view, *a, **k: parts.append(len(view))
+                        or serial(self, view, *a, **k))
+    data = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+    path = tmp_path / "raw.bin"
+    path.write_bytes(data)
+    start, count = 123, 70_000  # float32 values from byte 123
+    want = np.frombuffer(data[start:start + 4 * count], np.float32).reshape(700, 100)
+    crc = zlib.crc32(data[start:start + 4 * count], 7)
+    with open(path, "rb") as f:
+        raw = fileio.RawFile(f, str(path))
+        got = raw.read_array(start, np.dtype(np.float32), (700, 100), field="t", crc=(7, crc))
+        np.testing.assert_array_equal(got, want)
+        assert len(parts) == 3 and sum(parts) == 4 * count and max(parts) < 2 * count
+        got = raw.read_array(start, np.dtype(np.float32), (100, 700), fortran=True, field="t")
+        np.testing.assert_array_equal(got, want.reshape(700, 100).T)
+        for bad in (crc ^ 1, crc ^ 0x80000000):
+            with pytest.raises(ws.ChecksumError, match="CRC-32"):
+                raw.read_array(start, np.dtype(np.float32), (700, 100), field="t",
+                               crc=(7, bad))
+        with pytest.raises(ws.FormatError, match="280,000 data bytes at offset 50,000"):
+            raw.read_array(50_000, np.dtype(np.float32), (count,), field="t")  # cut short
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux's smaps only")
+def test_tensors_read_from_files_are_allocated_on_small_pages() -> None:
+    # numpy advises huge pages for big arrays; new_array takes that back (see its doc)
+    from weightstore import fileio
+
+    out = fileio.new_array((3, 1 << 20), np.dtype(np.float32))
+    assert out.shape == (3, 1 << 20) and out.dtype == np.float32 and out.flags.owndata
+    inside = out.__array_interface__["data"][0] + out.nbytes // 2
+    flags, here = None, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                here = lo <= inside < hi
+            elif here and line.startswith("VmFlags:"):
+                flags = line.split()[1:]
+    assert flags is not None and "nh" in flags and "hg" not in flags, flags
+
+
 def test_inspect_uses_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "w.h5"
     _save(_model(), path)
@@ -224,10 +286,16 @@ def test_convert_holds_one_tensor_at_a_time(src: str, dst: str, tmp_path: Path,
         return array
 
     monkeypatch.setattr(LazyWeights, "__getitem__", tracking)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ws.StreamingWarning)
-        monkeypatch.setattr(api, "STREAMING_WARN_BYTES", 0)
-        ws.convert(tmp_path / f"a{src}", tmp_path / f"b{dst}")
+    # what the session left alive is frozen: the collections above then walk this test's
+    # objects only (in the full suite each one walked the whole session's heap, ~1 s)
+    gc.freeze()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ws.StreamingWarning)
+            monkeypatch.setattr(api, "STREAMING_WARN_BYTES", 0)
+            ws.convert(tmp_path / f"a{src}", tmp_path / f"b{dst}")
+    finally:
+        gc.unfreeze()
     assert len(alive) == len(weights) and most == 0
     monkeypatch.undo()
     assert ws.load(tmp_path / f"b{dst}").equal(weights)

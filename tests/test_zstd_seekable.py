@@ -6,6 +6,7 @@ import io
 import shutil
 import struct
 import subprocess
+import zipfile
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ from weightstore.codecs._seekable import (
     SeekableWriter,
     read_seek_table,
 )
-from weightstore.errors import FormatError, LimitError
+from weightstore.codecs.zstd import HEADER_FRAME
+from weightstore.errors import ChecksumError, FormatError, LimitError
 from weightstore.testing import same_content
 
 
@@ -64,6 +66,60 @@ def test_reader_gives_every_slice(threads: int) -> None:
     assert dctx.stream_reader(io.BytesIO(data), read_across_frames=True).read() == content
 
 
+@pytest.mark.parametrize("threads", [0, 2])
+def test_reader_on_a_local_file_decompresses_whole_frames_in_place(tmp_path,
+                                                                    threads: int) -> None:
+    # a real file: worker threads read their frames with preadv and decompress them
+    # straight into the caller's buffer; frames wanted in part go through the cache
+    content = np.random.default_rng(3).integers(0, 4, 60_000, dtype=np.uint8).tobytes()
+    path = tmp_path / "c.zst"
+    path.write_bytes(seekable_bytes(content, 4096, threads))
+    with open(path, "rb") as f:
+        table = read_seek_table(f, path.stat().st_size, str(path), Limits())
+        reader = SeekableReader(f, table, str(path), threads=threads)
+        rng = np.random.default_rng(4)
+        for _ in range(100):
+            a = int(rng.integers(0, len(content)))
+            n = int(rng.integers(0, 30_000))
+            reader.seek(a)
+            buf = bytearray(n)
+            got = reader.readinto(buf)
+            assert bytes(buf[:got]) == content[a:a + n]
+        for a, n in ((0, 4096), (4096, 8192), (8192, 40_000), (0, len(content))):  # aligned
+            reader.seek(a)
+            assert reader.read(n) == content[a:a + n]
+        reader.close()
+
+
+@pytest.mark.parametrize("damage", ["checksum", "short", "long"])
+def test_a_damaged_frame_is_refused_when_decompressed_in_place(tmp_path,
+                                                               damage: str) -> None:
+    content = np.random.default_rng(5).integers(0, 4, 40_000, dtype=np.uint8).tobytes()
+    data = bytearray(seekable_bytes(content, 4096))
+    f = io.BytesIO(bytes(data))
+    table = read_seek_table(f, len(data), "d.zst", Limits())
+    end = int(table.cstarts[4])  # frame 3 ends here: its last 4 bytes are its checksum
+    if damage == "checksum":
+        data[end - 1] ^= 0x01
+        error = ChecksumError
+    else:  # frame 3's entry says 4096 bytes; it holds one fewer or one more and, not
+        # declaring its size, is found out only as it is decompressed
+        piece = content[12288:16383] if damage == "short" else content[12288:16385]
+        other = zstandard.ZstdCompressor(write_checksum=True,
+                                         write_content_size=False).compress(piece)
+        data[int(table.cstarts[3]):end] = other
+        entry = len(data) - 9 - 8 * table.frames + 8 * 3
+        data[entry:entry + 4] = struct.pack("<I", len(other))
+        error = FormatError
+    path = tmp_path / "d.zst"
+    path.write_bytes(bytes(data))
+    with open(path, "rb") as f:
+        table = read_seek_table(f, len(data), str(path), Limits())
+        reader = SeekableReader(f, table, str(path), threads=2)
+        with pytest.raises(error, match="zstd frame 3"):
+            reader.read()  # frame 3 is wanted whole: decompressed into the buffer
+
+
 def test_npz_zst_is_seekable_and_zstd_d_restores_the_npz(tmp_path) -> None:
     w = model()
     weightstore.save(w, tmp_path / "one.npz.zst", frame_size=0)  # the old single frame
@@ -89,9 +145,9 @@ def test_open_decompresses_only_the_frames_a_tensor_spans(tmp_path, monkeypatch)
     calls: list[int] = []
     real = _seekable.decompress_frame
 
-    def counting(data, size, path, where):  # noqa: ANN001, ANN202
+    def counting(data, size, path, where, out=None):  # noqa: ANN001, ANN202
         calls.append(size)
-        return real(data, size, path, where)
+        return real(data, size, path, where, out)
 
     monkeypatch.setattr(_seekable, "decompress_frame", counting)
     with weightstore.open(path) as lazy:
@@ -106,6 +162,31 @@ def test_open_decompresses_only_the_frames_a_tensor_spans(tmp_path, monkeypatch)
     tensor = w["layer3/W"].nbytes
     assert one <= tensor + 2 * (16 << 10), (one, tensor)
     assert opened + one < total / 2, (opened, one, total)
+    # each large tensor's header starts a small frame of its own: opening decompresses
+    # those, the small tensor's frame and the frames of the last 64 KiB (where zipfile
+    # looks for its end record when the archive has a comment), not a frame per header
+    big = sum(1 for a in w.values() if a.nbytes >= 16 << 10)
+    assert opened <= big * HEADER_FRAME + (64 << 10) + 3 * (16 << 10), (opened, big)
+
+
+def test_frames_are_cut_before_each_large_tensor(tmp_path) -> None:
+    w = model()
+    path = tmp_path / "m.npz.zst"
+    weightstore.save(w, path, frame_size=16 << 10)
+    data = path.read_bytes()
+    with open(path, "rb") as f:
+        table = read_seek_table(f, len(data), str(path), Limits())
+    starts = set(table.dstarts.tolist())
+    sizes = np.diff(table.dstarts)
+    plain = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                       read_across_frames=True).read()
+    with zipfile.ZipFile(io.BytesIO(plain)) as zf:
+        for info in zf.infolist():
+            large = info.file_size >= 16 << 10
+            assert (info.header_offset in starts) == large, info.filename
+            if large:  # a header frame, then frames of frame_size again
+                i = int(np.searchsorted(table.dstarts, info.header_offset))
+                assert sizes[i] == HEADER_FRAME and sizes[i + 1] == 16 << 10
 
 
 def test_single_frame_files_still_read(tmp_path) -> None:

@@ -11,9 +11,9 @@ caller then takes the general route, which names the fault.
 The file layouts are unchanged: see ``docs/formats.md``.
 
 - Writing CSV: the values' shortest decimals come from orjson as before (ryu, per
-  dtype); one Arrow kernel joins, row by row, three string arrays made in bulk over
-  those texts: CRLF and the ``tensor,dtype,shape,`` prefix, the index, and the value
-  with its comma.
+  dtype); one Arrow kernel joins, row by row, two string arrays made in bulk over
+  those texts (each value with its line end, each index with its comma) with the
+  ``tensor,dtype,shape,`` prefix between them.
 - Reading CSV: the rows of a tensor's block (all sharing their first three fields, which
   the caller checks) are parsed by Arrow's CSV reader, the first three fields skipped,
   the index kept as text and proved to be the writer's, the value as float64 or integer.
@@ -86,9 +86,9 @@ def _strings(count: int, ends: np.ndarray, data: bytes) -> Any:
     return pa.LargeStringArray.from_buffers(count, pa.py_buffer(ends), pa.py_buffer(data))
 
 
-#: Index and prefix string arrays kept by :func:`csv_rows` for the next slices (every
-#: tensor's slices start at the same indexes, and a tensor's slices share its prefix).
-_ROW_PARTS_KEPT = 8
+#: Index string arrays kept by :func:`csv_rows` for the next slices (every tensor's slices
+#: start at the same indexes): about 1 MiB each for slices of 65,536 rows.
+_ROW_PARTS_KEPT = 32
 
 
 _KEPT_LOCK = threading.Lock()
@@ -111,23 +111,14 @@ def _kept(cache: dict[Any, Any] | None, key: Any, make: Callable[[], Any]) -> An
 
 
 def _index_strings(start: int, count: int) -> Any:
-    """The decimals of start .. start + count - 1 as Arrow strings (orjson's digits, their
-    lengths from their digit counts)."""
+    """The decimals of start .. start + count - 1, each with a comma after it, as Arrow
+    strings over orjson's text of them (the lengths from their digit counts)."""
     index = np.arange(start, start + count, dtype=np.int64)
     ends = np.empty(count + 1, np.int64)
     ends[0] = 0
-    np.cumsum(np.searchsorted(_POWERS, index, side="right") + 1, out=ends[1:])
-    digits = orjson.dumps(index, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b",", b"")
+    np.cumsum(np.searchsorted(_POWERS, index, side="right") + 2, out=ends[1:])
+    digits = orjson.dumps(index, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1] + b","
     return _strings(count, ends, digits)
-
-
-def _prefix_strings(prefix: bytes, count: int) -> Any:
-    """*count* Arrow strings: *prefix*, then CRLF and *prefix* for each row after the
-    first, over one ``(CRLF + prefix) * count`` text."""
-    lead = b"\r\n" + prefix
-    bounds = np.arange(count + 1, dtype=np.int64) * len(lead)
-    bounds[0] = 2  # the first row has no line break before it
-    return _strings(count, bounds, lead * count)
 
 
 def csv_rows(prefix: bytes, start: int, values: bytes,
@@ -136,30 +127,29 @@ def csv_rows(prefix: bytes, start: int, values: bytes,
     (at least one, none empty), indexes counted from *start*, as parts to write one after
     the other: the same bytes as ``csv_codec._rows``. Needs pyarrow (check
     :func:`enabled` first). *cache* (a dict the caller keeps for one file) keeps the
-    index and prefix strings for the next slices.
+    index strings for the next slices.
 
-    Three Arrow string arrays over texts made in bulk, one string per row: CRLF and the
-    prefix (the first row's without the CRLF) over ``(CRLF + prefix) * rows``; the index
-    decimals (orjson's, commas removed); each value with the comma before it, over
-    ``"," + values``. One Arrow kernel joins them row by row into the rows' text, the
-    last CRLF written after it."""
+    The rows' text, cut before each prefix instead of after each line end, is
+    ``prefix + "0,"``, then ``value + CRLF + prefix + index + ","`` for each next row, then
+    the last value and CRLF. One Arrow kernel makes it, joining two string arrays row by
+    row with the prefix between them: the values with their line ends (an empty string
+    first), over ``values`` with each comma made CRLF, and the indexes with their commas
+    (:func:`_index_strings`)."""
     pa, pc, _ = _pyarrow()
-    raw = np.frombuffer(values, np.uint8)
-    comma = np.flatnonzero(raw == 44)
+    comma = np.flatnonzero(np.frombuffer(values, np.uint8) == 44)
     count = comma.size + 1
-    ends = np.empty(count + 1, np.int64)
-    ends[0] = 0
-    ends[1:-1] = comma + 1
-    ends[-1] = len(values) + 1
-    texts = _strings(count, ends, b"," + values)
+    lines = values.replace(b",", b"\r\n")  # value k ends at comma[k] + k (its CRLF after)
+    bounds = np.zeros(count + 1, np.int64)  # string 0 empty, string k value k - 1 + CRLF
+    np.add(comma, np.arange(2, count + 1), out=bounds[2:])
+    texts = _strings(count, bounds, lines)
     indexes = _kept(cache, ("index", start, count), lambda: _index_strings(start, count))
-    prefixes = _kept(cache, ("prefix", prefix, count), lambda: _prefix_strings(prefix, count))
-    rows = pc.binary_join_element_wise(prefixes, indexes, texts,
-                                       pa.scalar("", pa.large_string()))
+    rows = pc.binary_join_element_wise(texts, indexes,
+                                       pa.scalar(prefix.decode("utf-8"), pa.large_string()))
     offsets = rows.buffers()[1]
     begin = int(np.frombuffer(offsets, np.int64, 1, rows.offset * 8)[0])
     end = int(np.frombuffer(offsets, np.int64, 1, (rows.offset + count) * 8)[0])
-    return [memoryview(rows.buffers()[2])[begin:end], b"\r\n"]
+    return [memoryview(rows.buffers()[2])[begin:end], memoryview(lines)[int(bounds[-1]):],
+            b"\r\n"]
 
 
 # --- CSV reading ---------------------------------------------------------------------------

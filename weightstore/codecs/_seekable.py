@@ -42,6 +42,7 @@ from __future__ import annotations
 import collections
 import io
 import os
+import stat
 import struct
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -199,9 +200,11 @@ def _decompressor() -> Any:
     return dctx
 
 
-def decompress_frame(data: bytes, size: int, path: str, where: str) -> bytes:
+def decompress_frame(data: Any, size: int, path: str, where: str,
+                     out: memoryview | None = None) -> Any:
     """One frame's content, which must be exactly *size* bytes; its header's declared
-    size is checked before anything is allocated."""
+    size is checked before anything is allocated. With *out* (a writable buffer of *size*
+    bytes) the content is decompressed straight into it, and *out* is returned."""
     if data[:4] != ZSTD_MAGIC:
         raise FormatError(path=path, field=where, expected="a zstd frame (magic 28 b5 2f fd)",
                           found=bytes(data[:4]).hex(" "))
@@ -213,17 +216,35 @@ def decompress_frame(data: bytes, size: int, path: str, where: str) -> bytes:
         raise FormatError(path=path, field=where, expected=f"a frame of {size:,} bytes "
                           "as the seek table says", found=f"{declared:,} bytes declared")
     try:
-        out = _decompressor().decompress(data, max_output_size=size, allow_extra_data=False)
+        if out is None:
+            got = _decompressor().decompress(data, max_output_size=size, allow_extra_data=False)
+            n = len(got)
+        else:
+            got, n = out, _decompress_into(data, out)
     except zstandard.ZstdError as e:
         if "checksum" in str(e):
             raise ChecksumError(path=path, field=where,
                                 expected="data matching the frame's checksum",
                                 found="a mismatch (the file is damaged)") from e
         raise FormatError(f"corrupted zstd data ({e})", path=path, field=where) from e
-    if len(out) != size:
+    if n != size:
         raise FormatError(path=path, field=where, expected=f"{size:,} bytes",
-                          found=f"{len(out):,} bytes")
-    return out
+                          found=f"{n:,} bytes" if n <= size else f"more than {size:,} bytes")
+    return got
+
+
+def _decompress_into(data: Any, out: memoryview) -> int:
+    """Decompress the one frame in *data* into *out*: the bytes given (one more than
+    ``len(out)`` when the frame holds more). The frame is read to its end, so its content
+    checksum is checked."""
+    reader = _decompressor().stream_reader(data, closefd=False)
+    n = 0
+    while n < len(out):
+        got = reader.readinto(out[n:])
+        if not got:
+            return n
+        n += got
+    return n + len(reader.read(1))  # b"" at the frame's end, after the checksum
 
 
 class SeekableReader(io.RawIOBase):
@@ -239,6 +260,11 @@ class SeekableReader(io.RawIOBase):
         self._cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self._workers = _workers(threads)
         self._pool: ThreadPoolExecutor | None = None
+        #: A local file's descriptor: worker threads then read their own frames with
+        #: ``preadv`` (into :attr:`_buffers`, one reused buffer per thread) beside
+        #: decompressing them, instead of this thread reading them all first.
+        self._fd = _local_fd(fileobj)
+        self._buffers = threading.local()
 
     def readable(self) -> bool:
         return True
@@ -260,42 +286,67 @@ class SeekableReader(io.RawIOBase):
         """The stored bytes of frames *first* .. *last* (inclusive), in one read."""
         cstarts = self._table.cstarts
         lo, hi = int(cstarts[first]), int(cstarts[last + 1])
+        if self._fd is not None and first == last:
+            return self._pread(lo, hi, first)
         self._file.seek(lo)
         blob = memoryview(self._file.read(hi - lo))
         if len(blob) != hi - lo:
-            raise FormatError(path=self._path, field=f"zstd frame {first}",
-                              expected=f"{hi - lo:,} bytes at byte {lo:,}",
-                              found=f"{len(blob):,} (the file ends there)")
+            self._truncated(first, lo, hi, len(blob))
         return blob
 
-    def _frame(self, i: int, blob: memoryview, base: int) -> bytes:
-        """Frame *i* decompressed, from *blob* (stored bytes starting at file byte *base*)."""
-        cstarts, dstarts = self._table.cstarts, self._table.dstarts
-        piece = blob[int(cstarts[i]) - base:int(cstarts[i + 1]) - base]
-        return decompress_frame(piece, int(dstarts[i + 1] - dstarts[i]), self._path,
-                                f"zstd frame {i} at byte {int(cstarts[i]):,}")
+    def _pread(self, lo: int, hi: int, i: int) -> memoryview:
+        """File bytes *lo* .. *hi* (frame *i*) in this thread's reused buffer (a local
+        file: :attr:`_fd` is set)."""
+        fd = self._fd if self._fd is not None else self._file.fileno()
+        buf = getattr(self._buffers, "buf", None)
+        if buf is None or len(buf) < hi - lo:
+            buf = self._buffers.buf = bytearray(hi - lo)
+        view = memoryview(buf)[:hi - lo]
+        got = 0
+        while got < hi - lo:
+            n = os.preadv(fd, [view[got:]], lo + got)
+            if n <= 0:
+                self._truncated(i, lo, hi, got)
+            got += n
+        return view
+
+    def _truncated(self, i: int, lo: int, hi: int, got: int) -> None:
+        raise FormatError(path=self._path, field=f"zstd frame {i}",
+                          expected=f"{hi - lo:,} bytes at byte {lo:,}",
+                          found=f"{got:,} (the file ends there)")
+
+    def _where(self, i: int) -> str:
+        return f"zstd frame {i} at byte {int(self._table.cstarts[i]):,}"
+
+    def _content_of(self, i: int) -> int:
+        """Bytes of content in frame *i*."""
+        dstarts = self._table.dstarts
+        return int(dstarts[i + 1] - dstarts[i])
 
     def _cached(self, i: int) -> bytes:
         """Frame *i*, from the cache or decompressed into it."""
         content = self._cache.get(i)
         if content is None:
-            content = self._frame(i, self._compressed(i, i), int(self._table.cstarts[i]))
+            content = decompress_frame(self._compressed(i, i), self._content_of(i), self._path,
+                                       self._where(i))
             self._cache[i] = content
             while len(self._cache) > _CACHED_FRAMES:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(i)
         return content
 
-    def _fill(self, view: memoryview, pos: int, blob: memoryview, base: int, first: int,
-              last: int) -> None:
-        """Content bytes from *pos* into *view*, from frames *first* .. *last*, which it
-        covers whole (their stored bytes in *blob*, from file byte *base*): each frame is
-        decompressed and copied into place. Safe on several threads at once."""
-        dstarts = self._table.dstarts
+    def _fill(self, view: memoryview, pos: int, first: int, last: int,
+              blob: memoryview | None, base: int) -> None:
+        """Frames *first* .. *last*, which *view* (content from byte *pos*) covers whole,
+        decompressed straight into their place in it: their stored bytes read here with
+        ``preadv``, or taken from *blob* (stored bytes from file byte *base*). Safe on
+        several threads at once."""
+        cstarts, dstarts = self._table.cstarts, self._table.dstarts
         for i in range(first, last + 1):
-            content = self._frame(i, blob, base)
-            at = int(dstarts[i]) - pos
-            view[at:at + len(content)] = content
+            lo, hi = int(cstarts[i]), int(cstarts[i + 1])
+            piece = self._pread(lo, hi, i) if blob is None else blob[lo - base:hi - base]
+            at, size = int(dstarts[i]) - pos, self._content_of(i)
+            decompress_frame(piece, size, self._path, self._where(i), out=view[at:at + size])
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -304,39 +355,67 @@ class SeekableReader(io.RawIOBase):
             return 0
         dstarts = self._table.dstarts
         pos, end = self._pos, self._pos + n
+        view = view[:n]
         first = int(np.searchsorted(dstarts, pos, "right")) - 1
         last = int(np.searchsorted(dstarts, end - 1, "right")) - 1
-        # the frames at either end may be wanted in part: through the cache
-        head = self._cached(first)
-        take = min(len(head) - (pos - int(dstarts[first])), n)
-        view[:take] = head[pos - int(dstarts[first]):pos - int(dstarts[first]) + take]
-        if last > first:
-            tail = self._cached(last)
-            start = int(dstarts[last]) - pos
-            view[start:n] = tail[:n - start]
-        inner = list(range(first + 1, last))  # wanted whole: decompressed into place
-        if inner:
-            workers = max(1, min(self._workers, len(inner)))
-            groups = [g for g in np.array_split(np.array(inner), workers) if len(g)]
-            blob = self._compressed(inner[0], inner[-1])  # one read, on this thread
-            base = int(self._table.cstarts[inner[0]])
-            jobs = [(view[:n], pos, blob, base, int(g[0]), int(g[-1])) for g in groups]
-            if len(jobs) > 1:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self._workers)
-                for _ in self._pool.map(lambda job: self._fill(*job), jobs):
-                    pass
-            else:
-                self._fill(*jobs[0])
+        # a frame at either end wanted in part goes through the cache (small reads of
+        # headers hit the same frame); frames wanted whole are decompressed into place
+        lo, hi = first, last
+        if int(dstarts[first]) < pos or int(dstarts[first + 1]) > end:
+            self._copy_part(view, pos, end, first)
+            lo += 1
+        if last >= lo and int(dstarts[last + 1]) > end:
+            self._copy_part(view, pos, end, last)
+            hi -= 1
+        if hi >= lo:
+            self._fill_whole(view, pos, lo, hi)
         self._pos = end
         return n
+
+    def _copy_part(self, view: memoryview, pos: int, end: int, i: int) -> None:
+        """The part of frame *i* within content bytes *pos* .. *end*, into *view*."""
+        content = self._cached(i)
+        start = int(self._table.dstarts[i])
+        a, b = max(pos, start), min(end, start + len(content))
+        view[a - pos:b - pos] = content[a - start:b - start]
+
+    def _fill_whole(self, view: memoryview, pos: int, first: int, last: int) -> None:
+        """Frames *first* .. *last* (wanted whole) into *view*, on the worker threads."""
+        blob, base = None, 0
+        if self._fd is None:  # one read on this thread (a remote file: one request)
+            blob, base = self._compressed(first, last), int(self._table.cstarts[first])
+        workers = max(1, min(self._workers, last - first + 1))
+        if workers == 1:
+            self._fill(view, pos, first, last, blob, base)
+            return
+        bounds = np.linspace(first, last + 1, workers + 1).round().astype(int)
+        jobs = [(view, pos, int(a), int(b) - 1, blob, base)
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers)
+        for _ in self._pool.map(lambda job: self._fill(*job), jobs):
+            pass
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
         self._cache.clear()
+        self._buffers = threading.local()
         super().close()
+
+
+def _local_fd(fileobj: IO[bytes]) -> int | None:
+    """The descriptor of *fileobj* when it is a local regular file read as it is (not a
+    wrapper whose ``fileno`` belongs to another stream), else None."""
+    raw = getattr(fileobj, "raw", fileobj)
+    if not isinstance(raw, io.FileIO):
+        return None
+    try:
+        fd = raw.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError):
+        return None
 
 
 class SeekableWriter:
@@ -349,6 +428,8 @@ class SeekableWriter:
         if not 1 <= frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"frame_size {frame_size} outside 1 .. {MAX_FRAME_SIZE}")
         self._file, self._level, self._frame_size = fileobj, level, frame_size
+        #: Content bytes the frame being filled may hold (see :meth:`cut`).
+        self._limit = frame_size
         self._buf = bytearray()
         self._entries: list[tuple[int, int]] = []
         workers = _workers(threads)
@@ -369,6 +450,7 @@ class SeekableWriter:
         self._entries.append((len(frame), size))
 
     def _submit(self, data: bytes) -> None:
+        self._limit = self._frame_size  # the frame after a short one is whole again
         if self._pool is None:
             self._emit(self._compress(data), len(data))
             return
@@ -380,21 +462,29 @@ class SeekableWriter:
         future, size = self._pending.popleft()
         self._emit(future.result(), size)
 
+    def cut(self, next_frame: int | None = None) -> None:
+        """End the frame here: what is buffered becomes a frame, however short. With
+        *next_frame*, the frame after it holds at most that many bytes (then frames of
+        ``frame_size`` again): a small frame for a header that is read on its own."""
+        if self._buf:
+            self._submit(bytes(self._buf))
+            self._buf = bytearray()
+        if next_frame is not None:
+            self._limit = max(1, min(next_frame, self._frame_size))
+
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         n, i = len(view), 0
-        fs = self._frame_size
-        if self._buf:
-            i = min(n, fs - len(self._buf))
-            self._buf += view[:i]
-            if len(self._buf) < fs:
-                return n
-            self._submit(bytes(self._buf))
-            self._buf = bytearray()
-        while n - i >= fs:
-            self._submit(bytes(view[i:i + fs]))
-            i += fs
-        self._buf += view[i:]
+        while i < n:
+            take = min(self._limit - len(self._buf), n - i)
+            if not self._buf and take == self._limit:  # a whole frame, straight from data
+                self._submit(bytes(view[i:i + take]))
+            else:
+                self._buf += view[i:i + take]
+                if len(self._buf) == self._limit:
+                    self._submit(bytes(self._buf))
+                    self._buf = bytearray()
+            i += take
         return n
 
     def flush(self) -> None:

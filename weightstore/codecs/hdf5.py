@@ -325,7 +325,8 @@ class _Hdf5Source(TensorSource):
                                   found="a second link to an object already read")
             self._seen.add(info.addr)
             is_dataset = isinstance(obj, h5d.DatasetID)
-            if is_dataset and _read_dtype(h5py, obj, self._types) is None and (
+            dtype = _read_dtype(h5py, obj, self._types) if is_dataset else None
+            if is_dataset and dtype is None and (
                     found := _unheld(h5py, h5py.Dataset(obj))) is not None:
                 self._skipped.append(Skipped(name, found))  # its attributes go with it
                 continue
@@ -342,8 +343,8 @@ class _Hdf5Source(TensorSource):
                 if len(out) >= limits.max_tensors:
                     raise FormatError(path=path, field="datasets",
                                       expected=f"at most {limits.max_tensors}")
-                meta, offset, stored = _check_dataset(h5py, obj, name, path, limits,
-                                                      self._raw.size, self._types)
+                meta, offset, stored = _check_dataset(obj, dtype, name, path, limits,
+                                                      self._raw.size)
                 if offset < 0 and stored != meta.nbytes:  # filtered: the one allowance
                     self._budget.add_compressed(stored)
                     self._budget.expand(meta.nbytes, path=path, field=f"dataset {name!r}")
@@ -430,27 +431,32 @@ def _unheld(h5py: Any, ds: Any) -> str | None:
     return f"a {kind} dataset of shape {tuple(ds.shape)}"
 
 
-def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
-                   file_size: int, types: list[tuple[Any, np.dtype | None]] | None = None,
-                   ) -> tuple[TensorInfo, int, int]:
+def _check_dataset(ds: Any, dtype: np.dtype | None, name: str, path: str, limits: Limits,
+                   file_size: int) -> tuple[TensorInfo, int, int]:
     """The dataset's meta after the checks, the offset of its raw bytes (-1 when it
     must be read through h5py: chunked, filtered, compact, big-endian or bool), and the
-    bytes it takes in the file. *ds* is the low-level ``DatasetID``; *types* caches the
-    HDF5 types already seen in this file with the dtype each reads as (None: refused)."""
-    plist = ds.get_create_plist()
-    layout = plist.get_layout()
-    if layout == h5d.VIRTUAL:
-        raise UnsafeFileError(path=path, field=f"dataset {name!r}",
-                              expected="data stored in this file", found="a virtual dataset")
-    if plist.get_external_count() > 0:
-        raise UnsafeFileError(path=path, field=f"dataset {name!r}",
-                              expected="data stored in this file", found="external storage")
+    bytes it takes in the file. *ds* is the low-level ``DatasetID``, *dtype* what its
+    type reads as (:func:`_read_dtype`; None: a type weightstore does not hold).
+
+    The library gives an offset (``H5Dget_offset``) only for contiguous data stored in
+    this file, unfiltered (never for chunked, compact, virtual or external storage), so
+    the creation properties are read only for a dataset without one."""
+    found = ds.get_offset()
+    contiguous = found is not None
+    if not contiguous:
+        plist = ds.get_create_plist()
+        layout = plist.get_layout()
+        if layout == h5d.VIRTUAL:
+            raise UnsafeFileError(path=path, field=f"dataset {name!r}",
+                                  expected="data stored in this file", found="a virtual dataset")
+        if plist.get_external_count() > 0:
+            raise UnsafeFileError(path=path, field=f"dataset {name!r}",
+                                  expected="data stored in this file", found="external storage")
     space = ds.get_space()
     if space.get_simple_extent_type() == h5s.NULL:
         raise FormatError(path=path, field=f"dataset {name!r}", expected="an array",
                           found="an empty dataspace")
     shape = space.shape
-    dtype = _read_dtype(h5py, ds, types if types is not None else [])
     if dtype is None:  # the walk skips these before
         raise FormatError(path=path, field=f"dataset {name!r} dtype",
                           expected="bool, (u)int8-64 or float16/32/64", found=str(ds.dtype))
@@ -467,11 +473,9 @@ def _check_dataset(h5py: Any, ds: Any, name: str, path: str, limits: Limits,
             found=f"{nbytes:,} bytes claimed",
         )
     offset = -1
-    if (nbytes and dtype.kind != "b" and dtype.byteorder != ">" and layout != h5d.CHUNKED
-            and plist.get_nfilters() == 0 and stored == nbytes):
-        found = ds.get_offset()
-        if found is not None and found + nbytes <= file_size:
-            offset = found
+    if (contiguous and nbytes and dtype.kind != "b" and dtype.byteorder != ">"
+            and stored == nbytes and found + nbytes <= file_size):
+        offset = found
     return meta, offset, stored
 
 

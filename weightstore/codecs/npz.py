@@ -22,7 +22,6 @@ against :class:`~weightstore.codec.Limits`, before allocating anything.
 
 from __future__ import annotations
 
-import io
 import struct
 import tokenize
 import zipfile
@@ -78,6 +77,22 @@ def _read_header(member: IO[bytes], path: str, name: str) -> tuple[tuple[int, ..
         return impl(member, version)
     except (ValueError, EOFError, SyntaxError, tokenize.TokenError) as e:  # numpy's header parse
         raise FormatError(f"bad .npy header ({e})", path=path, field=f"member {name!r}") from e
+
+
+class _Window:
+    """The *size* bytes at *offset* of a raw file, read in the small pieces numpy's
+    header parser asks for: only the header is read (a seekable zstd file then
+    decompresses only the frame it lies in, not 64 KiB of data after it)."""
+
+    def __init__(self, raw: RawFile, offset: int, size: int) -> None:
+        self._raw, self._offset, self._size = raw, offset, size
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._size - self.pos if n < 0 else min(n, self._size - self.pos)
+        data = self._raw.pread(self._offset + self.pos, n)
+        self.pos += len(data)
+        return data
 
 
 class NpzCodec(Codec):
@@ -401,9 +416,9 @@ class _NpzSource(TensorSource):
                                       expected=f"{info.file_size:,} stored bytes",
                                       found=f"{info.compress_size:,}")
                 data_offset = self._stored_data_offset(info)
-                head = io.BytesIO(self._raw.pread(data_offset, min(info.file_size, 1 << 16)))
+                head = _Window(self._raw, data_offset, info.file_size)
                 shape, fortran, dtype = _read_header(head, path, info.filename)
-                header_len = head.tell()
+                header_len = head.pos
             else:
                 with self._zf.open(info) as member:
                     shape, fortran, dtype = _read_header(member, path, info.filename)
