@@ -107,7 +107,7 @@ import zstandard
 
 from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnsupportedError
-from ..fileio import crc32
+from ..fileio import crc32, new_array
 from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import WSC_MAGIC
 from ._header import check_shape
@@ -808,7 +808,7 @@ class _Decoding:
         self.rotate = entry.dtype in FLOAT_DTYPES
         self.blosc = blosc if self.k >= _BLOSC_ITEMSIZE else None
         self.field = f"tensor {entry.name!r}"
-        self.out = np.empty(self.count, self.word)
+        self.out = new_array((self.count,), self.word)  # small pages: see fileio.new_array
         self.chunks = -(-self.count // _CHUNK)
         self.crcs = [0] * self.chunks
         offsets, offset = [], entry.offset
