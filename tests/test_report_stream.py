@@ -23,6 +23,7 @@ from weightstore.lab.evaluate import evaluate
 from weightstore.lab.report import measure
 from weightstore.lab.report.render import frontier_rows, notes
 
+
 #: Rows that all apply to the ch. 3 MLP: exact, lossy near the source, lossy far below.
 @pytest.fixture(autouse=True)
 def _no_text_dump(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import struct
+import subprocess
 import sys
 import zlib
 
@@ -285,7 +287,8 @@ def test_both_joins_give_the_same_bits(dtype, joiner):
         assert got[name].dtype == array.dtype
         assert got[name].tobytes() == array.tobytes(), name
     mode, calls = joiner
-    if mode == "blosc" and target.itemsize > 1:  # whole chunks, and last ones of >= least
+    if mode == "blosc" and target.itemsize >= compact._BLOSC_ITEMSIZE:  # whole chunks,
+        # and last ones of >= least; narrower words are joined by numpy (as fast)
         assert sorted(set(calls)) == [least, 5000, chunk]
     else:
         assert calls == []
@@ -300,9 +303,13 @@ def test_blosc_join_is_taken_from_256_mib_or_once_numcodecs_is_imported(monkeypa
     assert compact._unshuffler(1) is blosc
 
 
+@pytest.mark.parametrize("threads", [False, True], ids=["one-thread", "threaded"])
 @pytest.mark.parametrize("size", [50_000, 200_000])  # one chunk, and streamed in chunks
 @pytest.mark.parametrize("plane", [0, 1, 3])
-def test_corrupted_tensor_is_named(plane, size, joiner):
+def test_corrupted_tensor_is_named(plane, size, joiner, threads, monkeypatch):
+    if threads:  # every read on several threads, a tensor's chunks shared among them
+        monkeypatch.setattr(compact, "_MT_BYTES", 0)
+        monkeypatch.setattr(compact.os, "cpu_count", lambda: 3)
     rng = np.random.default_rng(2)
     w = {"first": rng.normal(0, 0.1, size).astype(np.float32),
          "second": rng.normal(0, 0.1, size).astype(np.float32)}
@@ -315,6 +322,31 @@ def test_corrupted_tensor_is_named(plane, size, joiner):
     # The intact tensor still reads alone.
     got = WscCodec().read_tensor(io.BytesIO(bad), "first", path="t.wsc")
     assert np.array_equal(got, w["first"])
+
+
+@pytest.mark.parametrize("pieces", [0, 1, 2, 7])
+@pytest.mark.parametrize("nbytes", [1, 4, 1 << 18])
+def test_chunk_checksums_join_into_the_checksum_of_the_whole(pieces, nbytes):
+    data = np.random.default_rng(pieces).integers(0, 256, pieces * nbytes, dtype=np.uint8)
+    crcs = [zlib.crc32(data[i * nbytes:(i + 1) * nbytes]) for i in range(pieces)]
+    assert compact._crc_join(crcs, nbytes) == zlib.crc32(data)
+
+
+def test_a_truncated_zstd_plane_fails_on_every_thread_count(monkeypatch):
+    rng = np.random.default_rng(8)
+    data = encode({"w": (rng.standard_normal(5 * compact._CHUNK) * 0.02).astype(np.float32)})
+    _, header, _ = split(data)
+    method, stored = header["tensors"][0]["planes"][0]
+    assert method == "zstd"
+    # a frame that declares its size but ends early: the frame check passes, decoding fails
+    cut = bytearray(data)
+    start = header["tensors"][0]["offset"]
+    cut[start + stored // 2:start + stored] = bytes(stored - stored // 2)
+    for mt in (1 << 62, 0):
+        monkeypatch.setattr(compact, "_MT_BYTES", mt)
+        monkeypatch.setattr(compact.os, "cpu_count", lambda: 4)
+        with pytest.raises(ChecksumError, match="tensor 'w' plane 0"):
+            decode(bytes(cut))
 
 
 def test_verify_false_skips_the_tensor_checksums():
@@ -536,3 +568,115 @@ def test_a_failing_tensor_stops_a_threaded_write(monkeypatch):
     monkeypatch.setattr(compact, "_WHOLE_BYTES", 0)
     with pytest.raises(MemoryError, match="no room"):
         encode(_mixed_weights())
+
+
+class _Unmapped(io.RawIOBase):
+    """A seekable file with no file descriptor and no buffer of its own to share (as a
+    remote or decompressing file is): reads go through seek and readinto."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = offset if whence == 0 else (self._pos + offset if whence == 1
+                                                 else len(self._data) + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        piece = self._data[self._pos:self._pos + len(buffer)]
+        memoryview(buffer).cast("B")[:len(piece)] = piece
+        self._pos += len(piece)
+        return len(piece)
+
+
+@pytest.mark.parametrize("source", ["file", "memory", "unmapped", "gzip"])
+@pytest.mark.parametrize("threads", [False, True], ids=["one-thread", "threaded"])
+def test_every_kind_of_file_reads_the_same_and_reports_damage(tmp_path, monkeypatch,
+                                                               source, threads):
+    monkeypatch.setattr(compact, "_MT_BYTES", 0 if threads else 1 << 62)
+    monkeypatch.setattr(compact.os, "cpu_count", lambda: 3)
+    rng = np.random.default_rng(21)
+    w = Weights({"big": (rng.standard_normal(4 * compact._CHUNK + 99) * 0.02)
+                 .astype(np.float32), "small": np.arange(10, dtype=np.int16),
+                 "wide": rng.standard_normal(compact._CHUNK + 3)})
+    data = encode(w)
+    _, header, _ = split(data)
+    assert header["tensors"][0]["planes"][0][0] == "zstd"
+
+    def opened(blob: bytes):
+        if source == "file":
+            path = tmp_path / "w.wsc"
+            path.write_bytes(blob)
+            return open(path, "rb")
+        if source == "memory":
+            return io.BytesIO(blob)
+        if source == "gzip":  # its fileno() is the compressed file's: never read through it
+            path = tmp_path / "w.wsc.gz"
+            path.write_bytes(gzip.compress(blob))
+            return gzip.open(path, "rb")
+        return io.BufferedReader(_Unmapped(blob))
+
+    with opened(data) as f:
+        got = WscCodec().read(f, path="w.wsc")
+        assert got.equal(w)
+        source_ = WscCodec().open(f, path="w.wsc")
+        np.testing.assert_array_equal(source_.read("big"), w["big"])
+    for plane, at in ((0, 0.5), (0, 0.01), (2, 0.9)):
+        bad = _damaged(data, header["tensors"][0], plane, at)
+        with opened(bad) as f, pytest.raises(ChecksumError, match="tensor 'big'"):
+            WscCodec().read(f, path="w.wsc")
+
+
+def test_opening_and_reading_a_large_tensor_imports_no_thread_pool_or_logging(tmp_path):
+    # concurrent.futures (and the logging it imports) would cost every process that
+    # opens a .wsc about 5 ms; the threaded read and write use threading alone
+    path = tmp_path / "w.wsc"
+    rng = np.random.default_rng(3)
+    weightstore.save(Weights({"w": rng.standard_normal(2 << 20).astype(np.float32)}), path)
+    code = (
+        "import sys, weightstore\n"
+        "from weightstore.codecs import wsc\n"
+        "wsc._MT_BYTES = 0\n"
+        f"with weightstore.open({str(path)!r}) as w:\n"
+        "    a = w['w']\n"
+        "assert a.shape == (2 << 20,)\n"
+        "print(sorted(m for m in ('concurrent.futures', 'logging') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_threaded_read_of_whole_and_shared_tensors(monkeypatch):
+    # ten tensors of 2 chunks are each a small part of the read (one thread decodes each
+    # whole); the one of 40 chunks is shared among the threads chunk by chunk
+    monkeypatch.setattr(compact, "_MT_BYTES", 0)
+    monkeypatch.setattr(compact.os, "cpu_count", lambda: 2)
+    rng = np.random.default_rng(31)
+    w = Weights({f"l{i}": (rng.standard_normal(2 * compact._CHUNK) * 0.02).astype(np.float32)
+                 for i in range(10)} |
+                {"big": (rng.standard_normal(40 * compact._CHUNK) * 0.02).astype(np.float32)})
+    data = encode(w)
+    shared_by_name = []
+    original = compact._Decoding.tasks
+
+    def spy(self, shared):
+        shared_by_name.append((self.entry.name, shared))
+        return original(self, shared)
+
+    monkeypatch.setattr(compact._Decoding, "tasks", spy)
+    assert decode(data).equal(w)
+    assert dict(shared_by_name) == {**{f"l{i}": False for i in range(10)}, "big": True}
+    _, header, _ = split(data)
+    for t in (header["tensors"][3], header["tensors"][10]):
+        with pytest.raises(ChecksumError, match=f"tensor '{t['name']}'"):
+            decode(_damaged(data, t, 2))

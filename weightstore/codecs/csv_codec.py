@@ -736,8 +736,12 @@ def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int,
     so the last of *count* such lines cannot start before ``(count - 1) * (len(prefix) + 1)``
     bytes from *p*: the search for it starts there (a first occurrence before that point
     could not end *count* such lines, and the count below refuses any other)."""
-    last = data.find(b"\n" + prefix + b"%d," % (count - 1),
-                     p - 1 + (count - 1) * (len(prefix) + 1))
+    start = p - 1 + (count - 1) * (len(prefix) + 1)
+    size = data.size if isinstance(data, (_fasttext.MemoryText, _fasttext.FileText)) \
+        else len(data)
+    if start >= size:  # fewer bytes left than *count* lines need (an absurd shape, too:
+        return -1      # a memory map's find refuses a start beyond 2**63)
+    last = data.find(b"\n" + prefix + b"%d," % (count - 1), start)
     if last < 0:
         return -1
     end = data.find(b"\n", last + 1) + 1
