@@ -153,3 +153,21 @@ def test_temporaries_of_gone_writers_are_stale_and_live_ones_are_not(tmp_path: P
 
 def test_process_start_of_no_process_is_none() -> None:
     assert fileio._process_start(2**22 + 12345) is None  # beyond pid_max: never a process
+
+
+def test_a_wrapper_is_read_through_its_methods_not_the_descriptor_beneath(tmp_path) -> None:
+    """gzip.GzipFile.fileno() gives the compressed file's descriptor: reading at offsets
+    through it would return compressed bytes. Only plain files are read by descriptor."""
+    import gzip
+
+    data = np.arange(1 << 16, dtype=np.float32)
+    with gzip.open(tmp_path / "a.gz", "wb") as f:
+        f.write(data.tobytes())
+    with gzip.open(tmp_path / "a.gz", "rb") as f:
+        assert fileio.regular_fd(f) is None
+        raw = fileio.RawFile(f, "a.gz")
+        got = raw.read_array(0, data.dtype, data.shape, field="W")
+    np.testing.assert_array_equal(got, data)
+    (tmp_path / "b").write_bytes(data.tobytes())
+    with open(tmp_path / "b", "rb") as f:
+        assert fileio.regular_fd(f) == f.fileno()

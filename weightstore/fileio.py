@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover - depends on the extra
     _FAST_CRC = False
 
 __all__ = ["atomic_write", "StagedFiles", "open_for_read", "write_failure", "stale_temporaries",
-           "TEMP_PREFIX", "TEMP_SUFFIX", "RawFile", "CHUNK", "crc32"]
+           "TEMP_PREFIX", "TEMP_SUFFIX", "RawFile", "CHUNK", "crc32", "new_array", "regular_fd"]
 
 #: Temporary files are named ``.<name>.<random>.<host>-<pid>.weightstore-tmp``.
 TEMP_PREFIX = "."
@@ -492,19 +492,29 @@ class _Crc:
         return self.value
 
 
+def regular_fd(fileobj: IO[bytes]) -> int | None:
+    """The descriptor of the regular file *fileobj* reads, for positional reads and memory
+    maps, or None. Only a plain file object's descriptor holds what it reads: a wrapper may
+    hand out the descriptor of the file beneath it (``gzip.GzipFile.fileno()`` gives the
+    compressed file's), so any other object is read through its own methods."""
+    raw = getattr(fileobj, "raw", fileobj)
+    if not isinstance(fileobj, (io.FileIO, io.BufferedReader, io.BufferedRandom)) \
+            or not isinstance(raw, io.FileIO):
+        return None
+    try:
+        fd = fileobj.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
 class RawFile:
     """A readable, seekable binary file with helpers to read tensors at an offset."""
 
     def __init__(self, fileobj: IO[bytes], path: str) -> None:
         self.fileobj = fileobj
         self.path = path
-        self.fd: int | None = None
-        try:
-            fd = fileobj.fileno()
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                self.fd = fd
-        except (AttributeError, OSError, io.UnsupportedOperation, ValueError):
-            self.fd = None
+        self.fd = regular_fd(fileobj)
         self.size = fileobj.seek(0, io.SEEK_END)
         fileobj.seek(0)
 

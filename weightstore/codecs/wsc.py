@@ -92,7 +92,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import stat
 import struct
 import sys
 import threading
@@ -107,7 +106,7 @@ import zstandard
 
 from ..codec import DEFAULT_LIMITS, Budget, Codec, Limits, Option, TensorSource
 from ..errors import ChecksumError, FormatError, LimitError, UnsupportedError
-from ..fileio import crc32, new_array
+from ..fileio import crc32, new_array, regular_fd
 from ..model import TensorInfo, Weights, canonical_dtype, dtype_name, weights_from_file
 from ..sniffing import WSC_MAGIC
 from ._header import check_shape
@@ -593,18 +592,7 @@ class _Bytes:
         if isinstance(fileobj, io.BytesIO):
             self.mem = np.frombuffer(fileobj.getbuffer(), np.uint8)
             return
-        # Only a plain file's descriptor holds what the object reads: a wrapper may hand
-        # out the descriptor of the file beneath it (gzip.GzipFile gives the compressed one).
-        raw = getattr(fileobj, "raw", fileobj)
-        if not isinstance(fileobj, (io.FileIO, io.BufferedReader, io.BufferedRandom)) \
-                or not isinstance(raw, io.FileIO):
-            return
-        try:
-            fd = fileobj.fileno()
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                self.fd = fd
-        except (OSError, ValueError, io.UnsupportedOperation):
-            self.fd = None
+        self.fd = regular_fd(fileobj)  # None for a wrapper such as gzip.GzipFile
 
     def _short(self, offset: int, n: int, got: int, what: str) -> FormatError:
         return FormatError(f"EOF: reading {what}", path=self.path, field=what,
