@@ -10,7 +10,13 @@ every figure alike. Before each run it waits ``settle`` seconds (``--settle``, d
 after a product with its default threads OpenBLAS leaves its helper threads spinning for about
 0.1 s (its ``THREAD_TIMEOUT``, 2^28 cycles), and without the pause the next method is timed
 against them (measured: the MLP's batched evaluation read 16-19 ms right after the default-thread
-products and 9-10 ms on its own). Each :class:`Sample` keeps the wall time, this process's CPU time
+products and 9-10 ms on its own). The pause in turn leaves the CPUs idle, and on the
+reference machine (a 2-vCPU virtual machine) the first few milliseconds of work after an
+idle spell run up to twice as slowly and seldom on both CPUs at once (two threads of
+``np.exp`` taking 2.2 ms each: 8.5 ms after 0.3 s idle, 5 ms back to back, 4.4 ms one after
+the other), which would decide a 10 ms measurement; so a benchmark of short methods runs
+each one ``warmup`` times untimed after the pause (``--warmup``), every method alike.
+Each :class:`Sample` keeps the wall time, this process's CPU time
 (``time.process_time``: all its threads, so a method that spins shows it), the share of the
 CPUs other processes used meanwhile (``/proc/stat``, Linux only) and the 1-minute load
 average, as ``uptime`` prints it, right after the run.
@@ -65,8 +71,9 @@ def one_core_busy(max_seconds: float = 600.0) -> Iterator[int]:
             proc.wait()
 
 
-def add_busy_argument(parser: argparse.ArgumentParser) -> None:
-    """The ``--no-busy`` option every benchmark that uses :func:`run_interleaved` offers."""
+def add_busy_argument(parser: argparse.ArgumentParser, warmup: int = 0) -> None:
+    """The ``--no-busy``, ``--settle`` and ``--warmup`` options (default *warmup*) of every
+    benchmark that uses :func:`run_interleaved`."""
     parser.add_argument(
         "--no-busy", action="store_true", help="skip the runs beside a process burning one core"
     )
@@ -77,6 +84,13 @@ def add_busy_argument(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="pause before each timed run, so that BLAS threads left spinning by the previous "
         f"method stop first (default {SETTLE_SECONDS}; 0 times back to back)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=warmup,
+        metavar="N",
+        help=f"untimed runs of a method after the pause, before the timed one (default {warmup})",
     )
 
 
@@ -168,13 +182,14 @@ def run_interleaved(
     progress: Callable[[str], None] | None = None,
     rounds: Mapping[str, int] | None = None,
     settle: float = 0.0,
+    warmup: int = 0,
 ) -> dict[str, dict[str, Series]]:
     """Time every method ``runs`` times quiet and, if ``busy``, as often beside the burner.
 
     Returns ``{"quiet": {method: Series}, "busy": {...}}``. Rounds alternate: all methods
     quiet, then all methods busy (the burner started for the round and stopped after it).
     ``rounds`` runs a slow method in fewer rounds (the first ones) than ``runs``. ``settle``
-    seconds pass before each run (see the module docstring).
+    seconds pass before each run, then ``warmup`` untimed calls (see the module docstring).
     """
     conditions = ("quiet", "busy") if busy else ("quiet",)
     out: dict[str, dict[str, Series]] = {c: {m: Series() for m in methods} for c in conditions}
@@ -185,6 +200,8 @@ def run_interleaved(
                     if rounds is not None and round_ >= rounds.get(name, runs):
                         continue
                     time.sleep(settle)
+                    for _ in range(warmup):
+                        fn()
                     sample, result = measure(fn)
                     series = out[condition][name]
                     series.samples.append(sample)

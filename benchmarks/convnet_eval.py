@@ -174,7 +174,8 @@ def evaluate(
     if m:
         methods[BOOK] = lambda: book_scores(model, x[:m])
     progress = None if args.json else lambda line: print(line, file=sys.stderr, flush=True)
-    series = run_interleaved(methods, args.runs, not args.no_busy, progress, settle=args.settle)
+    series = run_interleaved(methods, args.runs, not args.no_busy, progress, settle=args.settle,
+                            warmup=args.warmup)
 
     scores = series["quiet"][ENGINE].result
     workers = min(net.parallel.max_workers(), args.batch_size)

@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-download", action="store_true", help="fail instead of downloading missing files"
     )
-    add_busy_argument(parser)
+    add_busy_argument(parser, warmup=1)
     parser.add_argument(
         "--compare",
         action="store_true",
@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         progress,
         rounds={LOOP: args.loop_repeats},
         settle=args.settle,
+        warmup=args.warmup,
     )
     loop_series = None
     if args.loop_repeats:
