@@ -175,3 +175,35 @@ def test_byte_strings_and_out_of_band_buffers_become_arrays(tmp_path: Path,
     path.write_bytes(pickle.dumps({"a": a, "f": np.asfortranarray(a)}, protocol=protocol))
     got = ws.load(path)
     assert arrays_identical(got["a"], a) and arrays_identical(got["f"], a)
+
+
+def _nested_sharing(levels: int) -> bytes:
+    """*levels* dicts, each {"a": previous, "b": previous}: 2**levels paths in a few bytes
+    per level (the billion laughs of tests/hostile)."""
+    inner: dict = {"W": np.zeros(2, np.float32)}
+    for _ in range(levels):
+        inner = {"a": inner, "b": inner}
+    return pickle.dumps(inner, protocol=4)
+
+
+def test_nested_sharing_is_refused_after_a_walk_linear_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "laughs.pkl"
+    path.write_bytes(_nested_sharing(30))  # 2**30 tensor names from under 1 KiB
+    size = path.stat().st_size
+    with pytest.raises(ws.LimitError, match=f"entries for a {size:,}-byte pickle") as e:
+        ws.load(path)
+    assert "Limits.max_tensors" in str(e.value)
+    # a few levels of sharing, as tied weights in a shared block, still load, every name
+    path.write_bytes(_nested_sharing(6))
+    got = ws.load(path)
+    assert len(got) == 2**6 and all(name.endswith("/W") for name in got)
+
+
+def test_one_dict_shared_from_many_places_loads(tmp_path: Path) -> None:
+    """Wide sharing (one block referred to from many keys) is walked once per reference,
+    which the stream pays for with a memo reference each: well inside the bound."""
+    block = {f"t{i}": np.full(3, i, np.float32) for i in range(5)}
+    path = tmp_path / "shared.pkl"
+    path.write_bytes(pickle.dumps({f"k{j}": block for j in range(2000)}, protocol=4))
+    got = ws.load(path)
+    assert len(got) == 10_000 and got["k1999/t4"].tolist() == [4.0, 4.0, 4.0]

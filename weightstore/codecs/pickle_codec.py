@@ -706,14 +706,44 @@ def _define_ops() -> None:  # noqa: C901 - one short entry per opcode
 _define_ops()
 
 
-class _Found:
-    """What :func:`_collect` finds: tensors, plain values (metadata) and skipped entries."""
+#: Entries :func:`_collect` may walk per byte of pickle, beyond :data:`_VISITS_FLOOR`. Each
+#: entry of a container costs the stream at least one byte (an opcode, or two for a memo
+#: reference), so a file whose objects are each referred to from one place is walked in
+#: about one visit per byte; one shared dict inside another (tied weights in a shared
+#: block) multiplies that by a few. Only sharing nested many levels deep (the billion
+#: laughs: 40 dicts in 1,200 bytes describe 2**40 entries) needs more, and is refused
+#: after a walk linear in the file's size, not after Limits.max_tensors entries (seconds).
+_VISITS_PER_BYTE = 16
+_VISITS_FLOOR = 4096
 
-    def __init__(self) -> None:
+
+class _Found:
+    """What :func:`_collect` finds: tensors, plain values (metadata) and skipped entries;
+    *size* is the pickle's length in bytes when known (it bounds the walk)."""
+
+    def __init__(self, limits: Limits, size: int | None = None) -> None:
         self.tensors: dict[str, np.ndarray | _OnDisk] = {}
         self.values: dict[str, str] = {}
         self.skipped: list[Skipped] = []
         self.visits = 0
+        self.size = size
+        self.by_tensors = 2 * limits.max_tensors + 1
+        self.by_size = None if size is None else _VISITS_PER_BYTE * size + _VISITS_FLOOR
+        self.max_visits = self.by_tensors if self.by_size is None else \
+            min(self.by_tensors, self.by_size)
+
+    def refuse(self, path: str) -> LimitError:
+        """The error for a walk past :attr:`max_visits`."""
+        if self.by_size is not None and self.by_size < self.by_tensors:
+            return LimitError(
+                path=path, field="dicts and arrays",
+                expected=f"at most {self.by_size:,} entries for a {self.size:,}-byte pickle "
+                f"({_VISITS_PER_BYTE} per byte; Limits.max_tensors caps the rest)",
+                found=f"more than {self.by_size:,}: it refers to the same containers from so "
+                "many places that it describes far more entries than it holds")
+        return LimitError(path=path, field="dicts and arrays",
+                          expected=f"at most {(self.by_tensors - 1) // 2:,} tensors "
+                          "(Limits.max_tensors)", found=f"more than {self.visits - 1:,} entries")
 
 
 #: Plain values a pickle may hold beside its arrays, kept as metadata.
@@ -737,10 +767,8 @@ def _collect(obj: Any, path: str, prefix: str, found: _Found, depth: int,
         raise FormatError(path=path, field=prefix or "top level",
                           expected=f"nesting within {limits.max_depth} levels")
     found.visits += 1
-    if found.visits > 2 * limits.max_tensors + 1:
-        raise LimitError(path=path, field="dicts and arrays",
-                         expected=f"at most {limits.max_tensors:,} tensors "
-                         "(Limits.max_tensors)", found=f"more than {found.visits - 1:,} entries")
+    if found.visits > found.max_visits:
+        raise found.refuse(path)
     if isinstance(obj, dict | list | tuple):
         items = obj.items() if isinstance(obj, dict) else enumerate(obj)
         for key, value in items:
@@ -875,6 +903,14 @@ class PickleCodec(Codec):
         return _PickleSource(fileobj, path, tensors, meta)
 
 
+def _consumed(fileobj: IO[bytes]) -> int | None:
+    """Where the pickle ended in *fileobj* (its length when it started at 0), or None."""
+    try:
+        return fileobj.tell()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return None
+
+
 def _parse(fileobj: IO[bytes], path: str, limits: Limits, budget: Budget,
            lazy: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
     """Run the pickle: its arrays (:class:`_OnDisk` for those left in the file) by name, and
@@ -895,7 +931,7 @@ def _parse(fileobj: IO[bytes], path: str, limits: Limits, budget: Budget,
     if not isinstance(obj, dict | list | tuple):
         raise FormatError(path=path, field="top level", expected="a dict of arrays",
                           found=type(obj).__name__)
-    found = _Found()
+    found = _Found(limits, _consumed(fileobj))
     _collect(obj, path, "", found, 0, limits, budget)
     meta = obj.get(METADATA_KEY, {}) if isinstance(obj, dict) else {}
     if not isinstance(meta, dict) or not all(
