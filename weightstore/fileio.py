@@ -399,8 +399,7 @@ PARALLEL_READ = 32 << 20
 #: Arrays of this many bytes and more are allocated on ordinary pages (see new_array).
 _SMALL_PAGES_FROM = 4 << 20
 
-_pool: ThreadPoolExecutor | None = None  # made on the first large read
-_read_pool: ThreadPoolExecutor | None = None  # made on the first parallel read
+_pools: dict[str, ThreadPoolExecutor] = {}  # by name, each made on its first use
 _pool_lock = threading.Lock()
 
 
@@ -443,33 +442,25 @@ def new_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def _reader_pool() -> ThreadPoolExecutor:
-    """The threads that read parts of large tensors beside the calling thread."""
-    global _read_pool
+def _thread_pool(name: str, workers: int) -> ThreadPoolExecutor:
+    """The process's pool *name* of *workers* threads, made on first use: the CRC helper
+    (``crc``, one thread beside the reads) and the readers of large tensors' parts (``read``,
+    one per core beside the calling thread)."""
     with _pool_lock:
-        if _read_pool is None:
-            from concurrent.futures import ThreadPoolExecutor  # see _crc_pool
+        pool = _pools.get(name)
+        if pool is None:
+            # Imported here: concurrent.futures pulls in logging (~30 ms at start-up), and
+            # only reads of more than a few MiB use a pool.
+            from concurrent.futures import ThreadPoolExecutor
 
-            _read_pool = ThreadPoolExecutor(max_workers=max(1, _cores() - 1),
-                                            thread_name_prefix="weightstore-read")
-        return _read_pool
+            pool = _pools[name] = ThreadPoolExecutor(max_workers=workers,
+                                                     thread_name_prefix=f"weightstore-{name}")
+        return pool
 
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
-
-
-def _crc_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            # Imported here: concurrent.futures pulls in logging (~30 ms at start-up), and
-            # only reads of more than a few MiB use the pool.
-            from concurrent.futures import ThreadPoolExecutor
-
-            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weightstore-crc")
-        return _pool
 
 
 class _Crc:
@@ -484,7 +475,7 @@ class _Crc:
         self.value = crc32(data, self.value)
 
     def update(self, data: memoryview) -> None:
-        self._last = _crc_pool().submit(self._step, data)
+        self._last = _thread_pool("crc", 1).submit(self._step, data)
 
     def result(self) -> int:
         if self._last is not None:
@@ -596,7 +587,7 @@ class RawFile:
         nbytes, page = len(view), mmap.PAGESIZE
         bounds = [min(nbytes, (nbytes * i // cores) // page * page) for i in range(cores)]
         bounds.append(nbytes)
-        pool = _reader_pool()
+        pool = _thread_pool("read", max(1, _cores() - 1))
         part_crc = None if crc is None else 0  # each part's own CRC, combined below
         futures = [pool.submit(self._read_serial, view[a:b], offset + a, part_crc, field,
                                total=nbytes, base=a)
