@@ -122,6 +122,87 @@ def test_csv_block_reader_agrees_with_the_run_reader_on_damaged_files(
     assert compared > 100
 
 
+def test_csv_blocks_parsed_ahead_are_added_in_the_files_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole-file reader hands the next float blocks to Arrow before it adds the ones
+    before them; the tensors still come in the file's order, and a damaged block found
+    while later ones are being parsed is read as text from there, as the run reader reads
+    it."""
+    from weightstore.codecs import csv_codec
+
+    monkeypatch.setattr(csv_codec, "_PIECE_BYTES", 150)
+    monkeypatch.setattr(csv_codec, "_AHEAD", 12)  # pieces: each float block has 4
+    monkeypatch.setattr(csv_codec, "_STEPS", 5)
+    rng = np.random.default_rng(11)
+    tensors: dict[str, np.ndarray] = {}
+    for i in range(8):
+        tensors[f"f{i}"] = (rng.standard_normal((4, 6)) * 0.02).astype(
+            np.float32 if i % 2 else np.float16)
+        tensors[f"i{i}"] = rng.integers(-9, 9, 5)
+        tensors[f"e{i}"] = np.zeros((0, 3), np.float32)
+    buf = io.BytesIO()
+    CsvCodec().write(ws.Weights(tensors, {"k": "v"}), buf, path="f")
+    data = buf.getvalue()
+    log: list[str] = []
+    parse_block, add_chunk = csv_codec._parse_block, csv_codec._Rows.add_chunk
+
+    def logged_parse(pool, data, p, end, count, prefix, fields, *rest):
+        log.append(f"parse {fields[0]}")
+        return parse_block(pool, data, p, end, count, prefix, fields, *rest)
+
+    def logged_add(self, name, *rest):
+        log.append(f"add {name}")
+        return add_chunk(self, name, *rest)
+
+    monkeypatch.setattr(csv_codec, "_parse_block", logged_parse)
+    monkeypatch.setattr(csv_codec._Rows, "add_chunk", logged_add)
+    fast, general = _both(data, lambda d: _read_blocks(d, "f", DEFAULT_LIMITS),
+                          lambda d: _read_fast(d, "f", DEFAULT_LIMITS), monkeypatch)
+    assert fast == general and fast[0] == "ok" and fast[1] == list(tensors)
+    assert log.index("parse f1") < log.index("add f0") < log.index("parse f2")  # ahead,
+    # by at most five blocks and rows
+    lines = data.split(b"\r\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"f5,"))
+    for damaged in (lines[:at + 3] + [lines[at + 4], lines[at + 3]] + lines[at + 5:],  # order
+                    lines[:at + 2] + [lines[at + 2].replace(b",f", b",F")] + lines[at + 3:],
+                    lines[:at + 2] + [lines[at + 2] + b"x"] + lines[at + 3:]):
+        fast, general = _both(b"\r\n".join(damaged), lambda d: _read_blocks(d, "f", DEFAULT_LIMITS),
+                              lambda d: _read_fast(d, "f", DEFAULT_LIMITS), monkeypatch)
+        assert fast == general and fast is not None
+
+
+@pytest.mark.parametrize("layout", ["short-then-long", "long-then-short"])
+def test_csv_block_end_is_found_however_far_off_the_guess(
+        layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search for a block's last line starts near where its first lines' lengths put
+    it: values much shorter or longer after the first lines move the guess far below or
+    beyond the last line, and the end found is still the right one; a copy of the last
+    line further on is refused as before (read as text, as the run reader reads it)."""
+    from weightstore.codecs import csv_codec
+
+    monkeypatch.setattr(csv_codec, "_SAMPLE_BYTES", 2000)
+    rng = np.random.default_rng(4)
+    values = (rng.standard_normal(200_000) * 0.02).astype(np.float32)
+    values[:1000 if layout == "short-then-long" else 1000:] = 0  # "0" against "-0.012..."
+    tensors = {"a": values, "b": np.arange(5, dtype=np.float32)}
+    buf = io.BytesIO()
+    CsvCodec().write(ws.Weights(tensors), buf, path="f")
+    data = buf.getvalue()
+    first = data.index(b"\r\n") + 2
+    prefix = b"a,float32,200000,"
+    end = data.index(b"\r\nb,") + 2
+    guess = csv_codec._last_line_guess(data, first, prefix, 200_000)
+    last = data.rindex(b"\r\n", 0, end - 2) + 2
+    assert abs(guess - last) > (guess - first) // 32 + (1 << 20)  # beyond the slack
+    assert csv_codec._block_end(data, first, prefix, 200_000) == end
+    got = CsvCodec().read(io.BytesIO(data), path="f")
+    assert got.equal(ws.Weights(tensors))
+    copied = data + data[last:end]  # the last line again, after the other tensor
+    fast, general = _both(copied, lambda d: _read_blocks(d, "f", DEFAULT_LIMITS),
+                          lambda d: _read_fast(d, "f", DEFAULT_LIMITS), monkeypatch)
+    assert fast == general
+
+
 @pytest.mark.parametrize("name", ["w", "float32", "3x4", "'=x"])
 def test_csv_block_fields_checked_by_arrow_as_the_run_reader_reads_them(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,7 +47,7 @@ import mmap
 import os
 import stat
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, NamedTuple
 
@@ -625,11 +625,13 @@ def _read_fast(data: bytes, path: str, limits: Limits, rows: _Rows | None = None
 #
 # The usual file, as the writer makes it: each tensor's rows together and in order. The
 # file is walked one tensor (block) at a time: its first line gives the prefix
-# "name,dtype,shape," and the row count; its last line is found by its index; one count
-# checks that every line between starts with the prefix; the block is then parsed in one
-# call (the compiled path for large tensors, orjson for small ones). The first line it
-# does not recognise (quotes, rows out of order...) hands the rest of the file to
-# _read_fast, which reads it exactly as the csv module would.
+# "name,dtype,shape," and the row count; its last line is found by its index (searched
+# for near where the first lines' lengths put it); one count checks that every line
+# between starts with the prefix; the block is then parsed in one call (the compiled path
+# for large tensors, orjson for small ones). Large float blocks are parsed ahead, in
+# pieces on worker threads, while the walk goes on and the blocks before them are added.
+# The first line it does not recognise (quotes, rows out of order...) hands the rest of
+# the file to _read_fast, which reads it exactly as the csv module would.
 
 
 def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
@@ -644,59 +646,111 @@ def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
     rows = _Rows(path, limits)
     line = 2  # the number of the line at p
     size = len(data)
-    with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(_PARSE_THREADS) as pool:
         p, line = _walk_blocks(data, p, line, rows, pool)
     if p >= size:
         return rows.finish()
     return _read_fast(HEADER_LINE + b"\r\n" + data[p:], path, limits, rows, line - 2)
 
 
+def _add_row(rows: _Rows, row: list[str], line: int) -> bool:
+    rows.add_row(row, line)
+    return True
+
+
+class _Step(NamedTuple):
+    """A block of rows (or one row) the walk found, added to the rows when its turn comes."""
+
+    p: int  # where it starts
+    line: int  # the number of its first line
+    add: Callable[[], bool]  # adds its rows; False when they must be read as text
+    futures: list[Future[Any]]  # its pieces being parsed
+
+
 def _walk_blocks(data: bytes, p: int, line: int, rows: _Rows,
                  pool: ThreadPoolExecutor) -> tuple[int, int]:
     """Add the blocks of rows from *p* (line *line*) to *rows*, up to the first one it does
-    not recognise: where it stopped (the end of *data* when done) and its line number."""
+    not recognise: where it stopped (the end of *data* when done) and its line number.
+
+    The walk runs ahead of the rows being added: the next blocks' pieces are parsed by
+    Arrow on the pool's threads (up to :data:`_AHEAD` pieces, :data:`_STEPS` blocks) while
+    this thread counts their lines and adds the blocks before them, in the file's order."""
     size = len(data)
-    while p < size:
-        e = data.find(b"\n", p)
-        first = data[p:e - 1] if data[e - 1:e] == b"\r" else data[p:e]
-        if b'"' in first or b"\r" in first:
-            break
-        try:
-            fields = [f.decode("utf-8") for f in first.split(b",")]
-        except UnicodeDecodeError:
-            break
-        if len(fields) != 5 or fields[1] == METADATA_DTYPE or fields[3:] == ["", ""]:
-            rows.add_row(fields if first else [], line)
-            p, line = e + 1, line + 1
-            continue
-        count = _row_count(fields[2].encode())
-        prefix = first[: len(first) - len(fields[3]) - len(fields[4]) - 1]
-        if _fasttext.enabled(count) and fields[1].startswith(("float", "bfloat")):
-            end = _block_end(data, p, prefix, count, counted=False)
-            chunks = None if end < 0 else _parse_block(pool, data, p, end, count, prefix,
-                                                       fields[1])
-            if chunks is None:
-                break
-            for chunk in chunks:
-                rows.add_chunk(fields[0], fields[1], fields[2], chunk, line)
-        else:
-            end = _block_end(data, p, prefix, count)
-            if end < 0 or not _add_block(rows, data, p, end, count, fields, line):
-                break
-        p, line = end, line + count
-    return p, line
+    steps: deque[_Step] = deque()
+    ahead, walking = 0, True
+    try:
+        while True:
+            while walking and p < size and ahead < _AHEAD and len(steps) < _STEPS:
+                found = _next_step(data, p, line, rows, pool)
+                if found is None:  # not recognised: the rows before it, then text from it
+                    walking = False
+                    break
+                step, p, line = found
+                steps.append(step)
+                ahead += len(step.futures)
+            if not steps:
+                return p, line
+            step = steps.popleft()
+            ahead -= len(step.futures)
+            if not step.add():
+                return step.p, step.line
+    finally:
+        for rest in steps:  # after a failure: the parses not started are not needed
+            for future in rest.futures:
+                future.cancel()
+
+
+def _next_step(data: bytes, p: int, line: int, rows: _Rows,
+               pool: ThreadPoolExecutor) -> tuple[_Step, int, int] | None:
+    """The block (or row) at *p*, line *line*, with where the next one starts and its line
+    number; None when it is not laid out as the writer lays it out. A large float block's
+    pieces are handed to *pool* at once."""
+    e = data.find(b"\n", p)
+    first = data[p:e - 1] if data[e - 1:e] == b"\r" else data[p:e]
+    if b'"' in first or b"\r" in first:
+        return None
+    try:
+        fields = [f.decode("utf-8") for f in first.split(b",")]
+    except UnicodeDecodeError:
+        return None
+    if len(fields) != 5 or fields[1] == METADATA_DTYPE or fields[3:] == ["", ""]:
+        row = fields if first else []
+        return _Step(p, line, lambda: _add_row(rows, row, line), []), e + 1, line + 1
+    count = _row_count(fields[2].encode())
+    prefix = first[: len(first) - len(fields[3]) - len(fields[4]) - 1]
+    if _fasttext.enabled(count) and fields[1].startswith(("float", "bfloat")):
+        end = _block_end(data, p, prefix, count, counted=False)
+        if end < 0:
+            return None
+        futures, add = _parse_block(pool, data, p, end, count, prefix, fields, line, rows)
+        return _Step(p, line, add, futures), end, line + count
+    end = _block_end(data, p, prefix, count)
+    if end < 0:
+        return None
+    return (_Step(p, line, lambda: _add_block(rows, data, p, end, count, fields, line), []),
+            end, line + count)
 
 
 #: Bytes of a block handed to Arrow at a time by the whole-file reader.
 _PIECE_BYTES = 32 << 20
+#: Pieces parsed ahead of the block whose rows are being added (their text stays in the
+#: file's pages; the numbers of one take 8 bytes a row).
+_AHEAD = 6
+#: Blocks and rows the walk finds ahead of the one being added (small ones are parsed
+#: when added: this bounds what a file of many small tensors keeps waiting).
+_STEPS = 64
+#: Threads calling Arrow for the whole-file reader: each parse runs on Arrow's own threads
+#: too; a second caller casts one piece's numbers while Arrow parses the next.
+_PARSE_THREADS = 2
 
 
 def _parse_block(pool: ThreadPoolExecutor, data: bytes, p: int, end: int, count: int,
-                 prefix: bytes, dtype_text: str) -> list[_Chunk] | None:
+                 prefix: bytes, fields: list[str], line: int,
+                 rows: _Rows) -> tuple[list[Future[Any]], Callable[[], bool]]:
     """The *count* rows of a float tensor in data[p:end] (the last one with index
-    count - 1) as chunks of parsed numbers, or None if they must be read as text: every
-    line must start with *prefix*, hold the writer's indexes 0 .. count - 1 in order and
-    finite values.
+    count - 1) being parsed, and the call that adds them to the rows as chunks of
+    numbers, or returns False if they must be read as text: every line must start with
+    *prefix*, hold the writer's indexes 0 .. count - 1 in order and finite values.
 
     The block is cut into pieces of whole lines; Arrow parses each on a worker thread
     (releasing the GIL) while this thread counts the piece's lines that start with
@@ -708,22 +762,48 @@ def _parse_block(pool: ThreadPoolExecutor, data: bytes, p: int, end: int, count:
         pieces.append((a, b))
         a = b
     view = memoryview(data)
-    parsed = [pool.submit(_fasttext.csv_lines, view[a:b], dtype_text, None)
-              for a, b in pieces]
+    name, dtype_text, shape_text = fields[:3]
+    parsed = [pool.submit(_parse_piece, view[a:b], dtype_text) for a, b in pieces]
     needle = b"\n" + prefix
     counts = [data.count(needle, a - 1, b - 1) for a, b in pieces]
-    chunks, done = [], 0
-    for future, counted in zip(parsed, counts, strict=True):
-        got = future.result()
-        if got is None:
-            return None
-        indexes, values = got
-        if len(values) != counted or indexes != range(done, done + counted) or \
-                not np.isfinite(values).all():
-            return None  # NaN(0x..) and friends: read as text, which keeps a NaN's bits
-        chunks.append(_Chunk(indexes, values))
-        done += counted
-    return chunks if done == count else None
+
+    def add() -> bool:
+        chunks, done = [], 0
+        for future, counted in zip(parsed, counts, strict=True):
+            got = future.result()
+            if got is None:
+                return False
+            indexes, values = got
+            if len(values) != counted or indexes != range(done, done + counted):
+                return False
+            chunks.append(_Chunk(indexes, values))
+            done += counted
+        if done != count:
+            return False
+        for chunk in chunks:
+            rows.add_chunk(name, dtype_text, shape_text, chunk, line)
+        return True
+
+    return parsed, add
+
+
+def _parse_piece(text: memoryview, dtype_text: str) -> tuple[range, np.ndarray] | None:
+    """A float block's piece parsed by Arrow (on a worker thread), or None if it must be
+    read as text (:func:`_fasttext.csv_lines`; NaN(0x..) and friends: read as text, which
+    keeps a NaN's bits). The values come in the tensor's dtype when that is numpy's own
+    and every one is within its range, else as float64 (:func:`cast_exact` then casts them
+    and names one that is not)."""
+    got = _fasttext.csv_lines(text, dtype_text, None)
+    if got is None:
+        return None
+    indexes, values = got
+    if not np.isfinite(values).all():
+        return None
+    if dtype_text in ("float32", "float16"):
+        narrow = values.astype(dtype_text)
+        if not np.isinf(narrow).any():
+            return indexes, narrow
+    return indexes, values
 
 
 def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int,
@@ -741,13 +821,44 @@ def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int,
         else len(data)
     if start >= size:  # fewer bytes left than *count* lines need (an absurd shape, too:
         return -1      # a memory map's find refuses a start beyond 2**63)
-    last = data.find(b"\n" + prefix + b"%d," % (count - 1), start)
+    needle = b"\n" + prefix + b"%d," % (count - 1)
+    guess = _last_line_guess(data, p, prefix, count)
+    last = -1
+    if guess - (slack := (guess - p) // 32 + (1 << 20)) > start:  # a search of a few %
+        last = data.find(needle, guess - slack)
+    if last < 0:  # the guess was off (or the block small): from the bound
+        last = data.find(needle, start)
     if last < 0:
         return -1
     end = data.find(b"\n", last + 1) + 1
     if counted and data.count(b"\n" + prefix, p - 1, end - 1) != count:
         return -1
     return end
+
+
+#: Bytes of a block's first lines that :func:`_last_line_guess` measures.
+_SAMPLE_BYTES = 16 << 10
+
+
+def _last_line_guess(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int) -> int:
+    """Where the last of the *count* lines from *p* probably starts, if they are the
+    writer's: their prefixes and index digits counted exactly, their values as long on
+    average as in the first lines. -1 when the first lines are not such lines.
+
+    Only a hint for :func:`_block_end`'s search: a wrong guess costs a longer search,
+    never a wrong end (what is found there is checked as before)."""
+    if isinstance(data, (_fasttext.MemoryText, _fasttext.FileText)):
+        sample = data.get(p, p + _SAMPLE_BYTES)
+    else:
+        sample = data[p:p + _SAMPLE_BYTES]
+    lines = sample.count(b"\n")
+    if not 0 < lines < count:
+        return -1
+    sampled = sample.rfind(b"\n") + 1
+    # per line: prefix, index digits, comma, value (and CR), LF
+    value_bytes = sampled - lines * (len(prefix) + 2) - _fasttext.digits_before(lines)
+    return (p + (count - 1) * (len(prefix) + 2) + _fasttext.digits_before(count - 1)
+            + (count - 1) * value_bytes // lines)
 
 
 def _add_block(rows: _Rows, data: bytes, p: int, end: int, count: int, fields: list[str],
@@ -1065,6 +1176,9 @@ class _Placer:
 
     def values(self, chunk: _Chunk, idx: np.ndarray | slice) -> None:
         """The chunk's values parsed and put at *idx*."""
+        if isinstance(chunk.values, np.ndarray) and chunk.values.dtype == self.dtype:
+            self.out[idx] = chunk.values  # parsed into the dtype already
+            return
         values = (_parse_values(chunk.values, self.dtype, self.where, self.path)
                   if isinstance(chunk.values, list)
                   else cast_exact(chunk.values, self.dtype, f"{self.where} value", self.path))
