@@ -107,3 +107,34 @@ def test_names_and_keys_hdf5_cannot_take_are_refused_before_writing(tmp_path: Pa
     with pytest.raises(ws.UnsupportedError, match="a JSON object of typed attributes"):
         ws.save(ws.Weights({"x": np.zeros(1)}, metadata={ATTRS_PREFIX + "/": "{nope"}), out)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("reopen", ["by /proc/self/fd", "as a file object"])
+def test_open_reads_the_file_it_was_given_when_its_name_now_holds_another(
+        tmp_path: Path, reopen: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HDF5 library opens the file again through /proc/self/fd (its reads then in C)
+    or, where that is refused, reads through weightstore's own file object: either way
+    the file that was opened, not whatever file its name holds later."""
+    from weightstore.codecs import hdf5
+
+    if reopen == "by /proc/self/fd" and not hdf5._PROC_FD:
+        pytest.skip("no /proc/self/fd on this system")  # the other case covers the rest
+    if reopen == "as a file object":
+        real = h5py.File
+
+        def no_paths(target, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if isinstance(target, str):
+                raise OSError("refused")
+            return real(target, *args, **kwargs)
+
+        monkeypatch.setattr(hdf5.h5py, "File", no_paths)
+    path = tmp_path / "w.h5"
+    old = {"a": np.arange(6, dtype=np.float32), "b/c": np.ones((2, 3), np.int16)}
+    ws.save(ws.Weights(old), path)
+    with ws.open(path, mmap=False) as w:
+        ws.save(ws.Weights({"a": -np.arange(6, dtype=np.float32)}), path)  # a new file there
+        assert w._source._f.filename.startswith("/proc/self/fd/") == (
+            reopen == "by /proc/self/fd")
+        assert sorted(w) == sorted(old)
+        for name, array in old.items():
+            np.testing.assert_array_equal(w[name], array)

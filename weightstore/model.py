@@ -57,16 +57,28 @@ def _extension_dtypes() -> dict[str, np.dtype]:
     return {"bfloat16": np.dtype(ml_dtypes.bfloat16)}
 
 
+#: dtype_name's answers by dtype (a few kinds per process; bounded for strangers' files).
+_NAMES: dict[np.dtype, str | None] = {}
+_NAMES_KEPT = 256
+
+
 def dtype_name(dtype: np.dtype) -> str | None:
     """The canonical name of *dtype* (``"float32"``), or ``None`` if unsupported."""
+    try:
+        return _NAMES[dtype]  # ~0.1 us against ~2 us: headers of many tensors ask often
+    except (KeyError, TypeError):
+        pass
     dtype = np.dtype(dtype)
+    name: str | None = None
     if dtype.kind in "biuf" and dtype.names is None and dtype.subdtype is None:
-        name = dtype.newbyteorder("=").name
-        if name in DTYPES:
-            return name
-    if dtype.name == "bfloat16":
-        return "bfloat16"
-    return None
+        native = dtype.newbyteorder("=").name
+        if native in DTYPES:
+            name = native
+    if name is None and dtype.name == "bfloat16":
+        name = "bfloat16"
+    if len(_NAMES) < _NAMES_KEPT:
+        _NAMES[dtype] = name  # a dtype hashes whatever its metadata holds
+    return name
 
 
 def canonical_dtype(name: str) -> np.dtype:
