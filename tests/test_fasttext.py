@@ -203,6 +203,41 @@ def test_csv_block_end_is_found_however_far_off_the_guess(
     assert fast == general
 
 
+def _lines(indexes: list[bytes]) -> memoryview:
+    return memoryview(b"".join(b"t,float32,9," + i + b",0.5\r\n" for i in indexes))
+
+
+@pytest.mark.parametrize("bound", [1 << 22, 4], ids=["digits-compared", "beyond-the-bound"])
+def test_csv_lines_take_only_the_plain_decimals_of_consecutive_indexes(
+        bound: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A piece's index texts are checked against the plain decimals of 0, 1, 2, ... (or,
+    beyond IndexDigits' bound, parsed): any other spelling of the same numbers -- a
+    leading zero or plus, a space, hexadecimal, or the digits of 9, 10 split as 91, 0 --
+    leaves the piece to the general reader."""
+    monkeypatch.setattr(_fasttext, "INDEX_DIGITS_MAX", bound)
+    digits = _fasttext.IndexDigits()
+    plain = [b"%d" % i for i in range(7, 13)]  # across a power of ten
+    got = _fasttext.csv_lines(_lines(plain), "float32", 6, digits)
+    assert got is not None and got[0] == range(7, 13) and list(got[1]) == [0.5] * 6
+    for damaged in ([b"07", *plain[1:]], [b"+7", *plain[1:]], [*plain[:2], b" 9", *plain[3:]],
+                    [*plain[:3], b"0xa", *plain[4:]], [b"7", b"8", b"91", b"0", b"11", b"12"],
+                    [b"7", b"8", b"9", b"10", b"12", b"11"], [b"-7", *plain[1:]],
+                    [b"7", b"8", b"9", b"1", b"011", b"12"]):
+        assert _fasttext.csv_lines(_lines(damaged), "float32", 6, digits) is None, damaged
+    without = _fasttext.csv_lines(_lines(plain), "float32", 6)  # no digits: parsed
+    assert without is not None and without[0] == got[0] and list(without[1]) == [0.5] * 6
+
+
+def test_index_digits_are_made_once_at_the_size_asked_for() -> None:
+    digits = _fasttext.IndexDigits()
+    digits.want(120_000)
+    text = digits.text(10)
+    assert text is not None and len(text) == _fasttext.digits_before(120_000)
+    assert text[:12].tobytes() == b"012345678910"
+    assert digits.text(100_000) is text  # already made: the same array
+    assert digits.text(_fasttext.INDEX_DIGITS_MAX + 1) is None
+
+
 @pytest.mark.parametrize("name", ["w", "float32", "3x4", "'=x"])
 def test_csv_block_fields_checked_by_arrow_as_the_run_reader_reads_them(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:

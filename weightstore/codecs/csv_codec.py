@@ -647,7 +647,7 @@ def _read_blocks(data: bytes, path: str, limits: Limits) -> Weights | None:
     line = 2  # the number of the line at p
     size = len(data)
     with ThreadPoolExecutor(_PARSE_THREADS) as pool:
-        p, line = _walk_blocks(data, p, line, rows, pool)
+        p, line = _walk_blocks(data, p, line, rows, pool, _fasttext.IndexDigits())
     if p >= size:
         return rows.finish()
     return _read_fast(HEADER_LINE + b"\r\n" + data[p:], path, limits, rows, line - 2)
@@ -667,8 +667,8 @@ class _Step(NamedTuple):
     futures: list[Future[Any]]  # its pieces being parsed
 
 
-def _walk_blocks(data: bytes, p: int, line: int, rows: _Rows,
-                 pool: ThreadPoolExecutor) -> tuple[int, int]:
+def _walk_blocks(data: bytes, p: int, line: int, rows: _Rows, pool: ThreadPoolExecutor,
+                 digits: _fasttext.IndexDigits) -> tuple[int, int]:
     """Add the blocks of rows from *p* (line *line*) to *rows*, up to the first one it does
     not recognise: where it stopped (the end of *data* when done) and its line number.
 
@@ -681,7 +681,7 @@ def _walk_blocks(data: bytes, p: int, line: int, rows: _Rows,
     try:
         while True:
             while walking and p < size and ahead < _AHEAD and len(steps) < _STEPS:
-                found = _next_step(data, p, line, rows, pool)
+                found = _next_step(data, p, line, rows, pool, digits)
                 if found is None:  # not recognised: the rows before it, then text from it
                     walking = False
                     break
@@ -700,8 +700,8 @@ def _walk_blocks(data: bytes, p: int, line: int, rows: _Rows,
                 future.cancel()
 
 
-def _next_step(data: bytes, p: int, line: int, rows: _Rows,
-               pool: ThreadPoolExecutor) -> tuple[_Step, int, int] | None:
+def _next_step(data: bytes, p: int, line: int, rows: _Rows, pool: ThreadPoolExecutor,
+               digits: _fasttext.IndexDigits) -> tuple[_Step, int, int] | None:
     """The block (or row) at *p*, line *line*, with where the next one starts and its line
     number; None when it is not laid out as the writer lays it out. A large float block's
     pieces are handed to *pool* at once."""
@@ -722,7 +722,8 @@ def _next_step(data: bytes, p: int, line: int, rows: _Rows,
         end = _block_end(data, p, prefix, count, counted=False)
         if end < 0:
             return None
-        futures, add = _parse_block(pool, data, p, end, count, prefix, fields, line, rows)
+        futures, add = _parse_block(pool, data, p, end, count, prefix, fields, line, rows,
+                                    digits)
         return _Step(p, line, add, futures), end, line + count
     end = _block_end(data, p, prefix, count)
     if end < 0:
@@ -745,8 +746,8 @@ _PARSE_THREADS = 2
 
 
 def _parse_block(pool: ThreadPoolExecutor, data: bytes, p: int, end: int, count: int,
-                 prefix: bytes, fields: list[str], line: int,
-                 rows: _Rows) -> tuple[list[Future[Any]], Callable[[], bool]]:
+                 prefix: bytes, fields: list[str], line: int, rows: _Rows,
+                 digits: _fasttext.IndexDigits) -> tuple[list[Future[Any]], Callable[[], bool]]:
     """The *count* rows of a float tensor in data[p:end] (the last one with index
     count - 1) being parsed, and the call that adds them to the rows as chunks of
     numbers, or returns False if they must be read as text: every line must start with
@@ -763,7 +764,8 @@ def _parse_block(pool: ThreadPoolExecutor, data: bytes, p: int, end: int, count:
         a = b
     view = memoryview(data)
     name, dtype_text, shape_text = fields[:3]
-    parsed = [pool.submit(_parse_piece, view[a:b], dtype_text) for a, b in pieces]
+    digits.want(count)
+    parsed = [pool.submit(_parse_piece, view[a:b], dtype_text, digits) for a, b in pieces]
     needle = b"\n" + prefix
     counts = [data.count(needle, a - 1, b - 1) for a, b in pieces]
 
@@ -787,13 +789,14 @@ def _parse_block(pool: ThreadPoolExecutor, data: bytes, p: int, end: int, count:
     return parsed, add
 
 
-def _parse_piece(text: memoryview, dtype_text: str) -> tuple[range, np.ndarray] | None:
+def _parse_piece(text: memoryview, dtype_text: str,
+                 digits: _fasttext.IndexDigits) -> tuple[range, np.ndarray] | None:
     """A float block's piece parsed by Arrow (on a worker thread), or None if it must be
     read as text (:func:`_fasttext.csv_lines`; NaN(0x..) and friends: read as text, which
     keeps a NaN's bits). The values come in the tensor's dtype when that is numpy's own
     and every one is within its range, else as float64 (:func:`cast_exact` then casts them
     and names one that is not)."""
-    got = _fasttext.csv_lines(text, dtype_text, None)
+    got = _fasttext.csv_lines(text, dtype_text, None, digits)
     if got is None:
         return None
     indexes, values = got
