@@ -270,7 +270,7 @@ def joiner(request, monkeypatch):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64", "int16",
                                    "uint32", "int64", "int8", "bool"])
 def test_both_joins_give_the_same_bits(dtype, joiner):
-    chunk, least = compact._CHUNK, compact._BLOSC_MIN
+    chunk, least = compact._DECODE_CHUNK, compact._BLOSC_MIN
     counts = [0, 1, least - 1, chunk, chunk + 1, chunk + least - 1, chunk + least,
               3 * chunk + 5000]
     rng = np.random.default_rng(17)
@@ -334,7 +334,8 @@ def test_chunk_checksums_join_into_the_checksum_of_the_whole(pieces, nbytes):
 
 def test_a_truncated_zstd_plane_fails_on_every_thread_count(monkeypatch):
     rng = np.random.default_rng(8)
-    data = encode({"w": (rng.standard_normal(5 * compact._CHUNK) * 0.02).astype(np.float32)})
+    data = encode({"w": (rng.standard_normal(5 * compact._DECODE_CHUNK) * 0.02)
+                   .astype(np.float32)})
     _, header, _ = split(data)
     method, stored = header["tensors"][0]["planes"][0]
     assert method == "zstd"
@@ -605,9 +606,9 @@ def test_every_kind_of_file_reads_the_same_and_reports_damage(tmp_path, monkeypa
     monkeypatch.setattr(compact, "_MT_BYTES", 0 if threads else 1 << 62)
     monkeypatch.setattr(compact.os, "cpu_count", lambda: 3)
     rng = np.random.default_rng(21)
-    w = Weights({"big": (rng.standard_normal(4 * compact._CHUNK + 99) * 0.02)
+    w = Weights({"big": (rng.standard_normal(4 * compact._DECODE_CHUNK + 99) * 0.02)
                  .astype(np.float32), "small": np.arange(10, dtype=np.int16),
-                 "wide": rng.standard_normal(compact._CHUNK + 3)})
+                 "wide": rng.standard_normal(compact._DECODE_CHUNK + 3)})
     data = encode(w)
     _, header, _ = split(data)
     assert header["tensors"][0]["planes"][0][0] == "zstd"
@@ -662,9 +663,10 @@ def test_a_threaded_read_of_whole_and_shared_tensors(monkeypatch):
     monkeypatch.setattr(compact, "_MT_BYTES", 0)
     monkeypatch.setattr(compact.os, "cpu_count", lambda: 2)
     rng = np.random.default_rng(31)
-    w = Weights({f"l{i}": (rng.standard_normal(2 * compact._CHUNK) * 0.02).astype(np.float32)
+    chunk = compact._DECODE_CHUNK
+    w = Weights({f"l{i}": (rng.standard_normal(2 * chunk) * 0.02).astype(np.float32)
                  for i in range(10)} |
-                {"big": (rng.standard_normal(40 * compact._CHUNK) * 0.02).astype(np.float32)})
+                {"big": (rng.standard_normal(40 * chunk) * 0.02).astype(np.float32)})
     data = encode(w)
     shared_by_name = []
     original = compact._Decoding.tasks
