@@ -186,8 +186,8 @@ class Hdf5Codec(Codec):
         if fd is not None and _PROC_FD:
             try:
                 f = h5py.File(f"/proc/self/fd/{fd}", "r", locking=False)
-            except OSError:  # damaged, or not to be opened again: as any file object
-                f = None
+            except (OSError, ValueError):  # damaged, not to be opened again, or an HDF5
+                f = None                       # without the locking option: as a file object
         if f is None:
             try:
                 f = h5py.File(fileobj, "r")
