@@ -658,6 +658,17 @@ def _add_row(rows: _Rows, row: list[str], line: int) -> bool:
     return True
 
 
+def _plain_fields(first: bytes) -> list[str] | None:
+    """The fields of a block's first line (without its line end) when the line is as the
+    writer writes it: no quote, no bare CR, UTF-8; else None (the general reader reads it)."""
+    if b'"' in first or b"\r" in first:
+        return None
+    try:
+        return [f.decode("utf-8") for f in first.split(b",")]
+    except UnicodeDecodeError:
+        return None
+
+
 class _Step(NamedTuple):
     """A block of rows (or one row) the walk found, added to the rows when its turn comes."""
 
@@ -707,11 +718,8 @@ def _next_step(data: bytes, p: int, line: int, rows: _Rows, pool: ThreadPoolExec
     pieces are handed to *pool* at once."""
     e = data.find(b"\n", p)
     first = data[p:e - 1] if data[e - 1:e] == b"\r" else data[p:e]
-    if b'"' in first or b"\r" in first:
-        return None
-    try:
-        fields = [f.decode("utf-8") for f in first.split(b",")]
-    except UnicodeDecodeError:
+    fields = _plain_fields(first)
+    if fields is None:
         return None
     if len(fields) != 5 or fields[1] == METADATA_DTYPE or fields[3:] == ["", ""]:
         row = fields if first else []
@@ -923,11 +931,8 @@ def _open_blocks(text: _fasttext.FileText, path: str, limits: Limits) -> _CsvSou
             return None  # read() refuses the line
         first = text.get(p, e)
         first = first[:-1] if first.endswith(b"\r") else first
-        if b'"' in first or b"\r" in first:
-            return None
-        try:
-            fields = [f.decode("utf-8") for f in first.split(b",")]
-        except UnicodeDecodeError:
+        fields = _plain_fields(first)
+        if fields is None:
             return None
         if len(fields) != 5 or fields[0] in blocks or len(blocks) >= limits.max_tensors:
             return None
