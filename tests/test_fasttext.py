@@ -476,6 +476,47 @@ def test_lazy_open_reads_what_load_reads_on_damaged_files(ext: str, tmp_path,
             assert lazy[0] == "error", (lazy, loaded)
 
 
+def test_lazy_csv_reads_from_threads_each_into_its_own_buffer(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """open() reads a CSV tensor's rows a slice at a time into a buffer it reuses (no fresh
+    pages per slice): each thread has its own, so tensors read side by side from two threads
+    come out whole; a file cut short after open() is an error naming it, not stale bytes."""
+    import threading
+
+    from weightstore.codecs import csv_codec
+
+    monkeypatch.setattr(csv_codec, "_SLICE_BYTES", 4000)
+    monkeypatch.setattr(_fasttext, "MIN_VALUES", 0)
+    rng = np.random.default_rng(9)
+    weights = ws.Weights({f"t{i}": (rng.standard_normal((60, 40)) * 0.02).astype(np.float32)
+                          for i in range(6)})
+    path = tmp_path / "w.csv"
+    ws.save(weights, path)
+    got: dict[str, np.ndarray] = {}
+    with ws.open(path) as w:
+        assert isinstance(w._source, csv_codec._CsvSource)
+
+        def read(names: list[str]) -> None:
+            for _ in range(3):
+                for name in names:
+                    got[name] = w[name]
+
+        threads = [threading.Thread(target=read, args=(names,))
+                   for names in (["t0", "t2", "t4"], ["t1", "t3", "t5"])]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(got) == sorted(weights)
+    for name, array in weights.items():
+        assert got[name].tobytes() == array.tobytes(), name
+    with ws.open(path) as w:
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 2)
+        with pytest.raises(ws.FormatError, match="w.csv.*EOF"):
+            w["t5"]
+
+
 def test_csv_read_from_disk_through_a_memory_map_agrees_with_a_stream(
         tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file on disk is parsed through a memory map (csv_codec._Mapped, counted in small

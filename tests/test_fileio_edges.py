@@ -171,3 +171,25 @@ def test_a_wrapper_is_read_through_its_methods_not_the_descriptor_beneath(tmp_pa
     (tmp_path / "b").write_bytes(data.tobytes())
     with open(tmp_path / "b", "rb") as f:
         assert fileio.regular_fd(f) == f.fileno()
+
+
+@pytest.mark.parametrize("kind", ["file", "stream"])
+def test_pread_into_fills_a_reused_buffer_and_stops_at_the_end(tmp_path: Path,
+                                                              kind: str) -> None:
+    """RawFile.pread_into reads at an offset into the caller's buffer, by positional reads
+    of a regular file or through the object's own readinto; at the end of the file it
+    gives how many bytes there were."""
+    import io
+
+    data = bytes(range(256)) * 40
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    with open(path, "rb") if kind == "file" else io.BytesIO(data) as f:
+        raw = fileio.RawFile(f, str(path))
+        assert (raw.fd is not None) == (kind == "file")
+        buf = bytearray(1000)
+        assert raw.pread_into(3000, buf) == 1000 and bytes(buf) == data[3000:4000]
+        assert raw.pread_into(17, memoryview(buf)[:10]) == 10 and bytes(buf[:10]) == data[17:27]
+        assert raw.pread_into(len(data) - 300, buf) == 300
+        assert bytes(buf[:300]) == data[-300:]
+        assert raw.pread_into(len(data), buf) == 0

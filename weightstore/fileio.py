@@ -521,6 +521,23 @@ class RawFile:
         self.fileobj.seek(offset)
         return self.fileobj.read(n)
 
+    def pread_into(self, offset: int, view: memoryview | bytearray) -> int:
+        """Fill *view* with the bytes at *offset*; how many there were (fewer at the end
+        of the file). Into a buffer the caller reuses: no fresh pages per read."""
+        want = memoryview(view).cast("B")
+        got = 0
+        if self.fd is None:
+            self.fileobj.seek(offset)
+        while got < len(want):
+            if self.fd is not None:
+                n = os.preadv(self.fd, [want[got:]], offset + got)
+            else:
+                n = self.fileobj.readinto(want[got:]) or 0
+            if n <= 0:
+                break
+            got += n
+        return got
+
     def read_array(self, offset: int, dtype: np.dtype, shape: tuple[int, ...], *,
                    fortran: bool = False, field: str, crc: tuple[int, int] | None = None,
                    progress: Callable[[int], None] | None = None) -> np.ndarray:

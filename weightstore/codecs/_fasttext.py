@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ..errors import FormatError
 from ..fileio import RawFile
 
 #: Values below which the general code is used (importing pyarrow costs ~0.2 s).
@@ -324,6 +325,21 @@ class FileText:
     def __init__(self, raw: RawFile, window: int = 8 << 20) -> None:
         self.raw, self.window, self.size = raw, window, raw.size
         self._at, self._buf = 0, b""
+        self._scratch = threading.local()  # each thread's reused buffer (read_into, count)
+
+    def read_into(self, begin: int, end: int) -> bytearray:
+        """Bytes *begin* .. *end* in this thread's reused buffer (its first
+        ``min(end, size) - begin`` bytes; the rest is stale): no fresh pages for each
+        large read. Valid until this thread's next read_into or count."""
+        n = max(0, min(end, self.size) - begin)
+        buf = getattr(self._scratch, "buf", None)
+        if buf is None or len(buf) < n:
+            buf = self._scratch.buf = bytearray(n)
+        got = self.raw.pread_into(begin, memoryview(buf)[:n])
+        if got != n:
+            raise FormatError(f"EOF: read {got:,} of {n:,} bytes at offset {begin:,}",
+                              path=self.raw.path)
+        return buf
 
     def get(self, begin: int, end: int) -> bytes:
         end = min(end, self.size)
@@ -356,8 +372,8 @@ class FileText:
         *end*: each window counts the occurrences that start in it."""
         total = 0
         for position in range(start, end, self.window):
-            total += self.get(position, min(end, position + self.window + len(needle) - 1)
-                              ).count(needle)
+            stop = min(end, self.size, position + self.window + len(needle) - 1)
+            total += self.read_into(position, stop).count(needle, 0, stop - position)
         return total
 
 

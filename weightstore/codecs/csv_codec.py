@@ -872,8 +872,8 @@ def _last_line_guess(data: bytes | _fasttext.Text, p: int, prefix: bytes, count:
             + (count - 1) * value_bytes // lines)
 
 
-def _add_block(rows: _Rows, data: bytes, p: int, end: int, count: int, fields: list[str],
-               line: int) -> bool:
+def _add_block(rows: _Rows, data: bytes | bytearray, p: int, end: int, count: int,
+               fields: list[str], line: int) -> bool:
     """Add the *count* rows in data[p:end] (each starting with the same three *fields*);
     False if they must be read row by row."""
     name, dtype_text, shape_text = fields[:3]
@@ -979,20 +979,25 @@ class _CsvSource(TensorSource):
         placer = _Placer(name, info.dtype, info.shape, self._path)
         position, line = block.begin, block.line
         while position < block.end:
-            piece = self._text.get(position, min(block.end, position + _SLICE_BYTES))
-            if position + len(piece) < block.end:
-                piece = piece[:piece.rfind(b"\n") + 1]  # whole lines (one is < 1.3 MB)
-            rows = piece.count(b"\n")
-            for chunk in self._chunks(piece, rows, block.fields, line):
+            # a slice of whole lines (one is < 1.3 MB) in this thread's reused buffer
+            stop = min(block.end, position + _SLICE_BYTES)
+            buf = self._text.read_into(position, stop)
+            size = stop - position if stop == block.end else buf.rfind(b"\n", 0,
+                                                                       stop - position) + 1
+            rows = buf.count(b"\n", 0, size)
+            for chunk in self._chunks(buf, size, rows, block.fields, line):
                 placer.values(chunk, placer.indexes(chunk))
-            position, line = position + len(piece), line + rows
+            position, line = position + size, line + rows
         placer.check_complete()
         return placer.out.reshape(info.shape)
 
-    def _chunks(self, piece: bytes, rows: int, fields: list[str], line: int) -> list[_Chunk]:
-        """The rows in *piece* (all of one tensor), parsed as the block reader parses them."""
+    def _chunks(self, buf: bytearray, size: int, rows: int, fields: list[str],
+                line: int) -> list[_Chunk]:
+        """The rows in buf[:size] (all of one tensor), parsed as the block reader parses
+        them (nothing parsed keeps a reference to *buf*, which the next slice reuses)."""
         got = _Rows(self._path, DEFAULT_LIMITS)
-        if not _add_block(got, piece, 0, len(piece), rows, [*fields, "", ""], line):
+        if not _add_block(got, buf, 0, size, rows, [*fields, "", ""], line):
+            piece = bytes(memoryview(buf)[:size])
             try:
                 for i, text_line in enumerate(piece.split(b"\n")[:-1]):
                     got.add_row([f.decode("utf-8") for f in text_line.rstrip(b"\r").split(b",")],
