@@ -833,10 +833,11 @@ def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int,
     if start >= size:  # fewer bytes left than *count* lines need (an absurd shape, too:
         return -1      # a memory map's find refuses a start beyond 2**63)
     needle = b"\n" + prefix + b"%d," % (count - 1)
-    guess = _last_line_guess(data, p, prefix, count)
     last = -1
-    if guess - (slack := (guess - p) // 32 + (1 << 20)) > start:  # a search of a few %
-        last = data.find(needle, guess - slack)
+    if start - p > _GUESS_FROM:  # a large block: search a few % of it, near the guess
+        guess = _last_line_guess(data, p, prefix, count)
+        if guess - (slack := (guess - p) // 32 + _GUESS_FROM) > start:
+            last = data.find(needle, guess - slack)
     if last < 0:  # the guess was off (or the block small): from the bound
         last = data.find(needle, start)
     if last < 0:
@@ -849,6 +850,9 @@ def _block_end(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int,
 
 #: Bytes of a block's first lines that :func:`_last_line_guess` measures.
 _SAMPLE_BYTES = 16 << 10
+#: Blocks whose last line is searched for near a guess: at least this many bytes by the
+#: bound (a smaller one is searched from the bound, which costs less than the sample).
+_GUESS_FROM = 1 << 20
 
 
 def _last_line_guess(data: bytes | _fasttext.Text, p: int, prefix: bytes, count: int) -> int:
