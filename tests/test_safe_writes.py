@@ -122,6 +122,48 @@ def test_signal_during_convert_removes_the_temporary(sig: int, tmp_path: Path) -
     assert os.listdir(out) == [], os.listdir(out)
 
 
+class _Stop(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("at", ["temporary made", "writing", "written"])
+def test_a_signal_at_any_step_of_staging_leaves_no_temporary(
+        at: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal whose handler raises (the command line's SIGTERM/SIGHUP, Ctrl-C) may land
+    the moment the temporary file exists but before the writer knows its name, in the
+    middle of the writing, or just after it: the temporary is removed every time."""
+    def stop(signum, frame):  # type: ignore[no-untyped-def]
+        raise _Stop()
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        if at == "temporary made":
+            made = fileio.temporary_beside
+
+            def signalled(dest):  # type: ignore[no-untyped-def]
+                got = made(dest)
+                os.kill(os.getpid(), signal.SIGTERM)  # handled at the next bytecode
+                return got
+
+            monkeypatch.setattr(fileio, "temporary_beside", signalled)
+        if at == "written":  # after the block, before the commit's rename
+            commit = fileio.StagedFiles.commit
+
+            def signalled_commit(self):  # type: ignore[no-untyped-def]
+                os.kill(os.getpid(), signal.SIGTERM)
+                commit(self)
+
+            monkeypatch.setattr(fileio.StagedFiles, "commit", signalled_commit)
+        with pytest.raises(_Stop), fileio.atomic_write(tmp_path / "w.bin") as f:
+            f.write(b"x" * 1000)
+            if at == "writing":
+                os.kill(os.getpid(), signal.SIGTERM)
+                f.write(b"y")
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert os.listdir(tmp_path) == [], os.listdir(tmp_path)
+
+
 # --- output -----------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ import io
 import mmap
 import os
 import re
+import signal
 import stat
 import tempfile
 import threading
@@ -181,7 +182,9 @@ class StagedFiles:
         if remote.is_url(dest):
             where = os.fspath(dest)
             remote.filesystem(where, self.storage_options)  # fail early: fsspec missing
-            fd, tmp = tempfile.mkstemp(prefix=".weightstore-upload-", suffix=".tmp")
+
+            def make() -> tuple[int, str]:
+                return tempfile.mkstemp(prefix=".weightstore-upload-", suffix=".tmp")
         else:
             where = remote.local_path(dest)
             target = Path(where)
@@ -193,23 +196,32 @@ class StagedFiles:
                 raise FileAccessError(path=target, field="destination folder",
                                       expected="an existing folder",
                                       found=f"no folder {str(folder)!r}")
-            try:
-                fd, tmp = temporary_beside(target)
-            except OSError as e:
-                raise FileAccessError(f"cannot write there: {e.strerror}", path=target) from e
+
+            def make() -> tuple[int, str]:
+                try:
+                    return temporary_beside(target)
+                except OSError as e:
+                    raise FileAccessError(f"cannot write there: {e.strerror}",
+                                          path=target) from e
+        tmp: str | None = None
         try:
-            with os.fdopen(fd, "w+b") as f:
+            with _signals_deferred():  # the file, and what removes or closes it: one step
+                fd, tmp = make()
+                f = os.fdopen(fd, "w+b")
+            with f:
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
+            self.pending.append((tmp, where))
         except BaseException as e:
+            if tmp is None:  # no temporary made: its error as it is
+                raise
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             failure = write_failure(e, where) if isinstance(e, Exception) else None
             if failure is not None:  # ENOSPC, EFBIG (RLIMIT_FSIZE), EACCES...: one line
                 raise failure from e
             raise
-        self.pending.append((tmp, where))
 
     def discard(self) -> None:
         """Remove every staged file; nothing reaches a destination."""
@@ -308,6 +320,37 @@ def atomic_write(path: str | os.PathLike[str],
     except BaseException:
         staged.discard()
         raise
+
+
+#: The signals that stop a command (Ctrl-C, and SIGTERM and SIGHUP, which the command line
+#: turns into an exception): held back while a temporary file is made.
+_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
+                      if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Handle :data:`_STOP_SIGNALS` only after the block: one that comes meanwhile is noted
+    and raised again once the block is done (its handler, or its exception, then runs).
+    Between the creation of a temporary file and the assignment of its name an exception
+    would leave the file behind, unnamed. Python runs signal handlers on the main thread
+    only, so a block on another thread is never interrupted by them: nothing to defer."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    saved = {}
+    for sig in _STOP_SIGNALS:
+        old = signal.getsignal(sig)
+        if old is not None:  # None: a handler not set from Python, left as it is
+            saved[sig] = signal.signal(sig, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+        for signum in came:
+            signal.raise_signal(signum)
 
 
 def temporary_beside(dest: Path) -> tuple[int, str]:
